@@ -1,0 +1,141 @@
+//! `NativeModel`: a loaded GPT-2 shared by every call made on it until `dispose()`.
+
+use std::sync::{Arc, RwLock};
+
+use napi::bindgen_prelude::{AsyncTask, Uint32Array};
+use napi_derive::napi;
+
+use crate::errors::disposed;
+use crate::tasks::{Logits, Scores, TopK};
+use crate::tokenizer::NativeTokenizer;
+
+/// `config.json`, camelCased.
+#[napi(object)]
+pub struct ModelConfig {
+    pub model_type: String,
+    pub n_layer: u32,
+    pub n_head: u32,
+    pub n_embd: u32,
+    pub n_inner: u32,
+    pub n_positions: u32,
+    pub vocab_size: u32,
+    pub layer_norm_epsilon: f64,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_id: Option<u32>,
+}
+
+/// A candidate next token.
+#[napi(object)]
+pub struct TokenScore {
+    pub id: u32,
+    /// The token's text, as `tokenizer.decode([id])`.
+    pub token: String,
+    pub p: f64,
+    pub logprob: f64,
+}
+
+#[napi]
+pub struct NativeModel {
+    /// None once disposed. Running tasks hold their own Arc, so they finish undisturbed.
+    engine: RwLock<Option<Arc<nexttoken::Pretrained>>>,
+}
+
+#[napi]
+impl NativeModel {
+    #[napi(getter)]
+    pub fn config(&self) -> napi::Result<ModelConfig> {
+        let engine = self.engine()?;
+        let c = engine.config();
+        Ok(ModelConfig {
+            model_type: "gpt2".into(),
+            n_layer: c.n_layer as u32,
+            n_head: c.n_head as u32,
+            n_embd: c.n_embd as u32,
+            n_inner: c.n_inner as u32,
+            n_positions: c.n_positions as u32,
+            vocab_size: c.vocab_size as u32,
+            layer_norm_epsilon: c.layer_norm_epsilon,
+            bos_token_id: c.bos_token_id,
+            eos_token_id: c.eos_token_id,
+        })
+    }
+
+    #[napi(getter)]
+    pub fn tokenizer(&self) -> napi::Result<NativeTokenizer> {
+        Ok(NativeTokenizer {
+            inner: self.engine()?.tokenizer.clone(),
+        })
+    }
+
+    /// Logits for the last position (`allPositions` false) or every position, flat row-major.
+    #[napi(ts_return_type = "Promise<Float32Array>")]
+    pub fn logits(&self, ids: Uint32Array, all_positions: bool) -> napi::Result<AsyncTask<Logits>> {
+        let scores = if all_positions {
+            Scores::AllLogits
+        } else {
+            Scores::LastLogits
+        };
+        Ok(AsyncTask::new(Logits {
+            engine: self.engine()?,
+            ids: ids.to_vec(),
+            scores,
+        }))
+    }
+
+    /// The next-token distribution: softmax of the last position's logits.
+    #[napi(ts_return_type = "Promise<Float32Array>")]
+    pub fn probabilities(&self, ids: Uint32Array) -> napi::Result<AsyncTask<Logits>> {
+        let scores = Scores::Probabilities;
+        Ok(AsyncTask::new(Logits {
+            engine: self.engine()?,
+            ids: ids.to_vec(),
+            scores,
+        }))
+    }
+
+    /// The `k` most likely next tokens, best first.
+    #[napi(ts_return_type = "Promise<TokenScore[]>")]
+    pub fn top_k(&self, ids: Uint32Array, k: u32) -> napi::Result<AsyncTask<TopK>> {
+        Ok(AsyncTask::new(TopK {
+            engine: self.engine()?,
+            ids: ids.to_vec(),
+            k: k as usize,
+        }))
+    }
+
+    /// Releases the weights once calls already running have finished; later calls fail with
+    /// ERR_DISPOSED.
+    #[napi]
+    pub fn dispose(&self) {
+        if let Ok(mut engine) = self.engine.write() {
+            engine.take();
+        }
+    }
+
+    #[napi(getter)]
+    pub fn disposed(&self) -> bool {
+        self.engine
+            .read()
+            .map(|engine| engine.is_none())
+            .unwrap_or(true)
+    }
+}
+
+impl NativeModel {
+    pub(crate) fn new(engine: nexttoken::Pretrained) -> Self {
+        NativeModel {
+            engine: RwLock::new(Some(Arc::new(engine))),
+        }
+    }
+
+    fn engine(&self) -> napi::Result<Arc<nexttoken::Pretrained>> {
+        let engine = self.engine.read().map_err(|_| disposed())?;
+        engine.clone().ok_or_else(disposed)
+    }
+}
+
+/// Loads the GPT-2 in directory `path` onto `device` ('cpu', 'cuda', 'metal').
+#[napi(ts_return_type = "Promise<NativeModel>")]
+pub fn load_model(path: String, device: String) -> AsyncTask<crate::tasks::LoadModel> {
+    AsyncTask::new(crate::tasks::LoadModel { path, device })
+}

@@ -1,0 +1,189 @@
+//! `config.json` of the GPT-2 family (gpt2, distilgpt2, gpt2-medium/large/xl), read with the
+//! Hugging Face field names.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The activation between the two MLP projections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `gelu_new` / `gelu_pytorch_tanh`: the tanh approximation every GPT-2 checkpoint uses.
+    GeluTanh,
+    /// `gelu`: the exact erf form.
+    GeluErf,
+    Relu,
+}
+
+impl Activation {
+    fn from_hf_name(name: &str) -> Result<Self> {
+        match name {
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
+            "gelu" => Ok(Activation::GeluErf),
+            "relu" => Ok(Activation::Relu),
+            other => Err(Error::ModelInvalid(format!(
+                "config.json: unsupported activation_function '{other}'"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RawConfig {
+    model_type: Option<String>,
+    n_layer: usize,
+    n_head: usize,
+    n_embd: usize,
+    n_positions: usize,
+    vocab_size: usize,
+    #[serde(default = "default_eps")]
+    layer_norm_epsilon: f64,
+    #[serde(default = "default_activation")]
+    activation_function: String,
+    n_inner: Option<usize>,
+    bos_token_id: Option<u32>,
+    eos_token_id: Option<u32>,
+}
+
+fn default_eps() -> f64 {
+    1e-5
+}
+
+fn default_activation() -> String {
+    "gelu_new".to_string()
+}
+
+/// A validated GPT-2 configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_embd: usize,
+    /// Width of the MLP's hidden layer (`n_inner`, 4 * n_embd when absent).
+    pub n_inner: usize,
+    /// The hard context limit: there are no position embeddings past it.
+    pub n_positions: usize,
+    pub vocab_size: usize,
+    pub layer_norm_epsilon: f64,
+    pub activation: Activation,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_id: Option<u32>,
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|err| match err.kind() {
+            std::io::ErrorKind::NotFound => Error::missing_file(path.to_path_buf(), "config.json"),
+            _ => Error::invalid_file(path, err),
+        })?;
+        Self::from_json(&text).map_err(|err| match err {
+            Error::ModelInvalid(msg) => Error::invalid_file(path, msg),
+            other => other,
+        })
+    }
+
+    pub fn from_json(text: &str) -> Result<Self> {
+        let raw: RawConfig = serde_json::from_str(text)
+            .map_err(|err| Error::ModelInvalid(format!("not a GPT-2 config: {err}")))?;
+        match raw.model_type.as_deref() {
+            Some("gpt2") => {}
+            Some(other) => {
+                return Err(Error::ModelInvalid(format!(
+                    "model_type is '{other}', but nexttoken runs only 'gpt2' checkpoints"
+                )))
+            }
+            None => {
+                return Err(Error::ModelInvalid(
+                    "model_type is missing (expected 'gpt2')".into(),
+                ))
+            }
+        }
+        let positive = [
+            ("n_layer", raw.n_layer),
+            ("n_head", raw.n_head),
+            ("n_embd", raw.n_embd),
+            ("n_positions", raw.n_positions),
+            ("vocab_size", raw.vocab_size),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(Error::ModelInvalid(format!("{name} must be positive")));
+        }
+        if raw.n_embd % raw.n_head != 0 {
+            return Err(Error::ModelInvalid(format!(
+                "n_embd ({}) is not divisible by n_head ({})",
+                raw.n_embd, raw.n_head
+            )));
+        }
+        if raw.vocab_size > u32::MAX as usize {
+            return Err(Error::ModelInvalid(
+                "vocab_size does not fit token ids".into(),
+            ));
+        }
+        Ok(Config {
+            n_layer: raw.n_layer,
+            n_head: raw.n_head,
+            n_embd: raw.n_embd,
+            n_inner: raw.n_inner.unwrap_or(4 * raw.n_embd),
+            n_positions: raw.n_positions,
+            vocab_size: raw.vocab_size,
+            layer_norm_epsilon: raw.layer_norm_epsilon,
+            activation: Activation::from_hf_name(&raw.activation_function)?,
+            bos_token_id: raw.bos_token_id,
+            eos_token_id: raw.eos_token_id,
+        })
+    }
+
+    pub fn head_size(&self) -> usize {
+        self.n_embd / self.n_head
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GPT2: &str = r#"{"model_type":"gpt2","n_layer":12,"n_head":12,"n_embd":768,
+        "n_positions":1024,"n_ctx":1024,"vocab_size":50257,"layer_norm_epsilon":1e-5,
+        "activation_function":"gelu_new","bos_token_id":50256,"eos_token_id":50256}"#;
+
+    #[test]
+    fn reads_the_gpt2_config() {
+        let cfg = Config::from_json(GPT2).unwrap();
+        assert_eq!((cfg.n_layer, cfg.n_head, cfg.n_embd), (12, 12, 768));
+        assert_eq!(cfg.n_inner, 3072);
+        assert_eq!(cfg.head_size(), 64);
+        assert_eq!(cfg.activation, Activation::GeluTanh);
+        assert_eq!(cfg.eos_token_id, Some(50256));
+    }
+
+    #[test]
+    fn refuses_other_architectures() {
+        let llama = GPT2.replace("\"gpt2\"", "\"llama\"");
+        let err = Config::from_json(&llama).unwrap_err();
+        assert_eq!(err.code(), "ERR_MODEL_INVALID");
+        assert!(err.to_string().contains("llama"), "{err}");
+    }
+
+    #[test]
+    fn refuses_heads_that_do_not_divide_the_width() {
+        let bad = GPT2.replace("\"n_head\":12", "\"n_head\":7");
+        assert_eq!(
+            Config::from_json(&bad).unwrap_err().code(),
+            "ERR_MODEL_INVALID"
+        );
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        assert_eq!(
+            Config::from_json("{not json").unwrap_err().code(),
+            "ERR_MODEL_INVALID"
+        );
+        assert_eq!(
+            Config::from_json("{}").unwrap_err().code(),
+            "ERR_MODEL_INVALID"
+        );
+    }
+}

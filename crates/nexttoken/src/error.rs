@@ -1,0 +1,63 @@
+//! One error type for the whole crate. Every variant maps to a stable code that the Node binding
+//! hands to JavaScript unchanged, so callers can branch on `err.code` instead of on messages.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A directory or file we were asked to load does not exist.
+    #[error("{0}")]
+    ModelNotFound(String),
+
+    /// The files exist but do not hold a usable GPT-2 (bad config, bad safetensors, bad shapes).
+    #[error("{0}")]
+    ModelInvalid(String),
+
+    /// A caller-supplied argument is outside what the operation accepts.
+    #[error("{0}")]
+    InvalidArg(String),
+
+    #[error("token id {id} is out of range: the vocabulary has {vocab_size} tokens")]
+    TokenOutOfRange { id: u32, vocab_size: usize },
+
+    #[error("input has {len} tokens but the model's context holds at most {n_positions}")]
+    ContextOverflow { len: usize, n_positions: usize },
+
+    #[error("backend '{0}' is not available in this build of nexttoken")]
+    BackendUnavailable(String),
+
+    /// A failure inside candle that is not the caller's fault (a bug or an exhausted resource).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable code JavaScript sees as `err.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::ModelNotFound(_) => "ERR_MODEL_NOT_FOUND",
+            Error::ModelInvalid(_) => "ERR_MODEL_INVALID",
+            Error::InvalidArg(_) => "ERR_INVALID_ARG",
+            Error::TokenOutOfRange { .. } => "ERR_TOKEN_OUT_OF_RANGE",
+            Error::ContextOverflow { .. } => "ERR_CONTEXT_OVERFLOW",
+            Error::BackendUnavailable(_) => "ERR_BACKEND_UNAVAILABLE",
+            Error::Internal(_) => "ERR_INTERNAL",
+        }
+    }
+
+    pub(crate) fn invalid_file(path: &std::path::Path, what: impl std::fmt::Display) -> Self {
+        Error::ModelInvalid(format!("{}: {what}", path.display()))
+    }
+
+    pub(crate) fn missing_file(path: PathBuf, what: &str) -> Self {
+        Error::ModelNotFound(format!("{what} not found: looked for {}", path.display()))
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(err: candle_core::Error) -> Self {
+        Error::Internal(err.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

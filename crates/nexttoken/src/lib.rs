@@ -1,0 +1,20 @@
+//! nexttoken: the GPT-2 family on candle, with Hugging Face's tokenizers.
+//!
+//! Pure Rust: the Node binding (`nexttoken-node`) only converts types and moves work off the
+//! JavaScript thread; everything a GPT-2 computes is here.
+
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod model;
+pub mod pretrained;
+pub mod scores;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use model::{Gpt2, KvCache, Positions};
+pub use pretrained::Pretrained;
+pub use scores::TokenScore;
+pub use tokenizer::Tokenizer;

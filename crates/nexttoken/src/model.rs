@@ -1,0 +1,297 @@
+//! The GPT-2 network on candle, in the order of nanoGPT's `model.py`: Conv1D, Attention, Mlp,
+//! Block, Gpt2. Field names follow the checkpoint. The KV cache lives outside the model so that
+//! one loaded model can serve many sequences at once.
+
+use candle_core::{Device, Module, Tensor};
+use candle_nn::{ops::softmax_last_dim, LayerNorm};
+
+use crate::config::{Activation, Config};
+use crate::error::{Error, Result};
+use crate::weights::Weights;
+
+/// Hugging Face's GPT-2 `Conv1D`: a linear layer whose weight is stored `[in, out]`, which is
+/// already the layout `x @ W` wants, so no transpose is needed at load or at run time.
+struct Conv1D {
+    weight: Tensor, // (in, out)
+    bias: Tensor,   // (out)
+}
+
+impl Conv1D {
+    fn load(w: &Weights, prefix: &str, n_in: usize, n_out: usize) -> Result<Self> {
+        Ok(Conv1D {
+            weight: w.get(&format!("{prefix}.weight"), &[n_in, n_out])?,
+            bias: w.get(&format!("{prefix}.bias"), &[n_out])?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t, n_in) = x.dims3()?;
+        let y = x
+            .reshape((b * t, n_in))?
+            .matmul(&self.weight)?
+            .broadcast_add(&self.bias)?;
+        y.reshape((b, t, ()))
+    }
+}
+
+fn layer_norm(w: &Weights, prefix: &str, cfg: &Config) -> Result<LayerNorm> {
+    Ok(LayerNorm::new(
+        w.get(&format!("{prefix}.weight"), &[cfg.n_embd])?,
+        w.get(&format!("{prefix}.bias"), &[cfg.n_embd])?,
+        cfg.layer_norm_epsilon,
+    ))
+}
+
+/// Keys and values of the positions seen so far, one pair per layer: (b, nh, t, hs).
+#[derive(Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of positions already in the cache.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn append(
+        &mut self,
+        layer: usize,
+        k: Tensor,
+        v: Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        if self.layers.len() <= layer {
+            self.layers.resize(layer + 1, None);
+        }
+        let kv = match self.layers[layer].take() {
+            Some((past_k, past_v)) => (
+                Tensor::cat(&[&past_k, &k], 2)?,
+                Tensor::cat(&[&past_v, &v], 2)?,
+            ),
+            None => (k, v),
+        };
+        self.layers[layer] = Some(kv.clone());
+        Ok(kv)
+    }
+}
+
+struct Attention {
+    c_attn: Conv1D,
+    c_proj: Conv1D,
+    n_head: usize,
+    head_size: usize,
+}
+
+impl Attention {
+    fn load(w: &Weights, prefix: &str, cfg: &Config) -> Result<Self> {
+        Ok(Attention {
+            c_attn: Conv1D::load(w, &format!("{prefix}.c_attn"), cfg.n_embd, 3 * cfg.n_embd)?,
+            c_proj: Conv1D::load(w, &format!("{prefix}.c_proj"), cfg.n_embd, cfg.n_embd)?,
+            n_head: cfg.n_head,
+            head_size: cfg.head_size(),
+        })
+    }
+
+    /// `mask` is added to the attention scores: (t, past + t), or None when every key is visible.
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t, c) = x.dims3()?;
+        let qkv = self.c_attn.forward(x)?; // (b, t, 3c)
+                                           // c_attn packs q, k and v as three contiguous blocks of c columns (not per head).
+        let split_heads = |i: usize| -> candle_core::Result<Tensor> {
+            qkv.narrow(2, i * c, c)?
+                .reshape((b, t, self.n_head, self.head_size))?
+                .transpose(1, 2)? // (b, nh, t, hs)
+                .contiguous()
+        };
+        let (q, k, v) = (split_heads(0)?, split_heads(1)?, split_heads(2)?);
+        let (k, v) = cache.append(layer, k, v)?; // (b, nh, T, hs)
+
+        let scale = 1.0 / (self.head_size as f64).sqrt();
+        let mut att = (q.matmul(&k.t()?)? * scale)?; // (b, nh, t, T)
+        if let Some(mask) = mask {
+            att = att.broadcast_add(mask)?;
+        }
+        let att = softmax_last_dim(&att)?;
+        let y = att.matmul(&v)?; // (b, nh, t, hs)
+        let y = y.transpose(1, 2)?.reshape((b, t, c))?;
+        self.c_proj.forward(&y)
+    }
+}
+
+struct Mlp {
+    c_fc: Conv1D,
+    c_proj: Conv1D,
+    activation: Activation,
+}
+
+impl Mlp {
+    fn load(w: &Weights, prefix: &str, cfg: &Config) -> Result<Self> {
+        Ok(Mlp {
+            c_fc: Conv1D::load(w, &format!("{prefix}.c_fc"), cfg.n_embd, cfg.n_inner)?,
+            c_proj: Conv1D::load(w, &format!("{prefix}.c_proj"), cfg.n_inner, cfg.n_embd)?,
+            activation: cfg.activation,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let h = self.c_fc.forward(x)?;
+        let h = match self.activation {
+            Activation::GeluTanh => h.gelu()?, // candle's gelu is the tanh form (`gelu_new`)
+            Activation::GeluErf => h.gelu_erf()?,
+            Activation::Relu => h.relu()?,
+        };
+        self.c_proj.forward(&h)
+    }
+}
+
+struct Block {
+    ln_1: LayerNorm,
+    attn: Attention,
+    ln_2: LayerNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn load(w: &Weights, layer: usize, cfg: &Config) -> Result<Self> {
+        let prefix = format!("h.{layer}");
+        Ok(Block {
+            ln_1: layer_norm(w, &format!("{prefix}.ln_1"), cfg)?,
+            attn: Attention::load(w, &format!("{prefix}.attn"), cfg)?,
+            ln_2: layer_norm(w, &format!("{prefix}.ln_2"), cfg)?,
+            mlp: Mlp::load(w, &format!("{prefix}.mlp"), cfg)?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> candle_core::Result<Tensor> {
+        let x = (x + self
+            .attn
+            .forward(&self.ln_1.forward(x)?, mask, cache, layer)?)?;
+        &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
+    }
+}
+
+/// Which positions of the input to compute logits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// Only the last one: what predicting the next token needs (skips vocab-sized work).
+    Last,
+    All,
+}
+
+pub struct Gpt2 {
+    wte: Tensor, // (vocab, c); also the output head (tied weights)
+    wpe: Tensor, // (n_positions, c)
+    h: Vec<Block>,
+    ln_f: LayerNorm,
+    config: Config,
+    device: Device,
+}
+
+impl Gpt2 {
+    pub fn load(w: &Weights, config: &Config, device: &Device) -> Result<Self> {
+        let h = (0..config.n_layer)
+            .map(|layer| Block::load(w, layer, config))
+            .collect::<Result<_>>()?;
+        Ok(Gpt2 {
+            wte: w.get("wte.weight", &[config.vocab_size, config.n_embd])?,
+            wpe: w.get("wpe.weight", &[config.n_positions, config.n_embd])?,
+            h,
+            ln_f: layer_norm(w, "ln_f", config)?,
+            config: config.clone(),
+            device: device.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Checks that `ids` can be appended to a cache holding `past` positions.
+    pub fn check_input(&self, ids: &[u32], past: usize) -> Result<()> {
+        if ids.is_empty() {
+            return Err(Error::InvalidArg(
+                "input is empty: give at least one token".into(),
+            ));
+        }
+        if let Some(&id) = ids
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
+            return Err(Error::TokenOutOfRange {
+                id,
+                vocab_size: self.config.vocab_size,
+            });
+        }
+        if past + ids.len() > self.config.n_positions {
+            return Err(Error::ContextOverflow {
+                len: past + ids.len(),
+                n_positions: self.config.n_positions,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs one sequence's new tokens `ids` after the `cache.len()` positions already in `cache`
+    /// and returns the logits as (positions, vocab) in f32.
+    pub fn forward(
+        &self,
+        ids: &[u32],
+        cache: &mut KvCache,
+        positions: Positions,
+    ) -> Result<Tensor> {
+        let past = cache.len();
+        self.check_input(ids, past)?;
+        let t = ids.len();
+        let ids = Tensor::new(ids, &self.device)?;
+        let tok = self.wte.index_select(&ids, 0)?; // (t, c)
+        let pos = self.wpe.narrow(0, past, t)?; // (t, c)
+        let mut x = (tok + pos)?.unsqueeze(0)?; // (1, t, c)
+
+        let mask = causal_mask(t, past, &self.device)?;
+        for (layer, block) in self.h.iter().enumerate() {
+            x = block.forward(&x, mask.as_ref(), cache, layer)?;
+        }
+        cache.len = past + t;
+
+        let x = match positions {
+            Positions::Last => x.narrow(1, t - 1, 1)?,
+            Positions::All => x,
+        };
+        let x = self.ln_f.forward(&x.squeeze(0)?)?; // (positions, c)
+        Ok(x.matmul(&self.wte.t()?)?) // (positions, vocab)
+    }
+}
+
+/// Additive mask that hides later positions from each query: (t, past + t), or None for a
+/// single new token, which may see every cached position.
+fn causal_mask(t: usize, past: usize, device: &Device) -> candle_core::Result<Option<Tensor>> {
+    if t == 1 {
+        return Ok(None);
+    }
+    let total = past + t;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Some(Tensor::from_vec(mask, (t, total), device)?))
+}

@@ -1,0 +1,95 @@
+//! A model directory in the Hugging Face layout (config.json, model.safetensors, tokenizer),
+//! loaded into one object that answers next-token questions.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::device::device_from_name;
+use crate::error::{Error, Result};
+use crate::model::{Gpt2, KvCache, Positions};
+use crate::scores::{softmax_in_place, top_k, TokenScore};
+use crate::tokenizer::Tokenizer;
+use crate::weights::Weights;
+
+pub struct Pretrained {
+    pub gpt2: Gpt2,
+    pub tokenizer: Arc<Tokenizer>,
+}
+
+/// The directory `name_or_path` names. Only local directories are resolved for now; a hub id
+/// such as `gpt2` fails with a message saying where we looked.
+pub fn resolve_model_dir(name_or_path: &str) -> Result<PathBuf> {
+    if name_or_path.is_empty() {
+        return Err(Error::InvalidArg("model name or path is empty".into()));
+    }
+    let path = Path::new(name_or_path);
+    if path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    if path.exists() {
+        return Err(Error::ModelNotFound(format!(
+            "{} is a file; expected a model directory (config.json, model.safetensors, tokenizer.json)",
+            shown.display()
+        )));
+    }
+    Err(Error::ModelNotFound(format!(
+        "no model directory at {}; downloading '{name_or_path}' from the Hugging Face Hub is not \
+         supported yet: pass the path of a directory holding config.json, model.safetensors and \
+         tokenizer.json",
+        shown.display()
+    )))
+}
+
+impl Pretrained {
+    pub fn load(name_or_path: &str, device: &str) -> Result<Self> {
+        let device = device_from_name(device)?;
+        let dir = resolve_model_dir(name_or_path)?;
+        let config = Config::from_file(&dir.join("config.json"))?;
+        let weights_path = dir.join("model.safetensors");
+        if !weights_path.is_file() && dir.join("pytorch_model.bin").is_file() {
+            return Err(Error::ModelNotFound(format!(
+                "{} has only pytorch_model.bin; nexttoken reads model.safetensors (convert it with \
+                 transformers: save_pretrained(dir, safe_serialization=True))",
+                dir.display()
+            )));
+        }
+        let weights = Weights::load(&weights_path, &device)?;
+        let gpt2 = Gpt2::load(&weights, &config, &device)?;
+        let tokenizer = Tokenizer::from_dir(&dir)?;
+        if tokenizer.vocab_size() > config.vocab_size {
+            return Err(Error::ModelInvalid(format!(
+                "the tokenizer has {} tokens but the model only {}",
+                tokenizer.vocab_size(),
+                config.vocab_size
+            )));
+        }
+        Ok(Pretrained {
+            gpt2,
+            tokenizer: Arc::new(tokenizer),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        self.gpt2.config()
+    }
+
+    /// Logits of `ids` as one flat row-major f32 vector: (vocab) for `Last`, (t * vocab) for `All`.
+    pub fn logits(&self, ids: &[u32], positions: Positions) -> Result<Vec<f32>> {
+        let logits = self.gpt2.forward(ids, &mut KvCache::new(), positions)?;
+        Ok(logits.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// Softmax of the last position's logits: the next-token distribution.
+    pub fn probabilities(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        let mut row = self.logits(ids, Positions::Last)?;
+        softmax_in_place(&mut row);
+        Ok(row)
+    }
+
+    /// The `k` most likely next tokens after `ids`, best first.
+    pub fn top_k(&self, ids: &[u32], k: usize) -> Result<Vec<TokenScore>> {
+        Ok(top_k(&self.logits(ids, Positions::Last)?, k))
+    }
+}

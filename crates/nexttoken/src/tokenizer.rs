@@ -1,0 +1,108 @@
+//! GPT-2's byte-level BPE, from `tokenizer.json` or, when a repo has only the original OpenAI
+//! files, from `vocab.json` + `merges.txt`.
+
+use std::path::Path;
+
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::AddedToken;
+
+use crate::error::{Error, Result};
+
+/// GPT-2's only special token: end of text, also used as padding.
+pub const END_OF_TEXT: &str = "<|endoftext|>";
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+}
+
+impl Tokenizer {
+    /// Loads the tokenizer of the model directory `dir`.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        if json.is_file() {
+            return Self::from_tokenizer_json(&json);
+        }
+        let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+        if vocab.is_file() && merges.is_file() {
+            return Self::from_vocab_and_merges(&vocab, &merges);
+        }
+        Err(Error::ModelNotFound(format!(
+            "no tokenizer in {}: looked for tokenizer.json, or vocab.json with merges.txt",
+            dir.display()
+        )))
+    }
+
+    pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|err| {
+            Error::invalid_file(path, format!("not a valid tokenizer.json ({err})"))
+        })?;
+        Ok(Tokenizer { inner })
+    }
+
+    /// Builds what `GPT2TokenizerFast` builds from the OpenAI files: byte-level BPE without a
+    /// prefix space, byte-level decoding, and `<|endoftext|>` as a special token.
+    pub fn from_vocab_and_merges(vocab: &Path, merges: &Path) -> Result<Self> {
+        let (vocab_str, merges_str) = (vocab.to_string_lossy(), merges.to_string_lossy());
+        let bpe = BPE::from_file(&vocab_str, &merges_str)
+            .build()
+            .map_err(|err| {
+                Error::invalid_file(
+                    vocab,
+                    format!("cannot build BPE from vocab.json and merges.txt ({err})"),
+                )
+            })?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        let byte_level = ByteLevel::new(false, true, true);
+        inner
+            .with_pre_tokenizer(Some(byte_level))
+            .with_decoder(Some(byte_level))
+            .with_post_processor(Some(byte_level));
+        if inner.token_to_id(END_OF_TEXT).is_some() {
+            inner
+                .add_special_tokens([AddedToken::from(END_OF_TEXT, true)])
+                .map_err(|err| Error::invalid_file(vocab, err))?;
+        }
+        Ok(Tokenizer { inner })
+    }
+
+    /// Token ids of `text`, as `tokenizer(text)["input_ids"]` in transformers.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .inner
+            .encode_fast(text, true)
+            .map_err(|err| Error::InvalidArg(format!("cannot encode text: {err}")))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Text of `ids`, special tokens kept, as `tokenizer.decode(ids)` in transformers.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.check_ids(ids)?;
+        self.inner
+            .decode(ids, false)
+            .map_err(|err| Error::InvalidArg(format!("cannot decode ids: {err}")))
+    }
+
+    /// The vocabulary entry of `id` (byte-level form, e.g. `Ġthe`), as `convert_ids_to_tokens`.
+    pub fn id_to_token(&self, id: u32) -> Result<String> {
+        self.check_ids(&[id])?;
+        Ok(self.inner.id_to_token(id).unwrap_or_default())
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Number of ids, special tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        let vocab_size = self.vocab_size();
+        match ids.iter().find(|&&id| id as usize >= vocab_size) {
+            Some(&id) => Err(Error::TokenOutOfRange { id, vocab_size }),
+            None => Ok(()),
+        }
+    }
+}
