@@ -1,0 +1,90 @@
+//! The forward pass against logits dumped by transformers (scripts/make_fixtures.py), the way
+//! llm.c checks its model against a PyTorch dump.
+
+use std::path::PathBuf;
+
+use nexttoken::{Positions, Pretrained};
+use serde::Deserialize;
+
+/// Both sides compute in f32 on the same weights; differences come from summation order only.
+const LOGIT_TOLERANCE: f32 = 1e-4;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../__test__/fixtures")
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogitsGoldens {
+    vocab_size: usize,
+    file: String,
+    cases: Vec<LogitsCase>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogitsCase {
+    name: String,
+    ids: Vec<u32>,
+    positions: Vec<usize>,
+    row: usize,
+    greedy_next: u32,
+}
+
+fn load_goldens() -> (LogitsGoldens, Vec<f32>) {
+    let dir = fixtures().join("goldens");
+    let goldens: LogitsGoldens =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("logits.json")).unwrap()).unwrap();
+    let bytes = std::fs::read(dir.join(&goldens.file)).unwrap();
+    let rows = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (goldens, rows)
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
+#[test]
+fn logits_match_transformers_at_every_golden_position() {
+    let model = Pretrained::load(fixtures().join("tiny-gpt2").to_str().unwrap(), "cpu").unwrap();
+    let (goldens, rows) = load_goldens();
+    let v = goldens.vocab_size;
+    let mut worst = 0f32;
+    for case in &goldens.cases {
+        let all = model.logits(&case.ids, Positions::All).unwrap();
+        assert_eq!(all.len(), case.ids.len() * v);
+        for (i, &position) in case.positions.iter().enumerate() {
+            let ours = &all[position * v..(position + 1) * v];
+            let golden = &rows[(case.row + i) * v..(case.row + i + 1) * v];
+            let diff = max_abs_diff(ours, golden);
+            assert!(
+                diff <= LOGIT_TOLERANCE,
+                "{} position {position}: max |diff| {diff}",
+                case.name
+            );
+            worst = worst.max(diff);
+        }
+        // Only the last row: same numbers up to the matmul's blocking (not bit-identical).
+        let last = model.logits(&case.ids, Positions::Last).unwrap();
+        let diff = max_abs_diff(&last, &all[(case.ids.len() - 1) * v..]);
+        assert!(
+            diff <= 1e-5,
+            "{}: 'last' differs from the last row of 'all' by {diff}",
+            case.name
+        );
+        assert_eq!(
+            model.top_k(&case.ids, 1).unwrap()[0].id,
+            case.greedy_next,
+            "{}",
+            case.name
+        );
+    }
+    eprintln!("largest |logit - golden|: {worst:e}");
+}
