@@ -2,6 +2,7 @@
 //! model runs as a napi `Task` on libuv's thread pool (tasks.rs), never on the JS thread.
 
 mod errors;
+mod generation;
 mod model;
 mod tasks;
 mod tokenizer;

@@ -5,7 +5,8 @@ use std::sync::{Arc, RwLock};
 use napi::bindgen_prelude::{AsyncTask, Uint32Array};
 use napi_derive::napi;
 
-use crate::errors::disposed;
+use crate::errors::{disposed, guarded};
+use crate::generation::{NativeGenerateOptions, NativeGeneration};
 use crate::tasks::{Logits, Scores, TopK};
 use crate::tokenizer::NativeTokenizer;
 
@@ -62,45 +63,39 @@ impl NativeModel {
 
     #[napi(getter)]
     pub fn tokenizer(&self) -> napi::Result<NativeTokenizer> {
-        Ok(NativeTokenizer {
-            inner: self.engine()?.tokenizer.clone(),
-        })
+        Ok(NativeTokenizer { inner: self.engine()?.tokenizer.clone() })
     }
 
     /// Logits for the last position (`allPositions` false) or every position, flat row-major.
     #[napi(ts_return_type = "Promise<Float32Array>")]
     pub fn logits(&self, ids: Uint32Array, all_positions: bool) -> napi::Result<AsyncTask<Logits>> {
-        let scores = if all_positions {
-            Scores::AllLogits
-        } else {
-            Scores::LastLogits
-        };
-        Ok(AsyncTask::new(Logits {
-            engine: self.engine()?,
-            ids: ids.to_vec(),
-            scores,
-        }))
+        let scores = if all_positions { Scores::AllLogits } else { Scores::LastLogits };
+        Ok(AsyncTask::new(Logits { engine: self.engine()?, ids: ids.to_vec(), scores }))
     }
 
     /// The next-token distribution: softmax of the last position's logits.
     #[napi(ts_return_type = "Promise<Float32Array>")]
     pub fn probabilities(&self, ids: Uint32Array) -> napi::Result<AsyncTask<Logits>> {
         let scores = Scores::Probabilities;
-        Ok(AsyncTask::new(Logits {
-            engine: self.engine()?,
-            ids: ids.to_vec(),
-            scores,
-        }))
+        Ok(AsyncTask::new(Logits { engine: self.engine()?, ids: ids.to_vec(), scores }))
     }
 
     /// The `k` most likely next tokens, best first.
     #[napi(ts_return_type = "Promise<TokenScore[]>")]
     pub fn top_k(&self, ids: Uint32Array, k: u32) -> napi::Result<AsyncTask<TopK>> {
-        Ok(AsyncTask::new(TopK {
-            engine: self.engine()?,
-            ids: ids.to_vec(),
-            k: k as usize,
-        }))
+        Ok(AsyncTask::new(TopK { engine: self.engine()?, ids: ids.to_vec(), k: k as usize }))
+    }
+
+    /// Prepares a generation for the prompt `ids`; tokens come from its `next()`.
+    #[napi]
+    pub fn start_generation(
+        &self,
+        ids: Uint32Array,
+        options: NativeGenerateOptions,
+    ) -> napi::Result<NativeGeneration> {
+        let engine = self.engine()?;
+        let generation = guarded(|| nexttoken::Generation::new(engine, ids.to_vec(), options.into()))?;
+        Ok(NativeGeneration::new(generation))
     }
 
     /// Releases the weights once calls already running have finished; later calls fail with
@@ -114,18 +109,13 @@ impl NativeModel {
 
     #[napi(getter)]
     pub fn disposed(&self) -> bool {
-        self.engine
-            .read()
-            .map(|engine| engine.is_none())
-            .unwrap_or(true)
+        self.engine.read().map(|engine| engine.is_none()).unwrap_or(true)
     }
 }
 
 impl NativeModel {
     pub(crate) fn new(engine: nexttoken::Pretrained) -> Self {
-        NativeModel {
-            engine: RwLock::new(Some(Arc::new(engine))),
-        }
+        NativeModel { engine: RwLock::new(Some(Arc::new(engine))) }
     }
 
     fn engine(&self) -> napi::Result<Arc<nexttoken::Pretrained>> {
@@ -138,4 +128,18 @@ impl NativeModel {
 #[napi(ts_return_type = "Promise<NativeModel>")]
 pub fn load_model(path: String, device: String) -> AsyncTask<crate::tasks::LoadModel> {
     AsyncTask::new(crate::tasks::LoadModel { path, device })
+}
+
+/// Scores with each token's text (`decode([id])`), as JS receives them.
+pub(crate) fn scored_tokens(
+    tokenizer: &nexttoken::Tokenizer,
+    scores: &[nexttoken::TokenScore],
+) -> nexttoken::Result<Vec<TokenScore>> {
+    scores
+        .iter()
+        .map(|s| {
+            let token = tokenizer.decode(&[s.id])?;
+            Ok(TokenScore { id: s.id, token, p: s.p as f64, logprob: s.logprob as f64 })
+        })
+        .collect()
 }

@@ -8,7 +8,7 @@ use napi::{Env, Task};
 use nexttoken::{Positions, Pretrained};
 
 use crate::errors::guarded;
-use crate::model::{NativeModel, TokenScore};
+use crate::model::{scored_tokens, NativeModel, TokenScore};
 use crate::tokenizer::NativeTokenizer;
 
 pub struct LoadTokenizer {
@@ -87,22 +87,7 @@ impl Task for TopK {
     type JsValue = Vec<TokenScore>;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        guarded(|| {
-            let tokenizer = &self.engine.tokenizer;
-            self.engine
-                .top_k(&self.ids, self.k)?
-                .into_iter()
-                .map(|s| {
-                    let token = tokenizer.decode(&[s.id])?;
-                    Ok(TokenScore {
-                        id: s.id,
-                        token,
-                        p: s.p as f64,
-                        logprob: s.logprob as f64,
-                    })
-                })
-                .collect()
-        })
+        guarded(|| scored_tokens(&self.engine.tokenizer, &self.engine.top_k(&self.ids, self.k)?))
     }
 
     fn resolve(&mut self, _: Env, output: Self::Output) -> napi::Result<Self::JsValue> {

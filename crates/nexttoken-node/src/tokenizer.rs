@@ -43,9 +43,7 @@ impl NativeTokenizer {
 
 /// Loads the tokenizer of the model directory `path` (tokenizer.json, or vocab.json + merges.txt).
 #[napi(ts_return_type = "Promise<NativeTokenizer>")]
-pub fn load_tokenizer(
-    path: String,
-) -> napi::bindgen_prelude::AsyncTask<crate::tasks::LoadTokenizer> {
+pub fn load_tokenizer(path: String) -> napi::bindgen_prelude::AsyncTask<crate::tasks::LoadTokenizer> {
     napi::bindgen_prelude::AsyncTask::new(crate::tasks::LoadTokenizer { path })
 }
 
@@ -53,8 +51,6 @@ impl NativeTokenizer {
     pub(crate) fn from_dir(path: &str) -> nexttoken::Result<Self> {
         let dir = nexttoken::pretrained::resolve_model_dir(path)?;
         let inner = nexttoken::Tokenizer::from_dir(Path::new(&dir))?;
-        Ok(NativeTokenizer {
-            inner: Arc::new(inner),
-        })
+        Ok(NativeTokenizer { inner: Arc::new(inner) })
     }
 }

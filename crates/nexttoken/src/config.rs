@@ -23,9 +23,9 @@ impl Activation {
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
             "gelu" => Ok(Activation::GeluErf),
             "relu" => Ok(Activation::Relu),
-            other => Err(Error::ModelInvalid(format!(
-                "config.json: unsupported activation_function '{other}'"
-            ))),
+            other => {
+                Err(Error::ModelInvalid(format!("config.json: unsupported activation_function '{other}'")))
+            }
         }
     }
 }
@@ -94,11 +94,7 @@ impl Config {
                     "model_type is '{other}', but nexttoken runs only 'gpt2' checkpoints"
                 )))
             }
-            None => {
-                return Err(Error::ModelInvalid(
-                    "model_type is missing (expected 'gpt2')".into(),
-                ))
-            }
+            None => return Err(Error::ModelInvalid("model_type is missing (expected 'gpt2')".into())),
         }
         let positive = [
             ("n_layer", raw.n_layer),
@@ -117,9 +113,7 @@ impl Config {
             )));
         }
         if raw.vocab_size > u32::MAX as usize {
-            return Err(Error::ModelInvalid(
-                "vocab_size does not fit token ids".into(),
-            ));
+            return Err(Error::ModelInvalid("vocab_size does not fit token ids".into()));
         }
         Ok(Config {
             n_layer: raw.n_layer,
@@ -169,21 +163,12 @@ mod tests {
     #[test]
     fn refuses_heads_that_do_not_divide_the_width() {
         let bad = GPT2.replace("\"n_head\":12", "\"n_head\":7");
-        assert_eq!(
-            Config::from_json(&bad).unwrap_err().code(),
-            "ERR_MODEL_INVALID"
-        );
+        assert_eq!(Config::from_json(&bad).unwrap_err().code(), "ERR_MODEL_INVALID");
     }
 
     #[test]
     fn refuses_garbage() {
-        assert_eq!(
-            Config::from_json("{not json").unwrap_err().code(),
-            "ERR_MODEL_INVALID"
-        );
-        assert_eq!(
-            Config::from_json("{}").unwrap_err().code(),
-            "ERR_MODEL_INVALID"
-        );
+        assert_eq!(Config::from_json("{not json").unwrap_err().code(), "ERR_MODEL_INVALID");
+        assert_eq!(Config::from_json("{}").unwrap_err().code(), "ERR_MODEL_INVALID");
     }
 }

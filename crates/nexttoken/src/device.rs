@@ -10,9 +10,7 @@ pub fn device_from_name(name: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         "cuda" => cuda(),
         "metal" => metal(),
-        other => Err(Error::InvalidArg(format!(
-            "unknown device '{other}': use 'cpu', 'cuda' or 'metal'"
-        ))),
+        other => Err(Error::InvalidArg(format!("unknown device '{other}': use 'cpu', 'cuda' or 'metal'"))),
     }
 }
 

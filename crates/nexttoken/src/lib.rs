@@ -6,6 +6,7 @@
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod generation;
 pub mod model;
 pub mod pretrained;
 pub mod scores;
@@ -14,6 +15,7 @@ pub mod weights;
 
 pub use config::Config;
 pub use error::{Error, Result};
+pub use generation::{GenerateOptions, Generation, Output, Step, StopReason};
 pub use model::{Gpt2, KvCache, Positions};
 pub use pretrained::Pretrained;
 pub use scores::TokenScore;

@@ -26,10 +26,7 @@ impl Conv1D {
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t, n_in) = x.dims3()?;
-        let y = x
-            .reshape((b * t, n_in))?
-            .matmul(&self.weight)?
-            .broadcast_add(&self.bias)?;
+        let y = x.reshape((b * t, n_in))?.matmul(&self.weight)?.broadcast_add(&self.bias)?;
         y.reshape((b, t, ()))
     }
 }
@@ -63,20 +60,12 @@ impl KvCache {
         self.len == 0
     }
 
-    fn append(
-        &mut self,
-        layer: usize,
-        k: Tensor,
-        v: Tensor,
-    ) -> candle_core::Result<(Tensor, Tensor)> {
+    fn append(&mut self, layer: usize, k: Tensor, v: Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         if self.layers.len() <= layer {
             self.layers.resize(layer + 1, None);
         }
         let kv = match self.layers[layer].take() {
-            Some((past_k, past_v)) => (
-                Tensor::cat(&[&past_k, &k], 2)?,
-                Tensor::cat(&[&past_v, &v], 2)?,
-            ),
+            Some((past_k, past_v)) => (Tensor::cat(&[&past_k, &k], 2)?, Tensor::cat(&[&past_v, &v], 2)?),
             None => (k, v),
         };
         self.layers[layer] = Some(kv.clone());
@@ -184,9 +173,7 @@ impl Block {
         cache: &mut KvCache,
         layer: usize,
     ) -> candle_core::Result<Tensor> {
-        let x = (x + self
-            .attn
-            .forward(&self.ln_1.forward(x)?, mask, cache, layer)?)?;
+        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask, cache, layer)?)?;
         &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
     }
 }
@@ -210,9 +197,7 @@ pub struct Gpt2 {
 
 impl Gpt2 {
     pub fn load(w: &Weights, config: &Config, device: &Device) -> Result<Self> {
-        let h = (0..config.n_layer)
-            .map(|layer| Block::load(w, layer, config))
-            .collect::<Result<_>>()?;
+        let h = (0..config.n_layer).map(|layer| Block::load(w, layer, config)).collect::<Result<_>>()?;
         Ok(Gpt2 {
             wte: w.get("wte.weight", &[config.vocab_size, config.n_embd])?,
             wpe: w.get("wpe.weight", &[config.n_positions, config.n_embd])?,
@@ -230,18 +215,10 @@ impl Gpt2 {
     /// Checks that `ids` can be appended to a cache holding `past` positions.
     pub fn check_input(&self, ids: &[u32], past: usize) -> Result<()> {
         if ids.is_empty() {
-            return Err(Error::InvalidArg(
-                "input is empty: give at least one token".into(),
-            ));
+            return Err(Error::InvalidArg("input is empty: give at least one token".into()));
         }
-        if let Some(&id) = ids
-            .iter()
-            .find(|&&id| id as usize >= self.config.vocab_size)
-        {
-            return Err(Error::TokenOutOfRange {
-                id,
-                vocab_size: self.config.vocab_size,
-            });
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+            return Err(Error::TokenOutOfRange { id, vocab_size: self.config.vocab_size });
         }
         if past + ids.len() > self.config.n_positions {
             return Err(Error::ContextOverflow {
@@ -254,12 +231,7 @@ impl Gpt2 {
 
     /// Runs one sequence's new tokens `ids` after the `cache.len()` positions already in `cache`
     /// and returns the logits as (positions, vocab) in f32.
-    pub fn forward(
-        &self,
-        ids: &[u32],
-        cache: &mut KvCache,
-        positions: Positions,
-    ) -> Result<Tensor> {
+    pub fn forward(&self, ids: &[u32], cache: &mut KvCache, positions: Positions) -> Result<Tensor> {
         let past = cache.len();
         self.check_input(ids, past)?;
         let t = ids.len();

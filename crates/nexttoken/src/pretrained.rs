@@ -65,10 +65,7 @@ impl Pretrained {
                 config.vocab_size
             )));
         }
-        Ok(Pretrained {
-            gpt2,
-            tokenizer: Arc::new(tokenizer),
-        })
+        Ok(Pretrained { gpt2, tokenizer: Arc::new(tokenizer) })
     }
 
     pub fn config(&self) -> &Config {

@@ -9,7 +9,7 @@ pub struct TokenScore {
 }
 
 /// log(sum(exp(logits))), computed around the maximum so that no exp overflows.
-fn log_sum_exp(logits: &[f32]) -> f32 {
+pub fn log_sum_exp(logits: &[f32]) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         return max;
@@ -47,11 +47,7 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<TokenScore> {
     ids.into_iter()
         .map(|id| {
             let logprob = logits[id as usize] - lse;
-            TokenScore {
-                id,
-                p: logprob.exp(),
-                logprob,
-            }
+            TokenScore { id, p: logprob.exp(), logprob }
         })
         .collect()
 }

@@ -34,9 +34,8 @@ impl Tokenizer {
     }
 
     pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|err| {
-            Error::invalid_file(path, format!("not a valid tokenizer.json ({err})"))
-        })?;
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|err| Error::invalid_file(path, format!("not a valid tokenizer.json ({err})")))?;
         Ok(Tokenizer { inner })
     }
 
@@ -44,14 +43,9 @@ impl Tokenizer {
     /// prefix space, byte-level decoding, and `<|endoftext|>` as a special token.
     pub fn from_vocab_and_merges(vocab: &Path, merges: &Path) -> Result<Self> {
         let (vocab_str, merges_str) = (vocab.to_string_lossy(), merges.to_string_lossy());
-        let bpe = BPE::from_file(&vocab_str, &merges_str)
-            .build()
-            .map_err(|err| {
-                Error::invalid_file(
-                    vocab,
-                    format!("cannot build BPE from vocab.json and merges.txt ({err})"),
-                )
-            })?;
+        let bpe = BPE::from_file(&vocab_str, &merges_str).build().map_err(|err| {
+            Error::invalid_file(vocab, format!("cannot build BPE from vocab.json and merges.txt ({err})"))
+        })?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
         let byte_level = ByteLevel::new(false, true, true);
         inner
@@ -78,9 +72,7 @@ impl Tokenizer {
     /// Text of `ids`, special tokens kept, as `tokenizer.decode(ids)` in transformers.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.check_ids(ids)?;
-        self.inner
-            .decode(ids, false)
-            .map_err(|err| Error::InvalidArg(format!("cannot decode ids: {err}")))
+        self.inner.decode(ids, false).map_err(|err| Error::InvalidArg(format!("cannot decode ids: {err}")))
     }
 
     /// The vocabulary entry of `id` (byte-level form, e.g. `Ġthe`), as `convert_ids_to_tokens`.

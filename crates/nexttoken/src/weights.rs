@@ -22,17 +22,14 @@ impl Weights {
     /// Loads every weight in `path` as f32 (f16 and bf16 storage is widened on load).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let file = File::open(path).map_err(|err| match err.kind() {
-            std::io::ErrorKind::NotFound => {
-                Error::missing_file(path.to_path_buf(), "model.safetensors")
-            }
+            std::io::ErrorKind::NotFound => Error::missing_file(path.to_path_buf(), "model.safetensors"),
             _ => Error::invalid_file(path, err),
         })?;
         // SAFETY: the map is read-only and dropped before this function returns; the tensors
         // below own copies of the bytes.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|err| Error::invalid_file(path, err))?;
-        let file = SafeTensors::deserialize(&mmap).map_err(|err| {
-            Error::invalid_file(path, format!("not a valid safetensors file ({err})"))
-        })?;
+        let file = SafeTensors::deserialize(&mmap)
+            .map_err(|err| Error::invalid_file(path, format!("not a valid safetensors file ({err})")))?;
 
         let mut tensors = HashMap::new();
         for (key, view) in file.tensors() {
@@ -56,24 +53,19 @@ impl Weights {
                 .to_device(device)?;
             tensors.insert(name.to_string(), tensor);
         }
-        Ok(Weights {
-            path: path.to_path_buf(),
-            tensors,
-        })
+        Ok(Weights { path: path.to_path_buf(), tensors })
     }
 
     /// The tensor called `name`, which must have exactly `shape`.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let tensor = self.tensors.get(name).ok_or_else(|| {
-            Error::invalid_file(&self.path, format!("tensor '{name}' is missing"))
-        })?;
+        let tensor = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| Error::invalid_file(&self.path, format!("tensor '{name}' is missing")))?;
         if tensor.dims() != shape {
             return Err(Error::invalid_file(
                 &self.path,
-                format!(
-                    "tensor '{name}' has shape {:?}; the config implies {shape:?}",
-                    tensor.dims()
-                ),
+                format!("tensor '{name}' has shape {:?}; the config implies {shape:?}", tensor.dims()),
             ));
         }
         Ok(tensor.clone())

@@ -36,19 +36,13 @@ fn load_goldens() -> (LogitsGoldens, Vec<f32>) {
     let goldens: LogitsGoldens =
         serde_json::from_str(&std::fs::read_to_string(dir.join("logits.json")).unwrap()).unwrap();
     let bytes = std::fs::read(dir.join(&goldens.file)).unwrap();
-    let rows = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let rows = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
     (goldens, rows)
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
 }
 
 #[test]
@@ -64,27 +58,14 @@ fn logits_match_transformers_at_every_golden_position() {
             let ours = &all[position * v..(position + 1) * v];
             let golden = &rows[(case.row + i) * v..(case.row + i + 1) * v];
             let diff = max_abs_diff(ours, golden);
-            assert!(
-                diff <= LOGIT_TOLERANCE,
-                "{} position {position}: max |diff| {diff}",
-                case.name
-            );
+            assert!(diff <= LOGIT_TOLERANCE, "{} position {position}: max |diff| {diff}", case.name);
             worst = worst.max(diff);
         }
         // Only the last row: same numbers up to the matmul's blocking (not bit-identical).
         let last = model.logits(&case.ids, Positions::Last).unwrap();
         let diff = max_abs_diff(&last, &all[(case.ids.len() - 1) * v..]);
-        assert!(
-            diff <= 1e-5,
-            "{}: 'last' differs from the last row of 'all' by {diff}",
-            case.name
-        );
-        assert_eq!(
-            model.top_k(&case.ids, 1).unwrap()[0].id,
-            case.greedy_next,
-            "{}",
-            case.name
-        );
+        assert!(diff <= 1e-5, "{}: 'last' differs from the last row of 'all' by {diff}", case.name);
+        assert_eq!(model.top_k(&case.ids, 1).unwrap()[0].id, case.greedy_next, "{}", case.name);
     }
     eprintln!("largest |logit - golden|: {worst:e}");
 }

@@ -30,10 +30,7 @@ fn f32_tensor(shape: &[usize], value: f32) -> Raw {
 }
 
 fn write(name: &str, tensors: &[(&str, Raw)]) -> PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "nexttoken-{}-{name}.safetensors",
-        std::process::id()
-    ));
+    let path = std::env::temp_dir().join(format!("nexttoken-{}-{name}.safetensors", std::process::id()));
     let map: HashMap<String, &Raw> = tensors.iter().map(|(k, v)| (k.to_string(), v)).collect();
     std::fs::write(&path, serialize(map, None).unwrap()).unwrap();
     path
@@ -53,62 +50,31 @@ fn strips_the_transformer_prefix_and_ignores_buffers() {
     let weights = Weights::load(&path, &Device::Cpu).unwrap();
     let wte = weights.get("wte.weight", &[4, 2]).unwrap();
     assert_eq!(wte.dtype(), DType::F32);
-    assert_eq!(
-        weights
-            .get("h.0.attn.bias", &[1, 1, 2, 2])
-            .unwrap_err()
-            .code(),
-        "ERR_MODEL_INVALID"
-    );
+    assert_eq!(weights.get("h.0.attn.bias", &[1, 1, 2, 2]).unwrap_err().code(), "ERR_MODEL_INVALID");
 }
 
 #[test]
 fn widens_f16_to_f32() {
-    let half = Raw(
-        Dtype::F16,
-        vec![2],
-        [0x3c00u16, 0xc000]
-            .iter()
-            .flat_map(|h| h.to_le_bytes())
-            .collect(),
-    );
+    let half = Raw(Dtype::F16, vec![2], [0x3c00u16, 0xc000].iter().flat_map(|h| h.to_le_bytes()).collect());
     let path = write("f16", &[("wpe.weight", half)]);
-    let wpe = Weights::load(&path, &Device::Cpu)
-        .unwrap()
-        .get("wpe.weight", &[2])
-        .unwrap();
+    let wpe = Weights::load(&path, &Device::Cpu).unwrap().get("wpe.weight", &[2]).unwrap();
     assert_eq!(wpe.to_vec1::<f32>().unwrap(), vec![1.0, -2.0]);
 }
 
 #[test]
 fn refuses_wrong_shapes_integer_tensors_and_truncated_files() {
     let path = write("shape", &[("wte.weight", f32_tensor(&[4, 2], 1.0))]);
-    let err = Weights::load(&path, &Device::Cpu)
-        .unwrap()
-        .get("wte.weight", &[2, 4])
-        .unwrap_err();
+    let err = Weights::load(&path, &Device::Cpu).unwrap().get("wte.weight", &[2, 4]).unwrap_err();
     assert_eq!(err.code(), "ERR_MODEL_INVALID");
     assert!(err.to_string().contains("wte.weight"), "{err}");
 
-    let ints = write(
-        "ints",
-        &[("wte.weight", Raw(Dtype::I64, vec![1], vec![0; 8]))],
-    );
-    assert_eq!(
-        Weights::load(&ints, &Device::Cpu).err().unwrap().code(),
-        "ERR_MODEL_INVALID"
-    );
+    let ints = write("ints", &[("wte.weight", Raw(Dtype::I64, vec![1], vec![0; 8]))]);
+    assert_eq!(Weights::load(&ints, &Device::Cpu).err().unwrap().code(), "ERR_MODEL_INVALID");
 
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-    assert_eq!(
-        Weights::load(&path, &Device::Cpu).err().unwrap().code(),
-        "ERR_MODEL_INVALID"
-    );
+    assert_eq!(Weights::load(&path, &Device::Cpu).err().unwrap().code(), "ERR_MODEL_INVALID");
 
     let missing = std::env::temp_dir().join("nexttoken-does-not-exist.safetensors");
-    assert_eq!(
-        Weights::load(&missing, &Device::Cpu).err().unwrap().code(),
-        "ERR_MODEL_NOT_FOUND"
-    );
+    assert_eq!(Weights::load(&missing, &Device::Cpu).err().unwrap().code(), "ERR_MODEL_NOT_FOUND");
 }

@@ -1,0 +1,218 @@
+//! One sequence's generation, driven one token at a time so that callers can stream, stop and
+//! abort between tokens. Each step feeds only the tokens the KV cache has not seen.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::options::GenerateOptions;
+use super::processors::apply_processors;
+use super::sampler::{argmax, sample};
+use super::text::TextStream;
+use crate::error::Result;
+use crate::model::{KvCache, Positions};
+use crate::pretrained::Pretrained;
+use crate::scores::{log_sum_exp, top_k, TokenScore};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The end-of-sequence token was generated (it is the last of `new_ids`).
+    Eos,
+    /// `max_new_tokens` / `max_length` reached.
+    Length,
+    /// The completion reached a stop string.
+    Stop,
+    /// The caller aborted.
+    Abort,
+    /// The sequence filled the model's context (`n_positions`).
+    Context,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Eos => "eos",
+            StopReason::Length => "length",
+            StopReason::Stop => "stop",
+            StopReason::Abort => "abort",
+            StopReason::Context => "context",
+        }
+    }
+}
+
+/// One generated token.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: u32,
+    /// Text that became safe to show with this token (may be empty, or span earlier tokens).
+    pub text: String,
+    /// Probability of the token under the model (softmax of the raw logits, before processors).
+    pub p: f32,
+    pub logprob: f32,
+    /// The most likely tokens at this step, under the same distribution as `p`.
+    pub alternatives: Vec<TokenScore>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    pub prompt_tokens: usize,
+    /// The prompt's forward pass, which also yields the first new token.
+    pub prompt: Duration,
+    pub generated_tokens: usize,
+    /// Every later step (the new tokens after the first).
+    pub generated: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub ids: Vec<u32>,
+    pub new_ids: Vec<u32>,
+    /// Prompt + completion, as `tokenizer.decode(output[0])` (cut before a stop string).
+    pub text: String,
+    pub completion: String,
+    pub stop_reason: Option<StopReason>,
+    pub timings: Timings,
+}
+
+pub struct Generation {
+    model: Arc<Pretrained>,
+    options: GenerateOptions,
+    budget: usize,
+    ids: Vec<u32>,
+    prompt_len: usize,
+    cache: KvCache,
+    rng: StdRng,
+    text: TextStream,
+    stop_reason: Option<StopReason>,
+    timings: Timings,
+}
+
+impl Generation {
+    pub fn new(model: Arc<Pretrained>, prompt: Vec<u32>, options: GenerateOptions) -> Result<Self> {
+        let config = model.config();
+        options.validate(config.vocab_size)?;
+        model.gpt2.check_input(&prompt, 0)?;
+        let rng = match options.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        let text = TextStream::new(model.tokenizer.clone(), options.stop.clone());
+        Ok(Generation {
+            budget: options.new_token_budget(prompt.len()),
+            prompt_len: prompt.len(),
+            timings: Timings { prompt_tokens: prompt.len(), ..Timings::default() },
+            ids: prompt,
+            cache: KvCache::new(),
+            rng,
+            text,
+            stop_reason: None,
+            options,
+            model,
+        })
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.stop_reason.is_some()
+    }
+
+    /// Stops the generation (if still running) with `StopReason::Abort`.
+    pub fn abort(&mut self) {
+        self.stop_reason.get_or_insert(StopReason::Abort);
+    }
+
+    /// Generates the next token, or returns None once finished.
+    pub fn step(&mut self) -> Result<Option<Step>> {
+        if self.stop_reason.is_none() {
+            // Limits that end the generation before another forward pass.
+            if self.new_ids().len() >= self.budget {
+                self.stop_reason = Some(StopReason::Length);
+            } else if self.ids.len() >= self.model.config().n_positions {
+                self.stop_reason = Some(StopReason::Context);
+            }
+        }
+        if self.stop_reason.is_some() {
+            return Ok(None);
+        }
+
+        let started = Instant::now();
+        let unseen = &self.ids[self.cache.len()..];
+        let logits = self.model.gpt2.forward(unseen, &mut self.cache, Positions::Last)?;
+        let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+
+        let lse = log_sum_exp(&logits);
+        let alternatives = match self.options.top_alternatives {
+            0 => Vec::new(),
+            k => top_k(&logits, k),
+        };
+        let mut scores = logits.clone();
+        apply_processors(&mut scores, &self.ids, &self.options);
+        let id = if self.options.do_sample { sample(&scores, &mut self.rng) } else { argmax(&scores) };
+        let logprob = logits[id as usize] - lse;
+
+        self.ids.push(id);
+        let mut text = self.text.push(id)?;
+        self.stop_reason = if Some(id) == self.options.eos_token_id {
+            Some(StopReason::Eos)
+        } else if self.text.stopped() {
+            Some(StopReason::Stop)
+        } else if self.new_ids().len() >= self.budget {
+            Some(StopReason::Length)
+        } else if self.ids.len() >= self.model.config().n_positions {
+            Some(StopReason::Context)
+        } else {
+            None
+        };
+        if self.stop_reason.is_some() {
+            text.push_str(&self.text.flush());
+        }
+
+        if self.new_ids().len() == 1 {
+            self.timings.prompt += started.elapsed();
+        } else {
+            self.timings.generated += started.elapsed();
+        }
+        self.timings.generated_tokens = self.new_ids().len();
+        Ok(Some(Step { id, text, p: logprob.exp(), logprob, alternatives }))
+    }
+
+    /// Runs until finished, calling `on_step` with each token.
+    pub fn run(&mut self, mut on_step: impl FnMut(&Step)) -> Result<()> {
+        while let Some(step) = self.step()? {
+            on_step(&step);
+        }
+        Ok(())
+    }
+
+    pub fn tokenizer(&self) -> &crate::tokenizer::Tokenizer {
+        &self.model.tokenizer
+    }
+
+    pub fn new_ids(&self) -> &[u32] {
+        &self.ids[self.prompt_len..]
+    }
+
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop_reason
+    }
+
+    /// The result so far (final once `is_finished`).
+    pub fn output(&self) -> Result<Output> {
+        let tokenizer = &self.model.tokenizer;
+        let completion = self.text.completion().to_string();
+        let text = if self.text.stopped() {
+            tokenizer.decode(&self.ids[..self.prompt_len])? + &completion
+        } else {
+            tokenizer.decode(&self.ids)?
+        };
+        Ok(Output {
+            ids: self.ids.clone(),
+            new_ids: self.new_ids().to_vec(),
+            text,
+            completion,
+            stop_reason: self.stop_reason,
+            timings: self.timings,
+        })
+    }
+}

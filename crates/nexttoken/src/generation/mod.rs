@@ -1,0 +1,14 @@
+//! Autoregressive generation with Hugging Face's semantics: options and their defaults, logits
+//! processors in `transformers`' order, greedy or seeded sampling, UTF-8-safe streamed text with
+//! stop strings, and the step-by-step driver that keeps one sequence's KV cache.
+
+mod generator;
+mod options;
+mod processors;
+mod sampler;
+mod text;
+
+pub use generator::{Generation, Output, Step, StopReason, Timings};
+pub use options::GenerateOptions;
+pub use processors::apply_processors;
+pub use text::TextStream;

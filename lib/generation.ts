@@ -1,0 +1,70 @@
+// Driving a native generation from JS: `generate` (one promise) and `stream` (async iterator),
+// both cancellable through an AbortSignal.
+import type * as native from '../binding'
+import { AbortError, callNative, callNativeAsync } from './errors'
+import { GenerateOptions, GenerateResult, GenerateStep, toNativeOptions, toResult, toStep } from './generate-options'
+
+/** Without a per-token callback one native call runs the whole generation (it still checks for abort per token). */
+const ALL_STEPS = 0xffffffff
+
+function start(model: native.NativeModel, ids: Uint32Array, options: GenerateOptions, eos: number | null) {
+  const nativeOptions = toNativeOptions(options, eos)
+  const { signal } = options
+  if (signal?.aborted) throw new AbortError('generation aborted before it started', undefined, { cause: signal.reason })
+  const generation = callNative(() => model.startGeneration(ids, nativeOptions))
+  const cancel = () => generation.cancel()
+  signal?.addEventListener('abort', cancel, { once: true })
+  return { generation, release: () => signal?.removeEventListener('abort', cancel) }
+}
+
+function finish(generation: native.NativeGeneration, signal: AbortSignal | undefined): GenerateResult {
+  const result = toResult(callNative(() => generation.result()))
+  if (result.stopReason === 'abort') {
+    throw new AbortError<GenerateResult>('generation aborted', result, { cause: signal?.reason })
+  }
+  return result
+}
+
+export async function generate(
+  model: native.NativeModel,
+  ids: Uint32Array,
+  options: GenerateOptions,
+  eos: number | null,
+): Promise<GenerateResult> {
+  const { generation, release } = start(model, ids, options, eos)
+  try {
+    const { onToken } = options
+    for (;;) {
+      const { steps, done } = await callNativeAsync(() => generation.next(onToken ? 1 : ALL_STEPS))
+      if (onToken) steps.forEach((step) => onToken(toStep(step)))
+      if (done) break
+    }
+    return finish(generation, options.signal)
+  } finally {
+    generation.cancel() // a no-op when finished; stops the work if onToken threw
+    release()
+  }
+}
+
+export async function* stream(
+  model: native.NativeModel,
+  ids: Uint32Array,
+  options: GenerateOptions,
+  eos: number | null,
+): AsyncGenerator<GenerateStep, GenerateResult, undefined> {
+  const { generation, release } = start(model, ids, options, eos)
+  try {
+    for (;;) {
+      const { steps, done } = await callNativeAsync(() => generation.next(1))
+      for (const step of steps.map(toStep)) {
+        options.onToken?.(step)
+        yield step
+      }
+      if (done) break
+    }
+    return finish(generation, options.signal)
+  } finally {
+    generation.cancel() // the consumer may have stopped early (break): free the sequence
+    release()
+  }
+}

@@ -1,0 +1,147 @@
+// The model: load a GPT-2 directory, score next tokens, generate.
+import * as native from '../binding'
+import { callNativeAsync, invalidArg } from './errors'
+import { GenerateOptions, GenerateResult, GenerateStep } from './generate-options'
+import * as generation from './generation'
+import { ModelInput, Tokenizer } from './tokenizer'
+
+/** `config.json` of the loaded model, in camelCase. */
+export interface Gpt2Config {
+  modelType: 'gpt2'
+  nLayer: number
+  nHead: number
+  nEmbd: number
+  /** Width of the MLP's hidden layer (4 * nEmbd unless the config says otherwise). */
+  nInner: number
+  /** The context limit: inputs longer than this fail with `ERR_CONTEXT_OVERFLOW`. */
+  nPositions: number
+  vocabSize: number
+  layerNormEpsilon: number
+  bosTokenId: number | null
+  eosTokenId: number | null
+}
+
+export type Device = 'cpu' | 'cuda' | 'metal'
+
+export interface LoadOptions {
+  /**
+   * Where the model runs. `'cuda'` and `'metal'` need a build with that feature; otherwise they
+   * fail with `ERR_BACKEND_UNAVAILABLE`.
+   * @default 'cpu'
+   */
+  device?: Device
+}
+
+export interface LogitsOptions {
+  /**
+   * `'last'`: the logits predicting the next token, `[vocabSize]`. `'all'`: one row per input
+   * position, `[tokens * vocabSize]` row-major, as `model(ids).logits[0]` in transformers.
+   * @default 'last'
+   */
+  positions?: 'last' | 'all'
+}
+
+/** A candidate next token. */
+export interface TokenProbability {
+  id: number
+  /** The token's text, `tokenizer.decode([id])`. */
+  token: string
+  /** Probability under the softmax of the last position's logits. */
+  p: number
+  /** Natural log of `p`, computed without underflow. */
+  logprob: number
+}
+
+/** A GPT-2 family model (gpt2, distilgpt2, gpt2-medium/large/xl) with its tokenizer. */
+export class Gpt2 {
+  /** The tokenizer loaded from the same directory. */
+  readonly tokenizer: Tokenizer
+  readonly config: Gpt2Config
+
+  /** @internal */
+  private constructor(private readonly native: native.NativeModel) {
+    this.tokenizer = new Tokenizer(native.tokenizer)
+    const config = native.config
+    this.config = {
+      ...config,
+      modelType: 'gpt2',
+      bosTokenId: config.bosTokenId ?? null,
+      eosTokenId: config.eosTokenId ?? null,
+    }
+  }
+
+  /**
+   * Loads a model directory in the Hugging Face layout: `config.json`, `model.safetensors`
+   * (f32, f16 or bf16; computed in f32) and `tokenizer.json` (or `vocab.json` + `merges.txt`).
+   * Hub ids such as `'gpt2'` are not downloaded yet and fail with `ERR_MODEL_NOT_FOUND`.
+   */
+  static async fromPretrained(nameOrPath: string, options: LoadOptions = {}): Promise<Gpt2> {
+    if (typeof nameOrPath !== 'string') throw invalidArg('nameOrPath must be a string')
+    const device = options.device ?? 'cpu'
+    return new Gpt2(await callNativeAsync(() => native.loadModel(nameOrPath, device)))
+  }
+
+  /** Raw logits (pre-softmax scores) for the input, computed in f32. */
+  async logits(input: ModelInput, options: LogitsOptions = {}): Promise<Float32Array> {
+    const positions = options.positions ?? 'last'
+    if (positions !== 'last' && positions !== 'all') throw invalidArg("positions must be 'last' or 'all'")
+    const ids = this.tokenizer.toIds(input)
+    return callNativeAsync(() => this.native.logits(ids, positions === 'all'))
+  }
+
+  /** The next-token distribution: softmax of the last position's logits, `[vocabSize]`. */
+  async probabilities(input: ModelInput): Promise<Float32Array> {
+    const ids = this.tokenizer.toIds(input)
+    return callNativeAsync(() => this.native.probabilities(ids))
+  }
+
+  /** The `k` most likely next tokens, most likely first (the notebook's top-5 table). */
+  async topK(input: ModelInput, k = 5): Promise<TokenProbability[]> {
+    if (!Number.isInteger(k) || k < 1) throw invalidArg(`k must be a positive integer; got ${k}`)
+    const ids = this.tokenizer.toIds(input)
+    return callNativeAsync(() => this.native.topK(ids, Math.min(k, this.config.vocabSize)))
+  }
+
+  /** The greedy choice: the single most likely next token. */
+  async nextToken(input: ModelInput): Promise<TokenProbability> {
+    const [best] = await this.topK(input, 1)
+    return best
+  }
+
+  /**
+   * Continues `input` token by token with a KV cache, as transformers' `generate`: greedy by
+   * default, sampling with `doSample`. Resolves when generation ends (see `stopReason`); an
+   * aborted `signal` rejects with an `AbortError` whose `partial` is the result so far.
+   */
+  async generate(input: ModelInput, options: GenerateOptions = {}): Promise<GenerateResult> {
+    const ids = this.tokenizer.toIds(input)
+    return generation.generate(this.native, ids, options, this.config.eosTokenId)
+  }
+
+  /**
+   * `generate`, one token at a time: `for await (const step of model.stream(text)) step.text`.
+   * The iterator's return value is the `GenerateResult`; breaking out of the loop stops
+   * generation. An aborted `signal` makes the iterator throw an `AbortError`.
+   */
+  stream(input: ModelInput, options: GenerateOptions = {}): AsyncGenerator<GenerateStep, GenerateResult, undefined> {
+    const ids = this.tokenizer.toIds(input)
+    return generation.stream(this.native, ids, options, this.config.eosTokenId)
+  }
+
+  /** True once `dispose()` has been called. */
+  get disposed(): boolean {
+    return this.native.disposed
+  }
+
+  /**
+   * Frees the weights. Calls already running finish; later calls reject with `ERR_DISPOSED`.
+   * Calling it again does nothing.
+   */
+  async dispose(): Promise<void> {
+    this.native.dispose()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose()
+  }
+}

@@ -1,0 +1,75 @@
+// GPT-2's tokenizer: synchronous, because encoding takes microseconds.
+import * as native from '../binding'
+import { callNative, callNativeAsync, invalidArg, NexttokenError } from './errors'
+
+/** Text, or token ids from `tokenizer.encode` (any array-like of integers). */
+export type ModelInput = string | ArrayLike<number>
+
+/** Token ids as the native side takes them, checked first: a Uint32Array would wrap -1 silently. */
+export function toTokenIds(ids: ArrayLike<number>): Uint32Array {
+  if (ids instanceof Uint32Array) return ids
+  if (ids == null || typeof ids !== 'object' || typeof ids.length !== 'number') {
+    throw invalidArg('expected text or an array of token ids')
+  }
+  const out = new Uint32Array(ids.length)
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]
+    if (typeof id !== 'number' || !Number.isInteger(id)) {
+      throw invalidArg(`token ids must be integers; got ${String(id)} at index ${i}`)
+    }
+    if (id < 0 || id > 0xffffffff) {
+      throw new NexttokenError('ERR_TOKEN_OUT_OF_RANGE', `token id ${id} at index ${i} is out of range`)
+    }
+    out[i] = id
+  }
+  return out
+}
+
+/** GPT-2's byte-level BPE tokenizer, the same ids as `GPT2TokenizerFast`. */
+export class Tokenizer {
+  /** @internal */
+  constructor(private readonly native: native.NativeTokenizer) {}
+
+  /**
+   * Loads the tokenizer of a model directory: `tokenizer.json`, or `vocab.json` + `merges.txt`.
+   * Hub ids such as `'gpt2'` are not downloaded yet and fail with `ERR_MODEL_NOT_FOUND`.
+   */
+  static async fromPretrained(nameOrPath: string): Promise<Tokenizer> {
+    if (typeof nameOrPath !== 'string') throw invalidArg('nameOrPath must be a string')
+    return new Tokenizer(await callNativeAsync(() => native.loadTokenizer(nameOrPath)))
+  }
+
+  /** Token ids of `text`, as `tokenizer(text)['input_ids']` in transformers. */
+  encode(text: string): Uint32Array {
+    if (typeof text !== 'string') throw invalidArg('encode expects a string')
+    return callNative(() => this.native.encode(text))
+  }
+
+  /** Text of `ids`, special tokens kept, as `tokenizer.decode(ids)` in transformers. */
+  decode(ids: ArrayLike<number>): string {
+    const checked = toTokenIds(ids)
+    return callNative(() => this.native.decode(checked))
+  }
+
+  /** The vocabulary entry of `id` in its byte-level form (`'Ġthe'`), as `convert_ids_to_tokens`. */
+  idToToken(id: number): string {
+    const [checked] = toTokenIds([id])
+    return callNative(() => this.native.idToToken(checked))
+  }
+
+  /** The id of a vocabulary entry (`'Ġthe'`), or undefined when there is none. */
+  tokenToId(token: string): number | undefined {
+    if (typeof token !== 'string') throw invalidArg('tokenToId expects a string')
+    return this.native.tokenToId(token) ?? undefined
+  }
+
+  /** Number of token ids, special tokens included (50257 for GPT-2). */
+  get vocabSize(): number {
+    return this.native.vocabSize
+  }
+
+  /** @internal */
+  toIds(input: ModelInput): Uint32Array {
+    return typeof input === 'string' ? this.encode(input) : toTokenIds(input)
+  }
+}
