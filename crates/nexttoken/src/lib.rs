@@ -7,6 +7,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod generation;
+mod matmul;
 pub mod model;
 pub mod pretrained;
 pub mod scores;

@@ -7,6 +7,7 @@ use candle_nn::{ops::softmax_last_dim, LayerNorm};
 
 use crate::config::{Activation, Config};
 use crate::error::{Error, Result};
+use crate::matmul::matmul;
 use crate::weights::Weights;
 
 /// Hugging Face's GPT-2 `Conv1D`: a linear layer whose weight is stored `[in, out]`, which is
@@ -26,7 +27,7 @@ impl Conv1D {
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t, n_in) = x.dims3()?;
-        let y = x.reshape((b * t, n_in))?.matmul(&self.weight)?.broadcast_add(&self.bias)?;
+        let y = matmul(&x.reshape((b * t, n_in))?, &self.weight)?.broadcast_add(&self.bias)?;
         y.reshape((b, t, ()))
     }
 }
@@ -39,10 +40,14 @@ fn layer_norm(w: &Weights, prefix: &str, cfg: &Config) -> Result<LayerNorm> {
     ))
 }
 
+/// Positions a cache grows by: its buffers are allocated in blocks of this many positions and
+/// written in place, so a new token copies only its own keys and values.
+const CACHE_BLOCK: usize = 256;
+
 /// Keys and values of the positions seen so far, one pair per layer: (b, nh, t, hs).
 #[derive(Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<candle_nn::kv_cache::KvCache>,
     len: usize,
 }
 
@@ -60,16 +65,12 @@ impl KvCache {
         self.len == 0
     }
 
-    fn append(&mut self, layer: usize, k: Tensor, v: Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    /// Appends this step's keys and values for `layer` and returns all of them so far.
+    fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         if self.layers.len() <= layer {
-            self.layers.resize(layer + 1, None);
+            self.layers.resize_with(layer + 1, || candle_nn::kv_cache::KvCache::new(2, CACHE_BLOCK));
         }
-        let kv = match self.layers[layer].take() {
-            Some((past_k, past_v)) => (Tensor::cat(&[&past_k, &k], 2)?, Tensor::cat(&[&past_v, &v], 2)?),
-            None => (k, v),
-        };
-        self.layers[layer] = Some(kv.clone());
-        Ok(kv)
+        self.layers[layer].append(k, v)
     }
 }
 
@@ -108,7 +109,7 @@ impl Attention {
                 .contiguous()
         };
         let (q, k, v) = (split_heads(0)?, split_heads(1)?, split_heads(2)?);
-        let (k, v) = cache.append(layer, k, v)?; // (b, nh, T, hs)
+        let (k, v) = cache.append(layer, &k, &v)?; // (b, nh, T, hs)
 
         let scale = 1.0 / (self.head_size as f64).sqrt();
         let mut att = (q.matmul(&k.t()?)? * scale)?; // (b, nh, t, T)
@@ -251,7 +252,7 @@ impl Gpt2 {
             Positions::All => x,
         };
         let x = self.ln_f.forward(&x.squeeze(0)?)?; // (positions, c)
-        Ok(x.matmul(&self.wte.t()?)?) // (positions, vocab)
+        Ok(matmul(&x, &self.wte.t()?)?) // (positions, vocab)
     }
 }
 

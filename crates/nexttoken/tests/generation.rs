@@ -114,7 +114,8 @@ fn processors_equal_transformers() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("processors.json")).unwrap()).unwrap();
     let v = goldens.vocab_size.unwrap_or(50257);
     let bytes = std::fs::read(dir.join(goldens.file.as_deref().unwrap_or("processors.f32"))).unwrap();
-    let rows: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let rows: Vec<f32> =
+        bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
     let row = |r: usize| &rows[r * v..(r + 1) * v];
     assert!(goldens.cases.len() >= 12);
     for case in &goldens.cases {
