@@ -3,11 +3,11 @@
 //! one loaded model can serve many sequences at once.
 
 use candle_core::{Device, Module, Tensor};
-use candle_nn::{ops::softmax_last_dim, LayerNorm};
+use candle_nn::LayerNorm;
 
 use crate::config::{Activation, Config};
 use crate::error::{Error, Result};
-use crate::matmul::matmul;
+use crate::ops::{causal_softmax, gelu, linear};
 use crate::weights::Weights;
 
 /// Hugging Face's GPT-2 `Conv1D`: a linear layer whose weight is stored `[in, out]`, which is
@@ -27,7 +27,7 @@ impl Conv1D {
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t, n_in) = x.dims3()?;
-        let y = matmul(&x.reshape((b * t, n_in))?, &self.weight)?.broadcast_add(&self.bias)?;
+        let y = linear(&x.reshape((b * t, n_in))?, &self.weight, Some(&self.bias))?;
         y.reshape((b, t, ()))
     }
 }
@@ -91,14 +91,8 @@ impl Attention {
         })
     }
 
-    /// `mask` is added to the attention scores: (t, past + t), or None when every key is visible.
-    fn forward(
-        &self,
-        x: &Tensor,
-        mask: Option<&Tensor>,
-        cache: &mut KvCache,
-        layer: usize,
-    ) -> candle_core::Result<Tensor> {
+    /// Causal self-attention of the new positions `x` over the cached ones and themselves.
+    fn forward(&self, x: &Tensor, cache: &mut KvCache, layer: usize) -> candle_core::Result<Tensor> {
         let (b, t, c) = x.dims3()?;
         let qkv = self.c_attn.forward(x)?; // (b, t, 3c)
                                            // c_attn packs q, k and v as three contiguous blocks of c columns (not per head).
@@ -111,12 +105,8 @@ impl Attention {
         let (q, k, v) = (split_heads(0)?, split_heads(1)?, split_heads(2)?);
         let (k, v) = cache.append(layer, &k, &v)?; // (b, nh, T, hs)
 
-        let scale = 1.0 / (self.head_size as f64).sqrt();
-        let mut att = (q.matmul(&k.t()?)? * scale)?; // (b, nh, t, T)
-        if let Some(mask) = mask {
-            att = att.broadcast_add(mask)?;
-        }
-        let att = softmax_last_dim(&att)?;
+        let scale = 1.0 / (self.head_size as f32).sqrt();
+        let att = causal_softmax(&q.matmul(&k.t()?)?, scale)?; // (b, nh, t, T)
         let y = att.matmul(&v)?; // (b, nh, t, hs)
         let y = y.transpose(1, 2)?.reshape((b, t, c))?;
         self.c_proj.forward(&y)
@@ -141,7 +131,7 @@ impl Mlp {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let h = self.c_fc.forward(x)?;
         let h = match self.activation {
-            Activation::GeluTanh => h.gelu()?, // candle's gelu is the tanh form (`gelu_new`)
+            Activation::GeluTanh => gelu(&h)?, // the tanh form (`gelu_new`)
             Activation::GeluErf => h.gelu_erf()?,
             Activation::Relu => h.relu()?,
         };
@@ -167,14 +157,8 @@ impl Block {
         })
     }
 
-    fn forward(
-        &self,
-        x: &Tensor,
-        mask: Option<&Tensor>,
-        cache: &mut KvCache,
-        layer: usize,
-    ) -> candle_core::Result<Tensor> {
-        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask, cache, layer)?)?;
+    fn forward(&self, x: &Tensor, cache: &mut KvCache, layer: usize) -> candle_core::Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, cache, layer)?)?;
         &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
     }
 }
@@ -241,9 +225,8 @@ impl Gpt2 {
         let pos = self.wpe.narrow(0, past, t)?; // (t, c)
         let mut x = (tok + pos)?.unsqueeze(0)?; // (1, t, c)
 
-        let mask = causal_mask(t, past, &self.device)?;
         for (layer, block) in self.h.iter().enumerate() {
-            x = block.forward(&x, mask.as_ref(), cache, layer)?;
+            x = block.forward(&x, cache, layer)?;
         }
         cache.len = past + t;
 
@@ -252,19 +235,6 @@ impl Gpt2 {
             Positions::All => x,
         };
         let x = self.ln_f.forward(&x.squeeze(0)?)?; // (positions, c)
-        Ok(matmul(&x, &self.wte.t()?)?) // (positions, vocab)
+        Ok(linear(&x, &self.wte.t()?, None)?) // (positions, vocab)
     }
-}
-
-/// Additive mask that hides later positions from each query: (t, past + t), or None for a
-/// single new token, which may see every cached position.
-fn causal_mask(t: usize, past: usize, device: &Device) -> candle_core::Result<Option<Tensor>> {
-    if t == 1 {
-        return Ok(None);
-    }
-    let total = past + t;
-    let mask: Vec<f32> = (0..t)
-        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Ok(Some(Tensor::from_vec(mask, (t, total), device)?))
 }

@@ -1,0 +1,181 @@
+//! `x @ W + b` on the CPU: the bias is written into the output first and gemm accumulates onto
+//! it, and for a few rows (decoding) the output columns are split into one block per thread.
+//! Decoding is bound by reading the weights, and one core cannot pull DRAM's bandwidth alone.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+use super::cpu_f32;
+
+/// Up to this many rows, split columns across threads; above it gemm's own threading is better.
+const MAX_SPLIT_ROWS: usize = 8;
+
+/// Columns per block are a multiple of this, so blocks start on whole SIMD registers and lines.
+const COLUMN_ALIGN: usize = 16;
+
+/// `x (m, k) @ w (k, n) [+ bias (n)]` for 2-D `x` and `w` of any strides (a transposed `w` is fine).
+pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    match bias {
+        Some(b) if cpu_f32(&[x, w, b]) => x.apply_op3_no_bwd(w, b, &Linear),
+        None if cpu_f32(&[x, w]) => x.apply_op2_no_bwd(w, &Linear),
+        Some(b) => x.matmul(w)?.broadcast_add(b),
+        None => x.matmul(w),
+    }
+}
+
+struct Linear;
+
+/// A matrix view: pointer to element (0, 0) and the row and column strides, in elements.
+#[derive(Clone, Copy)]
+struct View {
+    ptr: *const f32,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+/// The output pointer may be shared across threads because each block writes its own columns.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+unsafe impl Send for View {}
+unsafe impl Sync for View {}
+
+fn f32_view<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<(&'a [f32], View)> {
+    let CpuStorage::F32(data) = storage else { candle_core::bail!("linear takes f32 tensors") };
+    let data = &data[layout.start_offset()..];
+    let stride = layout.stride();
+    let (row_stride, col_stride) = match stride.len() {
+        1 => (0, stride[0] as isize),
+        2 => (stride[0] as isize, stride[1] as isize),
+        rank => candle_core::bail!("linear takes 1-D or 2-D tensors, not rank {rank}"),
+    };
+    Ok((data, View { ptr: data.as_ptr(), row_stride, col_stride }))
+}
+
+fn run(
+    x: (&CpuStorage, &Layout),
+    w: (&CpuStorage, &Layout),
+    bias: Option<(&CpuStorage, &Layout)>,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let ((m, k), (k2, n)) = (x.1.shape().dims2()?, w.1.shape().dims2()?);
+    if k != k2 {
+        candle_core::bail!("linear: ({m}, {k}) @ ({k2}, {n})");
+    }
+    let (_, xv) = f32_view(x.0, x.1)?;
+    let (_, wv) = f32_view(w.0, w.1)?;
+    let mut out = match bias {
+        Some((storage, layout)) => {
+            if layout.shape().dims() != [n] {
+                candle_core::bail!("linear: bias {:?} for {n} outputs", layout.shape());
+            }
+            let (b, bv) = f32_view(storage, layout)?;
+            let row: Vec<f32> = (0..n).map(|j| b[j * bv.col_stride as usize]).collect();
+            row.repeat(m)
+        }
+        None => vec![0f32; m * n],
+    };
+    let accumulate = bias.is_some();
+    let out_ptr = Out(out.as_mut_ptr());
+    // SAFETY (both calls): the views come from the layouts of live storages, every block stays
+    // within (m, k) x (k, n), and blocks write disjoint columns of `out`.
+    let block = |j0: usize, cols: usize, parallelism: Parallelism| unsafe {
+        // Whole structs, not their raw-pointer fields, are what may cross threads.
+        let (out, xv, wv) = (out_ptr, xv, wv);
+        gemm(
+            m,
+            cols,
+            k,
+            out.0.add(j0),
+            1,
+            n as isize,
+            accumulate,
+            xv.ptr,
+            xv.col_stride,
+            xv.row_stride,
+            wv.ptr.offset(j0 as isize * wv.col_stride),
+            wv.col_stride,
+            wv.row_stride,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    };
+    let threads = rayon::current_num_threads().max(1);
+    if m <= MAX_SPLIT_ROWS && threads > 1 {
+        let width = n.div_ceil(threads).next_multiple_of(COLUMN_ALIGN);
+        let starts: Vec<usize> = (0..n).step_by(width).collect();
+        starts.into_par_iter().for_each(|j0| block(j0, width.min(n - j0), Parallelism::None));
+    } else {
+        block(0, n, if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None });
+    }
+    Ok((CpuStorage::F32(out), Shape::from((m, n))))
+}
+
+impl CustomOp2 for Linear {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        run((s1, l1), (s2, l2), None)
+    }
+}
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        run((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    #[test]
+    fn equals_candle_for_any_rows_plain_or_transposed_with_or_without_bias() {
+        let dev = Device::Cpu;
+        for (m, k, n) in [(1, 768, 2304), (3, 64, 1000), (8, 32, 17), (1, 5, 1), (40, 96, 130)] {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
+            let w = Tensor::randn(0f32, 1.0, (k, n), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1.0, n, &dev).unwrap();
+            let plain = x.matmul(&w).unwrap();
+            assert!(max_diff(&linear(&x, &w, None).unwrap(), &plain) < 1e-4, "({m},{k},{n})");
+            let biased = plain.broadcast_add(&b).unwrap();
+            assert!(max_diff(&linear(&x, &w, Some(&b)).unwrap(), &biased) < 1e-4, "bias ({m},{k},{n})");
+            let wt = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+            let expected = x.matmul(&wt.t().unwrap()).unwrap();
+            assert!(
+                max_diff(&linear(&x, &wt.t().unwrap(), None).unwrap(), &expected) < 1e-4,
+                "t ({m},{k},{n})"
+            );
+        }
+    }
+}
