@@ -7,7 +7,7 @@ use candle_nn::LayerNorm;
 
 use crate::config::{Activation, Config};
 use crate::error::{Error, Result};
-use crate::ops::{causal_softmax, gelu, linear};
+use crate::ops::{causal_softmax, decode_attention, gelu, linear};
 use crate::weights::Weights;
 
 /// Hugging Face's GPT-2 `Conv1D`: a linear layer whose weight is stored `[in, out]`, which is
@@ -106,8 +106,11 @@ impl Attention {
         let (k, v) = cache.append(layer, &k, &v)?; // (b, nh, T, hs)
 
         let scale = 1.0 / (self.head_size as f32).sqrt();
-        let att = causal_softmax(&q.matmul(&k.t()?)?, scale)?; // (b, nh, t, T)
-        let y = att.matmul(&v)?; // (b, nh, t, hs)
+        let y = if t == 1 {
+            decode_attention(&q, &k, &v, scale)? // (b, nh, 1, hs)
+        } else {
+            causal_softmax(&q.matmul(&k.t()?)?, scale)?.matmul(&v)? // (b, nh, t, T) @ (b, nh, T, hs)
+        };
         let y = y.transpose(1, 2)?.reshape((b, t, c))?;
         self.c_proj.forward(&y)
     }
