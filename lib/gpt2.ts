@@ -30,6 +30,12 @@ export interface LoadOptions {
    * @default 'cpu'
    */
   device?: Device
+  /**
+   * Most generations decoded together: concurrent `generate` / `stream` / `generateBatch` calls
+   * share forward passes (continuous batching); more wait for a free slot.
+   * @default 16
+   */
+  maxBatchSize?: number
 }
 
 export interface LogitsOptions {
@@ -51,6 +57,8 @@ export interface TokenProbability {
   /** Natural log of `p`, computed without underflow. */
   logprob: number
 }
+
+const DEFAULT_MAX_BATCH_SIZE = 16
 
 /** A GPT-2 family model (gpt2, distilgpt2, gpt2-medium/large/xl) with its tokenizer. */
 export class Gpt2 {
@@ -78,7 +86,11 @@ export class Gpt2 {
   static async fromPretrained(nameOrPath: string, options: LoadOptions = {}): Promise<Gpt2> {
     if (typeof nameOrPath !== 'string') throw invalidArg('nameOrPath must be a string')
     const device = options.device ?? 'cpu'
-    return new Gpt2(await callNativeAsync(() => native.loadModel(nameOrPath, device)))
+    const maxBatchSize = options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE
+    if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1 || maxBatchSize > 1024) {
+      throw invalidArg(`maxBatchSize must be an integer from 1 to 1024; got ${String(maxBatchSize)}`)
+    }
+    return new Gpt2(await callNativeAsync(() => native.loadModel(nameOrPath, device, maxBatchSize)))
   }
 
   /** Raw logits (pre-softmax scores) for the input, computed in f32. */
@@ -126,6 +138,19 @@ export class Gpt2 {
   stream(input: ModelInput, options: GenerateOptions = {}): AsyncGenerator<GenerateStep, GenerateResult, undefined> {
     const ids = this.tokenizer.toIds(input)
     return generation.stream(this.native, ids, options, this.config.eosTokenId)
+  }
+
+  /**
+   * `generate` for many inputs at once, decoded together in shared forward passes (up to
+   * `maxBatchSize` at a time). Each row stops on its own (eos, stop strings, lengths) and its
+   * greedy result is token for token that of `generate` on its input alone. Results come in
+   * input order. `onToken` is not taken here: use `stream` per input for that.
+   */
+  async generateBatch(inputs: ModelInput[], options: Omit<GenerateOptions, 'onToken'> = {}): Promise<GenerateResult[]> {
+    if (!Array.isArray(inputs)) throw invalidArg('generateBatch expects an array of inputs')
+    const ids = inputs.map((input) => this.tokenizer.toIds(input))
+    const { onToken: _ignored, ...batchOptions } = options as GenerateOptions
+    return Promise.all(ids.map((row) => generation.generate(this.native, row, batchOptions, this.config.eosTokenId)))
   }
 
   /** True once `dispose()` has been called. */

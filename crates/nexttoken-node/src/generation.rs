@@ -1,14 +1,14 @@
-//! `NativeGeneration`: one running `generate` / `stream` call. JS pulls tokens with `next(n)`;
-//! `cancel()` may be called from the JS thread while a `next` runs on the pool, so it is an
-//! atomic flag that the step loop checks before every token.
+//! `NativeGeneration`: one `generate` / `stream` call, running in the model's scheduler. JS pulls
+//! tokens with `next(n)` (a pool thread waits on the request's channel); `cancel()` is a flag the
+//! scheduler checks before every token, usable while a `next` is waiting.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::AsyncTask;
 use napi::{Env, Task};
 use napi_derive::napi;
-use nexttoken::{GenerateOptions, Generation};
+use nexttoken::{Event, GenerateOptions, Output, Request, RequestHandle, Step};
 
 use crate::errors::{coded, guarded};
 use crate::model::{scored_tokens, TokenScore};
@@ -92,49 +92,61 @@ pub struct GenerateOutput {
 
 #[napi]
 pub struct NativeGeneration {
-    generation: Arc<Mutex<Generation>>,
-    cancelled: Arc<AtomicBool>,
+    events: Arc<Mutex<Receiver<Event>>>,
+    handle: RequestHandle,
+    tokenizer: Arc<nexttoken::Tokenizer>,
+    /// The final output, once the scheduler has sent it.
+    output: Arc<Mutex<Option<Output>>>,
 }
 
 impl NativeGeneration {
-    pub(crate) fn new(generation: Generation) -> Self {
-        NativeGeneration { generation: Arc::new(Mutex::new(generation)), cancelled: Arc::default() }
+    pub(crate) fn new(request: Request, tokenizer: Arc<nexttoken::Tokenizer>) -> Self {
+        NativeGeneration {
+            events: Arc::new(Mutex::new(request.events)),
+            handle: request.handle,
+            tokenizer,
+            output: Arc::default(),
+        }
     }
 }
 
 fn poisoned() -> napi::Error {
-    coded("ERR_INTERNAL", "a previous step of this generation panicked")
+    coded("ERR_INTERNAL", "a previous call on this generation panicked")
 }
 
 #[napi]
 impl NativeGeneration {
-    /// Generates up to `maxSteps` tokens (fewer if it finishes or is cancelled).
+    /// Waits for the next tokens: at least one (unless the generation ends), at most `maxSteps`.
     #[napi(ts_return_type = "Promise<GenerateSteps>")]
     pub fn next(&self, max_steps: u32) -> AsyncTask<NextSteps> {
+        // Tokens asked for earlier and not taken yet still count: only top the demand up.
+        self.handle.want(max_steps.max(1) as usize);
         AsyncTask::new(NextSteps {
-            generation: self.generation.clone(),
-            cancelled: self.cancelled.clone(),
-            max_steps,
+            events: self.events.clone(),
+            tokenizer: self.tokenizer.clone(),
+            output: self.output.clone(),
+            max_steps: max_steps.max(1) as usize,
         })
     }
 
-    /// Asks a running `next` to stop before its next token; the generation ends with 'abort'.
+    /// Ends the generation before its next token; it finishes with stopReason 'abort'.
     #[napi]
     pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Release);
+        self.handle.cancel();
     }
 
-    /// The result so far: final once `next` has reported `done`.
+    /// The final result, once `next` has reported `done`.
     #[napi]
     pub fn result(&self) -> napi::Result<GenerateOutput> {
-        let generation = self.generation.lock().map_err(|_| poisoned())?;
-        let output = guarded(|| generation.output())?;
+        let output = self.output.lock().map_err(|_| poisoned())?;
+        let output =
+            output.as_ref().ok_or_else(|| coded("ERR_INTERNAL", "the generation has not finished"))?;
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         Ok(GenerateOutput {
-            ids: output.ids,
-            new_ids: output.new_ids,
-            text: output.text,
-            completion: output.completion,
+            ids: output.ids.clone(),
+            new_ids: output.new_ids.clone(),
+            text: output.text.clone(),
+            completion: output.completion.clone(),
             stop_reason: output.stop_reason.map(|r| r.as_str().to_string()),
             timings: GenerateTimings {
                 prompt_tokens: output.timings.prompt_tokens as u32,
@@ -147,9 +159,26 @@ impl NativeGeneration {
 }
 
 pub struct NextSteps {
-    generation: Arc<Mutex<Generation>>,
-    cancelled: Arc<AtomicBool>,
-    max_steps: u32,
+    events: Arc<Mutex<Receiver<Event>>>,
+    tokenizer: Arc<nexttoken::Tokenizer>,
+    output: Arc<Mutex<Option<Output>>>,
+    max_steps: usize,
+}
+
+impl NextSteps {
+    fn to_js(&self, step: Step) -> nexttoken::Result<GenerateStep> {
+        let alternatives = match step.alternatives.is_empty() {
+            true => None,
+            false => Some(scored_tokens(&self.tokenizer, &step.alternatives)?),
+        };
+        Ok(GenerateStep {
+            id: step.id,
+            text: step.text,
+            p: step.p as f64,
+            logprob: step.logprob as f64,
+            alternatives,
+        })
+    }
 }
 
 impl Task for NextSteps {
@@ -157,32 +186,36 @@ impl Task for NextSteps {
     type JsValue = GenerateSteps;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        let mut generation = self.generation.lock().map_err(|_| poisoned())?;
+        let events = self.events.lock().map_err(|_| poisoned())?;
+        if self.output.lock().map_err(|_| poisoned())?.is_some() {
+            return Ok(GenerateSteps { steps: Vec::new(), done: true });
+        }
         guarded(|| {
             let mut steps = Vec::new();
-            while steps.len() < self.max_steps as usize {
-                if self.cancelled.load(Ordering::Acquire) {
-                    generation.abort();
+            loop {
+                // Block for the first event only; then take what is already there.
+                let event = match steps.is_empty() {
+                    true => events.recv().ok(),
+                    false => events.try_recv().ok(),
+                };
+                match event {
+                    Some(Event::Step(step)) => {
+                        steps.push(self.to_js(step)?);
+                        if steps.len() >= self.max_steps {
+                            return Ok(GenerateSteps { steps, done: false });
+                        }
+                    }
+                    Some(Event::Done(output)) => {
+                        *self.output.lock().map_err(|_| nexttoken::Error::Internal("poisoned".into()))? =
+                            Some(output?);
+                        return Ok(GenerateSteps { steps, done: true });
+                    }
+                    None if steps.is_empty() => {
+                        return Err(nexttoken::Error::Internal("the scheduler stopped".into()))
+                    }
+                    None => return Ok(GenerateSteps { steps, done: false }),
                 }
-                let Some(step) = generation.step()? else {
-                    break;
-                };
-                let alternatives = match step.alternatives.is_empty() {
-                    true => None,
-                    false => Some(scored_tokens(generation.tokenizer(), &step.alternatives)?),
-                };
-                steps.push(GenerateStep {
-                    id: step.id,
-                    text: step.text,
-                    p: step.p as f64,
-                    logprob: step.logprob as f64,
-                    alternatives,
-                });
             }
-            if self.cancelled.load(Ordering::Acquire) {
-                generation.abort();
-            }
-            Ok(GenerateSteps { steps, done: generation.is_finished() })
         })
     }
 

@@ -9,6 +9,7 @@ use crate::errors::{disposed, guarded};
 use crate::generation::{NativeGenerateOptions, NativeGeneration};
 use crate::tasks::{Logits, Scores, TopK};
 use crate::tokenizer::NativeTokenizer;
+use nexttoken::Scheduler;
 
 /// `config.json`, camelCased.
 #[napi(object)]
@@ -35,10 +36,16 @@ pub struct TokenScore {
     pub logprob: f64,
 }
 
+/// A loaded model and the scheduler that batches its generations.
+pub struct Loaded {
+    pub engine: Arc<nexttoken::Pretrained>,
+    pub scheduler: Scheduler,
+}
+
 #[napi]
 pub struct NativeModel {
-    /// None once disposed. Running tasks hold their own Arc, so they finish undisturbed.
-    engine: RwLock<Option<Arc<nexttoken::Pretrained>>>,
+    /// None once disposed. Running calls hold their own Arc, so they finish undisturbed.
+    loaded: RwLock<Option<Loaded>>,
 }
 
 #[napi]
@@ -93,41 +100,45 @@ impl NativeModel {
         ids: Uint32Array,
         options: NativeGenerateOptions,
     ) -> napi::Result<NativeGeneration> {
-        let engine = self.engine()?;
+        let loaded = self.loaded.read().map_err(|_| disposed())?;
+        let loaded = loaded.as_ref().ok_or_else(disposed)?;
+        let engine = loaded.engine.clone();
         let generation = guarded(|| nexttoken::Generation::new(engine, ids.to_vec(), options.into()))?;
-        Ok(NativeGeneration::new(generation))
+        let request = loaded.scheduler.submit(generation);
+        Ok(NativeGeneration::new(request, loaded.engine.tokenizer.clone()))
     }
 
     /// Releases the weights once calls already running have finished; later calls fail with
     /// ERR_DISPOSED.
     #[napi]
     pub fn dispose(&self) {
-        if let Ok(mut engine) = self.engine.write() {
-            engine.take();
+        if let Ok(mut loaded) = self.loaded.write() {
+            loaded.take();
         }
     }
 
     #[napi(getter)]
     pub fn disposed(&self) -> bool {
-        self.engine.read().map(|engine| engine.is_none()).unwrap_or(true)
+        self.loaded.read().map(|loaded| loaded.is_none()).unwrap_or(true)
     }
 }
 
 impl NativeModel {
-    pub(crate) fn new(engine: nexttoken::Pretrained) -> Self {
-        NativeModel { engine: RwLock::new(Some(Arc::new(engine))) }
+    pub(crate) fn new(loaded: Loaded) -> Self {
+        NativeModel { loaded: RwLock::new(Some(loaded)) }
     }
 
     fn engine(&self) -> napi::Result<Arc<nexttoken::Pretrained>> {
-        let engine = self.engine.read().map_err(|_| disposed())?;
-        engine.clone().ok_or_else(disposed)
+        let loaded = self.loaded.read().map_err(|_| disposed())?;
+        Ok(loaded.as_ref().ok_or_else(disposed)?.engine.clone())
     }
 }
 
-/// Loads the GPT-2 in directory `path` onto `device` ('cpu', 'cuda', 'metal').
+/// Loads the GPT-2 in directory `path` onto `device` ('cpu', 'cuda', 'metal'); up to
+/// `maxBatchSize` generations share each forward pass.
 #[napi(ts_return_type = "Promise<NativeModel>")]
-pub fn load_model(path: String, device: String) -> AsyncTask<crate::tasks::LoadModel> {
-    AsyncTask::new(crate::tasks::LoadModel { path, device })
+pub fn load_model(path: String, device: String, max_batch_size: u32) -> AsyncTask<crate::tasks::LoadModel> {
+    AsyncTask::new(crate::tasks::LoadModel { path, device, max_batch_size: max_batch_size as usize })
 }
 
 /// Scores with each token's text (`decode([id])`), as JS receives them.

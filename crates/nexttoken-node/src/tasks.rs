@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::Float32Array;
 use napi::{Env, Task};
-use nexttoken::{Positions, Pretrained};
+use nexttoken::{Positions, Pretrained, Scheduler};
 
 use crate::errors::guarded;
-use crate::model::{scored_tokens, NativeModel, TokenScore};
+use crate::model::{scored_tokens, Loaded, NativeModel, TokenScore};
 use crate::tokenizer::NativeTokenizer;
 
 pub struct LoadTokenizer {
@@ -31,14 +31,19 @@ impl Task for LoadTokenizer {
 pub struct LoadModel {
     pub path: String,
     pub device: String,
+    pub max_batch_size: usize,
 }
 
 impl Task for LoadModel {
-    type Output = Pretrained;
+    type Output = Loaded;
     type JsValue = NativeModel;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        guarded(|| Pretrained::load(&self.path, &self.device))
+        guarded(|| {
+            let engine = Arc::new(Pretrained::load(&self.path, &self.device)?);
+            let scheduler = Scheduler::new(engine.clone(), self.max_batch_size)?;
+            Ok(Loaded { engine, scheduler })
+        })
     }
 
     fn resolve(&mut self, _: Env, output: Self::Output) -> napi::Result<Self::JsValue> {

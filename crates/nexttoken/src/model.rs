@@ -1,6 +1,11 @@
 //! The GPT-2 network on candle, in the order of nanoGPT's `model.py`: Conv1D, Attention, Mlp,
 //! Block, Gpt2. Field names follow the checkpoint. The KV cache lives outside the model so that
 //! one loaded model can serve many sequences at once.
+//!
+//! A forward pass takes a ragged batch: several sequences, each with its own cache and its own
+//! number of new tokens. Their new tokens are stacked as rows of one matrix for every dense layer
+//! (so the weights are read once for all of them), and split per sequence only for attention.
+//! No padding is needed, and a sequence's numbers do not depend on what else is in the batch.
 
 use candle_core::{Device, Module, Tensor};
 use candle_nn::LayerNorm;
@@ -26,9 +31,7 @@ impl Conv1D {
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, t, n_in) = x.dims3()?;
-        let y = linear(&x.reshape((b * t, n_in))?, &self.weight, Some(&self.bias))?;
-        y.reshape((b, t, ()))
+        linear(x, &self.weight, Some(&self.bias)) // (rows, out)
     }
 }
 
@@ -91,28 +94,32 @@ impl Attention {
         })
     }
 
-    /// Causal self-attention of the new positions `x` over the cached ones and themselves.
-    fn forward(&self, x: &Tensor, cache: &mut KvCache, layer: usize) -> candle_core::Result<Tensor> {
-        let (b, t, c) = x.dims3()?;
-        let qkv = self.c_attn.forward(x)?; // (b, t, 3c)
-                                           // c_attn packs q, k and v as three contiguous blocks of c columns (not per head).
-        let split_heads = |i: usize| -> candle_core::Result<Tensor> {
-            qkv.narrow(2, i * c, c)?
-                .reshape((b, t, self.n_head, self.head_size))?
-                .transpose(1, 2)? // (b, nh, t, hs)
-                .contiguous()
-        };
-        let (q, k, v) = (split_heads(0)?, split_heads(1)?, split_heads(2)?);
-        let (k, v) = cache.append(layer, &k, &v)?; // (b, nh, T, hs)
-
+    /// Causal self-attention of each sequence's new rows of `x` (rows, c) over its cache.
+    fn forward(&self, x: &Tensor, batch: &mut [Sequence], layer: usize) -> candle_core::Result<Tensor> {
+        let c = x.dim(1)?;
+        let qkv = self.c_attn.forward(x)?; // (rows, 3c)
         let scale = 1.0 / (self.head_size as f32).sqrt();
-        let y = if t == 1 {
-            decode_attention(&q, &k, &v, scale)? // (b, nh, 1, hs)
-        } else {
-            causal_softmax(&q.matmul(&k.t()?)?, scale)?.matmul(&v)? // (b, nh, t, T) @ (b, nh, T, hs)
-        };
-        let y = y.transpose(1, 2)?.reshape((b, t, c))?;
-        self.c_proj.forward(&y)
+        let mut ys = Vec::with_capacity(batch.len());
+        for seq in batch.iter_mut() {
+            let (row, t) = (seq.row, seq.ids.len());
+            // c_attn packs q, k and v as three contiguous blocks of c columns (not per head).
+            let split_heads = |i: usize| -> candle_core::Result<Tensor> {
+                qkv.narrow(0, row, t)?
+                    .narrow(1, i * c, c)?
+                    .reshape((1, t, self.n_head, self.head_size))?
+                    .transpose(1, 2)? // (1, nh, t, hs)
+                    .contiguous()
+            };
+            let (q, k, v) = (split_heads(0)?, split_heads(1)?, split_heads(2)?);
+            let (k, v) = seq.cache.append(layer, &k, &v)?; // (1, nh, T, hs)
+            let y = if t == 1 {
+                decode_attention(&q, &k, &v, scale)? // (1, nh, 1, hs)
+            } else {
+                causal_softmax(&q.matmul(&k.t()?)?, scale)?.matmul(&v)? // (1, nh, t, T) @ (1, nh, T, hs)
+            };
+            ys.push(y.transpose(1, 2)?.reshape((t, c))?);
+        }
+        self.c_proj.forward(&Tensor::cat(&ys, 0)?)
     }
 }
 
@@ -160,8 +167,8 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: &Tensor, cache: &mut KvCache, layer: usize) -> candle_core::Result<Tensor> {
-        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, cache, layer)?)?;
+    fn forward(&self, x: &Tensor, batch: &mut [Sequence], layer: usize) -> candle_core::Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, batch, layer)?)?;
         &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
     }
 }
@@ -220,24 +227,62 @@ impl Gpt2 {
     /// Runs one sequence's new tokens `ids` after the `cache.len()` positions already in `cache`
     /// and returns the logits as (positions, vocab) in f32.
     pub fn forward(&self, ids: &[u32], cache: &mut KvCache, positions: Positions) -> Result<Tensor> {
-        let past = cache.len();
-        self.check_input(ids, past)?;
-        let t = ids.len();
-        let ids = Tensor::new(ids, &self.device)?;
-        let tok = self.wte.index_select(&ids, 0)?; // (t, c)
-        let pos = self.wpe.narrow(0, past, t)?; // (t, c)
-        let mut x = (tok + pos)?.unsqueeze(0)?; // (1, t, c)
-
-        for (layer, block) in self.h.iter().enumerate() {
-            x = block.forward(&x, cache, layer)?;
-        }
-        cache.len = past + t;
-
+        let mut batch = [Sequence { ids, cache, row: 0 }];
+        let x = self.hidden_states(&mut batch)?; // (t, c)
         let x = match positions {
-            Positions::Last => x.narrow(1, t - 1, 1)?,
+            Positions::Last => x.narrow(0, ids.len() - 1, 1)?,
             Positions::All => x,
         };
-        let x = self.ln_f.forward(&x.squeeze(0)?)?; // (positions, c)
-        Ok(linear(&x, &self.wte.t()?, None)?) // (positions, vocab)
+        self.lm_head(&x)
     }
+
+    /// Runs several sequences in one pass, each `ids` after the positions in its `cache`, and
+    /// returns the logits of each one's last new position: (sequences, vocab).
+    pub fn forward_batch(&self, batch: &mut [(&[u32], &mut KvCache)]) -> Result<Tensor> {
+        let mut row = 0;
+        let mut sequences: Vec<Sequence> = batch
+            .iter_mut()
+            .map(|(ids, cache)| {
+                let seq = Sequence { ids, cache, row };
+                row += ids.len();
+                seq
+            })
+            .collect();
+        let x = self.hidden_states(&mut sequences)?; // (rows, c)
+        let last_rows: Vec<u32> = sequences.iter().map(|s| (s.row + s.ids.len() - 1) as u32).collect();
+        self.lm_head(&x.index_select(&Tensor::new(last_rows, &self.device)?, 0)?)
+    }
+
+    /// The final hidden states (before `ln_f`) of every new token, stacked: (rows, c).
+    fn hidden_states(&self, batch: &mut [Sequence]) -> Result<Tensor> {
+        let mut embeddings = Vec::with_capacity(batch.len());
+        for seq in batch.iter() {
+            self.check_input(seq.ids, seq.cache.len())?;
+            let ids = Tensor::new(seq.ids, &self.device)?;
+            let tok = self.wte.index_select(&ids, 0)?; // (t, c)
+            let pos = self.wpe.narrow(0, seq.cache.len(), seq.ids.len())?; // (t, c)
+            embeddings.push((tok + pos)?);
+        }
+        let mut x = Tensor::cat(&embeddings, 0)?; // (rows, c)
+        for (layer, block) in self.h.iter().enumerate() {
+            x = block.forward(&x, batch, layer)?;
+        }
+        for seq in batch.iter_mut() {
+            seq.cache.len += seq.ids.len();
+        }
+        Ok(x)
+    }
+
+    /// Logits of hidden states (rows, c): ln_f, then the head tied to the token embeddings.
+    fn lm_head(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(linear(&self.ln_f.forward(x)?, &self.wte.t()?, None)?) // (rows, vocab)
+    }
+}
+
+/// One sequence's part of a forward pass: its new tokens, its cache, and where its rows start
+/// in the stacked hidden states.
+struct Sequence<'a> {
+    ids: &'a [u32],
+    cache: &'a mut KvCache,
+    row: usize,
 }

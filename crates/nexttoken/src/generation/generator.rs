@@ -55,13 +55,14 @@ pub struct Step {
     pub alternatives: Vec<TokenScore>,
 }
 
+/// Wall-clock times, batching included.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timings {
     pub prompt_tokens: usize,
-    /// The prompt's forward pass, which also yields the first new token.
+    /// From the first forward pass to the first new token (the prompt's pass yields it).
     pub prompt: Duration,
     pub generated_tokens: usize,
-    /// Every later step (the new tokens after the first).
+    /// From the first new token to the latest one.
     pub generated: Duration,
 }
 
@@ -86,7 +87,10 @@ pub struct Generation {
     rng: StdRng,
     text: TextStream,
     stop_reason: Option<StopReason>,
-    timings: Timings,
+    /// When the first forward pass began, and when the first and the latest tokens came out.
+    started: Option<Instant>,
+    first_token_at: Option<Instant>,
+    last_token_at: Option<Instant>,
 }
 
 impl Generation {
@@ -102,12 +106,14 @@ impl Generation {
         Ok(Generation {
             budget: options.new_token_budget(prompt.len()),
             prompt_len: prompt.len(),
-            timings: Timings { prompt_tokens: prompt.len(), ..Timings::default() },
             ids: prompt,
             cache: KvCache::new(),
             rng,
             text,
             stop_reason: None,
+            started: None,
+            first_token_at: None,
+            last_token_at: None,
             options,
             model,
         })
@@ -122,31 +128,44 @@ impl Generation {
         self.stop_reason.get_or_insert(StopReason::Abort);
     }
 
-    /// Generates the next token, or returns None once finished.
-    pub fn step(&mut self) -> Result<Option<Step>> {
+    /// Ends the generation if a limit leaves no room for another token.
+    fn check_limits(&mut self) {
         if self.stop_reason.is_none() {
-            // Limits that end the generation before another forward pass.
             if self.new_ids().len() >= self.budget {
                 self.stop_reason = Some(StopReason::Length);
             } else if self.ids.len() >= self.model.config().n_positions {
                 self.stop_reason = Some(StopReason::Context);
             }
         }
+    }
+
+    /// The tokens the next forward pass must feed for this sequence (at most `max_tokens`) and
+    /// the cache they extend, or None once finished. A prompt longer than `max_tokens` is fed
+    /// in chunks; only the pass that feeds its last token yields logits for a new token.
+    pub fn next_input(&mut self, max_tokens: usize) -> Option<(&[u32], &mut KvCache)> {
+        self.check_limits();
         if self.stop_reason.is_some() {
-            return Ok(None);
+            return None;
         }
+        self.started.get_or_insert_with(Instant::now);
+        let start = self.cache.len();
+        let end = self.ids.len().min(start + max_tokens.max(1));
+        Some((&self.ids[start..end], &mut self.cache))
+    }
 
-        let started = Instant::now();
-        let unseen = &self.ids[self.cache.len()..];
-        let logits = self.model.gpt2.forward(unseen, &mut self.cache, Positions::Last)?;
-        let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+    /// True when the cache holds every token: the last forward pass predicts the next one.
+    pub fn wants_logits(&self) -> bool {
+        self.cache.len() == self.ids.len()
+    }
 
-        let lse = log_sum_exp(&logits);
+    /// Chooses the next token from `logits`, the raw scores of the last fed position.
+    pub fn accept_logits(&mut self, logits: &[f32]) -> Result<Step> {
+        let lse = log_sum_exp(logits);
         let alternatives = match self.options.top_alternatives {
             0 => Vec::new(),
-            k => top_k(&logits, k),
+            k => top_k(logits, k),
         };
-        let mut scores = logits.clone();
+        let mut scores = logits.to_vec();
         apply_processors(&mut scores, &self.ids, &self.options);
         let id = if self.options.do_sample { sample(&scores, &mut self.rng) } else { argmax(&scores) };
         let logprob = logits[id as usize] - lse;
@@ -168,13 +187,18 @@ impl Generation {
             text.push_str(&self.text.flush());
         }
 
-        if self.new_ids().len() == 1 {
-            self.timings.prompt += started.elapsed();
-        } else {
-            self.timings.generated += started.elapsed();
-        }
-        self.timings.generated_tokens = self.new_ids().len();
-        Ok(Some(Step { id, text, p: logprob.exp(), logprob, alternatives }))
+        let now = Instant::now();
+        self.first_token_at.get_or_insert(now);
+        self.last_token_at = Some(now);
+        Ok(Step { id, text, p: logprob.exp(), logprob, alternatives })
+    }
+
+    /// Generates the next token on its own (no batching), or returns None once finished.
+    pub fn step(&mut self) -> Result<Option<Step>> {
+        let model = self.model.clone();
+        let Some((ids, cache)) = self.next_input(usize::MAX) else { return Ok(None) };
+        let logits = model.gpt2.forward(ids, cache, Positions::Last)?;
+        self.accept_logits(&logits.flatten_all()?.to_vec1::<f32>()?).map(Some)
     }
 
     /// Runs until finished, calling `on_step` with each token.
@@ -212,7 +236,20 @@ impl Generation {
             text,
             completion,
             stop_reason: self.stop_reason,
-            timings: self.timings,
+            timings: self.timings(),
         })
+    }
+
+    fn timings(&self) -> Timings {
+        let since = |from: Option<Instant>, to: Option<Instant>| match (from, to) {
+            (Some(from), Some(to)) => to.duration_since(from),
+            _ => Duration::ZERO,
+        };
+        Timings {
+            prompt_tokens: self.prompt_len,
+            prompt: since(self.started, self.first_token_at),
+            generated_tokens: self.new_ids().len(),
+            generated: since(self.first_token_at, self.last_token_at),
+        }
     }
 }
