@@ -149,7 +149,7 @@ impl Generation {
         }
         self.started.get_or_insert_with(Instant::now);
         let start = self.cache.len();
-        let end = self.ids.len().min(start + max_tokens.max(1));
+        let end = self.ids.len().min(start.saturating_add(max_tokens.max(1)));
         Some((&self.ids[start..end], &mut self.cache))
     }
 
