@@ -10,6 +10,7 @@
 mod causal_softmax;
 mod decode_attention;
 mod gelu;
+mod gemv;
 mod linear;
 
 pub use causal_softmax::causal_softmax;
