@@ -1,12 +1,15 @@
-//! GPT-2's `gelu_new` (the tanh form) spread over threads, with candle's own formula per value.
+//! GPT-2's `gelu_new`, `0.5 x (1 + tanh(u))` with `u = sqrt(2/pi) (x + 0.044715 x^3)`, spread over
+//! threads and vectorised. It is computed as the equal `x / (1 + exp(-2u))`, which needs one
+//! exponential instead of libm's scalar tanh (a fifth of a prefill's time otherwise), with an
+//! exponential the compiler can vectorise (Cephes' `expf`: within 2 ulp).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::cpu_f32;
 
-/// Values per task: large enough that scheduling costs nothing next to 4k tanh evaluations.
-const CHUNK: usize = 4096;
+/// Values per task: large enough that scheduling costs nothing next to the arithmetic.
+const CHUNK: usize = 8192;
 
 pub fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
     if cpu_f32(&[x]) && x.is_contiguous() {
@@ -29,17 +32,67 @@ impl CustomOp1 for GeluTanh {
             candle_core::bail!("gelu takes a contiguous tensor")
         };
         let mut out = data[start..end].to_vec();
-        out.par_chunks_mut(CHUNK).for_each(|chunk| {
-            for v in chunk {
-                let x = *v;
-                *v = 0.5 * x * (1.0 + (SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh());
-            }
-        });
+        out.par_chunks_mut(CHUNK).for_each(gelu_in_place);
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
 
-const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+fn gelu_in_place(values: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the enabled feature.
+            return unsafe { gelu_avx512(values) };
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { gelu_avx2(values) };
+        }
+    }
+    gelu_body(values)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gelu_avx512(values: &mut [f32]) {
+    gelu_body(values)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_avx2(values: &mut [f32]) {
+    gelu_body(values)
+}
+
+#[inline(always)]
+fn gelu_body(values: &mut [f32]) {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+    for v in values {
+        let x = *v;
+        let u = SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x);
+        *v = x / (1.0 + exp(-2.0 * u));
+    }
+}
+
+/// e^x for f32 without a libm call (Cephes `expf`): x = n ln 2 + r with |r| <= ln 2 / 2, e^r by
+/// a degree-6 polynomial, then scaled by 2^n through the exponent bits.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-87.3, 88.7);
+    let n = (x * LOG2E + 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let e_r = p * r * r + r + 1.0;
+    f32::from_bits(((n as i32 + 127) as u32) << 23) * e_r
+}
 
 #[cfg(test)]
 mod tests {
@@ -47,9 +100,21 @@ mod tests {
     use candle_core::Device;
 
     #[test]
-    fn equals_candles_gelu() {
+    fn equals_candles_tanh_gelu() {
         let x = Tensor::randn(0f32, 3.0, (7, 5000), &Device::Cpu).unwrap();
-        let diff = (gelu(&x).unwrap() - x.gelu().unwrap()).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
+        let ours = gelu(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let theirs = x.gelu().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn exp_is_within_a_few_ulp() {
+        for i in -870..=880 {
+            let x = i as f32 / 10.0;
+            let (ours, libm) = (exp(x), x.exp());
+            assert!((ours - libm).abs() <= 4.0 * f32::EPSILON * libm, "exp({x}): {ours} vs {libm}");
+        }
     }
 }
