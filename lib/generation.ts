@@ -4,8 +4,15 @@ import type * as native from '../binding'
 import { AbortError, callNative, callNativeAsync } from './errors'
 import { GenerateOptions, GenerateResult, GenerateStep, toNativeOptions, toResult, toStep } from './generate-options'
 
-/** Without a per-token callback one native call runs the whole generation (it still checks for abort per token). */
+/** generate asks for every token at once: the scheduler runs it at full speed (checking for an abort before each token). */
 const ALL_STEPS = 0xffffffff
+
+/**
+ * A stream keeps this many tokens asked for beyond the one being waited on, so that its sequence
+ * stays in every batched forward pass while the consumer handles a token; an abort therefore
+ * stops it at most this many tokens past the last one the consumer saw.
+ */
+const STREAM_LOOKAHEAD = 1
 
 function start(model: native.NativeModel, ids: Uint32Array, options: GenerateOptions, eos: number | null) {
   const nativeOptions = toNativeOptions(options, eos)
@@ -35,7 +42,7 @@ export async function generate(
   try {
     const { onToken } = options
     for (;;) {
-      const { steps, done } = await callNativeAsync(() => generation.next(onToken ? 1 : ALL_STEPS))
+      const { steps, done } = await callNativeAsync(() => generation.next(ALL_STEPS))
       if (onToken) steps.forEach((step) => onToken(toStep(step)))
       if (done) break
     }
@@ -54,6 +61,7 @@ export async function* stream(
 ): AsyncGenerator<GenerateStep, GenerateResult, undefined> {
   const { generation, release } = start(model, ids, options, eos)
   try {
+    generation.ask(STREAM_LOOKAHEAD)
     for (;;) {
       const { steps, done } = await callNativeAsync(() => generation.next(1))
       for (const step of steps.map(toStep)) {

@@ -129,6 +129,12 @@ impl NativeGeneration {
         })
     }
 
+    /// Asks for `tokens` more tokens without waiting for them (to keep some generated ahead).
+    #[napi]
+    pub fn ask(&self, tokens: u32) {
+        self.handle.want(tokens as usize);
+    }
+
     /// Ends the generation before its next token; it finishes with stopReason 'abort'.
     #[napi]
     pub fn cancel(&self) {

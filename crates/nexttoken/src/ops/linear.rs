@@ -1,8 +1,8 @@
 //! `x @ W + b` on the CPU: the bias is written into the output first and the product accumulates
-//! onto it. One row (decoding one token) goes to the streaming kernels of `gemv`; a few rows
-//! (batched decoding) to one single-threaded gemm per block of output columns; more rows to
-//! gemm's own threading. Decoding is bound by reading the weights, and one core cannot pull
-//! DRAM's bandwidth alone, so every case keeps all cores reading.
+//! onto it. Up to 16 rows (decoding one token per sequence) go to the streaming kernels of
+//! `gemv`, which read each weight once for all rows with every core on its own block of output
+//! columns: decoding is bound by reading the weights, and one core cannot pull DRAM's bandwidth
+//! alone. More rows (prompts) go to gemm, whose blocking and threading suit them.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use gemm::{gemm, Parallelism};
@@ -10,8 +10,8 @@ use rayon::prelude::*;
 
 use super::{cpu_f32, gemv};
 
-/// Up to this many rows, split columns across threads; above it gemm's own threading is better.
-const MAX_SPLIT_ROWS: usize = 8;
+/// Up to this many rows, stream the weights once for all rows; above it gemm's blocking wins.
+const MAX_SPLIT_ROWS: usize = 16;
 
 /// Columns per block are a multiple of this, so blocks start on whole SIMD registers and lines.
 const COLUMN_ALIGN: usize = 16;
@@ -82,26 +82,38 @@ fn run(
         None => vec![0f32; m * n],
     };
     let threads = rayon::current_num_threads().max(1);
-    if m == 1 && xv.col_stride == 1 {
-        let x = &x_data[..k];
-        if wv.col_stride == 1 {
-            // (in, out) row-major: each thread streams its own block of columns.
-            let width = n.div_ceil(threads).next_multiple_of(COLUMN_ALIGN);
-            out.par_chunks_mut(width)
-                .enumerate()
-                .for_each(|(i, y)| gemv::axpy_rows(x, &w_data[i * width..], wv.row_stride as usize, y));
-            return Ok((CpuStorage::F32(out), Shape::from((m, n))));
+    let streaming_layout = xv.col_stride == 1 && (wv.col_stride == 1 || wv.row_stride == 1);
+    if m <= MAX_SPLIT_ROWS && streaming_layout {
+        let xs: Vec<&[f32]> = (0..m).map(|r| &x_data[r * xv.row_stride as usize..][..k]).collect();
+        let row_major = wv.col_stride == 1; // (in, out), else a transposed (out, in) like the tied head
+        let width = match row_major {
+            true => n.div_ceil(threads).next_multiple_of(COLUMN_ALIGN),
+            false => DOT_ROWS_PER_TASK,
+        };
+        let starts: Vec<usize> = (0..n).step_by(width).collect();
+        let blocks: Vec<Vec<f32>> = starts
+            .par_iter()
+            .map(|&j0| {
+                let cols = width.min(n - j0);
+                let mut block = vec![0f32; m * cols];
+                let mut ys: Vec<&mut [f32]> = block.chunks_mut(cols).collect();
+                match row_major {
+                    true => gemv::axpy_rows(&xs, &w_data[j0..], wv.row_stride as usize, &mut ys),
+                    false => {
+                        let stride = wv.col_stride as usize;
+                        gemv::dot_rows(&xs, &w_data[j0 * stride..], stride, &mut ys)
+                    }
+                }
+                block
+            })
+            .collect();
+        for (&j0, block) in starts.iter().zip(&blocks) {
+            let cols = block.len() / m;
+            for (r, part) in block.chunks(cols).enumerate() {
+                out[r * n + j0..r * n + j0 + cols].iter_mut().zip(part).for_each(|(o, p)| *o += p);
+            }
         }
-        if wv.row_stride == 1 {
-            // Column j is contiguous (a transposed (out, in) matrix such as the tied head).
-            let col_stride = wv.col_stride as usize;
-            let mut dots = vec![0f32; n];
-            dots.par_chunks_mut(DOT_ROWS_PER_TASK).enumerate().for_each(|(i, part)| {
-                gemv::dot_rows(x, &w_data[i * DOT_ROWS_PER_TASK * col_stride..], col_stride, part)
-            });
-            out.iter_mut().zip(dots).for_each(|(o, d)| *o += d);
-            return Ok((CpuStorage::F32(out), Shape::from((m, n))));
-        }
+        return Ok((CpuStorage::F32(out), Shape::from((m, n))));
     }
     let accumulate = bias.is_some();
     let out_ptr = Out(out.as_mut_ptr());
