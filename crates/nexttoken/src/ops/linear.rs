@@ -16,6 +16,9 @@ const MAX_SPLIT_ROWS: usize = 16;
 /// Columns per block are a multiple of this, so blocks start on whole SIMD registers and lines.
 const COLUMN_ALIGN: usize = 16;
 
+/// Most rows for which the transposed case (the tied head) streams dot products.
+const MAX_DOT_ROWS: usize = 4;
+
 /// Output rows per task in the transposed case: small enough to balance the threads.
 const DOT_ROWS_PER_TASK: usize = 1024;
 
@@ -82,7 +85,10 @@ fn run(
         None => vec![0f32; m * n],
     };
     let threads = rayon::current_num_threads().max(1);
-    let streaming_layout = xv.col_stride == 1 && (wv.col_stride == 1 || wv.row_stride == 1);
+    // Dot products end in a horizontal sum each, which dominates once several rows share a
+    // weight row: past MAX_DOT_ROWS rows the transposed case is a true GEMM for gemm.
+    let streaming_layout =
+        xv.col_stride == 1 && (wv.col_stride == 1 || (wv.row_stride == 1 && m <= MAX_DOT_ROWS));
     if m <= MAX_SPLIT_ROWS && streaming_layout {
         let xs: Vec<&[f32]> = (0..m).map(|r| &x_data[r * xv.row_stride as usize..][..k]).collect();
         let row_major = wv.col_stride == 1; // (in, out), else a transposed (out, in) like the tied head
