@@ -64,6 +64,11 @@ export async function* stream(
     generation.ask(STREAM_LOOKAHEAD)
     for (;;) {
       const { steps, done } = await callNativeAsync(() => generation.next(1))
+      // Once aborted, tokens generated ahead are not handed out; the partial result has them.
+      if (options.signal?.aborted) {
+        while (!done && !(await callNativeAsync(() => generation.next(ALL_STEPS))).done);
+        break
+      }
       for (const step of steps.map(toStep)) {
         options.onToken?.(step)
         yield step
