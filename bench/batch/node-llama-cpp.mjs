@@ -11,7 +11,7 @@ const contexts = new Map()
 
 async function contextFor(b) {
   if (!contexts.has(b)) {
-    for (const c of contexts.values()) await c.dispose()
+    for (const c of contexts.values()) await c.context.dispose()
     contexts.clear()
     const context = await model.createContext({
       contextSize: Math.max(1024, b * 128),
