@@ -16,14 +16,7 @@ pub fn coded(code: &str, message: &str) -> napi::Error {
 pub fn guarded<T>(work: impl FnOnce() -> nexttoken::Result<T>) -> napi::Result<T> {
     match catch_unwind(AssertUnwindSafe(work)) {
         Ok(result) => result.map_err(to_napi),
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(coded("ERR_INTERNAL", &format!("internal panic: {what}")))
-        }
+        Err(payload) => Err(coded("ERR_INTERNAL", &nexttoken::error::panic_message(payload.as_ref()))),
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::{panic_message, Error, Result};
 use crate::generation::{Generation, Output, Step};
 use crate::model::KvCache;
 use crate::pretrained::Pretrained;
@@ -172,7 +172,9 @@ fn run(model: &Pretrained, incoming: Receiver<Message>, max_batch_size: usize) {
             continue;
         }
         let turn = catch_unwind(AssertUnwindSafe(|| decode_turn(model, &mut running)));
-        if let Err(message) = turn.map_err(panic_message).and_then(|r| r.map_err(|e| e.to_string())) {
+        if let Err(message) =
+            turn.map_err(|payload| panic_message(payload.as_ref())).and_then(|r| r.map_err(|e| e.to_string()))
+        {
             for job in running.iter_mut() {
                 job.fail(Error::Internal(message.clone()));
             }
@@ -191,10 +193,12 @@ fn receive(message: Message, waiting: &mut VecDeque<Job>) {
 /// that completed its input.
 fn decode_turn(model: &Pretrained, running: &mut [Job]) -> Result<()> {
     let mut active: Vec<&mut Job> = running.iter_mut().filter(|job| job.is_wanted()).collect();
+    // Chunking a prompt only matters when others are waiting for their next token.
+    let chunk = if active.len() == 1 { usize::MAX } else { PREFILL_CHUNK };
     let mut batch: Vec<(&[u32], &mut KvCache)> = Vec::with_capacity(active.len());
     let mut fed = Vec::with_capacity(active.len());
     for (i, job) in active.iter_mut().enumerate() {
-        if let Some(input) = job.generation.next_input(PREFILL_CHUNK) {
+        if let Some(input) = job.generation.next_input(chunk) {
             batch.push(input);
             fed.push(i);
         }
@@ -215,13 +219,4 @@ fn decode_turn(model: &Pretrained, running: &mut [Job]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    let what = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
-    format!("panic in the scheduler: {what}")
 }
