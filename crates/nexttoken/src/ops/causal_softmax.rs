@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::cpu_f32;
+use super::{contiguous_f32, cpu_f32};
 
 /// Causal softmax of `scale * scores` (.., t, past + t) along the last dimension.
 pub fn causal_softmax(scores: &Tensor, scale: f32) -> candle_core::Result<Tensor> {
@@ -37,11 +37,7 @@ impl CustomOp1 for CausalSoftmax {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else { candle_core::bail!("causal_softmax takes f32") };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("causal_softmax takes a contiguous tensor")
-        };
-        let data = &data[start..end];
+        let data = contiguous_f32(storage, layout, "causal_softmax")?;
         let total = self.past + self.t;
         let mut out = vec![0f32; data.len()];
         out.par_chunks_mut(total).zip(data.par_chunks(total)).enumerate().for_each(|(row, (out, scores))| {

@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_f32;
+use super::{contiguous_f32, cpu_f32};
 
 /// Values per task: large enough that scheduling costs nothing next to the arithmetic.
 const CHUNK: usize = 8192;
@@ -27,41 +27,14 @@ impl CustomOp1 for GeluTanh {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else { candle_core::bail!("gelu takes f32") };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("gelu takes a contiguous tensor")
-        };
-        let mut out = data[start..end].to_vec();
+        let mut out = contiguous_f32(storage, layout, "gelu")?.to_vec();
         out.par_chunks_mut(CHUNK).for_each(gelu_in_place);
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
 
-fn gelu_in_place(values: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the enabled feature.
-            return unsafe { gelu_avx512(values) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { gelu_avx2(values) };
-        }
-    }
-    gelu_body(values)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn gelu_avx512(values: &mut [f32]) {
-    gelu_body(values)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_avx2(values: &mut [f32]) {
-    gelu_body(values)
+simd_dispatch! {
+    fn gelu_in_place(values: &mut [f32]) => gelu_body
 }
 
 #[inline(always)]

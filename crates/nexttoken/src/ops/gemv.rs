@@ -5,40 +5,18 @@
 //! loops are written so the compiler vectorises them for the widest SIMD the CPU has (chosen at
 //! run time, never at build time) and touch each weight exactly once, in address order.
 
-/// For each of the `xs` (one input row each, length k): `y[j] += sum_k x[k] * w[k * row_stride + j]`
-/// over the columns `j` of its `y` row: the layout of a Conv1D weight (in, out), row-major.
-/// Weight rows go four at a time, each read from memory once for all the inputs.
-pub fn axpy_rows(xs: &[&[f32]], w: &[f32], row_stride: usize, ys: &mut [&mut [f32]]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the enabled features.
-            return unsafe { axpy_rows_avx512(xs, w, row_stride, ys) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { axpy_rows_avx2(xs, w, row_stride, ys) };
-        }
-    }
-    axpy_rows_portable(xs, w, row_stride, ys)
+simd_dispatch! {
+    /// For each of the `xs` (one input row each, length k): `y[j] += sum_k x[k] * w[k * row_stride + j]`
+    /// over the columns `j` of its `y` row: the layout of a Conv1D weight (in, out), row-major.
+    /// Weight rows go four at a time, each read from memory once for all the inputs.
+    pub fn axpy_rows(xs: &[&[f32]], w: &[f32], row_stride: usize, ys: &mut [&mut [f32]]) => axpy_rows_body
 }
 
-/// For each of the `xs`: `out[v] = x · w[v * row_stride ..][..k]` over its `out` row: the layout
-/// of the output head (the token embeddings, one contiguous row per token). Each weight row is
-/// read from memory once for all the inputs.
-pub fn dot_rows(xs: &[&[f32]], w: &[f32], row_stride: usize, outs: &mut [&mut [f32]]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the enabled features.
-            return unsafe { dot_rows_avx512(xs, w, row_stride, outs) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { dot_rows_avx2(xs, w, row_stride, outs) };
-        }
-    }
-    dot_rows_portable(xs, w, row_stride, outs)
+simd_dispatch! {
+    /// For each of the `xs`: `out[v] = x · w[v * row_stride ..][..k]` over its `out` row: the layout
+    /// of the output head (the token embeddings, one contiguous row per token). Each weight row is
+    /// read from memory once for all the inputs.
+    pub fn dot_rows(xs: &[&[f32]], w: &[f32], row_stride: usize, outs: &mut [&mut [f32]]) => dot_rows_body
 }
 
 #[inline(always)]
@@ -87,38 +65,6 @@ fn dot_rows_body(xs: &[&[f32]], w: &[f32], row_stride: usize, outs: &mut [&mut [
             out[v] = acc.iter().sum::<f32>() + tail;
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn axpy_rows_avx512(xs: &[&[f32]], w: &[f32], row_stride: usize, ys: &mut [&mut [f32]]) {
-    axpy_rows_body(xs, w, row_stride, ys)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn axpy_rows_avx2(xs: &[&[f32]], w: &[f32], row_stride: usize, ys: &mut [&mut [f32]]) {
-    axpy_rows_body(xs, w, row_stride, ys)
-}
-
-fn axpy_rows_portable(xs: &[&[f32]], w: &[f32], row_stride: usize, ys: &mut [&mut [f32]]) {
-    axpy_rows_body(xs, w, row_stride, ys)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn dot_rows_avx512(xs: &[&[f32]], w: &[f32], row_stride: usize, outs: &mut [&mut [f32]]) {
-    dot_rows_body(xs, w, row_stride, outs)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_rows_avx2(xs: &[&[f32]], w: &[f32], row_stride: usize, outs: &mut [&mut [f32]]) {
-    dot_rows_body(xs, w, row_stride, outs)
-}
-
-fn dot_rows_portable(xs: &[&[f32]], w: &[f32], row_stride: usize, outs: &mut [&mut [f32]]) {
-    dot_rows_body(xs, w, row_stride, outs)
 }
 
 #[cfg(test)]

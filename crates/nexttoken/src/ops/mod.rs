@@ -7,6 +7,37 @@
 //! - `decode_attention`: one query over the KV cache, one head per thread.
 //! - `gelu`: the tanh GELU spread over threads (candle's runs on one).
 
+/// Defines `$name`, which runs `$body` (an `#[inline(always)]` fn) compiled for AVX-512 or
+/// AVX2+FMA when the CPU has them, chosen at run time (builds never assume a CPU), and portable
+/// code otherwise. The body is written so the compiler vectorises it for the chosen width.
+macro_rules! simd_dispatch {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports the enabled feature.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 mod causal_softmax;
 mod decode_attention;
 mod gelu;
@@ -18,9 +49,18 @@ pub use decode_attention::decode_attention;
 pub use gelu::gelu;
 pub use linear::linear;
 
-use candle_core::{DType, Tensor};
+use candle_core::{CpuStorage, DType, Layout, Tensor};
 
 /// True when the CPU fast path applies to these tensors.
 fn cpu_f32(tensors: &[&Tensor]) -> bool {
     tensors.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+/// The f32 values of a contiguous CPU tensor, as a custom op receives it.
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else { candle_core::bail!("{op} takes f32 tensors") };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op} takes a contiguous tensor")
+    };
+    Ok(&data[start..end])
 }
