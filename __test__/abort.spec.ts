@@ -10,13 +10,14 @@ const model = Gpt2.fromPretrained(TINY_MODEL)
 test('aborting generate mid-way rejects with AbortError carrying the partial result', async (t) => {
   const m = await model
   const controller = new AbortController()
-  let seen = 0
+  const seen: number[] = []
   const promise = m.generate('Once upon a time', {
     maxNewTokens: 1000,
     eosTokenId: null,
     signal: controller.signal,
-    onToken: () => {
-      if (++seen === 5) controller.abort()
+    onToken: (step) => {
+      seen.push(step.id)
+      if (seen.length === 5) controller.abort()
     },
   })
   const err = await t.throwsAsync<AbortError<GenerateResult>>(promise, { instanceOf: AbortError })
@@ -24,8 +25,9 @@ test('aborting generate mid-way rejects with AbortError carrying the partial res
   t.is(err?.code, 'ABORT_ERR')
   t.is(err?.partial?.stopReason, 'abort')
   // generate runs ahead of its onToken calls: the abort lands within a step of being seen.
-  const generated = err!.partial!.newIds.length
-  t.true(generated >= 5 && generated < 1000, `${generated} tokens`)
+  const partial = err!.partial!.newIds
+  t.deepEqual(partial, seen) // onToken saw every generated token, and no more
+  t.true(partial.length < 1000, `${partial.length} tokens`)
 })
 
 test('aborting a running generate without onToken stops within a step', async (t) => {

@@ -53,7 +53,10 @@ export interface GenerateOptions {
   maxNewTokens?: number
   /** Generation ends after this token. `null`: never. @default config.eosTokenId (50256) */
   eosTokenId?: number | null
-  /** Pads shorter prompts in batches; a single sequence needs none. @default eosTokenId */
+  /**
+   * transformers' padding token, accepted (and checked) for compatibility. Nothing is padded:
+   * batched sequences each keep their own KV cache. @default eosTokenId
+   */
   padTokenId?: number
   /** Sample from the processed distribution instead of taking the argmax. @default false */
   doSample?: boolean

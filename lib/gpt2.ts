@@ -149,8 +149,8 @@ export class Gpt2 {
   async generateBatch(inputs: ModelInput[], options: Omit<GenerateOptions, 'onToken'> = {}): Promise<GenerateResult[]> {
     if (!Array.isArray(inputs)) throw invalidArg('generateBatch expects an array of inputs')
     const ids = inputs.map((input) => this.tokenizer.toIds(input))
-    const { onToken: _ignored, ...batchOptions } = options as GenerateOptions
-    return Promise.all(ids.map((row) => generation.generate(this.native, row, batchOptions, this.config.eosTokenId)))
+    const rowOptions = { ...options, onToken: undefined } // a per-token callback has no row to name
+    return Promise.all(ids.map((row) => generation.generate(this.native, row, rowOptions, this.config.eosTokenId)))
   }
 
   /** True once `dispose()` has been called. */

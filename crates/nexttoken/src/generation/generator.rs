@@ -1,6 +1,7 @@
 //! One sequence's generation, driven one token at a time so that callers can stream, stop and
 //! abort between tokens. Each step feeds only the tokens the KV cache has not seen.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -165,8 +166,15 @@ impl Generation {
             0 => Vec::new(),
             k => top_k(logits, k),
         };
-        let mut scores = logits.to_vec();
-        apply_processors(&mut scores, &self.ids, &self.options);
+        // Plain greedy decoding reads the logits as they are: no copy of the vocabulary-sized row.
+        let scores: Cow<[f32]> = match self.options.processes_scores() {
+            true => {
+                let mut scores = logits.to_vec();
+                apply_processors(&mut scores, &self.ids, &self.options);
+                Cow::Owned(scores)
+            }
+            false => Cow::Borrowed(logits),
+        };
         let id = if self.options.do_sample { sample(&scores, &mut self.rng) } else { argmax(&scores) };
         let logprob = logits[id as usize] - lse;
 

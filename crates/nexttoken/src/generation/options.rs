@@ -14,7 +14,8 @@ pub struct GenerateOptions {
     pub max_new_tokens: Option<usize>,
     /// Generation ends after this token (it is kept in the output). None: never.
     pub eos_token_id: Option<u32>,
-    /// Fills the left of shorter prompts in a batch; unused by a single sequence.
+    /// transformers' padding token. Accepted and checked for compatibility; nothing is padded
+    /// here, because batched sequences each keep their own cache (see `scheduler`).
     pub pad_token_id: Option<u32>,
     /// false: greedy (argmax of the processed scores). true: sample from their softmax.
     pub do_sample: bool,
@@ -84,14 +85,18 @@ impl GenerateOptions {
         }
         for (name, id) in [("eosTokenId", self.eos_token_id), ("padTokenId", self.pad_token_id)] {
             if let Some(id) = id.filter(|&id| id as usize >= vocab_size) {
-                return Err(Error::TokenOutOfRange { id, vocab_size })
-                    .map_err(|err| Error::InvalidArg(format!("{name}: {err}")));
+                return Err(invalid(format!("{name} {id} is outside the vocabulary of {vocab_size} tokens")));
             }
         }
         if self.stop.iter().any(|s| s.is_empty()) {
             return Err(invalid("stop strings must not be empty".into()));
         }
         Ok(())
+    }
+
+    /// Whether any processor can change the logits (else greedy reads them as they are).
+    pub fn processes_scores(&self) -> bool {
+        self.do_sample || self.repetition_penalty != 1.0 || self.no_repeat_ngram_size > 0
     }
 
     /// How many tokens may be added to a prompt of `prompt_len` tokens.

@@ -1,8 +1,10 @@
 //! `x @ W + b` on the CPU: the bias is written into the output first and the product accumulates
-//! onto it. Up to 16 rows (decoding one token per sequence) go to the streaming kernels of
-//! `gemv`, which read each weight once for all rows with every core on its own block of output
-//! columns: decoding is bound by reading the weights, and one core cannot pull DRAM's bandwidth
-//! alone. More rows (prompts) go to gemm, whose blocking and threading suit them.
+//! onto it. A few rows (decoding one token per sequence: up to 16 for an (in, out) weight, up to
+//! 4 for the transposed tied head) go to the streaming kernels of `gemv`, which read each weight
+//! once for all rows with every core on its own block of output columns: decoding is bound by
+//! reading the weights, and one core cannot pull DRAM's bandwidth alone. Everything else goes to
+//! gemm: split by columns across threads for few rows (gemm would run them on one thread), gemm's
+//! own threading for many (prompts).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use gemm::{gemm, Parallelism};
@@ -10,7 +12,8 @@ use rayon::prelude::*;
 
 use super::{cpu_f32, gemv};
 
-/// Up to this many rows, stream the weights once for all rows; above it gemm's blocking wins.
+/// Up to this many rows, stream the weights once for all rows (or split gemm by columns); above
+/// it gemm's blocking and threading win.
 const MAX_SPLIT_ROWS: usize = 16;
 
 /// Columns per block are a multiple of this, so blocks start on whole SIMD registers and lines.
@@ -87,44 +90,69 @@ fn run(
     let threads = rayon::current_num_threads().max(1);
     // Dot products end in a horizontal sum each, which dominates once several rows share a
     // weight row: past MAX_DOT_ROWS rows the transposed case is a true GEMM for gemm.
-    let streaming_layout =
-        xv.col_stride == 1 && (wv.col_stride == 1 || (wv.row_stride == 1 && m <= MAX_DOT_ROWS));
-    if m <= MAX_SPLIT_ROWS && streaming_layout {
-        let xs: Vec<&[f32]> = (0..m).map(|r| &x_data[r * xv.row_stride as usize..][..k]).collect();
-        let row_major = wv.col_stride == 1; // (in, out), else a transposed (out, in) like the tied head
-        let width = match row_major {
-            true => n.div_ceil(threads).next_multiple_of(COLUMN_ALIGN),
-            false => DOT_ROWS_PER_TASK,
-        };
-        let starts: Vec<usize> = (0..n).step_by(width).collect();
-        let blocks: Vec<Vec<f32>> = starts
-            .par_iter()
-            .map(|&j0| {
-                let cols = width.min(n - j0);
-                let mut block = vec![0f32; m * cols];
-                let mut ys: Vec<&mut [f32]> = block.chunks_mut(cols).collect();
-                match row_major {
-                    true => gemv::axpy_rows(&xs, &w_data[j0..], wv.row_stride as usize, &mut ys),
-                    false => {
-                        let stride = wv.col_stride as usize;
-                        gemv::dot_rows(&xs, &w_data[j0 * stride..], stride, &mut ys)
-                    }
-                }
-                block
-            })
-            .collect();
-        for (&j0, block) in starts.iter().zip(&blocks) {
-            let cols = block.len() / m;
-            for (r, part) in block.chunks(cols).enumerate() {
-                out[r * n + j0..r * n + j0 + cols].iter_mut().zip(part).for_each(|(o, p)| *o += p);
-            }
-        }
-        return Ok((CpuStorage::F32(out), Shape::from((m, n))));
+    let streams = xv.col_stride == 1 && (wv.col_stride == 1 || (wv.row_stride == 1 && m <= MAX_DOT_ROWS));
+    if m <= MAX_SPLIT_ROWS && streams {
+        streamed(&x_data[..], xv, &w_data[..], wv, (m, k, n), threads, &mut out);
+    } else {
+        with_gemm(xv, wv, (m, k, n), threads, bias.is_some(), &mut out);
     }
-    let accumulate = bias.is_some();
+    Ok((CpuStorage::F32(out), Shape::from((m, n))))
+}
+
+/// `out += x @ w` with the `gemv` kernels, one block of output columns per task.
+fn streamed(
+    x: &[f32],
+    xv: View,
+    w: &[f32],
+    wv: View,
+    (m, k, n): (usize, usize, usize),
+    threads: usize,
+    out: &mut [f32],
+) {
+    let xs: Vec<&[f32]> = (0..m).map(|r| &x[r * xv.row_stride as usize..][..k]).collect();
+    let row_major = wv.col_stride == 1; // (in, out), else a transposed (out, in) like the tied head
+    let width = match row_major {
+        true => n.div_ceil(threads).next_multiple_of(COLUMN_ALIGN),
+        false => DOT_ROWS_PER_TASK,
+    };
+    let starts: Vec<usize> = (0..n).step_by(width).collect();
+    let blocks: Vec<Vec<f32>> = starts
+        .par_iter()
+        .map(|&j0| {
+            let cols = width.min(n - j0);
+            let mut block = vec![0f32; m * cols];
+            let mut ys: Vec<&mut [f32]> = block.chunks_mut(cols).collect();
+            match row_major {
+                true => gemv::axpy_rows(&xs, &w[j0..], wv.row_stride as usize, &mut ys),
+                false => {
+                    let stride = wv.col_stride as usize;
+                    gemv::dot_rows(&xs, &w[j0 * stride..], stride, &mut ys)
+                }
+            }
+            block
+        })
+        .collect();
+    for (&j0, block) in starts.iter().zip(&blocks) {
+        let cols = block.len() / m;
+        for (r, part) in block.chunks(cols).enumerate() {
+            out[r * n + j0..r * n + j0 + cols].iter_mut().zip(part).for_each(|(o, p)| *o += p);
+        }
+    }
+}
+
+/// `out = x @ w` (`+= ` when `accumulate`) with gemm: one single-threaded call per block of
+/// columns for few rows, gemm's own threading for many.
+fn with_gemm(
+    xv: View,
+    wv: View,
+    (m, k, n): (usize, usize, usize),
+    threads: usize,
+    accumulate: bool,
+    out: &mut [f32],
+) {
     let out_ptr = Out(out.as_mut_ptr());
-    // SAFETY (both calls): the views come from the layouts of live storages, every block stays
-    // within (m, k) x (k, n), and blocks write disjoint columns of `out`.
+    // SAFETY: the views come from the layouts of live storages, every block stays within
+    // (m, k) x (k, n), and blocks write disjoint columns of `out`.
     let block = |j0: usize, cols: usize, parallelism: Parallelism| unsafe {
         // Whole structs, not their raw-pointer fields, are what may cross threads.
         let (out, xv, wv) = (out_ptr, xv, wv);
@@ -157,7 +185,6 @@ fn run(
     } else {
         block(0, n, if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None });
     }
-    Ok((CpuStorage::F32(out), Shape::from((m, n))))
 }
 
 impl CustomOp2 for Linear {
