@@ -12,7 +12,7 @@ use candle_nn::LayerNorm;
 
 use crate::config::{Activation, Config};
 use crate::error::{Error, Result};
-use crate::ops::{causal_softmax, decode_attention, gelu, linear};
+use crate::ops::{attention, gelu, linear};
 use crate::weights::Weights;
 
 /// Hugging Face's GPT-2 `Conv1D`: a linear layer whose weight is stored `[in, out]`, which is
@@ -103,21 +103,15 @@ impl Attention {
         for seq in batch.iter_mut() {
             let (row, t) = (seq.row, seq.ids.len());
             // c_attn packs q, k and v as three contiguous blocks of c columns (not per head).
+            let qkv = qkv.narrow(0, row, t)?;
             let split_heads = |i: usize| -> candle_core::Result<Tensor> {
-                qkv.narrow(0, row, t)?
-                    .narrow(1, i * c, c)?
+                qkv.narrow(1, i * c, c)?
                     .reshape((1, t, self.n_head, self.head_size))?
                     .transpose(1, 2)? // (1, nh, t, hs)
                     .contiguous()
             };
-            let (q, k, v) = (split_heads(0)?, split_heads(1)?, split_heads(2)?);
-            let (k, v) = seq.cache.append(layer, &k, &v)?; // (1, nh, T, hs)
-            let y = if t == 1 {
-                decode_attention(&q, &k, &v, scale)? // (1, nh, 1, hs)
-            } else {
-                causal_softmax(&q.matmul(&k.t()?)?, scale)?.matmul(&v)? // (1, nh, t, T) @ (1, nh, T, hs)
-            };
-            ys.push(y.transpose(1, 2)?.reshape((t, c))?);
+            let (k, v) = seq.cache.append(layer, &split_heads(1)?, &split_heads(2)?)?; // (1, nh, T, hs)
+            ys.push(attention(&qkv.narrow(1, 0, c)?, &k, &v, scale)?); // (t, c)
         }
         self.c_proj.forward(&Tensor::cat(&ys, 0)?)
     }

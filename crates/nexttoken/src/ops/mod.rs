@@ -3,8 +3,7 @@
 //!
 //! - `linear`: `x @ W + b` with the bias fused into the matrix product, and both cores busy even
 //!   for one row (candle's gemm runs matrix-vector products on one thread).
-//! - `causal_softmax`: the attention mask and the softmax in one pass, skipping masked entries.
-//! - `decode_attention`: one query over the KV cache, one head per thread.
+//! - `attention`: causal attention fused per head and block of queries, masked scores skipped.
 //! - `gelu`: the tanh GELU spread over threads (candle's runs on one).
 
 /// Defines `$name`, which runs `$body` (an `#[inline(always)]` fn) compiled for AVX-512 or
@@ -38,14 +37,13 @@ macro_rules! simd_dispatch {
     };
 }
 
-mod causal_softmax;
-mod decode_attention;
+mod attention;
 mod gelu;
 mod gemv;
 mod linear;
+mod math;
 
-pub use causal_softmax::causal_softmax;
-pub use decode_attention::decode_attention;
+pub use attention::attention;
 pub use gelu::gelu;
 pub use linear::linear;
 
