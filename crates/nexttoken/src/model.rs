@@ -12,7 +12,7 @@ use candle_nn::LayerNorm;
 
 use crate::config::{Activation, Config};
 use crate::error::{Error, Result};
-use crate::ops::{attention, gelu, linear};
+use crate::ops::{attention, linear, Epilogue};
 use crate::weights::Weights;
 
 /// Hugging Face's GPT-2 `Conv1D`: a linear layer whose weight is stored `[in, out]`, which is
@@ -30,8 +30,8 @@ impl Conv1D {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        linear(x, &self.weight, Some(&self.bias)) // (rows, out)
+    fn forward(&self, x: &Tensor, epilogue: Epilogue) -> candle_core::Result<Tensor> {
+        linear(x, &self.weight, Some(&self.bias), epilogue) // (rows, out)
     }
 }
 
@@ -94,10 +94,17 @@ impl Attention {
         })
     }
 
-    /// Causal self-attention of each sequence's new rows of `x` (rows, c) over its cache.
-    fn forward(&self, x: &Tensor, batch: &mut [Sequence], layer: usize) -> candle_core::Result<Tensor> {
+    /// `residual` plus the causal self-attention of each sequence's new rows of `x` (rows, c)
+    /// over its cache.
+    fn forward(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+        batch: &mut [Sequence],
+        layer: usize,
+    ) -> candle_core::Result<Tensor> {
         let c = x.dim(1)?;
-        let qkv = self.c_attn.forward(x)?; // (rows, 3c)
+        let qkv = self.c_attn.forward(x, Epilogue::None)?; // (rows, 3c)
         let scale = 1.0 / (self.head_size as f32).sqrt();
         let mut ys = Vec::with_capacity(batch.len());
         for seq in batch.iter_mut() {
@@ -113,7 +120,7 @@ impl Attention {
             let (k, v) = seq.cache.append(layer, &split_heads(1)?, &split_heads(2)?)?; // (1, nh, T, hs)
             ys.push(attention(&qkv.narrow(1, 0, c)?, &k, &v, scale)?); // (t, c)
         }
-        self.c_proj.forward(&Tensor::cat(&ys, 0)?)
+        self.c_proj.forward(&Tensor::cat(&ys, 0)?, Epilogue::Residual(residual))
     }
 }
 
@@ -132,14 +139,14 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let h = self.c_fc.forward(x)?;
+    /// `residual` plus the MLP of `x`.
+    fn forward(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
         let h = match self.activation {
-            Activation::GeluTanh => gelu(&h)?, // the tanh form (`gelu_new`)
-            Activation::GeluErf => h.gelu_erf()?,
-            Activation::Relu => h.relu()?,
+            Activation::GeluTanh => self.c_fc.forward(x, Epilogue::Gelu)?, // the tanh form (`gelu_new`)
+            Activation::GeluErf => self.c_fc.forward(x, Epilogue::None)?.gelu_erf()?,
+            Activation::Relu => self.c_fc.forward(x, Epilogue::None)?.relu()?,
         };
-        self.c_proj.forward(&h)
+        self.c_proj.forward(&h, Epilogue::Residual(residual))
     }
 }
 
@@ -162,8 +169,8 @@ impl Block {
     }
 
     fn forward(&self, x: &Tensor, batch: &mut [Sequence], layer: usize) -> candle_core::Result<Tensor> {
-        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, batch, layer)?)?;
-        &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
+        let x = self.attn.forward(&self.ln_1.forward(x)?, x, batch, layer)?;
+        self.mlp.forward(&self.ln_2.forward(&x)?, &x)
     }
 }
 
@@ -269,7 +276,8 @@ impl Gpt2 {
 
     /// Logits of hidden states (rows, c): ln_f, then the head tied to the token embeddings.
     fn lm_head(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(linear(&self.ln_f.forward(x)?, &self.wte.t()?, None)?) // (rows, vocab)
+        Ok(linear(&self.ln_f.forward(x)?, &self.wte.t()?, None, Epilogue::None)?)
+        // (rows, vocab)
     }
 }
 

@@ -1,16 +1,18 @@
-//! `x @ W + b` on the CPU: the bias is written into the output first and the product accumulates
-//! onto it. A few rows (decoding one token per sequence: up to 16 for an (in, out) weight, up to
+//! `x @ W + b` on the CPU, with what follows it in GPT-2 fused into the same pass over the output
+//! (the epilogue): the tanh GELU after `c_fc`, the residual add after each `c_proj`. A few rows (decoding one token per sequence: up to 16 for an (in, out) weight, up to
 //! 4 for the transposed tied head) go to the streaming kernels of `gemv`, which read each weight
 //! once for all rows with every core on its own block of output columns: decoding is bound by
 //! reading the weights, and one core cannot pull DRAM's bandwidth alone. Everything else goes to
 //! gemm: split by columns across threads for few rows (gemm would run them on one thread), gemm's
 //! own threading for many (prompts).
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use std::borrow::Cow;
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Storage, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use super::{cpu_f32, gemv};
+use super::{cpu_f32, gelu, gemv};
 
 /// Up to this many rows, stream the weights once for all rows (or split gemm by columns); above
 /// it gemm's blocking and threading win.
@@ -25,17 +27,85 @@ const MAX_DOT_ROWS: usize = 4;
 /// Output rows per task in the transposed case: small enough to balance the threads.
 const DOT_ROWS_PER_TASK: usize = 1024;
 
-/// `x (m, k) @ w (k, n) [+ bias (n)]` for 2-D `x` and `w` of any strides (a transposed `w` is fine).
-pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+/// Rows per task of the epilogue after a gemm: a few hundred KB of output each.
+const EPILOGUE_ROWS: usize = 32;
+
+thread_local! {
+    /// A task's block of outputs in the streaming path, reused by every task on this thread.
+    static BLOCK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// What is applied to each output after the product and the bias.
+#[derive(Clone, Copy)]
+pub enum Epilogue<'a> {
+    None,
+    /// GPT-2's tanh GELU (`gelu_new`).
+    Gelu,
+    /// Adds this (m, n) tensor: the residual stream.
+    Residual(&'a Tensor),
+}
+
+/// `epilogue(x (m, k) @ w (k, n) [+ bias (n)])` for 2-D `x` and `w` of any strides (a transposed
+/// `w` is fine).
+pub fn linear(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    epilogue: Epilogue,
+) -> candle_core::Result<Tensor> {
+    let fused = match epilogue {
+        Epilogue::Residual(r) => cpu_f32(&[x, w, r]) && r.is_contiguous(),
+        _ => cpu_f32(&[x, w]),
+    };
+    let op = Linear { epilogue };
     match bias {
-        Some(b) if cpu_f32(&[x, w, b]) => x.apply_op3_no_bwd(w, b, &Linear),
-        None if cpu_f32(&[x, w]) => x.apply_op2_no_bwd(w, &Linear),
-        Some(b) => x.matmul(w)?.broadcast_add(b),
-        None => x.matmul(w),
+        Some(b) if fused && cpu_f32(&[b]) => x.apply_op3_no_bwd(w, b, &op),
+        None if fused => x.apply_op2_no_bwd(w, &op),
+        _ => {
+            let y = x.matmul(w)?;
+            let y = match bias {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            };
+            match epilogue {
+                Epilogue::None => Ok(y),
+                Epilogue::Gelu => y.gelu(),
+                Epilogue::Residual(r) => y + r,
+            }
+        }
     }
 }
 
-struct Linear;
+struct Linear<'a> {
+    epilogue: Epilogue<'a>,
+}
+
+/// The epilogue with its operands as slices, ready to run on any rows.
+struct Finish<'a> {
+    bias: Option<Cow<'a, [f32]>>,
+    gelu: bool,
+    residual: Option<&'a [f32]>,
+    n: usize,
+}
+
+impl Finish<'_> {
+    /// Finishes `out`, columns `j0..` of row `row` (as many as `out` holds).
+    fn apply(&self, row: usize, j0: usize, out: &mut [f32]) {
+        if let Some(bias) = &self.bias {
+            out.iter_mut().zip(&bias[j0..]).for_each(|(o, b)| *o += b);
+        }
+        if self.gelu {
+            gelu::gelu_in_place(out);
+        }
+        if let Some(residual) = self.residual {
+            out.iter_mut().zip(&residual[row * self.n + j0..]).for_each(|(o, r)| *o += r);
+        }
+    }
+
+    fn is_noop(&self) -> bool {
+        self.bias.is_none() && !self.gelu && self.residual.is_none()
+    }
+}
 
 /// A matrix view: pointer to element (0, 0) and the row and column strides, in elements.
 #[derive(Clone, Copy)]
@@ -69,6 +139,7 @@ fn run(
     x: (&CpuStorage, &Layout),
     w: (&CpuStorage, &Layout),
     bias: Option<(&CpuStorage, &Layout)>,
+    epilogue: Epilogue,
 ) -> candle_core::Result<(CpuStorage, Shape)> {
     let ((m, k), (k2, n)) = (x.1.shape().dims2()?, w.1.shape().dims2()?);
     if k != k2 {
@@ -76,30 +147,57 @@ fn run(
     }
     let (x_data, xv) = f32_view(x.0, x.1)?;
     let (w_data, wv) = f32_view(w.0, w.1)?;
-    let mut out = match bias {
+    let bias = match bias {
         Some((storage, layout)) => {
             if layout.shape().dims() != [n] {
                 candle_core::bail!("linear: bias {:?} for {n} outputs", layout.shape());
             }
             let (b, bv) = f32_view(storage, layout)?;
-            let row: Vec<f32> = (0..n).map(|j| b[j * bv.col_stride as usize]).collect();
-            row.repeat(m)
+            Some(match bv.col_stride {
+                1 => Cow::Borrowed(&b[..n]),
+                stride => Cow::Owned((0..n).map(|j| b[j * stride as usize]).collect()),
+            })
         }
-        None => vec![0f32; m * n],
+        None => None,
     };
+    let residual_storage = match epilogue {
+        Epilogue::Residual(r) if r.dims() != [m, n] => {
+            candle_core::bail!("linear: residual {:?} for ({m}, {n}) outputs", r.shape())
+        }
+        Epilogue::Residual(r) => Some(r.storage_and_layout()),
+        _ => None,
+    };
+    let residual = match &residual_storage {
+        Some((storage, layout)) => match &**storage {
+            Storage::Cpu(cpu) => Some(super::contiguous_f32(cpu, layout, "linear residual")?),
+            _ => candle_core::bail!("linear: the residual is not on the CPU"),
+        },
+        None => None,
+    };
+    let finish = Finish { bias, gelu: matches!(epilogue, Epilogue::Gelu), residual, n };
+    let mut out = vec![0f32; m * n];
     let threads = rayon::current_num_threads().max(1);
     // Dot products end in a horizontal sum each, which dominates once several rows share a
     // weight row: past MAX_DOT_ROWS rows the transposed case is a true GEMM for gemm.
     let streams = xv.col_stride == 1 && (wv.col_stride == 1 || (wv.row_stride == 1 && m <= MAX_DOT_ROWS));
     if m <= MAX_SPLIT_ROWS && streams {
-        streamed(&x_data[..], xv, &w_data[..], wv, (m, k, n), threads, &mut out);
+        streamed(x_data, xv, w_data, wv, (m, k, n), threads, &finish, &mut out);
     } else {
-        with_gemm(xv, wv, (m, k, n), threads, bias.is_some(), &mut out);
+        with_gemm(xv, wv, (m, k, n), threads, &mut out);
+        if !finish.is_noop() {
+            out.par_chunks_mut(EPILOGUE_ROWS * n).enumerate().for_each(|(chunk, rows)| {
+                for (i, row) in rows.chunks_mut(n).enumerate() {
+                    finish.apply(chunk * EPILOGUE_ROWS + i, 0, row);
+                }
+            });
+        }
     }
     Ok((CpuStorage::F32(out), Shape::from((m, n))))
 }
 
-/// `out += x @ w` with the `gemv` kernels, one block of output columns per task.
+/// `out = finish(x @ w)` with the `gemv` kernels, one block of output columns per task, each
+/// block finished while it is still in cache.
+#[allow(clippy::too_many_arguments)]
 fn streamed(
     x: &[f32],
     xv: View,
@@ -107,6 +205,7 @@ fn streamed(
     wv: View,
     (m, k, n): (usize, usize, usize),
     threads: usize,
+    finish: &Finish,
     out: &mut [f32],
 ) {
     let xs: Vec<&[f32]> = (0..m).map(|r| &x[r * xv.row_stride as usize..][..k]).collect();
@@ -115,12 +214,15 @@ fn streamed(
         true => n.div_ceil(threads).next_multiple_of(COLUMN_ALIGN),
         false => DOT_ROWS_PER_TASK,
     };
-    let starts: Vec<usize> = (0..n).step_by(width).collect();
-    let blocks: Vec<Vec<f32>> = starts
-        .par_iter()
-        .map(|&j0| {
-            let cols = width.min(n - j0);
-            let mut block = vec![0f32; m * cols];
+    let out_ptr = Out(out.as_mut_ptr());
+    (0..n).into_par_iter().step_by(width).for_each(|j0| {
+        let cols = width.min(n - j0);
+        let out = out_ptr;
+        // Accumulate in a private block: threads summing into neighbouring columns of the same
+        // output rows would fight over the cache lines where their columns meet.
+        BLOCK.with_borrow_mut(|block| {
+            block.clear();
+            block.resize(m * cols, 0.0);
             let mut ys: Vec<&mut [f32]> = block.chunks_mut(cols).collect();
             match row_major {
                 true => gemv::axpy_rows(&xs, &w[j0..], wv.row_stride as usize, &mut ys),
@@ -129,27 +231,20 @@ fn streamed(
                     gemv::dot_rows(&xs, &w[j0 * stride..], stride, &mut ys)
                 }
             }
-            block
-        })
-        .collect();
-    for (&j0, block) in starts.iter().zip(&blocks) {
-        let cols = block.len() / m;
-        for (r, part) in block.chunks(cols).enumerate() {
-            out[r * n + j0..r * n + j0 + cols].iter_mut().zip(part).for_each(|(o, p)| *o += p);
-        }
-    }
+            for (r, y) in ys.iter().enumerate() {
+                // SAFETY: each task writes columns j0..j0 + cols of every row, disjoint from
+                // the other tasks' columns.
+                let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(r * n + j0), cols) };
+                dst.copy_from_slice(y);
+                finish.apply(r, j0, dst);
+            }
+        });
+    });
 }
 
-/// `out = x @ w` (`+= ` when `accumulate`) with gemm: one single-threaded call per block of
-/// columns for few rows, gemm's own threading for many.
-fn with_gemm(
-    xv: View,
-    wv: View,
-    (m, k, n): (usize, usize, usize),
-    threads: usize,
-    accumulate: bool,
-    out: &mut [f32],
-) {
+/// `out = x @ w` with gemm: one single-threaded call per block of columns for few rows, gemm's
+/// own threading for many.
+fn with_gemm(xv: View, wv: View, (m, k, n): (usize, usize, usize), threads: usize, out: &mut [f32]) {
     let out_ptr = Out(out.as_mut_ptr());
     // SAFETY: the views come from the layouts of live storages, every block stays within
     // (m, k) x (k, n), and blocks write disjoint columns of `out`.
@@ -163,7 +258,7 @@ fn with_gemm(
             out.0.add(j0),
             1,
             n as isize,
-            accumulate,
+            false,
             xv.ptr,
             xv.col_stride,
             xv.row_stride,
@@ -187,7 +282,7 @@ fn with_gemm(
     }
 }
 
-impl CustomOp2 for Linear {
+impl CustomOp2 for Linear<'_> {
     fn name(&self) -> &'static str {
         "linear"
     }
@@ -199,11 +294,11 @@ impl CustomOp2 for Linear {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        run((s1, l1), (s2, l2), None)
+        run((s1, l1), (s2, l2), None, self.epilogue)
     }
 }
 
-impl CustomOp3 for Linear {
+impl CustomOp3 for Linear<'_> {
     fn name(&self) -> &'static str {
         "linear"
     }
@@ -217,7 +312,7 @@ impl CustomOp3 for Linear {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        run((s1, l1), (s2, l2), Some((s3, l3)))
+        run((s1, l1), (s2, l2), Some((s3, l3)), self.epilogue)
     }
 }
 
@@ -242,15 +337,30 @@ mod tests {
             let w = Tensor::randn(0f32, 1.0, (k, n), &dev).unwrap();
             let b = Tensor::randn(0f32, 1.0, n, &dev).unwrap();
             let plain = x.matmul(&w).unwrap();
-            assert!(max_diff(&linear(&x, &w, None).unwrap(), &plain) < 1e-5, "({m},{k},{n})");
+            assert!(max_diff(&linear(&x, &w, None, Epilogue::None).unwrap(), &plain) < 1e-5, "({m},{k},{n})");
             let biased = plain.broadcast_add(&b).unwrap();
-            assert!(max_diff(&linear(&x, &w, Some(&b)).unwrap(), &biased) < 1e-5, "bias ({m},{k},{n})");
+            let ours = linear(&x, &w, Some(&b), Epilogue::None).unwrap();
+            assert!(max_diff(&ours, &biased) < 1e-5, "bias ({m},{k},{n})");
             let wt = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
             let expected = x.matmul(&wt.t().unwrap()).unwrap();
-            assert!(
-                max_diff(&linear(&x, &wt.t().unwrap(), None).unwrap(), &expected) < 1e-5,
-                "t ({m},{k},{n})"
-            );
+            let ours = linear(&x, &wt.t().unwrap(), None, Epilogue::None).unwrap();
+            assert!(max_diff(&ours, &expected) < 1e-5, "t ({m},{k},{n})");
+        }
+    }
+
+    #[test]
+    fn fuses_gelu_and_the_residual_add_on_every_path() {
+        let dev = Device::Cpu;
+        for (m, k, n) in [(1, 64, 300), (5, 32, 70), (40, 96, 130)] {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
+            let w = Tensor::randn(0f32, 0.2, (k, n), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1.0, n, &dev).unwrap();
+            let r = Tensor::randn(0f32, 1.0, (m, n), &dev).unwrap();
+            let biased = x.matmul(&w).unwrap().broadcast_add(&b).unwrap();
+            let ours = linear(&x, &w, Some(&b), Epilogue::Gelu).unwrap();
+            assert!(max_diff(&ours, &biased.gelu().unwrap()) < 1e-5, "gelu ({m},{k},{n})");
+            let ours = linear(&x, &w, Some(&b), Epilogue::Residual(&r)).unwrap();
+            assert!(max_diff(&ours, &(&biased + &r).unwrap()) < 1e-5, "residual ({m},{k},{n})");
         }
     }
 }

@@ -1,10 +1,11 @@
 //! CPU fast paths for the few operations that dominate GPT-2's time, each with the plain candle
 //! composition as the fallback on other devices and dtypes (and as the reference in tests).
 //!
-//! - `linear`: `x @ W + b` with the bias fused into the matrix product, and both cores busy even
-//!   for one row (candle's gemm runs matrix-vector products on one thread).
+//! - `linear`: `x @ W + b` with what follows it (GELU, residual add) fused into one pass over the
+//!   output, and both cores busy even for one row (candle's gemm runs matrix-vector products on
+//!   one thread).
 //! - `attention`: causal attention fused per head and block of queries, masked scores skipped.
-//! - `gelu`: the tanh GELU spread over threads (candle's runs on one).
+//! - `gelu`: the tanh GELU with a vectorised exponential (for `linear`'s epilogue).
 
 /// Defines `$name`, which runs `$body` (an `#[inline(always)]` fn) compiled for AVX-512 or
 /// AVX2+FMA when the CPU has them, chosen at run time (builds never assume a CPU), and portable
@@ -44,8 +45,7 @@ mod linear;
 mod math;
 
 pub use attention::attention;
-pub use gelu::gelu;
-pub use linear::linear;
+pub use linear::{linear, Epilogue};
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
 
