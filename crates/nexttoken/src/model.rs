@@ -228,6 +228,10 @@ impl Gpt2 {
     /// Runs one sequence's new tokens `ids` after the `cache.len()` positions already in `cache`
     /// and returns the logits as (positions, vocab) in f32.
     pub fn forward(&self, ids: &[u32], cache: &mut KvCache, positions: Positions) -> Result<Tensor> {
+        in_pool(|| self.forward_in_pool(ids, cache, positions))
+    }
+
+    fn forward_in_pool(&self, ids: &[u32], cache: &mut KvCache, positions: Positions) -> Result<Tensor> {
         let mut batch = [Sequence { ids, cache, row: 0 }];
         let x = self.hidden_states(&mut batch)?; // (t, c)
         let x = match positions {
@@ -240,6 +244,10 @@ impl Gpt2 {
     /// Runs several sequences in one pass, each `ids` after the positions in its `cache`, and
     /// returns the logits of each one's last new position: (sequences, vocab).
     pub fn forward_batch(&self, batch: &mut [(&[u32], &mut KvCache)]) -> Result<Tensor> {
+        in_pool(|| self.forward_batch_in_pool(batch))
+    }
+
+    fn forward_batch_in_pool(&self, batch: &mut [(&[u32], &mut KvCache)]) -> Result<Tensor> {
         let mut row = 0;
         let mut sequences: Vec<Sequence> = batch
             .iter_mut()
@@ -279,6 +287,14 @@ impl Gpt2 {
         Ok(linear(&self.ln_f.forward(x)?, &self.wte.t()?, None, Epilogue::None)?)
         // (rows, vocab)
     }
+}
+
+/// Runs `pass` on a thread of the compute pool, not on the caller's. Every operation of a pass
+/// splits its work across the pool; from inside it, the first part starts at once on this thread,
+/// where a caller outside would hand each operation over and sleep until it is done (two thread
+/// switches per operation, about 60 of them per token).
+fn in_pool<R: Send>(pass: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| pass())
 }
 
 /// One sequence's part of a forward pass: its new tokens, its cache, and where its rows start
