@@ -12,20 +12,20 @@ use candle_nn::LayerNorm;
 
 use crate::config::{Activation, Config};
 use crate::error::{Error, Result};
-use crate::ops::{attention, linear, Epilogue};
+use crate::ops::{attention, linear, Epilogue, Weight};
 use crate::weights::Weights;
 
 /// Hugging Face's GPT-2 `Conv1D`: a linear layer whose weight is stored `[in, out]`, which is
 /// already the layout `x @ W` wants, so no transpose is needed at load or at run time.
 struct Conv1D {
-    weight: Tensor, // (in, out)
+    weight: Weight, // (in, out)
     bias: Tensor,   // (out)
 }
 
 impl Conv1D {
     fn load(w: &Weights, prefix: &str, n_in: usize, n_out: usize) -> Result<Self> {
         Ok(Conv1D {
-            weight: w.get(&format!("{prefix}.weight"), &[n_in, n_out])?,
+            weight: Weight::new(w.get(&format!("{prefix}.weight"), &[n_in, n_out])?)?,
             bias: w.get(&format!("{prefix}.bias"), &[n_out])?,
         })
     }
@@ -183,7 +183,9 @@ pub enum Positions {
 }
 
 pub struct Gpt2 {
-    wte: Tensor, // (vocab, c); also the output head (tied weights)
+    /// The token embeddings (vocab, c), kept only as the output head tied to them: embedding a
+    /// token reads its row back from the head.
+    head: Weight,
     wpe: Tensor, // (n_positions, c)
     h: Vec<Block>,
     ln_f: LayerNorm,
@@ -195,7 +197,7 @@ impl Gpt2 {
     pub fn load(w: &Weights, config: &Config, device: &Device) -> Result<Self> {
         let h = (0..config.n_layer).map(|layer| Block::load(w, layer, config)).collect::<Result<_>>()?;
         Ok(Gpt2 {
-            wte: w.get("wte.weight", &[config.vocab_size, config.n_embd])?,
+            head: Weight::transposed(&w.get("wte.weight", &[config.vocab_size, config.n_embd])?)?,
             wpe: w.get("wpe.weight", &[config.n_positions, config.n_embd])?,
             h,
             ln_f: layer_norm(w, "ln_f", config)?,
@@ -267,8 +269,7 @@ impl Gpt2 {
         let mut embeddings = Vec::with_capacity(batch.len());
         for seq in batch.iter() {
             self.check_input(seq.ids, seq.cache.len())?;
-            let ids = Tensor::new(seq.ids, &self.device)?;
-            let tok = self.wte.index_select(&ids, 0)?; // (t, c)
+            let tok = self.head.transposed_rows(seq.ids, &self.device)?; // (t, c)
             let pos = self.wpe.narrow(0, seq.cache.len(), seq.ids.len())?; // (t, c)
             embeddings.push((tok + pos)?);
         }
@@ -284,8 +285,7 @@ impl Gpt2 {
 
     /// Logits of hidden states (rows, c): ln_f, then the head tied to the token embeddings.
     fn lm_head(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(linear(&self.ln_f.forward(x)?, &self.wte.t()?, None, Epilogue::None)?)
-        // (rows, vocab)
+        Ok(linear(&self.ln_f.forward(x)?, &self.head, None, Epilogue::None)?) // (rows, vocab)
     }
 }
 

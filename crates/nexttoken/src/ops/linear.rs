@@ -8,11 +8,13 @@
 
 use std::borrow::Cow;
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Storage, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use super::{cpu_f32, gelu, gemv};
+use super::packed::PackedMatrix;
+use super::weight::Weight;
+use super::{cpu_f32, gelu, gemv, panel_matmul};
 
 /// Up to this many rows, stream the weights once for all rows (or split gemm by columns); above
 /// it gemm's blocking and threading win.
@@ -45,22 +47,34 @@ pub enum Epilogue<'a> {
     Residual(&'a Tensor),
 }
 
-/// `epilogue(x (m, k) @ w (k, n) [+ bias (n)])` for 2-D `x` and `w` of any strides (a transposed
-/// `w` is fine).
+/// `epilogue(x (m, k) @ w (k, n) [+ bias (n)])` for a 2-D `x`.
 pub fn linear(
     x: &Tensor,
-    w: &Tensor,
+    w: &Weight,
     bias: Option<&Tensor>,
     epilogue: Epilogue,
 ) -> candle_core::Result<Tensor> {
-    let fused = match epilogue {
-        Epilogue::Residual(r) => cpu_f32(&[x, w, r]) && r.is_contiguous(),
-        _ => cpu_f32(&[x, w]),
+    let fused = cpu_f32(&[x])
+        && bias.is_none_or(|b| cpu_f32(&[b]))
+        && match epilogue {
+            Epilogue::Residual(r) => cpu_f32(&[r]) && r.is_contiguous(),
+            _ => true,
+        };
+    let w = match w {
+        Weight::Packed(packed) if fused && x.stride()[1] == 1 => {
+            let op = PackedLinear { w: packed, epilogue };
+            return match bias {
+                Some(b) => x.apply_op2_no_bwd(b, &op),
+                None => x.apply_op1_no_bwd(&op),
+            };
+        }
+        Weight::Packed(_) => candle_core::bail!("linear: a packed weight takes f32 CPU operands"),
+        Weight::Tensor(w) => w,
     };
     let op = Linear { epilogue };
     match bias {
-        Some(b) if fused && cpu_f32(&[b]) => x.apply_op3_no_bwd(w, b, &op),
-        None if fused => x.apply_op2_no_bwd(w, &op),
+        Some(b) if fused && cpu_f32(&[w]) => x.apply_op3_no_bwd(w, b, &op),
+        None if fused && cpu_f32(&[w]) => x.apply_op2_no_bwd(w, &op),
         _ => {
             let y = x.matmul(w)?;
             let y = match bias {
@@ -76,7 +90,14 @@ pub fn linear(
     }
 }
 
+/// `x @ w` for a tensor `w`: the streaming kernels or gemm.
 struct Linear<'a> {
+    epilogue: Epilogue<'a>,
+}
+
+/// `x @ w` for a packed `w`: the AVX-512 panel kernel.
+struct PackedLinear<'a> {
+    w: &'a PackedMatrix,
     epilogue: Epilogue<'a>,
 }
 
@@ -135,18 +156,14 @@ fn f32_view<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result
     Ok((data, View { ptr: data.as_ptr(), row_stride, col_stride }))
 }
 
-fn run(
-    x: (&CpuStorage, &Layout),
-    w: (&CpuStorage, &Layout),
+/// Runs `product` with the epilogue of an (m, n) output as slices: the bias (contiguous) and the
+/// residual's storage, borrowed for the duration.
+fn with_finish<R>(
     bias: Option<(&CpuStorage, &Layout)>,
     epilogue: Epilogue,
-) -> candle_core::Result<(CpuStorage, Shape)> {
-    let ((m, k), (k2, n)) = (x.1.shape().dims2()?, w.1.shape().dims2()?);
-    if k != k2 {
-        candle_core::bail!("linear: ({m}, {k}) @ ({k2}, {n})");
-    }
-    let (x_data, xv) = f32_view(x.0, x.1)?;
-    let (w_data, wv) = f32_view(w.0, w.1)?;
+    (m, n): (usize, usize),
+    product: impl FnOnce(&Finish) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
     let bias = match bias {
         Some((storage, layout)) => {
             if layout.shape().dims() != [n] {
@@ -174,24 +191,66 @@ fn run(
         },
         None => None,
     };
-    let finish = Finish { bias, gelu: matches!(epilogue, Epilogue::Gelu), residual, n };
-    let mut out = vec![0f32; m * n];
-    let threads = rayon::current_num_threads().max(1);
-    // Dot products end in a horizontal sum each, which dominates once several rows share a
-    // weight row: past MAX_DOT_ROWS rows the transposed case is a true GEMM for gemm.
-    let streams = xv.col_stride == 1 && (wv.col_stride == 1 || (wv.row_stride == 1 && m <= MAX_DOT_ROWS));
-    if m <= MAX_SPLIT_ROWS && streams {
-        streamed(x_data, xv, w_data, wv, (m, k, n), threads, &finish, &mut out);
-    } else {
-        with_gemm(xv, wv, (m, k, n), threads, &mut out);
-        if !finish.is_noop() {
-            out.par_chunks_mut(EPILOGUE_ROWS * n).enumerate().for_each(|(chunk, rows)| {
-                for (i, row) in rows.chunks_mut(n).enumerate() {
-                    finish.apply(chunk * EPILOGUE_ROWS + i, 0, row);
-                }
-            });
-        }
+    product(&Finish { bias, gelu: matches!(epilogue, Epilogue::Gelu), residual, n })
+}
+
+fn run(
+    x: (&CpuStorage, &Layout),
+    w: (&CpuStorage, &Layout),
+    bias: Option<(&CpuStorage, &Layout)>,
+    epilogue: Epilogue,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let ((m, k), (k2, n)) = (x.1.shape().dims2()?, w.1.shape().dims2()?);
+    if k != k2 {
+        candle_core::bail!("linear: ({m}, {k}) @ ({k2}, {n})");
     }
+    let (x_data, xv) = f32_view(x.0, x.1)?;
+    let (w_data, wv) = f32_view(w.0, w.1)?;
+    let mut out = vec![0f32; m * n];
+    with_finish(bias, epilogue, (m, n), |finish| {
+        let threads = rayon::current_num_threads().max(1);
+        // Dot products end in a horizontal sum each, which dominates once several rows share a
+        // weight row: past MAX_DOT_ROWS rows the transposed case is a true GEMM for gemm.
+        let streams = xv.col_stride == 1 && (wv.col_stride == 1 || (wv.row_stride == 1 && m <= MAX_DOT_ROWS));
+        if m <= MAX_SPLIT_ROWS && streams {
+            streamed(x_data, xv, w_data, wv, (m, k, n), threads, finish, &mut out);
+        } else {
+            with_gemm(xv, wv, (m, k, n), threads, &mut out);
+            if !finish.is_noop() {
+                out.par_chunks_mut(EPILOGUE_ROWS * n).enumerate().for_each(|(chunk, rows)| {
+                    for (i, row) in rows.chunks_mut(n).enumerate() {
+                        finish.apply(chunk * EPILOGUE_ROWS + i, 0, row);
+                    }
+                });
+            }
+        }
+        Ok(())
+    })?;
+    Ok((CpuStorage::F32(out), Shape::from((m, n))))
+}
+
+fn run_packed(
+    x: (&CpuStorage, &Layout),
+    w: &PackedMatrix,
+    bias: Option<(&CpuStorage, &Layout)>,
+    epilogue: Epilogue,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let (m, k) = x.1.shape().dims2()?;
+    if k != w.k() {
+        candle_core::bail!("linear: ({m}, {k}) @ ({}, {})", w.k(), w.n());
+    }
+    let (x_data, xv) = f32_view(x.0, x.1)?;
+    if xv.col_stride != 1 {
+        candle_core::bail!("linear: a packed weight needs contiguous input rows");
+    }
+    let n = w.n();
+    let mut out = vec![0f32; m * n];
+    with_finish(bias, epilogue, (m, n), |finish| {
+        panel_matmul::matmul(x_data, xv.row_stride as usize, m, w, &mut out, &|row, col, values| {
+            finish.apply(row, col, values)
+        });
+        Ok(())
+    })?;
     Ok((CpuStorage::F32(out), Shape::from((m, n))))
 }
 
@@ -282,6 +341,32 @@ fn with_gemm(xv: View, wv: View, (m, k, n): (usize, usize, usize), threads: usiz
     }
 }
 
+impl CustomOp1 for PackedLinear<'_> {
+    fn name(&self) -> &'static str {
+        "linear-packed"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        run_packed((s1, l1), self.w, None, self.epilogue)
+    }
+}
+
+impl CustomOp2 for PackedLinear<'_> {
+    fn name(&self) -> &'static str {
+        "linear-packed"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        run_packed((s1, l1), self.w, Some((s2, l2)), self.epilogue)
+    }
+}
+
 impl CustomOp2 for Linear<'_> {
     fn name(&self) -> &'static str {
         "linear"
@@ -329,6 +414,12 @@ mod tests {
         diff / scale
     }
 
+    /// Every path: the packed kernel (where the CPU has AVX-512), and the tensor paths (streaming
+    /// for few rows, gemm for many, plain or transposed).
+    fn weights(w: &Tensor) -> Vec<Weight> {
+        vec![Weight::new(w.clone()).unwrap(), Weight::Tensor(w.clone())]
+    }
+
     #[test]
     fn equals_candle_for_any_rows_plain_or_transposed_with_or_without_bias() {
         let dev = Device::Cpu;
@@ -337,14 +428,19 @@ mod tests {
             let w = Tensor::randn(0f32, 1.0, (k, n), &dev).unwrap();
             let b = Tensor::randn(0f32, 1.0, n, &dev).unwrap();
             let plain = x.matmul(&w).unwrap();
-            assert!(max_diff(&linear(&x, &w, None, Epilogue::None).unwrap(), &plain) < 1e-5, "({m},{k},{n})");
             let biased = plain.broadcast_add(&b).unwrap();
-            let ours = linear(&x, &w, Some(&b), Epilogue::None).unwrap();
-            assert!(max_diff(&ours, &biased) < 1e-5, "bias ({m},{k},{n})");
+            for weight in weights(&w) {
+                let ours = linear(&x, &weight, None, Epilogue::None).unwrap();
+                assert!(max_diff(&ours, &plain) < 1e-5, "({m},{k},{n})");
+                let ours = linear(&x, &weight, Some(&b), Epilogue::None).unwrap();
+                assert!(max_diff(&ours, &biased) < 1e-5, "bias ({m},{k},{n})");
+            }
             let wt = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
             let expected = x.matmul(&wt.t().unwrap()).unwrap();
-            let ours = linear(&x, &wt.t().unwrap(), None, Epilogue::None).unwrap();
-            assert!(max_diff(&ours, &expected) < 1e-5, "t ({m},{k},{n})");
+            for weight in [Weight::transposed(&wt).unwrap(), Weight::Tensor(wt.t().unwrap())] {
+                let ours = linear(&x, &weight, None, Epilogue::None).unwrap();
+                assert!(max_diff(&ours, &expected) < 1e-5, "t ({m},{k},{n})");
+            }
         }
     }
 
@@ -357,10 +453,21 @@ mod tests {
             let b = Tensor::randn(0f32, 1.0, n, &dev).unwrap();
             let r = Tensor::randn(0f32, 1.0, (m, n), &dev).unwrap();
             let biased = x.matmul(&w).unwrap().broadcast_add(&b).unwrap();
-            let ours = linear(&x, &w, Some(&b), Epilogue::Gelu).unwrap();
-            assert!(max_diff(&ours, &biased.gelu().unwrap()) < 1e-5, "gelu ({m},{k},{n})");
-            let ours = linear(&x, &w, Some(&b), Epilogue::Residual(&r)).unwrap();
-            assert!(max_diff(&ours, &(&biased + &r).unwrap()) < 1e-5, "residual ({m},{k},{n})");
+            for weight in weights(&w) {
+                let ours = linear(&x, &weight, Some(&b), Epilogue::Gelu).unwrap();
+                assert!(max_diff(&ours, &biased.gelu().unwrap()) < 1e-5, "gelu ({m},{k},{n})");
+                let ours = linear(&x, &weight, Some(&b), Epilogue::Residual(&r)).unwrap();
+                assert!(max_diff(&ours, &(&biased + &r).unwrap()) < 1e-5, "residual ({m},{k},{n})");
+            }
         }
+    }
+
+    #[test]
+    fn a_packed_head_gives_back_its_embedding_rows() {
+        let wte = Tensor::randn(0f32, 1.0, (70, 24), &Device::Cpu).unwrap();
+        let ids = [0u32, 69, 33, 33];
+        let expected = wte.index_select(&Tensor::new(&ids, &Device::Cpu).unwrap(), 0).unwrap();
+        let rows = Weight::transposed(&wte).unwrap().transposed_rows(&ids, &Device::Cpu).unwrap();
+        assert_eq!(max_diff(&rows, &expected), 0.0);
     }
 }

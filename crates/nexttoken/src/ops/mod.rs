@@ -3,7 +3,8 @@
 //!
 //! - `linear`: `x @ W + b` with what follows it (GELU, residual add) fused into one pass over the
 //!   output, and both cores busy even for one row (candle's gemm runs matrix-vector products on
-//!   one thread).
+//!   one thread). With AVX-512, weights are packed at load (`Weight`, `packed`) for one register-
+//!   tiled kernel (`panel_matmul`); elsewhere gemm and the streaming kernels of `gemv` serve.
 //! - `attention`: causal attention fused per head and block of queries, masked scores skipped.
 //! - `gelu`: the tanh GELU with a vectorised exponential (for `linear`'s epilogue).
 
@@ -43,9 +44,13 @@ mod gelu;
 mod gemv;
 mod linear;
 mod math;
+mod packed;
+mod panel_matmul;
+mod weight;
 
 pub use attention::attention;
 pub use linear::{linear, Epilogue};
+pub use weight::Weight;
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
 

@@ -1,0 +1,180 @@
+//! `x @ W` for a packed `W` on AVX-512: one kernel for every number of rows, from a decoded
+//! token to a 1024-token prompt.
+//!
+//! The kernel keeps a tile of up to `MAX_TILE_ROWS` rows by one panel (32 columns) in registers
+//! while it walks the inputs: per input, two loads of weights, one broadcast per row and two fused
+//! multiply-adds per row. One row streams the weights at memory speed (decoding); sixteen rows
+//! still read them once; hundreds of rows (a prompt) are compute-bound at the FMA units' pace.
+//! Threads take disjoint ranges of panels, so each streams its own part of the weights.
+
+use rayon::prelude::*;
+
+use super::packed::{PackedMatrix, PANEL};
+
+/// Rows of one register tile: 2 x 14 accumulators + 2 weight registers + 1 broadcast of 32.
+const MAX_TILE_ROWS: usize = 14;
+
+/// Rows per block: a block's inputs (rows x `INPUT_BLOCK`) stay in L2 while panels pass by.
+const ROW_BLOCK: usize = 8 * MAX_TILE_ROWS;
+
+/// Inputs per pass over a block: with `ROW_BLOCK` rows, 448 KB of activations and 128 KB of
+/// one panel's weights.
+const INPUT_BLOCK: usize = 1024;
+
+/// Panel ranges per thread: enough to even out threads that are slowed down, few enough that
+/// each range is a long sequential read.
+const TASKS_PER_THREAD: usize = 4;
+
+/// True when this CPU runs the kernel (decided once per process).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `out (m, n) = x (m, k) @ w`, then `finish(row, first column, values)` on every piece of a
+/// row once it is complete. `x` rows are `x_row_stride` apart; `out` is row-major. Only call
+/// when `available()`.
+pub fn matmul(
+    x: &[f32],
+    x_row_stride: usize,
+    m: usize,
+    w: &PackedMatrix,
+    out: &mut [f32],
+    finish: &(dyn Fn(usize, usize, &mut [f32]) + Sync),
+) {
+    assert!(available(), "panel_matmul needs AVX-512");
+    let (k, n) = (w.k(), w.n());
+    assert!(m == 0 || x.len() >= (m - 1) * x_row_stride + k, "x is too short");
+    assert_eq!(out.len(), m * n, "out is not (m, n)");
+    let panels = w.panels();
+    let tasks = (rayon::current_num_threads() * TASKS_PER_THREAD).min(panels).max(1);
+    let out_ptr = Out(out.as_mut_ptr());
+    (0..tasks).into_par_iter().for_each(|task| {
+        let out = out_ptr;
+        let (p0, p1) = (task * panels / tasks, (task + 1) * panels / tasks);
+        let mut tile = [0f32; MAX_TILE_ROWS * PANEL];
+        for rows in blocks(m, ROW_BLOCK) {
+            for inputs in blocks(k, INPUT_BLOCK) {
+                let (first, last) = (inputs.start == 0, inputs.end == k);
+                for p in p0..p1 {
+                    let weights = w.panel(p, inputs.clone());
+                    let (col, cols) = (p * PANEL, PANEL.min(n - p * PANEL));
+                    for tile_rows in tiles(rows.clone()) {
+                        let x = &x[tile_rows.start * x_row_stride + inputs.start..];
+                        // SAFETY: `available()` holds, and x, weights and tile are within their
+                        // bounds for these rows and inputs (checked by the slicing above).
+                        unsafe {
+                            run_tile(tile_rows.len(), x, x_row_stride, weights, inputs.len(), &mut tile)
+                        };
+                        for (i, r) in tile_rows.enumerate() {
+                            // SAFETY: this task alone writes the columns of panels p0..p1.
+                            let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(r * n + col), cols) };
+                            let sums = &tile[i * PANEL..i * PANEL + cols];
+                            match first {
+                                true => dst.copy_from_slice(sums),
+                                false => dst.iter_mut().zip(sums).for_each(|(d, s)| *d += s),
+                            }
+                            if last {
+                                finish(r, col, dst);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+/// `0..len` in consecutive ranges of at most `size`.
+fn blocks(len: usize, size: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..len).step_by(size).map(move |start| start..len.min(start + size))
+}
+
+/// `rows` in register tiles of balanced sizes (16 rows: 8 + 8, not 14 + 2).
+fn tiles(rows: std::ops::Range<usize>) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let count = rows.len().div_ceil(MAX_TILE_ROWS);
+    (0..count).map(move |t| rows.start + t * rows.len() / count..rows.start + (t + 1) * rows.len() / count)
+}
+
+/// Runs the kernel for `mr` rows; `tile` receives their sums, `PANEL` per row.
+unsafe fn run_tile(mr: usize, x: &[f32], ldx: usize, w: &[f32], kc: usize, tile: &mut [f32]) {
+    macro_rules! dispatch {
+        ($($rows:literal)*) => {
+            match mr {
+                $($rows => kernel::<$rows>(x.as_ptr(), ldx, w.as_ptr(), kc, tile.as_mut_ptr()),)*
+                _ => unreachable!("a tile has 1 to {MAX_TILE_ROWS} rows"),
+            }
+        };
+    }
+    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+}
+
+/// `tile[r][..] = sum over i < kc of x[r * ldx + i] * w[i][..]` for `MR` rows and one panel.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel<const MR: usize>(x: *const f32, ldx: usize, w: *const f32, kc: usize, tile: *mut f32) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    for i in 0..kc {
+        let w0 = _mm512_loadu_ps(w.add(i * PANEL));
+        let w1 = _mm512_loadu_ps(w.add(i * PANEL + 16));
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let xr = _mm512_set1_ps(*x.add(r * ldx + i));
+            acc[0] = _mm512_fmadd_ps(xr, w0, acc[0]);
+            acc[1] = _mm512_fmadd_ps(xr, w1, acc[1]);
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        _mm512_storeu_ps(tile.add(r * PANEL), acc[0]);
+        _mm512_storeu_ps(tile.add(r * PANEL + 16), acc[1]);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn kernel<const MR: usize>(_: *const f32, _: usize, _: *const f32, _: usize, _: *mut f32) {
+    unreachable!("panel_matmul runs on x86_64 with AVX-512 only")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equals_a_plain_product_for_any_rows_and_a_partial_panel() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        for (m, k, n) in [(1, 7, 37), (3, 1500, 70), (16, 64, 96), (130, 40, 33), (20, 2100, 5)] {
+            let x: Vec<f32> = (0..m * (k + 3)).map(|v| ((v * 37 % 101) as f32 - 50.0) / 50.0).collect();
+            let w: Vec<f32> = (0..k * n).map(|v| ((v * 53 % 97) as f32 - 48.0) / 48.0).collect();
+            let packed = PackedMatrix::from_rows(&w, k, n);
+            let mut out = vec![f32::NAN; m * n];
+            matmul(&x, k + 3, m, &packed, &mut out, &|row, col, values| {
+                values.iter_mut().enumerate().for_each(|(j, v)| *v += (row * 1000 + col + j) as f32)
+            });
+            for r in 0..m {
+                for j in 0..n {
+                    let sum: f32 = (0..k).map(|i| x[r * (k + 3) + i] * w[i * n + j]).sum();
+                    let expected = sum + (r * 1000 + j) as f32;
+                    let got = out[r * n + j];
+                    assert!(
+                        (got - expected).abs() <= 1e-3 * expected.abs().max(1.0),
+                        "({m},{k},{n}) [{r},{j}]"
+                    );
+                }
+            }
+        }
+    }
+}
