@@ -8,6 +8,10 @@ use std::time::Instant;
 
 use nexttoken::{KvCache, Positions, Pretrained};
 
+// The allocator of the Node addon, so that timings match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]

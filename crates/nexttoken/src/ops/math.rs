@@ -18,7 +18,10 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
     let e_r = p * r * r + r + 1.0;
-    f32::from_bits(((n as i32 + 127) as u32) << 23) * e_r
+    // 2^n from n's bits: adding 1.5 * 2^23 leaves the integer n in the low mantissa bits. (A
+    // float-to-int cast would saturate, which compilers do lane by lane instead of in SIMD.)
+    let n_bits = (n + 12_582_912.0).to_bits().wrapping_sub(0x4B40_0000);
+    f32::from_bits(n_bits.wrapping_add(127) << 23) * e_r
 }
 
 #[cfg(test)]

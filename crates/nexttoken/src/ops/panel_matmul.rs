@@ -61,7 +61,7 @@ pub fn matmul(
         let mut tile = [0f32; MAX_TILE_ROWS * PANEL];
         for rows in blocks(m, ROW_BLOCK) {
             for inputs in blocks(k, INPUT_BLOCK) {
-                let (first, last) = (inputs.start == 0, inputs.end == k);
+                let first = inputs.start == 0;
                 for p in p0..p1 {
                     let weights = w.panel(p, inputs.clone());
                     let (col, cols) = (p * PANEL, PANEL.min(n - p * PANEL));
@@ -80,12 +80,15 @@ pub fn matmul(
                                 true => dst.copy_from_slice(sums),
                                 false => dst.iter_mut().zip(sums).for_each(|(d, s)| *d += s),
                             }
-                            if last {
-                                finish(r, col, dst);
-                            }
                         }
                     }
                 }
+            }
+            // The block's rows are complete in this task's columns, and still in cache.
+            let (col, cols) = (p0 * PANEL, (p1 * PANEL).min(n) - p0 * PANEL);
+            for r in rows {
+                // SAFETY: as above.
+                finish(r, col, unsafe { std::slice::from_raw_parts_mut(out.0.add(r * n + col), cols) });
             }
         }
     });
