@@ -106,7 +106,7 @@ impl Config {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(Error::ModelInvalid(format!("{name} must be positive")));
         }
-        if raw.n_embd % raw.n_head != 0 {
+        if !raw.n_embd.is_multiple_of(raw.n_head) {
             return Err(Error::ModelInvalid(format!(
                 "n_embd ({}) is not divisible by n_head ({})",
                 raw.n_embd, raw.n_head

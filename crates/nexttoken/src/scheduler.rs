@@ -29,6 +29,7 @@ pub enum Event {
     Done(Result<Output>),
 }
 
+#[allow(clippy::large_enum_variant)] // one `Submit` per request: not worth a box
 enum Message {
     Submit(Job),
     /// A caller asked for tokens or cancelled: look at the running sequences again.
