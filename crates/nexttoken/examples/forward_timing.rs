@@ -23,7 +23,9 @@ fn main() -> nexttoken::Result<()> {
     let reps: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(5);
     let only = args.next().unwrap_or_default(); // "pp", "tg" or "batch": just that part
     let runs = |part: &str| only.is_empty() || only == part;
+    let start = Instant::now();
     let model = Pretrained::load(&dir, "cpu")?;
+    println!("load: {:.0} ms", start.elapsed().as_secs_f64() * 1e3);
     let gpt2 = &model.gpt2;
     let vocab = gpt2.config().vocab_size as u32;
     let ids: Vec<u32> = (0..1024u32).map(|i| (i * 7919 + 13) % vocab).collect();

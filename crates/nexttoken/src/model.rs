@@ -23,10 +23,15 @@ struct Conv1D {
 }
 
 impl Conv1D {
-    fn load(w: &Weights, prefix: &str, n_in: usize, n_out: usize) -> Result<Self> {
+    fn load(w: &mut Weights, prefix: &str, n_in: usize, n_out: usize) -> Result<Self> {
         Ok(Conv1D {
-            weight: Weight::new(w.get(&format!("{prefix}.weight"), &[n_in, n_out])?)?,
-            bias: w.get(&format!("{prefix}.bias"), &[n_out])?,
+            weight: match Weight::packs(w.device()) {
+                true => w.take_values(&format!("{prefix}.weight"), &[n_in, n_out], |values| {
+                    Weight::packed_rows(values, n_in, n_out)
+                })?,
+                false => Weight::new(w.take(&format!("{prefix}.weight"), &[n_in, n_out])?)?,
+            },
+            bias: w.take(&format!("{prefix}.bias"), &[n_out])?,
         })
     }
 
@@ -35,10 +40,10 @@ impl Conv1D {
     }
 }
 
-fn layer_norm(w: &Weights, prefix: &str, cfg: &Config) -> Result<LayerNorm> {
+fn layer_norm(w: &mut Weights, prefix: &str, cfg: &Config) -> Result<LayerNorm> {
     Ok(LayerNorm::new(
-        w.get(&format!("{prefix}.weight"), &[cfg.n_embd])?,
-        w.get(&format!("{prefix}.bias"), &[cfg.n_embd])?,
+        w.take(&format!("{prefix}.weight"), &[cfg.n_embd])?,
+        w.take(&format!("{prefix}.bias"), &[cfg.n_embd])?,
         cfg.layer_norm_epsilon,
     ))
 }
@@ -85,7 +90,7 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(w: &Weights, prefix: &str, cfg: &Config) -> Result<Self> {
+    fn load(w: &mut Weights, prefix: &str, cfg: &Config) -> Result<Self> {
         Ok(Attention {
             c_attn: Conv1D::load(w, &format!("{prefix}.c_attn"), cfg.n_embd, 3 * cfg.n_embd)?,
             c_proj: Conv1D::load(w, &format!("{prefix}.c_proj"), cfg.n_embd, cfg.n_embd)?,
@@ -131,7 +136,7 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn load(w: &Weights, prefix: &str, cfg: &Config) -> Result<Self> {
+    fn load(w: &mut Weights, prefix: &str, cfg: &Config) -> Result<Self> {
         Ok(Mlp {
             c_fc: Conv1D::load(w, &format!("{prefix}.c_fc"), cfg.n_embd, cfg.n_inner)?,
             c_proj: Conv1D::load(w, &format!("{prefix}.c_proj"), cfg.n_inner, cfg.n_embd)?,
@@ -158,7 +163,7 @@ struct Block {
 }
 
 impl Block {
-    fn load(w: &Weights, layer: usize, cfg: &Config) -> Result<Self> {
+    fn load(w: &mut Weights, layer: usize, cfg: &Config) -> Result<Self> {
         let prefix = format!("h.{layer}");
         Ok(Block {
             ln_1: layer_norm(w, &format!("{prefix}.ln_1"), cfg)?,
@@ -172,6 +177,17 @@ impl Block {
         let x = self.attn.forward(&self.ln_1.forward(x)?, x, batch, layer)?;
         self.mlp.forward(&self.ln_2.forward(&x)?, &x)
     }
+}
+
+/// The output head, tied to the token embeddings `wte` (vocab, c).
+fn tied_head(w: &mut Weights, config: &Config) -> Result<Weight> {
+    let (vocab, c) = (config.vocab_size, config.n_embd);
+    Ok(match Weight::packs(w.device()) {
+        true => {
+            w.take_values("wte.weight", &[vocab, c], |values| Weight::packed_transposed(values, c, vocab))?
+        }
+        false => Weight::transposed(&w.take("wte.weight", &[vocab, c])?)?,
+    })
 }
 
 /// Which positions of the input to compute logits for.
@@ -194,11 +210,11 @@ pub struct Gpt2 {
 }
 
 impl Gpt2 {
-    pub fn load(w: &Weights, config: &Config, device: &Device) -> Result<Self> {
+    pub fn load(w: &mut Weights, config: &Config, device: &Device) -> Result<Self> {
         let h = (0..config.n_layer).map(|layer| Block::load(w, layer, config)).collect::<Result<_>>()?;
         Ok(Gpt2 {
-            head: Weight::transposed(&w.get("wte.weight", &[config.vocab_size, config.n_embd])?)?,
-            wpe: w.get("wpe.weight", &[config.n_positions, config.n_embd])?,
+            head: tied_head(w, config)?,
+            wpe: w.take("wpe.weight", &[config.n_positions, config.n_embd])?,
             h,
             ln_f: layer_norm(w, "ln_f", config)?,
             config: config.clone(),

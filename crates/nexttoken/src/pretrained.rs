@@ -55,8 +55,8 @@ impl Pretrained {
                 dir.display()
             )));
         }
-        let weights = Weights::load(&weights_path, &device)?;
-        let gpt2 = Gpt2::load(&weights, &config, &device)?;
+        let mut weights = Weights::load(&weights_path, &device)?;
+        let gpt2 = Gpt2::load(&mut weights, &config, &device)?;
         let tokenizer = Tokenizer::from_dir(&dir)?;
         if tokenizer.vocab_size() > config.vocab_size {
             return Err(Error::ModelInvalid(format!(

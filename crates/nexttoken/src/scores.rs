@@ -10,12 +10,11 @@ pub struct TokenScore {
 
 /// log(sum(exp(logits))), computed around the maximum so that no exp overflows.
 pub fn log_sum_exp(logits: &[f32]) -> f32 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = crate::ops::max_value(logits);
     if max == f32::NEG_INFINITY {
         return max;
     }
-    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
-    max + sum.ln() as f32
+    max + crate::ops::sum_exp(logits, max).ln() as f32
 }
 
 /// Softmax of `logits`, in place.

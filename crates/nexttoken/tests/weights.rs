@@ -47,24 +47,24 @@ fn strips_the_transformer_prefix_and_ignores_buffers() {
             ("lm_head.weight", f32_tensor(&[4, 2], 1.0)),
         ],
     );
-    let weights = Weights::load(&path, &Device::Cpu).unwrap();
-    let wte = weights.get("wte.weight", &[4, 2]).unwrap();
+    let mut weights = Weights::load(&path, &Device::Cpu).unwrap();
+    let wte = weights.take("wte.weight", &[4, 2]).unwrap();
     assert_eq!(wte.dtype(), DType::F32);
-    assert_eq!(weights.get("h.0.attn.bias", &[1, 1, 2, 2]).unwrap_err().code(), "ERR_MODEL_INVALID");
+    assert_eq!(weights.take("h.0.attn.bias", &[1, 1, 2, 2]).unwrap_err().code(), "ERR_MODEL_INVALID");
 }
 
 #[test]
 fn widens_f16_to_f32() {
     let half = Raw(Dtype::F16, vec![2], [0x3c00u16, 0xc000].iter().flat_map(|h| h.to_le_bytes()).collect());
     let path = write("f16", &[("wpe.weight", half)]);
-    let wpe = Weights::load(&path, &Device::Cpu).unwrap().get("wpe.weight", &[2]).unwrap();
+    let wpe = Weights::load(&path, &Device::Cpu).unwrap().take("wpe.weight", &[2]).unwrap();
     assert_eq!(wpe.to_vec1::<f32>().unwrap(), vec![1.0, -2.0]);
 }
 
 #[test]
 fn refuses_wrong_shapes_integer_tensors_and_truncated_files() {
     let path = write("shape", &[("wte.weight", f32_tensor(&[4, 2], 1.0))]);
-    let err = Weights::load(&path, &Device::Cpu).unwrap().get("wte.weight", &[2, 4]).unwrap_err();
+    let err = Weights::load(&path, &Device::Cpu).unwrap().take("wte.weight", &[2, 4]).unwrap_err();
     assert_eq!(err.code(), "ERR_MODEL_INVALID");
     assert!(err.to_string().contains("wte.weight"), "{err}");
 

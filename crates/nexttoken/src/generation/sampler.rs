@@ -5,18 +5,14 @@ use rand::Rng;
 
 /// The best score's index (ties: lowest id, as torch.argmax).
 pub fn argmax(scores: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &s) in scores.iter().enumerate() {
-        if s > scores[best] {
-            best = i;
-        }
-    }
-    best as u32
+    // Two vectorised passes (the maximum, then where it first is) beat one branchy scalar pass.
+    let best = crate::ops::max_value(scores);
+    scores.iter().position(|&s| s == best).unwrap_or(0) as u32
 }
 
 /// Draws an index with probability softmax(scores), as `torch.multinomial(softmax(scores), 1)`.
 pub fn sample(scores: &[f32], rng: &mut StdRng) -> u32 {
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = crate::ops::max_value(scores);
     let total: f64 = scores.iter().map(|&s| ((s - max) as f64).exp()).sum();
     let mut target = rng.random::<f64>() * total;
     let mut last_possible = argmax(scores);

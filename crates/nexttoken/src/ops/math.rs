@@ -24,6 +24,46 @@ pub fn exp(x: f32) -> f32 {
     f32::from_bits(n_bits.wrapping_add(127) << 23) * e_r
 }
 
+simd_dispatch! {
+    /// The largest of `values` (NaNs are passed over), or -inf for none.
+    pub fn max_value(values: &[f32]) -> f32 => max_value_body
+}
+
+/// Sixteen running maxima, combined at the end.
+#[inline(always)]
+fn max_value_body(values: &[f32]) -> f32 {
+    let larger = |a: f32, b: f32| if b > a { b } else { a };
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let chunks = values.chunks_exact(16);
+    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &b| larger(a, b));
+    for chunk in chunks {
+        for i in 0..16 {
+            lanes[i] = larger(lanes[i], chunk[i]);
+        }
+    }
+    lanes.into_iter().fold(tail, larger)
+}
+
+simd_dispatch! {
+    /// `sum(exp(v - max))` over `values`, in double precision: a softmax denominator over a
+    /// vocabulary, fifty thousand terms, without a scalar libm call per term.
+    pub fn sum_exp(values: &[f32], max: f32) -> f64 => sum_exp_body
+}
+
+/// Sixteen running sums (two 512-bit registers of f64), combined at the end.
+#[inline(always)]
+fn sum_exp_body(values: &[f32], max: f32) -> f64 {
+    let mut lanes = [0f64; 16];
+    let chunks = values.chunks_exact(16);
+    let tail: f64 = chunks.remainder().iter().map(|&v| exp(v - max) as f64).sum();
+    for chunk in chunks {
+        for i in 0..16 {
+            lanes[i] += exp(chunk[i] - max) as f64;
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,5 +75,13 @@ mod tests {
             let (ours, libm) = (exp(x), x.exp());
             assert!((ours - libm).abs() <= 4.0 * f32::EPSILON * libm, "exp({x}): {ours} vs {libm}");
         }
+    }
+
+    #[test]
+    fn sum_exp_equals_the_double_precision_sum() {
+        let values: Vec<f32> = (0..50257).map(|i| ((i * 7919 % 2000) as f32 - 1000.0) / 40.0).collect();
+        let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let expected: f64 = values.iter().map(|&v| ((v - max) as f64).exp()).sum();
+        assert!((sum_exp(&values, max) - expected).abs() <= 1e-6 * expected);
     }
 }

@@ -13,16 +13,19 @@
 /// code otherwise. The body is written so the compiler vectorises it for the chosen width.
 macro_rules! simd_dispatch {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
+        simd_dispatch! { $(#[$meta])* $vis fn $name($($arg: $ty),*) -> () => $body }
+    };
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty => $body:ident) => {
         $(#[$meta])*
-        $vis fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
-                unsafe fn avx512($($arg: $ty),*) {
+                unsafe fn avx512($($arg: $ty),*) -> $ret {
                     $body($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) {
+                unsafe fn avx2($($arg: $ty),*) -> $ret {
                     $body($($arg),*)
                 }
                 if is_x86_feature_detected!("avx512f") {
@@ -50,6 +53,7 @@ mod weight;
 
 pub use attention::attention;
 pub use linear::{linear, Epilogue};
+pub use math::{max_value, sum_exp};
 pub use weight::Weight;
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};

@@ -7,6 +7,8 @@
 //! transposed token embeddings (the tied output head) pack the same way; the embeddings are then
 //! read back from the packed head, so the model keeps a single copy of them.
 
+use rayon::prelude::*;
+
 /// Output columns per panel: two 512-bit registers of f32.
 pub const PANEL: usize = 32;
 
@@ -20,26 +22,34 @@ pub struct PackedMatrix {
 impl PackedMatrix {
     /// Packs `w`, row-major (k, n): element (i, j) at `w[i * n + j]`.
     pub fn from_rows(w: &[f32], k: usize, n: usize) -> Self {
-        Self::pack(k, n, |i, j| w[i * n + j])
+        assert_eq!(w.len(), k * n);
+        Self::pack(k, n, |first, cols, panel| {
+            for (i, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+                row[..cols].copy_from_slice(&w[i * n + first..i * n + first + cols]);
+            }
+        })
     }
 
     /// Packs the transpose of `w`, row-major (n, k): element (i, j) of the packed matrix is
     /// `w[j * k + i]` (the tied head: `x @ wte^T`).
     pub fn from_transposed(w: &[f32], k: usize, n: usize) -> Self {
-        Self::pack(k, n, |i, j| w[j * k + i])
-    }
-
-    fn pack(k: usize, n: usize, at: impl Fn(usize, usize) -> f32) -> Self {
-        let panels = n.div_ceil(PANEL);
-        let mut data = vec![0f32; panels * k * PANEL];
-        for (p, panel) in data.chunks_exact_mut(k * PANEL).enumerate() {
-            let cols = PANEL.min(n - p * PANEL);
-            for (i, row) in panel.chunks_exact_mut(PANEL).enumerate() {
-                for (j, value) in row[..cols].iter_mut().enumerate() {
-                    *value = at(i, p * PANEL + j);
+        assert_eq!(w.len(), k * n);
+        Self::pack(k, n, |first, cols, panel| {
+            for j in 0..cols {
+                let column = &w[(first + j) * k..(first + j + 1) * k];
+                for (i, &value) in column.iter().enumerate() {
+                    panel[i * PANEL + j] = value;
                 }
             }
-        }
+        })
+    }
+
+    /// Fills every panel, in parallel, with `fill(first column, columns, panel)`.
+    fn pack(k: usize, n: usize, fill: impl Fn(usize, usize, &mut [f32]) + Sync) -> Self {
+        let mut data = vec![0f32; n.div_ceil(PANEL) * k * PANEL];
+        data.par_chunks_exact_mut(k * PANEL).enumerate().for_each(|(p, panel)| {
+            fill(p * PANEL, PANEL.min(n - p * PANEL), panel);
+        });
         PackedMatrix { data, k, n }
     }
 
