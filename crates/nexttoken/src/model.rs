@@ -12,7 +12,7 @@ use candle_nn::LayerNorm;
 
 use crate::config::{Activation, Config};
 use crate::error::{Error, Result};
-use crate::ops::{attention, linear, Epilogue, Weight};
+use crate::ops::{attention, linear, write_heads, Epilogue, Weight};
 use crate::weights::Weights;
 
 /// Hugging Face's GPT-2 `Conv1D`: a linear layer whose weight is stored `[in, out]`, which is
@@ -52,10 +52,11 @@ fn layer_norm(w: &mut Weights, prefix: &str, cfg: &Config) -> Result<LayerNorm> 
 /// written in place, so a new token copies only its own keys and values.
 const CACHE_BLOCK: usize = 256;
 
-/// Keys and values of the positions seen so far, one pair per layer: (b, nh, t, hs).
+/// Keys and values of the positions seen so far, one pair per layer, each (1, nh, capacity, hs)
+/// with the first `len` positions written.
 #[derive(Default)]
 pub struct KvCache {
-    layers: Vec<candle_nn::kv_cache::KvCache>,
+    layers: Vec<(Tensor, Tensor)>,
     len: usize,
 }
 
@@ -73,12 +74,31 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Appends this step's keys and values for `layer` and returns all of them so far.
-    fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        if self.layers.len() <= layer {
-            self.layers.resize_with(layer + 1, || candle_nn::kv_cache::KvCache::new(2, CACHE_BLOCK));
+    /// Writes the keys and values of this step's `t` new positions for `layer` (each (t, c),
+    /// heads side by side) after the cached ones, and returns all of them so far: (1, nh, T, hs).
+    fn append(
+        &mut self,
+        layer: usize,
+        (k, v): (&Tensor, &Tensor),
+        n_head: usize,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let (t, c) = k.dims2()?;
+        let needed = self.len + t;
+        if self.layers.len() == layer {
+            let empty = Tensor::zeros((1, n_head, 0, c / n_head), k.dtype(), k.device())?;
+            self.layers.push((empty.clone(), empty));
         }
-        self.layers[layer].append(k, v)
+        let (cache_k, cache_v) = &mut self.layers[layer];
+        if cache_k.dim(2)? < needed {
+            let (_, nh, capacity, hs) = cache_k.dims4()?;
+            let grow = needed.next_multiple_of(CACHE_BLOCK) - capacity;
+            let spare = Tensor::zeros((1, nh, grow, hs), k.dtype(), k.device())?;
+            *cache_k = Tensor::cat(&[&*cache_k, &spare], 2)?;
+            *cache_v = Tensor::cat(&[&*cache_v, &spare], 2)?;
+        }
+        write_heads(cache_k, k, self.len)?;
+        write_heads(cache_v, v, self.len)?;
+        Ok((cache_k.narrow(2, 0, needed)?, cache_v.narrow(2, 0, needed)?))
     }
 }
 
@@ -116,13 +136,8 @@ impl Attention {
             let (row, t) = (seq.row, seq.ids.len());
             // c_attn packs q, k and v as three contiguous blocks of c columns (not per head).
             let qkv = qkv.narrow(0, row, t)?;
-            let split_heads = |i: usize| -> candle_core::Result<Tensor> {
-                qkv.narrow(1, i * c, c)?
-                    .reshape((1, t, self.n_head, self.head_size))?
-                    .transpose(1, 2)? // (1, nh, t, hs)
-                    .contiguous()
-            };
-            let (k, v) = seq.cache.append(layer, &split_heads(1)?, &split_heads(2)?)?; // (1, nh, T, hs)
+            let new_kv = (&qkv.narrow(1, c, c)?, &qkv.narrow(1, 2 * c, c)?);
+            let (k, v) = seq.cache.append(layer, new_kv, self.n_head)?; // (1, nh, T, hs)
             ys.push(attention(&qkv.narrow(1, 0, c)?, &k, &v, scale)?); // (t, c)
         }
         self.c_proj.forward(&Tensor::cat(&ys, 0)?, Epilogue::Residual(residual))

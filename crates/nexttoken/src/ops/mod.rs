@@ -45,6 +45,7 @@ macro_rules! simd_dispatch {
 mod attention;
 mod gelu;
 mod gemv;
+mod kv_write;
 mod linear;
 mod math;
 mod packed;
@@ -52,6 +53,7 @@ mod panel_matmul;
 mod weight;
 
 pub use attention::attention;
+pub use kv_write::write_heads;
 pub use linear::{linear, Epilogue};
 pub use math::{max_value, sum_exp};
 pub use weight::Weight;
