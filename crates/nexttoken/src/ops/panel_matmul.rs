@@ -1,7 +1,7 @@
 //! `x @ W` for a packed `W` on AVX-512: one kernel for every number of rows, from a decoded
 //! token to a 1024-token prompt.
 //!
-//! The kernel keeps a tile of rows by one or two panels (32 or 64 columns) in registers while it
+//! The kernel keeps a tile of up to 6 rows by two panels (64 columns) in registers while it
 //! walks the inputs: per input, one load per 16 weights, one broadcast per row and one fused
 //! multiply-add per row and 16 columns. One row streams the weights at memory speed (decoding); sixteen rows
 //! still read them once; hundreds of rows (a prompt) are compute-bound at the FMA units' pace.
@@ -11,25 +11,19 @@ use rayon::prelude::*;
 
 use super::packed::{PackedMatrix, PANEL};
 
-/// Rows of a register tile one panel wide: 14 x 2 accumulators + 2 weight registers + 1 broadcast
-/// of the 32.
-const MAX_TILE_ROWS: usize = 14;
+/// Rows of a register tile: 6 x 4 accumulators, 4 weight registers and 1 broadcast of the 32.
+/// (Tiles of 14 rows by one panel measured the same on prompts and a quarter slower on a batch
+/// of 16 decoded tokens.)
+const MAX_TILE_ROWS: usize = 6;
 
-/// Rows of a register tile two panels wide: 6 x 4 accumulators + 4 weights + 1 broadcast.
-const MAX_WIDE_TILE_ROWS: usize = 6;
-
-/// Up to this many rows in all, tiles are two panels wide: at 16 rows (a batch of decoded tokens)
-/// they run about a quarter faster than tall ones; for prompts, tall ones win by a few percent.
-const MAX_WIDE_TILED_ROWS: usize = 32;
-
-/// Floats of the largest tile.
-const TILE_FLOATS: usize = MAX_TILE_ROWS * PANEL;
+/// Panels of a register tile (the last one of a range may be alone).
+const TILE_PANELS: usize = 2;
 
 /// Rows per block: a block's inputs (rows x `INPUT_BLOCK`) stay in cache while panels pass by.
-const ROW_BLOCK: usize = 4 * MAX_TILE_ROWS;
+const ROW_BLOCK: usize = 10 * MAX_TILE_ROWS;
 
-/// Inputs per pass over a block: with `ROW_BLOCK` rows, 224 KB of activations and 128 KB of
-/// one panel's weights.
+/// Inputs per pass over a block: with `ROW_BLOCK` rows, 240 KB of activations and 256 KB of
+/// two panels' weights.
 const INPUT_BLOCK: usize = 1024;
 
 /// Panel ranges per thread: enough to even out threads that are slowed down, few enough that
@@ -65,26 +59,20 @@ pub fn matmul(
     assert_eq!(out.len(), m * n, "out is not (m, n)");
     let panels = w.panels();
     let tasks = (rayon::current_num_threads() * TASKS_PER_THREAD).min(panels).max(1);
-    // Few rows (decoding) take tiles two panels wide, with more independent sums per weight
-    // load; many rows (a prompt) take taller tiles of one panel, with fewer passes over them.
-    let shape = match m > MAX_WIDE_TILED_ROWS {
-        true => TileShape { rows: MAX_TILE_ROWS, panels: 1 },
-        false => TileShape { rows: MAX_WIDE_TILE_ROWS, panels: 2 },
-    };
     let out_ptr = Out(out.as_mut_ptr());
     (0..tasks).into_par_iter().for_each(|task| {
         let out = out_ptr;
         let (p0, p1) = (task * panels / tasks, (task + 1) * panels / tasks);
-        let mut tile = [0f32; TILE_FLOATS];
+        let mut tile = [0f32; MAX_TILE_ROWS * TILE_PANELS * PANEL];
         for rows in blocks(m, ROW_BLOCK) {
             for inputs in blocks(k, INPUT_BLOCK) {
                 let first = inputs.start == 0;
-                for pair in blocks(p1 - p0, shape.panels) {
+                for pair in blocks(p1 - p0, TILE_PANELS) {
                     let (pa, pb) = (p0 + pair.start, p0 + pair.end - 1); // the same panel if alone
                     let weights = [w.panel(pa, inputs.clone()), w.panel(pb, inputs.clone())];
                     let (col, cols) = (pa * PANEL, (pb * PANEL + PANEL).min(n) - pa * PANEL);
                     let width = pair.len() * PANEL;
-                    for tile_rows in tiles(rows.clone(), shape.rows) {
+                    for tile_rows in tiles(rows.clone()) {
                         let x = &x[tile_rows.start * x_row_stride + inputs.start..];
                         // SAFETY: `available()` holds, and x, weights and tile are within their
                         // bounds for these rows and inputs (checked by the slicing above).
@@ -112,12 +100,6 @@ pub fn matmul(
 }
 
 #[derive(Clone, Copy)]
-struct TileShape {
-    rows: usize,
-    panels: usize,
-}
-
-#[derive(Clone, Copy)]
 struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
@@ -127,10 +109,9 @@ fn blocks(len: usize, size: usize) -> impl Iterator<Item = std::ops::Range<usize
     (0..len).step_by(size).map(move |start| start..len.min(start + size))
 }
 
-/// `rows` in register tiles of at most `max` rows, of balanced sizes (16 rows: 6 + 5 + 5, not
-/// 6 + 6 + 4).
-fn tiles(rows: std::ops::Range<usize>, max: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-    let count = rows.len().div_ceil(max);
+/// `rows` in register tiles of balanced sizes (16 rows: 6 + 5 + 5, not 6 + 6 + 4).
+fn tiles(rows: std::ops::Range<usize>) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let count = rows.len().div_ceil(MAX_TILE_ROWS);
     (0..count).map(move |t| rows.start + t * rows.len() / count..rows.start + (t + 1) * rows.len() / count)
 }
 
@@ -140,15 +121,15 @@ unsafe fn run_tile(mr: usize, x: &[f32], ldx: usize, w: [&[f32]; 2], panels: usi
     let (kc, w, x, tile) =
         (w[0].len() / PANEL, [w[0].as_ptr(), w[1].as_ptr()], x.as_ptr(), tile.as_mut_ptr());
     macro_rules! dispatch {
-        ($($rows:literal)*; $($wide:literal)*) => {
+        ($($rows:literal)*) => {
             match (mr, panels) {
                 $(($rows, 1) => kernel::<$rows, 2>(x, ldx, w, kc, tile),)*
-                $(($wide, 2) => kernel::<$wide, 4>(x, ldx, w, kc, tile),)*
-                _ => unreachable!("a tile has 1 to {MAX_TILE_ROWS} rows of 1 panel or 1 to {MAX_WIDE_TILE_ROWS} of 2"),
+                $(($rows, 2) => kernel::<$rows, 4>(x, ldx, w, kc, tile),)*
+                _ => unreachable!("a tile has 1 to {MAX_TILE_ROWS} rows and 1 or 2 panels"),
             }
         };
     }
-    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14; 1 2 3 4 5 6)
+    dispatch!(1 2 3 4 5 6)
 }
 
 /// `tile[r][..] = sum over i < kc of x[r * ldx + i] * w[i][..]` for `MR` rows and `V / 2` panels
