@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::error::{panic_message, Error, Result};
 use crate::generation::{Generation, Output, Step};
 use crate::model::KvCache;
@@ -209,15 +211,20 @@ fn decode_turn(model: &Pretrained, running: &mut [Job]) -> Result<()> {
     }
     let rows = model.gpt2.forward_batch(&mut batch)?.to_vec2::<f32>()?;
     drop(batch);
-    for (i, row) in fed.into_iter().zip(rows) {
-        let job = &mut active[i];
-        if !job.generation.wants_logits() {
-            continue; // a prompt chunk with more to come
-        }
-        match job.generation.accept_logits(&row) {
-            Ok(step) => job.send_step(step),
-            Err(err) => job.fail(err),
+    let mut fed = fed.into_iter().zip(rows).peekable();
+    let mut completed: Vec<(&mut Job, Vec<f32>)> = Vec::with_capacity(active.len());
+    for (i, job) in active.into_iter().enumerate() {
+        if let Some((_, row)) = fed.next_if(|(fed_index, _)| *fed_index == i) {
+            if job.generation.wants_logits() {
+                completed.push((job, row)); // else a prompt chunk with more to come
+            }
         }
     }
+    // Choosing a token reads a vocabulary-sized row per sequence: with many sequences, spread
+    // them over the compute pool rather than leave it idle while this thread goes through them.
+    completed.into_par_iter().for_each(|(job, row)| match job.generation.accept_logits(&row) {
+        Ok(step) => job.send_step(step),
+        Err(err) => job.fail(err),
+    });
     Ok(())
 }
