@@ -58,11 +58,14 @@ pub fn matmul(
     assert!(m == 0 || x.len() >= (m - 1) * x_row_stride + k, "x is too short");
     assert_eq!(out.len(), m * n, "out is not (m, n)");
     let panels = w.panels();
-    let tasks = (rayon::current_num_threads() * TASKS_PER_THREAD).min(panels).max(1);
+    // Tasks take whole tile widths of panels, so that only the very last panel can be alone.
+    let widths = panels.div_ceil(TILE_PANELS);
+    let tasks = (rayon::current_num_threads() * TASKS_PER_THREAD).min(widths).max(1);
     let out_ptr = Out(out.as_mut_ptr());
     (0..tasks).into_par_iter().for_each(|task| {
         let out = out_ptr;
-        let (p0, p1) = (task * panels / tasks, (task + 1) * panels / tasks);
+        let (p0, p1) =
+            (task * widths / tasks * TILE_PANELS, ((task + 1) * widths / tasks * TILE_PANELS).min(panels));
         let mut tile = [0f32; MAX_TILE_ROWS * TILE_PANELS * PANEL];
         for rows in blocks(m, ROW_BLOCK) {
             for inputs in blocks(k, INPUT_BLOCK) {
