@@ -1,10 +1,13 @@
 //! `x @ W + b` on the CPU, with what follows it in GPT-2 fused into the same pass over the output
-//! (the epilogue): the tanh GELU after `c_fc`, the residual add after each `c_proj`. A few rows (decoding one token per sequence: up to 16 for an (in, out) weight, up to
-//! 4 for the transposed tied head) go to the streaming kernels of `gemv`, which read each weight
-//! once for all rows with every core on its own block of output columns: decoding is bound by
-//! reading the weights, and one core cannot pull DRAM's bandwidth alone. Everything else goes to
-//! gemm: split by columns across threads for few rows (gemm would run them on one thread), gemm's
-//! own threading for many (prompts).
+//! (the epilogue): the tanh GELU after `c_fc`, the residual add after each `c_proj`.
+//!
+//! A packed weight (CPUs with AVX-512) goes to `panel_matmul` whatever the number of rows. A
+//! tensor weight takes one of two paths. A few rows (decoding one token per sequence: up to 16
+//! for an (in, out) weight, up to 4 for the transposed tied head) go to the streaming kernels of
+//! `gemv`, which read each weight once for all rows with every core on its own block of output
+//! columns: decoding is bound by reading the weights, and one core cannot pull DRAM's bandwidth
+//! alone. Everything else goes to gemm: split by columns across threads for few rows (gemm would
+//! run them on one thread), gemm's own threading for many (prompts).
 
 use std::borrow::Cow;
 
@@ -61,14 +64,15 @@ pub fn linear(
             _ => true,
         };
     let w = match w {
-        Weight::Packed(packed) if fused && x.stride()[1] == 1 => {
+        Weight::Packed(_) if !fused => candle_core::bail!("linear: a packed weight takes f32 CPU operands"),
+        Weight::Packed(packed) => {
             let op = PackedLinear { w: packed, epilogue };
+            let x = if x.stride()[1] == 1 { x.clone() } else { x.contiguous()? };
             return match bias {
                 Some(b) => x.apply_op2_no_bwd(b, &op),
                 None => x.apply_op1_no_bwd(&op),
             };
         }
-        Weight::Packed(_) => candle_core::bail!("linear: a packed weight takes f32 CPU operands"),
         Weight::Tensor(w) => w,
     };
     let op = Linear { epilogue };
