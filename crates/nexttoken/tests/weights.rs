@@ -78,3 +78,19 @@ fn refuses_wrong_shapes_integer_tensors_and_truncated_files() {
     let missing = std::env::temp_dir().join("nexttoken-does-not-exist.safetensors");
     assert_eq!(Weights::load(&missing, &Device::Cpu).err().unwrap().code(), "ERR_MODEL_NOT_FOUND");
 }
+
+#[test]
+fn hands_out_values_straight_from_f32_and_widened_from_f16() {
+    let values: Vec<f32> = (0..8).map(|i| i as f32 - 3.5).collect();
+    let f32_raw = Raw(Dtype::F32, vec![4, 2], values.iter().flat_map(|v| v.to_le_bytes()).collect());
+    let half = Raw(Dtype::F16, vec![2], [0x3c00u16, 0xc000].iter().flat_map(|h| h.to_le_bytes()).collect());
+    let path = write("values", &[("wte.weight", f32_raw), ("wpe.weight", half)]);
+    let mut weights = Weights::load(&path, &Device::Cpu).unwrap();
+    assert_eq!(weights.take_values("wte.weight", &[4, 2], |v| v.to_vec()).unwrap(), values);
+    assert_eq!(weights.take_values("wpe.weight", &[2], |v| v.to_vec()).unwrap(), vec![1.0, -2.0]);
+    // Taken means gone: a second take is a missing tensor.
+    assert_eq!(weights.take("wte.weight", &[4, 2]).unwrap_err().code(), "ERR_MODEL_INVALID");
+    let err =
+        Weights::load(&path, &Device::Cpu).unwrap().take_values("wte.weight", &[8], |_| ()).unwrap_err();
+    assert!(err.to_string().contains("wte.weight"), "{err}");
+}

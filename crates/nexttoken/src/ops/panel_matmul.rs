@@ -189,7 +189,11 @@ mod tests {
             eprintln!("skipped: this CPU has no AVX-512");
             return;
         }
-        for (m, k, n) in [(1, 7, 37), (3, 1500, 70), (16, 64, 96), (130, 40, 33), (20, 2100, 5)] {
+        // Shapes that take every path: one row, several input blocks (k > 1024), balanced tiles,
+        // several row blocks (m > 258), a partial last panel, a lone last panel.
+        for (m, k, n) in
+            [(1, 7, 37), (3, 1500, 70), (16, 64, 96), (130, 40, 33), (20, 2100, 5), (300, 24, 100)]
+        {
             let x: Vec<f32> = (0..m * (k + 3)).map(|v| ((v * 37 % 101) as f32 - 50.0) / 50.0).collect();
             let w: Vec<f32> = (0..k * n).map(|v| ((v * 53 % 97) as f32 - 48.0) / 48.0).collect();
             let packed = PackedMatrix::from_rows(&w, k, n);
