@@ -14,7 +14,8 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, D};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use super::{cpu_f32, math::exp};
+use super::math::{dot, exp};
+use super::{cpu_f32, SharedOut};
 
 /// Queries per task: the block's scores (rows x keys) fit in a core's L2 at GPT-2's 1024 keys.
 const QUERY_BLOCK: usize = 64;
@@ -55,15 +56,11 @@ struct Attention {
 }
 
 /// A strided matrix: pointer to element (0, 0) and the row stride, in elements (columns are
-/// contiguous). Shared across threads read-only; `Out` is written in disjoint blocks.
+/// contiguous). Shared across threads read-only.
 #[derive(Clone, Copy)]
 struct Mat(*const f32, usize);
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
 unsafe impl Send for Mat {}
 unsafe impl Sync for Mat {}
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
 
 thread_local! {
     /// One block's scores, reused by every task this thread runs.
@@ -100,7 +97,7 @@ impl CustomOp3 for Attention {
         let head_k = |h: usize| Mat(k[h * ks[1]..].as_ptr(), ks[2]);
         let head_v = |h: usize| Mat(v[h * vs[1]..].as_ptr(), vs[2]);
         let mut out = vec![0f32; t * c];
-        let out_ptr = Out(out.as_mut_ptr());
+        let out_ptr = SharedOut(out.as_mut_ptr());
         let blocks = t.div_ceil(QUERY_BLOCK);
         (0..nh * blocks).into_par_iter().for_each(|task| {
             let (h, block) = (task / blocks, task % blocks);
@@ -119,7 +116,7 @@ struct Head {
     q: Mat,
     k: Mat,
     v: Mat,
-    out: Out,
+    out: SharedOut,
     column: usize,
     hs: usize,
     c: usize,
@@ -234,20 +231,6 @@ fn attend_row_body(
             *o += p * x;
         }
     }
-}
-
-/// Sixteen running sums: one 512-bit register or two 256-bit ones of independent lanes.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (a16, b16) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = a16.remainder().iter().zip(b16.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in a16.zip(b16) {
-        for i in 0..16 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 simd_dispatch! {

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use super::packed::PackedMatrix;
 use super::weight::Weight;
-use super::{cpu_f32, gelu, gemv, panel_matmul};
+use super::{cpu_f32, gelu, gemv, panel_matmul, SharedOut};
 
 /// Up to this many rows, stream the weights once for all rows (or split gemm by columns); above
 /// it gemm's blocking and threading win.
@@ -140,11 +140,6 @@ struct View {
     col_stride: isize,
 }
 
-/// The output pointer may be shared across threads because each block writes its own columns.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
 unsafe impl Send for View {}
 unsafe impl Sync for View {}
 
@@ -277,7 +272,7 @@ fn streamed(
         true => n.div_ceil(threads).next_multiple_of(COLUMN_ALIGN),
         false => DOT_ROWS_PER_TASK,
     };
-    let out_ptr = Out(out.as_mut_ptr());
+    let out_ptr = SharedOut(out.as_mut_ptr());
     (0..n).into_par_iter().step_by(width).for_each(|j0| {
         let cols = width.min(n - j0);
         let out = out_ptr;
@@ -308,7 +303,7 @@ fn streamed(
 /// `out = x @ w` with gemm: one single-threaded call per block of columns for few rows, gemm's
 /// own threading for many.
 fn with_gemm(xv: View, wv: View, (m, k, n): (usize, usize, usize), threads: usize, out: &mut [f32]) {
-    let out_ptr = Out(out.as_mut_ptr());
+    let out_ptr = SharedOut(out.as_mut_ptr());
     // SAFETY: the views come from the layouts of live storages, every block stays within
     // (m, k) x (k, n), and blocks write disjoint columns of `out`.
     let block = |j0: usize, cols: usize, parallelism: Parallelism| unsafe {

@@ -24,6 +24,21 @@ pub fn exp(x: f32) -> f32 {
     f32::from_bits(n_bits.wrapping_add(127) << 23) * e_r
 }
 
+/// `a · b` with sixteen running sums: one 512-bit register or two 256-bit ones of independent
+/// lanes, so that the compiler vectorises it (a float sum in order would not).
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (a16, b16) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = a16.remainder().iter().zip(b16.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a16.zip(b16) {
+        for i in 0..16 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 simd_dispatch! {
     /// The largest of `values` (NaNs are passed over), or -inf for none.
     pub fn max_value(values: &[f32]) -> f32 => max_value_body

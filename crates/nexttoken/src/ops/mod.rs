@@ -60,6 +60,13 @@ pub use weight::Weight;
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
 
+/// An output buffer written by several threads at once, each in its own disjoint part (the
+/// callers' safety argument); the pointer alone may not cross threads.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
 /// True when the CPU fast path applies to these tensors.
 fn cpu_f32(tensors: &[&Tensor]) -> bool {
     tensors.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
