@@ -25,12 +25,7 @@ struct Conv1D {
 impl Conv1D {
     fn load(w: &mut Weights, prefix: &str, n_in: usize, n_out: usize) -> Result<Self> {
         Ok(Conv1D {
-            weight: match Weight::packs(w.device()) {
-                true => w.take_values(&format!("{prefix}.weight"), &[n_in, n_out], |values| {
-                    Weight::packed_rows(values, n_in, n_out)
-                })?,
-                false => Weight::new(w.take(&format!("{prefix}.weight"), &[n_in, n_out])?)?,
-            },
+            weight: linear_weight(w, &format!("{prefix}.weight"), (n_in, n_out), false)?,
             bias: w.take(&format!("{prefix}.bias"), &[n_out])?,
         })
     }
@@ -194,15 +189,14 @@ impl Block {
     }
 }
 
-/// The output head, tied to the token embeddings `wte` (vocab, c).
-fn tied_head(w: &mut Weights, config: &Config) -> Result<Weight> {
-    let (vocab, c) = (config.vocab_size, config.n_embd);
-    Ok(match Weight::packs(w.device()) {
-        true => {
-            w.take_values("wte.weight", &[vocab, c], |values| Weight::packed_transposed(values, c, vocab))?
-        }
-        false => Weight::transposed(&w.take("wte.weight", &[vocab, c])?)?,
-    })
+/// The weight `name`, stored `shape`, for `linear` (`transposed`: used as `x @ w^T`). Packed
+/// straight from the file when the CPU kernels pack, so the model is never held twice.
+fn linear_weight(w: &mut Weights, name: &str, shape: (usize, usize), transposed: bool) -> Result<Weight> {
+    let dims = [shape.0, shape.1];
+    match Weight::packs(w.device()) {
+        true => w.take_values(name, &dims, |values| Weight::packed(values, shape, transposed)),
+        false => Ok(Weight::tensor(w.take(name, &dims)?, transposed)?),
+    }
 }
 
 /// Which positions of the input to compute logits for.
@@ -228,7 +222,8 @@ impl Gpt2 {
     pub fn load(w: &mut Weights, config: &Config, device: &Device) -> Result<Self> {
         let h = (0..config.n_layer).map(|layer| Block::load(w, layer, config)).collect::<Result<_>>()?;
         Ok(Gpt2 {
-            head: tied_head(w, config)?,
+            // The output head is tied to the token embeddings wte (vocab, c).
+            head: linear_weight(w, "wte.weight", (config.vocab_size, config.n_embd), true)?,
             wpe: w.take("wpe.weight", &[config.n_positions, config.n_embd])?,
             h,
             ln_f: layer_norm(w, "ln_f", config)?,

@@ -220,11 +220,15 @@ fn decode_turn(model: &Pretrained, running: &mut [Job]) -> Result<()> {
             }
         }
     }
-    // Choosing a token reads a vocabulary-sized row per sequence: with many sequences, spread
-    // them over the compute pool rather than leave it idle while this thread goes through them.
-    completed.into_par_iter().for_each(|(job, row)| match job.generation.accept_logits(&row) {
+    let choose = |(job, row): (&mut Job, Vec<f32>)| match job.generation.accept_logits(&row) {
         Ok(step) => job.send_step(step),
         Err(err) => job.fail(err),
-    });
+    };
+    // Choosing a token reads a vocabulary-sized row per sequence: with several sequences, spread
+    // them over the compute pool; a lone one is quicker here than handed over to the pool.
+    match completed.len() {
+        0 | 1 => completed.into_iter().for_each(choose),
+        _ => completed.into_par_iter().for_each(choose),
+    }
     Ok(())
 }

@@ -76,10 +76,7 @@ impl Weights {
     /// Takes out the tensor called `name`, which must have exactly `shape`, as an f32 tensor.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let stored = self.take_stored(name, shape)?;
-        let bytes = &self.mmap[stored.bytes];
-        Ok(Tensor::from_raw_buffer(bytes, stored.dtype, shape, &Device::Cpu)?
-            .to_dtype(DType::F32)?
-            .to_device(&self.device)?)
+        Ok(self.decode(&stored)?.to_device(&self.device)?)
     }
 
     /// Takes out the tensor called `name`, which must have exactly `shape`, and hands its values
@@ -98,11 +95,13 @@ impl Weights {
                 return Ok(read(values));
             }
         }
-        let values = Tensor::from_raw_buffer(bytes, stored.dtype, shape, &Device::Cpu)?
-            .to_dtype(DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        Ok(read(&values))
+        Ok(read(&self.decode(&stored)?.flatten_all()?.to_vec1::<f32>()?))
+    }
+
+    /// A stored tensor as f32 on the CPU.
+    fn decode(&self, stored: &Stored) -> Result<Tensor> {
+        let bytes = &self.mmap[stored.bytes.clone()];
+        Ok(Tensor::from_raw_buffer(bytes, stored.dtype, &stored.shape, &Device::Cpu)?.to_dtype(DType::F32)?)
     }
 
     fn take_stored(&mut self, name: &str, shape: &[usize]) -> Result<Stored> {

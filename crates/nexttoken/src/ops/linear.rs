@@ -413,10 +413,15 @@ mod tests {
         diff / scale
     }
 
-    /// Every path: the packed kernel (where the CPU has AVX-512), and the tensor paths (streaming
-    /// for few rows, gemm for many, plain or transposed).
-    fn weights(w: &Tensor) -> Vec<Weight> {
-        vec![Weight::new(w.clone()).unwrap(), Weight::Tensor(w.clone())]
+    /// Every path for `w` stored (rows, cols): the packed kernel (where the CPU has AVX-512) and
+    /// the tensor paths (streaming for few rows, gemm for many).
+    fn weights(w: &Tensor, transposed: bool) -> Vec<Weight> {
+        let mut forms = vec![Weight::tensor(w.clone(), transposed).unwrap()];
+        if Weight::packs(w.device()) {
+            let values = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            forms.push(Weight::packed(&values, w.dims2().unwrap(), transposed));
+        }
+        forms
     }
 
     #[test]
@@ -428,7 +433,7 @@ mod tests {
             let b = Tensor::randn(0f32, 1.0, n, &dev).unwrap();
             let plain = x.matmul(&w).unwrap();
             let biased = plain.broadcast_add(&b).unwrap();
-            for weight in weights(&w) {
+            for weight in weights(&w, false) {
                 let ours = linear(&x, &weight, None, Epilogue::None).unwrap();
                 assert!(max_diff(&ours, &plain) < 1e-5, "({m},{k},{n})");
                 let ours = linear(&x, &weight, Some(&b), Epilogue::None).unwrap();
@@ -436,7 +441,7 @@ mod tests {
             }
             let wt = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
             let expected = x.matmul(&wt.t().unwrap()).unwrap();
-            for weight in [Weight::transposed(&wt).unwrap(), Weight::Tensor(wt.t().unwrap())] {
+            for weight in weights(&wt, true) {
                 let ours = linear(&x, &weight, None, Epilogue::None).unwrap();
                 assert!(max_diff(&ours, &expected) < 1e-5, "t ({m},{k},{n})");
             }
@@ -452,7 +457,7 @@ mod tests {
             let b = Tensor::randn(0f32, 1.0, n, &dev).unwrap();
             let r = Tensor::randn(0f32, 1.0, (m, n), &dev).unwrap();
             let biased = x.matmul(&w).unwrap().broadcast_add(&b).unwrap();
-            for weight in weights(&w) {
+            for weight in weights(&w, false) {
                 let ours = linear(&x, &weight, Some(&b), Epilogue::Gelu).unwrap();
                 assert!(max_diff(&ours, &biased.gelu().unwrap()) < 1e-5, "gelu ({m},{k},{n})");
                 let ours = linear(&x, &weight, Some(&b), Epilogue::Residual(&r)).unwrap();
@@ -462,11 +467,12 @@ mod tests {
     }
 
     #[test]
-    fn a_packed_head_gives_back_its_embedding_rows() {
+    fn a_head_gives_back_its_embedding_rows_packed_or_not() {
         let wte = Tensor::randn(0f32, 1.0, (70, 24), &Device::Cpu).unwrap();
         let ids = [0u32, 69, 33, 33];
         let expected = wte.index_select(&Tensor::new(&ids, &Device::Cpu).unwrap(), 0).unwrap();
-        let rows = Weight::transposed(&wte).unwrap().transposed_rows(&ids, &Device::Cpu).unwrap();
-        assert_eq!(max_diff(&rows, &expected), 0.0);
+        for head in weights(&wte, true) {
+            assert_eq!(max_diff(&head.transposed_rows(&ids, &Device::Cpu).unwrap(), &expected), 0.0);
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! panels for the AVX-512 kernel when the CPU has it and the weight is an f32 CPU tensor, else
 //! the tensor itself for gemm, the streaming kernels or candle.
 
-use candle_core::{DType, Device, Storage, Tensor};
+use candle_core::{Device, Tensor};
 
 use super::packed::PackedMatrix;
 use super::panel_matmul;
@@ -14,40 +14,26 @@ pub enum Weight {
 }
 
 impl Weight {
-    /// A Conv1D weight, stored (in, out): `x @ w`.
-    pub fn new(w: Tensor) -> candle_core::Result<Self> {
-        let (k, n) = w.dims2()?;
-        match packable(&w) {
-            true => with_values(&w, |w| Weight::packed_rows(w, k, n)),
-            false => Ok(Weight::Tensor(w)),
-        }
-    }
-
-    /// A weight stored (out, in), as the token embeddings of a tied head: `x @ w^T`.
-    pub fn transposed(w: &Tensor) -> candle_core::Result<Self> {
-        let (n, k) = w.dims2()?;
-        match packable(w) {
-            true => with_values(w, |w| Weight::packed_transposed(w, k, n)),
-            false => Ok(Weight::Tensor(w.t()?)),
-        }
-    }
-
-    /// True when weights for `device` are packed: `packed_rows` and `packed_transposed` apply.
+    /// True when weights for `device` are packed (`Weight::packed`), else kept as tensors.
     pub fn packs(device: &Device) -> bool {
         device.is_cpu() && panel_matmul::available()
     }
 
-    /// A Conv1D weight packed from its values, row-major (in = k, out = n).
-    pub fn packed_rows(values: &[f32], k: usize, n: usize) -> Self {
-        Weight::Packed(PackedMatrix::from_rows(values, k, n))
+    /// A weight stored `(rows, cols)` row-major, packed from its values: used as `x @ w`, or as
+    /// `x @ w^T` when `transposed` (the tied head, stored (vocab, c)).
+    pub fn packed(values: &[f32], (rows, cols): (usize, usize), transposed: bool) -> Self {
+        Weight::Packed(match transposed {
+            false => PackedMatrix::from_rows(values, rows, cols),
+            true => PackedMatrix::from_transposed(values, cols, rows),
+        })
     }
 
-    /// A tied head packed from the token embeddings' values, row-major (out = n, in = k).
-    pub fn packed_transposed(values: &[f32], k: usize, n: usize) -> Self {
-        Weight::Packed(PackedMatrix::from_transposed(values, k, n))
+    /// The same weight kept as a tensor (a transposed view when `transposed`).
+    pub fn tensor(w: Tensor, transposed: bool) -> candle_core::Result<Self> {
+        Ok(Weight::Tensor(if transposed { w.t()? } else { w }))
     }
 
-    /// Rows `ids` of the (out, in) matrix a `transposed` weight was made from: (ids, in).
+    /// Rows `ids` of the matrix a `transposed` weight was made from: (ids, in).
     pub fn transposed_rows(&self, ids: &[u32], device: &Device) -> candle_core::Result<Tensor> {
         match self {
             Weight::Tensor(wt) => wt.t()?.index_select(&Tensor::new(ids, device)?, 0),
@@ -57,18 +43,4 @@ impl Weight {
             }
         }
     }
-}
-
-/// Runs `f` on the values of a contiguous f32 CPU tensor, in place (no copy of a large weight).
-fn with_values<R>(w: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
-    let w = w.contiguous()?;
-    let (storage, layout) = w.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(cpu) => Ok(f(super::contiguous_f32(cpu, layout, "weight")?)),
-        _ => candle_core::bail!("only a CPU weight is packed"),
-    }
-}
-
-fn packable(w: &Tensor) -> bool {
-    w.dtype() == DType::F32 && Weight::packs(w.device())
 }
