@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'ERR_CONTEXT_OVERFLOW'
   | 'ERR_BACKEND_UNAVAILABLE'
   | 'ERR_DISPOSED'
+  | 'ERR_STREAM_IDLE'
   | 'ERR_INTERNAL'
   | 'ABORT_ERR'
 
@@ -20,6 +21,7 @@ const NATIVE_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_CONTEXT_OVERFLOW',
   'ERR_BACKEND_UNAVAILABLE',
   'ERR_DISPOSED',
+  'ERR_STREAM_IDLE',
   'ERR_INTERNAL',
 ])
 

@@ -1,5 +1,7 @@
 // Driving a native generation from JS: `generate` (one promise) and `stream` (async iterator),
-// both cancellable through an AbortSignal.
+// both cancellable through an AbortSignal. Each `next()` is a promise the scheduler settles when
+// tokens are there: waiting holds no thread. A stream abandoned without `return()` is cancelled
+// when its iterator is garbage-collected (the native generation cancels itself when collected).
 import type * as native from '../binding'
 import { AbortError, callNative, callNativeAsync } from './errors'
 import { GenerateOptions, GenerateResult, GenerateStep, toNativeOptions, toResult, toStep } from './generate-options'
@@ -19,7 +21,10 @@ function start(model: native.NativeModel, ids: Uint32Array, options: GenerateOpt
   const { signal } = options
   if (signal?.aborted) throw new AbortError('generation aborted before it started', undefined, { cause: signal.reason })
   const generation = callNative(() => model.startGeneration(ids, nativeOptions))
-  const cancel = () => generation.cancel()
+  // Held weakly: a long-lived signal must not keep an abandoned stream's generation alive, since
+  // collecting it is what cancels it and frees its batch slot.
+  const weak = new WeakRef(generation)
+  const cancel = () => weak.deref()?.cancel()
   signal?.addEventListener('abort', cancel, { once: true })
   return { generation, release: () => signal?.removeEventListener('abort', cancel) }
 }

@@ -32,10 +32,18 @@ export interface LoadOptions {
   device?: Device
   /**
    * Most generations decoded together: concurrent `generate` / `stream` / `generateBatch` calls
-   * share forward passes (continuous batching); more wait for a free slot.
+   * share forward passes (continuous batching); more wait, in order, for a free slot (waiting
+   * costs no thread and no KV cache). From 1 to 1024.
    * @default 16
    */
   maxBatchSize?: number
+  /**
+   * A running generation whose caller asks for no token for this many milliseconds (a stream
+   * nobody pulls from) is ended, freeing its batch slot and KV cache for waiting calls; its
+   * next pull throws `ERR_STREAM_IDLE`. `Infinity`: never.
+   * @default 60000
+   */
+  streamIdleTimeoutMs?: number
 }
 
 export interface LogitsOptions {
@@ -57,8 +65,6 @@ export interface TokenProbability {
   /** Natural log of `p`, computed without underflow. */
   logprob: number
 }
-
-const DEFAULT_MAX_BATCH_SIZE = 16
 
 /** A GPT-2 family model (gpt2, distilgpt2, gpt2-medium/large/xl) with its tokenizer. */
 export class Gpt2 {
@@ -86,11 +92,14 @@ export class Gpt2 {
   static async fromPretrained(nameOrPath: string, options: LoadOptions = {}): Promise<Gpt2> {
     if (typeof nameOrPath !== 'string') throw invalidArg('nameOrPath must be a string')
     const device = options.device ?? 'cpu'
-    const maxBatchSize = options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE
-    if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1 || maxBatchSize > 1024) {
-      throw invalidArg(`maxBatchSize must be an integer from 1 to 1024; got ${String(maxBatchSize)}`)
+    const { maxBatchSize, streamIdleTimeoutMs } = options
+    if (maxBatchSize !== undefined && (!Number.isInteger(maxBatchSize) || maxBatchSize < 1)) {
+      throw invalidArg(`maxBatchSize must be a positive integer; got ${String(maxBatchSize)}`)
     }
-    return new Gpt2(await callNativeAsync(() => native.loadModel(nameOrPath, device, maxBatchSize)))
+    if (streamIdleTimeoutMs !== undefined && !(typeof streamIdleTimeoutMs === 'number' && streamIdleTimeoutMs >= 0)) {
+      throw invalidArg(`streamIdleTimeoutMs must be a number >= 0 or Infinity; got ${String(streamIdleTimeoutMs)}`)
+    }
+    return new Gpt2(await callNativeAsync(() => native.loadModel(nameOrPath, device, { maxBatchSize, streamIdleTimeoutMs })))
   }
 
   /** Raw logits (pre-softmax scores) for the input, computed in f32. */

@@ -1,16 +1,17 @@
 //! `NativeGeneration`: one `generate` / `stream` call, running in the model's scheduler. JS pulls
-//! tokens with `next(n)` (a pool thread waits on the request's channel); `cancel()` is a flag the
-//! scheduler checks before every token, usable while a `next` is waiting.
+//! tokens with `next(n)`, a promise that the scheduler's threads settle when tokens are there:
+//! no thread waits for them (libuv's pool stays free for fs, dns and crypto). `cancel()` is a
+//! flag the scheduler checks before every token. A generation that JS lets go of (a stream
+//! abandoned without `return()`) is cancelled when it is garbage-collected.
 
-use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use napi::bindgen_prelude::AsyncTask;
-use napi::{Env, Task};
+use napi::bindgen_prelude::Object;
+use napi::{Env, JsDeferred};
 use napi_derive::napi;
-use nexttoken::{Event, GenerateOptions, Output, Request, RequestHandle, Step};
+use nexttoken::{Delivery, GenerateOptions, Request, Step};
 
-use crate::errors::{coded, guarded};
+use crate::errors::{coded, guarded, to_napi};
 use crate::model::{scored_tokens, TokenScore};
 
 /// `GenerateOptions` as JS passes them (index.ts has checked types and applied JS defaults).
@@ -92,67 +93,59 @@ pub struct GenerateOutput {
 
 #[napi]
 pub struct NativeGeneration {
-    events: Arc<Mutex<Receiver<Event>>>,
-    handle: RequestHandle,
+    request: Request,
     tokenizer: Arc<nexttoken::Tokenizer>,
-    /// The final output, once the scheduler has sent it.
-    output: Arc<Mutex<Option<Output>>>,
 }
 
 impl NativeGeneration {
     pub(crate) fn new(request: Request, tokenizer: Arc<nexttoken::Tokenizer>) -> Self {
-        NativeGeneration {
-            events: Arc::new(Mutex::new(request.events)),
-            handle: request.handle,
-            tokenizer,
-            output: Arc::default(),
-        }
+        NativeGeneration { request, tokenizer }
     }
-}
-
-fn poisoned() -> napi::Error {
-    coded("ERR_INTERNAL", "a previous call on this generation panicked")
 }
 
 #[napi]
 impl NativeGeneration {
-    /// Waits for the next tokens: at least one (unless the generation ends), at most `maxSteps`.
+    /// Resolves with the next tokens: at least one (unless the generation has ended), at most
+    /// `maxSteps`. One call at a time.
     #[napi(ts_return_type = "Promise<GenerateSteps>")]
-    pub fn next(&self, max_steps: u32) -> AsyncTask<NextSteps> {
-        // Tokens asked for earlier and not taken yet still count: only top the demand up.
-        self.handle.want(max_steps.max(1) as usize);
-        AsyncTask::new(NextSteps {
-            events: self.events.clone(),
-            tokenizer: self.tokenizer.clone(),
-            output: self.output.clone(),
-            max_steps: max_steps.max(1) as usize,
-        })
+    pub fn next<'env>(&self, env: &'env Env, max_steps: u32) -> napi::Result<Object<'env>> {
+        let (deferred, promise) = env.create_deferred()?;
+        let pending = PendingSteps(Some(deferred));
+        let tokenizer = self.tokenizer.clone();
+        let on_delivery = Box::new(move |delivery: Delivery| {
+            pending.settle(guarded(|| to_js_steps(&tokenizer, delivery)));
+        });
+        // On failure the callback is dropped, and with it `pending`, which rejects.
+        self.request.next(max_steps as usize, on_delivery).map_err(to_napi)?;
+        Ok(promise)
     }
 
     /// Asks for `tokens` more tokens without waiting for them (to keep some generated ahead).
     #[napi]
     pub fn ask(&self, tokens: u32) {
-        self.handle.want(tokens as usize);
+        self.request.want(tokens as usize);
     }
 
     /// Ends the generation before its next token; it finishes with stopReason 'abort'.
     #[napi]
     pub fn cancel(&self) {
-        self.handle.cancel();
+        self.request.cancel();
     }
 
     /// The final result, once `next` has reported `done`.
     #[napi]
     pub fn result(&self) -> napi::Result<GenerateOutput> {
-        let output = self.output.lock().map_err(|_| poisoned())?;
-        let output =
-            output.as_ref().ok_or_else(|| coded("ERR_INTERNAL", "the generation has not finished"))?;
+        let output = self
+            .request
+            .outcome()
+            .ok_or_else(|| coded("ERR_INTERNAL", "the generation has not finished"))?
+            .map_err(to_napi)?;
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         Ok(GenerateOutput {
-            ids: output.ids.clone(),
-            new_ids: output.new_ids.clone(),
-            text: output.text.clone(),
-            completion: output.completion.clone(),
+            ids: output.ids,
+            new_ids: output.new_ids,
+            text: output.text,
+            completion: output.completion,
             stop_reason: output.stop_reason.map(|r| r.as_str().to_string()),
             timings: GenerateTimings {
                 prompt_tokens: output.timings.prompt_tokens as u32,
@@ -164,68 +157,52 @@ impl NativeGeneration {
     }
 }
 
-pub struct NextSteps {
-    events: Arc<Mutex<Receiver<Event>>>,
-    tokenizer: Arc<nexttoken::Tokenizer>,
-    output: Arc<Mutex<Option<Output>>>,
-    max_steps: usize,
-}
+type ResolveSteps = Box<dyn FnOnce(Env) -> napi::Result<GenerateSteps> + Send>;
 
-impl NextSteps {
-    fn to_js(&self, step: Step) -> nexttoken::Result<GenerateStep> {
-        let alternatives = match step.alternatives.is_empty() {
-            true => None,
-            false => Some(scored_tokens(&self.tokenizer, &step.alternatives)?),
-        };
-        Ok(GenerateStep {
-            id: step.id,
-            text: step.text,
-            p: step.p as f64,
-            logprob: step.logprob as f64,
-            alternatives,
-        })
-    }
-}
+/// A `next()` promise, settled from whichever thread delivers the tokens. Dropped unsettled it
+/// rejects: an unsettled deferred would keep Node's event loop alive forever.
+struct PendingSteps(Option<JsDeferred<GenerateSteps, ResolveSteps>>);
 
-impl Task for NextSteps {
-    type Output = GenerateSteps;
-    type JsValue = GenerateSteps;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        let events = self.events.lock().map_err(|_| poisoned())?;
-        if self.output.lock().map_err(|_| poisoned())?.is_some() {
-            return Ok(GenerateSteps { steps: Vec::new(), done: true });
-        }
-        guarded(|| {
-            let mut steps = Vec::new();
-            loop {
-                // Block for the first event only; then take what is already there.
-                let event = match steps.is_empty() {
-                    true => events.recv().ok(),
-                    false => events.try_recv().ok(),
-                };
-                match event {
-                    Some(Event::Step(step)) => {
-                        steps.push(self.to_js(step)?);
-                        if steps.len() >= self.max_steps {
-                            return Ok(GenerateSteps { steps, done: false });
-                        }
-                    }
-                    Some(Event::Done(output)) => {
-                        *self.output.lock().map_err(|_| nexttoken::Error::Internal("poisoned".into()))? =
-                            Some(output?);
-                        return Ok(GenerateSteps { steps, done: true });
-                    }
-                    None if steps.is_empty() => {
-                        return Err(nexttoken::Error::Internal("the scheduler stopped".into()))
-                    }
-                    None => return Ok(GenerateSteps { steps, done: false }),
-                }
+impl PendingSteps {
+    fn settle(mut self, steps: napi::Result<GenerateSteps>) {
+        if let Some(deferred) = self.0.take() {
+            match steps {
+                Ok(steps) => deferred.resolve(Box::new(move |_| Ok(steps))),
+                Err(err) => deferred.reject(err),
             }
-        })
+        }
     }
+}
 
-    fn resolve(&mut self, _: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(output)
+impl Drop for PendingSteps {
+    fn drop(&mut self) {
+        if let Some(deferred) = self.0.take() {
+            deferred.reject(coded("ERR_INTERNAL", "a pending next() was dropped unanswered"));
+        }
     }
+}
+
+/// Steps as JS receives them, each alternative with its token's text. Runs on the thread that
+/// delivers them (the scheduler's), not on the JS thread.
+fn to_js_steps(tokenizer: &nexttoken::Tokenizer, delivery: Delivery) -> nexttoken::Result<GenerateSteps> {
+    let steps = delivery
+        .steps
+        .into_iter()
+        .map(|step| to_js_step(tokenizer, step))
+        .collect::<nexttoken::Result<_>>()?;
+    Ok(GenerateSteps { steps, done: delivery.done })
+}
+
+fn to_js_step(tokenizer: &nexttoken::Tokenizer, step: Step) -> nexttoken::Result<GenerateStep> {
+    let alternatives = match step.alternatives.is_empty() {
+        true => None,
+        false => Some(scored_tokens(tokenizer, &step.alternatives)?),
+    };
+    Ok(GenerateStep {
+        id: step.id,
+        text: step.text,
+        p: step.p as f64,
+        logprob: step.logprob as f64,
+        alternatives,
+    })
 }

@@ -9,7 +9,9 @@ use crate::errors::{disposed, guarded};
 use crate::generation::{NativeGenerateOptions, NativeGeneration};
 use crate::tasks::{Logits, Scores, TopK};
 use crate::tokenizer::NativeTokenizer;
-use nexttoken::Scheduler;
+use std::time::Duration;
+
+use nexttoken::{Scheduler, SchedulerOptions};
 
 /// `config.json`, camelCased.
 #[napi(object)]
@@ -134,11 +136,47 @@ impl NativeModel {
     }
 }
 
-/// Loads the GPT-2 in directory `path` onto `device` ('cpu', 'cuda', 'metal'); up to
-/// `maxBatchSize` generations share each forward pass.
+/// How the model's scheduler batches generations; an absent field takes the core's default.
+#[napi(object)]
+#[derive(Clone)]
+pub struct NativeSchedulerOptions {
+    /// A number rather than u32, so that 2^32 + 1 is refused instead of wrapping to 1.
+    pub max_batch_size: Option<f64>,
+    /// Milliseconds; `Infinity`: never.
+    pub stream_idle_timeout_ms: Option<f64>,
+}
+
+impl TryFrom<NativeSchedulerOptions> for SchedulerOptions {
+    type Error = nexttoken::Error;
+
+    fn try_from(js: NativeSchedulerOptions) -> nexttoken::Result<Self> {
+        let defaults = SchedulerOptions::default();
+        let idle_timeout = match js.stream_idle_timeout_ms {
+            None => defaults.idle_timeout,
+            Some(ms) if ms == f64::INFINITY => None,
+            Some(ms) => Some(Duration::try_from_secs_f64(ms / 1e3).map_err(|_| {
+                nexttoken::Error::InvalidArg(format!(
+                    "streamIdleTimeoutMs must be a number of milliseconds >= 0 or Infinity; got {ms}"
+                ))
+            })?),
+        };
+        Ok(SchedulerOptions {
+            // `as` saturates: a huge number stays huge and the core refuses it.
+            max_batch_size: js.max_batch_size.map_or(defaults.max_batch_size, |n| n as usize),
+            idle_timeout,
+        })
+    }
+}
+
+/// Loads the GPT-2 in directory `path` onto `device` ('cpu', 'cuda', 'metal') with a scheduler
+/// that batches its generations.
 #[napi(ts_return_type = "Promise<NativeModel>")]
-pub fn load_model(path: String, device: String, max_batch_size: u32) -> AsyncTask<crate::tasks::LoadModel> {
-    AsyncTask::new(crate::tasks::LoadModel { path, device, max_batch_size: max_batch_size as usize })
+pub fn load_model(
+    path: String,
+    device: String,
+    scheduler: NativeSchedulerOptions,
+) -> AsyncTask<crate::tasks::LoadModel> {
+    AsyncTask::new(crate::tasks::LoadModel { path, device, scheduler })
 }
 
 /// Scores with each token's text (`decode([id])`), as JS receives them.

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::Float32Array;
 use napi::{Env, Task};
-use nexttoken::{Positions, Pretrained, Scheduler};
+use nexttoken::{Positions, Pretrained, Scheduler, SchedulerOptions};
 
 use crate::errors::guarded;
-use crate::model::{scored_tokens, Loaded, NativeModel, TokenScore};
+use crate::model::{scored_tokens, Loaded, NativeModel, NativeSchedulerOptions, TokenScore};
 use crate::tokenizer::NativeTokenizer;
 
 pub struct LoadTokenizer {
@@ -31,7 +31,7 @@ impl Task for LoadTokenizer {
 pub struct LoadModel {
     pub path: String,
     pub device: String,
-    pub max_batch_size: usize,
+    pub scheduler: NativeSchedulerOptions,
 }
 
 impl Task for LoadModel {
@@ -40,8 +40,9 @@ impl Task for LoadModel {
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
         guarded(|| {
+            let options = SchedulerOptions::try_from(self.scheduler.clone())?;
             let engine = Arc::new(Pretrained::load(&self.path, &self.device)?);
-            let scheduler = Scheduler::new(engine.clone(), self.max_batch_size)?;
+            let scheduler = Scheduler::new(engine.clone(), options)?;
             Ok(Loaded { engine, scheduler })
         })
     }

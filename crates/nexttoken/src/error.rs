@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// A directory or file we were asked to load does not exist.
     #[error("{0}")]
@@ -26,6 +26,11 @@ pub enum Error {
     #[error("backend '{0}' is not available in this build of nexttoken")]
     BackendUnavailable(String),
 
+    /// A running generation whose caller asked for no token for longer than the scheduler's
+    /// idle timeout: it was ended to free its batch slot and KV cache for others.
+    #[error("no token was asked for in {} s (the idle timeout): the generation was ended to free its batch slot and KV cache", .0.as_secs_f64())]
+    Idle(std::time::Duration),
+
     /// A failure inside candle that is not the caller's fault (a bug or an exhausted resource).
     #[error("internal error: {0}")]
     Internal(String),
@@ -41,6 +46,7 @@ impl Error {
             Error::TokenOutOfRange { .. } => "ERR_TOKEN_OUT_OF_RANGE",
             Error::ContextOverflow { .. } => "ERR_CONTEXT_OVERFLOW",
             Error::BackendUnavailable(_) => "ERR_BACKEND_UNAVAILABLE",
+            Error::Idle(_) => "ERR_STREAM_IDLE",
             Error::Internal(_) => "ERR_INTERNAL",
         }
     }

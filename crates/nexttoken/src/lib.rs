@@ -20,6 +20,6 @@ pub use error::{Error, Result};
 pub use generation::{GenerateOptions, Generation, Output, Step, StopReason};
 pub use model::{Gpt2, KvCache, Positions};
 pub use pretrained::Pretrained;
-pub use scheduler::{Event, Request, RequestHandle, Scheduler};
+pub use scheduler::{Delivery, Request, Scheduler, SchedulerOptions};
 pub use scores::TokenScore;
 pub use tokenizer::Tokenizer;

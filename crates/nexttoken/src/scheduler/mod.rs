@@ -1,0 +1,320 @@
+//! Continuous batching: one thread per model decodes every running generation together.
+//!
+//! Each turn gathers up to `max_batch_size` running sequences and runs one ragged forward pass
+//! for all of them (one new token each, or a chunk of a newly admitted prompt), so the weights
+//! are read once for the whole batch. A finished sequence leaves at once and a waiting one takes
+//! its slot; long prompts enter in chunks so that the others keep decoding meanwhile.
+//!
+//! Generation is pulled, not pushed: a caller asks for tokens (`Request::next`, `Request::want`)
+//! and a sequence takes part in a turn only while it has tokens asked for. So a slow consumer
+//! costs no memory, and an abort stops a sequence before any token its caller has not asked for.
+//! Waiting costs no thread: tokens reach the caller through a callback (see `request`).
+//!
+//! What waiting costs: a queued request holds its prompt ids and options, no KV cache and no
+//! thread, and takes the first free slot in submission order once its caller asks for tokens. A
+//! running sequence holds its slot and KV cache until it ends, is cancelled (dropping its
+//! `Request` cancels it) or its caller asks for nothing for `idle_timeout`.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use crate::error::{panic_message, Error, Result};
+use crate::generation::{Generation, Step};
+use crate::model::KvCache;
+use crate::pretrained::Pretrained;
+
+mod request;
+
+use request::Shared;
+pub use request::{Delivery, OnDelivery, Request};
+
+/// Prompt tokens one sequence may feed per forward pass while others are decoding.
+const PREFILL_CHUNK: usize = 128;
+
+/// How many sequences share a forward pass unless the caller says otherwise.
+pub const DEFAULT_MAX_BATCH_SIZE: usize = 16;
+/// The largest `max_batch_size` accepted: past it a forward pass's activations grow large and
+/// each token waits for the whole batch.
+pub const MAX_BATCH_SIZE_LIMIT: usize = 1024;
+/// How long a running sequence may go without its caller asking for a token. A stream's
+/// consumer that stops pulling (or is garbage-collected without its iterator being closed)
+/// would otherwise hold its slot and KV cache forever; a minute is far longer than any consumer
+/// takes over one token.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a model's scheduler shares its forward passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedulerOptions {
+    /// Most sequences decoded together; more wait for a free slot.
+    pub max_batch_size: usize,
+    /// A running sequence whose caller asks for no token for this long ends with `Error::Idle`,
+    /// freeing its slot and KV cache. None: never.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        SchedulerOptions { max_batch_size: DEFAULT_MAX_BATCH_SIZE, idle_timeout: Some(DEFAULT_IDLE_TIMEOUT) }
+    }
+}
+
+impl SchedulerOptions {
+    fn validate(&self) -> Result<()> {
+        if !(1..=MAX_BATCH_SIZE_LIMIT).contains(&self.max_batch_size) {
+            return Err(Error::InvalidArg(format!(
+                "maxBatchSize must be an integer from 1 to {MAX_BATCH_SIZE_LIMIT}; got {}",
+                self.max_batch_size
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[allow(clippy::large_enum_variant)] // one `Submit` per request: not worth a box
+enum Message {
+    Submit(Job),
+    /// A caller asked for tokens or cancelled: look at the running sequences again.
+    Wake,
+    /// The `Scheduler` is gone: finish what was submitted, then end the thread.
+    Close,
+    /// Stop now: every submitted generation ends with an error and the thread ends.
+    Shutdown,
+}
+
+struct Job {
+    generation: Generation,
+    shared: Arc<Shared>,
+    /// Since when the caller has asked for no token (while running).
+    idle_since: Option<Instant>,
+}
+
+impl Job {
+    /// Delivers the final output once finished (or cancelled) and says whether the job is over.
+    fn finish_if_done(&mut self) -> bool {
+        if self.shared.has_outcome() {
+            return true; // failed
+        }
+        if self.shared.is_cancelled() {
+            self.generation.abort();
+        }
+        if !self.generation.is_finished() {
+            return false;
+        }
+        self.shared.deliver_outcome(self.generation.output());
+        true
+    }
+
+    fn is_wanted(&self) -> bool {
+        self.shared.is_wanted()
+    }
+
+    fn fail(&mut self, err: Error) {
+        self.generation.abort();
+        self.shared.deliver_outcome(Err(err));
+    }
+
+    fn send_step(&mut self, step: Step) {
+        self.shared.deliver_step(step);
+    }
+}
+
+impl Drop for Job {
+    /// A job dropped before its end (the scheduler shut down) still tells its caller.
+    fn drop(&mut self) {
+        if !self.shared.has_outcome() {
+            self.fail(Error::Internal("the model's scheduler was shut down".into()));
+        }
+    }
+}
+
+/// Owns a model's scheduler thread. Dropping it lets submitted generations finish, then the
+/// thread ends; `shutdown` ends them at once.
+pub struct Scheduler {
+    messages: Sender<Message>,
+}
+
+impl Scheduler {
+    pub fn new(model: Arc<Pretrained>, options: SchedulerOptions) -> Result<Self> {
+        options.validate()?;
+        let (messages, incoming) = channel();
+        std::thread::Builder::new()
+            .name("nexttoken-scheduler".into())
+            .spawn(move || run(&model, incoming, options))
+            .map_err(|err| Error::Internal(format!("cannot start the scheduler thread: {err}")))?;
+        Ok(Scheduler { messages })
+    }
+
+    /// Queues `generation`; it runs as its caller asks for tokens (`Request::next`).
+    pub fn submit(&self, generation: Generation) -> Request {
+        let shared = Arc::new(Shared::default());
+        let job = Job { generation, shared: shared.clone(), idle_since: None };
+        // If the thread is gone the message comes back and dropping the job reports the end.
+        let _ = self.messages.send(Message::Submit(job));
+        Request { shared, scheduler: self.messages.clone() }
+    }
+
+    /// Ends every submitted generation now (each with an error) and the scheduler thread after
+    /// the forward pass in flight, without waiting for it: for a runtime that is shutting down.
+    pub fn shutdown(&self) {
+        let _ = self.messages.send(Message::Shutdown);
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        let _ = self.messages.send(Message::Close);
+    }
+}
+
+/// The sequences the scheduler holds.
+#[derive(Default)]
+struct Batch {
+    running: Vec<Job>,
+    waiting: VecDeque<Job>,
+    /// The `Scheduler` is gone: end the thread once nothing is left.
+    closing: bool,
+}
+
+impl Batch {
+    /// Takes in a message; false when the thread must end now.
+    fn receive(&mut self, message: Message) -> bool {
+        match message {
+            Message::Submit(job) => self.waiting.push_back(job),
+            Message::Wake => {}
+            Message::Close => self.closing = true,
+            Message::Shutdown => return false,
+        }
+        true
+    }
+
+    /// Reports and drops finished and cancelled sequences, then fills free slots, in submission
+    /// order, with waiting sequences whose callers have asked for tokens.
+    fn retire_and_admit(&mut self, max_batch_size: usize) {
+        self.waiting.retain_mut(|job| !(job.shared.is_cancelled() && job.finish_if_done()));
+        self.running.retain_mut(|job| !job.finish_if_done());
+        while self.running.len() < max_batch_size {
+            match self.waiting.iter().position(Job::is_wanted) {
+                Some(i) => self.running.extend(self.waiting.remove(i)),
+                None => break,
+            }
+        }
+    }
+
+    /// Ends running sequences idle for longer than `timeout`; returns when the next one would
+    /// expire.
+    fn expire_idle(&mut self, now: Instant, timeout: Option<Duration>) -> Option<Instant> {
+        let timeout = timeout?;
+        let mut next_expiry: Option<Instant> = None;
+        for job in self.running.iter_mut() {
+            if job.is_wanted() {
+                job.idle_since = None;
+                continue;
+            }
+            let expiry = *job.idle_since.get_or_insert(now) + timeout;
+            if expiry <= now {
+                job.fail(Error::Idle(timeout));
+            } else {
+                next_expiry = Some(next_expiry.map_or(expiry, |t| t.min(expiry)));
+            }
+        }
+        next_expiry
+    }
+
+    fn is_empty(&self) -> bool {
+        self.running.is_empty() && self.waiting.is_empty()
+    }
+}
+
+fn run(model: &Pretrained, incoming: Receiver<Message>, options: SchedulerOptions) {
+    let mut batch = Batch::default();
+    loop {
+        for message in incoming.try_iter() {
+            if !batch.receive(message) {
+                return; // dropping the jobs tells their callers
+            }
+        }
+        let now = Instant::now();
+        let next_expiry = batch.expire_idle(now, options.idle_timeout);
+        batch.retire_and_admit(options.max_batch_size);
+        if batch.running.iter().any(Job::is_wanted) {
+            decode_turn_guarded(model, &mut batch.running);
+            continue;
+        }
+        if batch.closing && batch.is_empty() {
+            return;
+        }
+        // Nothing to compute: sleep until a message, or until a sequence's idle time runs out.
+        let message = match next_expiry {
+            Some(expiry) => match incoming.recv_timeout(expiry.saturating_duration_since(now)) {
+                Ok(message) => message,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            },
+            None => match incoming.recv() {
+                Ok(message) => message,
+                Err(_) => return, // no scheduler and no request left
+            },
+        };
+        if !batch.receive(message) {
+            return;
+        }
+    }
+}
+
+/// `decode_turn`, with a failure (or a panic) ending every sequence of the batch with it.
+fn decode_turn_guarded(model: &Pretrained, running: &mut [Job]) {
+    let turn = catch_unwind(AssertUnwindSafe(|| decode_turn(model, running)));
+    if let Err(message) =
+        turn.map_err(|payload| panic_message(payload.as_ref())).and_then(|r| r.map_err(|e| e.to_string()))
+    {
+        for job in running.iter_mut() {
+            job.fail(Error::Internal(message.clone()));
+        }
+    }
+}
+
+/// One forward pass for every running sequence that has tokens asked for, then a token for each
+/// that completed its input.
+fn decode_turn(model: &Pretrained, running: &mut [Job]) -> Result<()> {
+    let mut active: Vec<&mut Job> = running.iter_mut().filter(|job| job.is_wanted()).collect();
+    // Chunking a prompt only matters when others are waiting for their next token.
+    let chunk = if active.len() == 1 { usize::MAX } else { PREFILL_CHUNK };
+    let mut batch: Vec<(&[u32], &mut KvCache)> = Vec::with_capacity(active.len());
+    let mut fed = Vec::with_capacity(active.len());
+    for (i, job) in active.iter_mut().enumerate() {
+        if let Some(input) = job.generation.next_input(chunk) {
+            batch.push(input);
+            fed.push(i);
+        }
+    }
+    if batch.is_empty() {
+        return Ok(()); // every wanted sequence hit a limit; finish_if_done reports them
+    }
+    let rows = model.gpt2.forward_batch(&mut batch)?.to_vec2::<f32>()?;
+    drop(batch);
+    let mut fed = fed.into_iter().zip(rows).peekable();
+    let mut completed: Vec<(&mut Job, Vec<f32>)> = Vec::with_capacity(active.len());
+    for (i, job) in active.into_iter().enumerate() {
+        if let Some((_, row)) = fed.next_if(|(fed_index, _)| *fed_index == i) {
+            if job.generation.wants_logits() {
+                completed.push((job, row)); // else a prompt chunk with more to come
+            }
+        }
+    }
+    let choose = |(job, row): (&mut Job, Vec<f32>)| match job.generation.accept_logits(&row) {
+        Ok(step) => job.send_step(step),
+        Err(err) => job.fail(err),
+    };
+    // Choosing a token reads a vocabulary-sized row per sequence: with several sequences, spread
+    // them over the compute pool; a lone one is quicker here than handed over to the pool.
+    match completed.len() {
+        0 | 1 => completed.into_iter().for_each(choose),
+        _ => completed.into_par_iter().for_each(choose),
+    }
+    Ok(())
+}
