@@ -6,6 +6,7 @@
 //! generations without holding a thread for each (Node's libuv pool has four).
 
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -64,9 +65,15 @@ impl Drop for Mailbox {
     fn drop(&mut self) {
         if let Some(waiter) = self.waiter.take() {
             self.outcome.get_or_insert_with(|| Err(stopped()));
-            (waiter.on_delivery)(self.take(waiter.max_steps));
+            hand_over(waiter.on_delivery, self.take(waiter.max_steps));
         }
     }
+}
+
+/// Calls a caller's callback. A panic in it is the caller's bug and cannot be reported to
+/// anyone; it must not unwind into the scheduler (or abort the process from a destructor).
+fn hand_over(on_delivery: OnDelivery, delivery: Delivery) {
+    let _ = catch_unwind(AssertUnwindSafe(move || on_delivery(delivery)));
 }
 
 fn stopped() -> Error {
@@ -107,7 +114,7 @@ impl Shared {
         };
         // Outside the lock: the callback may call `next` again.
         if let Some((on_delivery, delivery)) = ready {
-            on_delivery(delivery);
+            hand_over(on_delivery, delivery);
         }
     }
 
@@ -122,7 +129,7 @@ impl Shared {
             mailbox.ready_waiter()
         };
         if let Some((on_delivery, delivery)) = ready {
-            on_delivery(delivery);
+            hand_over(on_delivery, delivery);
         }
     }
 
@@ -155,7 +162,7 @@ impl Request {
         // that asked for some ahead (`want`) stays that far ahead.
         self.want(max_steps);
         if let Some((on_delivery, delivery)) = ready {
-            on_delivery(delivery);
+            hand_over(on_delivery, delivery);
         }
         Ok(())
     }

@@ -1,0 +1,124 @@
+// Waiting costs no thread: far more streams than batch slots (and than libuv's 4 pool threads)
+// all finish while the pool stays free for fs; abandoned streams give their slots back when
+// collected, and streams nobody pulls from give them back after streamIdleTimeoutMs.
+import { readFile, writeFile, mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setImmediate as nextTurn, setTimeout as delay } from 'node:timers/promises'
+import test from 'ava'
+
+import { Gpt2, GenerateStep } from '../index'
+import { TINY_MODEL } from './helpers/fixtures'
+
+const OPTIONS = { maxNewTokens: 16, eosTokenId: null }
+
+async function streamedIds(model: Gpt2, prompt: string): Promise<number[]> {
+  const ids: number[] = []
+  for await (const step of model.stream(prompt, OPTIONS)) ids.push(step.id)
+  return ids
+}
+
+test('200 concurrent streams on 16 slots all finish, equal to one-by-one runs, and fs is not starved', async (t) => {
+  t.timeout(120_000)
+  t.is(process.env.UV_THREADPOOL_SIZE, undefined, 'the test is about the default 4 pool threads')
+  const model = await Gpt2.fromPretrained(TINY_MODEL, { maxBatchSize: 16 })
+  const prompts = Array.from({ length: 200 }, (_, i) => `Stream number ${i} says`)
+  const oneByOne: number[][] = []
+  for (const prompt of prompts) oneByOne.push(Array.from((await model.generate(prompt, OPTIONS)).newIds))
+
+  const file = join(await mkdtemp(join(tmpdir(), 'nexttoken-')), 'small.txt')
+  await writeFile(file, 'one line\n')
+  const readTimes: number[] = []
+  let streaming = true
+  const reads = (async () => {
+    while (streaming) {
+      const started = performance.now()
+      await readFile(file)
+      readTimes.push(performance.now() - started)
+      await nextTurn()
+    }
+  })()
+  const concurrent = await Promise.all(prompts.map((prompt) => streamedIds(model, prompt)))
+  streaming = false
+  await reads
+
+  prompts.forEach((prompt, i) => t.deepEqual(concurrent[i], oneByOne[i], prompt))
+  const slowest = Math.max(...readTimes)
+  t.log(`${readTimes.length} fs.readFile calls during the streams, slowest ${slowest.toFixed(1)} ms`)
+  // Waiting streams once held every pool thread: reads then never completed at all. The bound
+  // is generous (a loaded CI machine); the note reports the measured figures.
+  t.true(readTimes.length > 0 && slowest < 1000, `slowest fs.readFile ${slowest.toFixed(1)} ms`)
+  await model.dispose()
+})
+
+test('50 streams abandoned after one step are collected and free their slots', async (t) => {
+  t.timeout(60_000)
+  const gc = globalThis.gc
+  if (!gc) return t.fail('run with --expose-gc (package.json ava.nodeArguments)')
+  // Idle timeout off: only collection may free the slots.
+  const model = await Gpt2.fromPretrained(TINY_MODEL, { maxBatchSize: 16, streamIdleTimeoutMs: Infinity })
+  const collected: boolean[] = []
+  const registry = new FinalizationRegistry<number>((i) => (collected[i] = true))
+  const abandon = async (i: number) => {
+    const iterator = model.stream(`Abandoned ${i}`, { maxNewTokens: 1000, eosTokenId: null })
+    registry.register(iterator, i)
+    t.false((await iterator.next()).done)
+    // No return(), no more next(): the iterator is dropped while it holds a batch slot.
+  }
+  // Only 16 run at a time: the others get their first step once collected ones free slots.
+  let allStarted = false
+  const started = Promise.all(Array.from({ length: 50 }, (_, i) => abandon(i))).then(() => (allStarted = true))
+  while (!allStarted) {
+    gc()
+    await delay(10)
+  }
+  await started
+  for (let round = 0; round < 50 && collected.filter(Boolean).length < 50; round++) {
+    gc()
+    await delay(10)
+  }
+  t.is(collected.filter(Boolean).length, 50, 'every abandoned iterator was collected')
+  const result = await model.generate('After the abandoned streams', OPTIONS)
+  t.is(result.newIds.length, 16)
+  await model.dispose()
+})
+
+test('a stream nobody pulls from ends after streamIdleTimeoutMs, freeing its slot for others', async (t) => {
+  t.timeout(60_000)
+  const model = await Gpt2.fromPretrained(TINY_MODEL, { maxBatchSize: 1, streamIdleTimeoutMs: 1000 })
+  const idle = model.stream('Held but not read', { maxNewTokens: 1000, eosTokenId: null })
+  const first = await idle.next()
+  t.false(first.done)
+  // The only slot is the idle stream's: this generate runs once the idle stream has timed out.
+  const started = performance.now()
+  const result = await model.generate('Waiting for the slot', OPTIONS)
+  const waited = performance.now() - started
+  t.is(result.newIds.length, 16)
+  t.log(`the waiting generate finished after ${waited.toFixed(0)} ms (idle timeout 1000 ms)`)
+  t.true(waited >= 500, `finished after ${waited.toFixed(0)} ms, before the idle stream could have timed out`)
+
+  // Coming back, the reader gets the token generated ahead, then the coded error.
+  const steps: GenerateStep[] = [first.value as GenerateStep]
+  const err = await t.throwsAsync(async () => {
+    for (let next = await idle.next(); !next.done; next = await idle.next()) steps.push(next.value)
+  })
+  t.is((err as { code?: string }).code, 'ERR_STREAM_IDLE')
+  t.regex(err!.message, /idle/)
+  t.is(steps.length, 2)
+  await model.dispose()
+})
+
+test('streamIdleTimeoutMs must be a number >= 0 or Infinity', async (t) => {
+  for (const streamIdleTimeoutMs of [-1, NaN, '100' as unknown as number]) {
+    const err = await t.throwsAsync(Gpt2.fromPretrained(TINY_MODEL, { streamIdleTimeoutMs }))
+    t.is((err as { code?: string }).code, 'ERR_INVALID_ARG')
+  }
+})
+
+test('maxBatchSize above the core limit is refused by the core, not wrapped', async (t) => {
+  for (const maxBatchSize of [1025, 2 ** 32 + 1]) {
+    const err = await t.throwsAsync(Gpt2.fromPretrained(TINY_MODEL, { maxBatchSize }))
+    t.is((err as { code?: string }).code, 'ERR_INVALID_ARG')
+    t.regex(err!.message, /1 to 1024/)
+  }
+})

@@ -1,0 +1,171 @@
+//! The scheduler as Node drives it: tokens pulled with `Request::next` and delivered through
+//! callbacks, more requests than batch slots, cancellation by dropping a request, the idle
+//! timeout and shutdown. Every wait here has a deadline, so a regression fails instead of hanging.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nexttoken::{
+    Delivery, Error, GenerateOptions, Generation, Pretrained, Request, Scheduler, SchedulerOptions,
+};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn tiny_model() -> Arc<Pretrained> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../__test__/fixtures/tiny-gpt2");
+    Arc::new(Pretrained::load(dir.to_str().unwrap(), "cpu").unwrap())
+}
+
+fn options(max_new_tokens: usize) -> GenerateOptions {
+    GenerateOptions { max_new_tokens: Some(max_new_tokens), ..GenerateOptions::default() }
+}
+
+fn submit(scheduler: &Scheduler, model: &Arc<Pretrained>, text: &str, max_new_tokens: usize) -> Request {
+    let prompt = model.tokenizer.encode(text).unwrap();
+    scheduler.submit(Generation::new(model.clone(), prompt, options(max_new_tokens)).unwrap())
+}
+
+/// Asks for up to `max_steps` tokens; the delivery arrives on the returned channel.
+fn pull(request: &Request, max_steps: usize) -> Receiver<Delivery> {
+    let (sender, receiver) = channel();
+    // The receiver may be gone by the time a delivery comes: that is fine here.
+    request.next(max_steps, Box::new(move |delivery| drop(sender.send(delivery)))).unwrap();
+    receiver
+}
+
+/// Pulls until the end; returns the new ids.
+fn drain(request: &Request) -> Vec<u32> {
+    let mut ids = Vec::new();
+    loop {
+        let delivery =
+            pull(request, usize::MAX).recv_timeout(DEADLINE).expect("no delivery before the deadline");
+        ids.extend(delivery.steps.iter().map(|step| step.id));
+        if delivery.done {
+            return ids;
+        }
+    }
+}
+
+fn alone(model: &Arc<Pretrained>, text: &str, max_new_tokens: usize) -> Vec<u32> {
+    let prompt = model.tokenizer.encode(text).unwrap();
+    let mut generation = Generation::new(model.clone(), prompt, options(max_new_tokens)).unwrap();
+    generation.run(|_| {}).unwrap();
+    generation.new_ids().to_vec()
+}
+
+#[test]
+fn more_requests_than_slots_all_finish_with_the_tokens_of_each_alone() {
+    let model = tiny_model();
+    let scheduler =
+        Scheduler::new(model.clone(), SchedulerOptions { max_batch_size: 4, ..SchedulerOptions::default() })
+            .unwrap();
+    let prompts: Vec<String> = (0..24).map(|i| format!("Request number {i} says")).collect();
+    // Every request waits at once (one pending delivery each) before any is read: with a thread
+    // per waiting request this many would exhaust a small pool.
+    let requests: Vec<Request> = prompts.iter().map(|p| submit(&scheduler, &model, p, 12)).collect();
+    let first: Vec<Receiver<Delivery>> = requests.iter().map(|r| pull(r, 1)).collect();
+    for ((request, first), prompt) in requests.iter().zip(first).zip(&prompts) {
+        let mut ids: Vec<u32> = first.recv_timeout(DEADLINE).unwrap().steps.iter().map(|s| s.id).collect();
+        ids.extend(drain(request));
+        assert_eq!(ids, alone(&model, prompt, 12), "{prompt}");
+        let output = request.outcome().expect("finished").unwrap();
+        assert_eq!(output.new_ids, ids);
+    }
+}
+
+#[test]
+fn a_dropped_request_frees_its_slot() {
+    let model = tiny_model();
+    let scheduler =
+        Scheduler::new(model.clone(), SchedulerOptions { max_batch_size: 1, ..SchedulerOptions::default() })
+            .unwrap();
+    let abandoned = submit(&scheduler, &model, "Abandoned", 500);
+    assert_eq!(pull(&abandoned, 1).recv_timeout(DEADLINE).unwrap().steps.len(), 1);
+    drop(abandoned);
+    let next = submit(&scheduler, &model, "Next", 8);
+    assert_eq!(drain(&next), alone(&model, "Next", 8));
+}
+
+#[test]
+fn a_request_nobody_pulls_from_ends_after_the_idle_timeout_and_frees_its_slot() {
+    let model = tiny_model();
+    let idle_timeout = Duration::from_millis(200);
+    let options = SchedulerOptions { max_batch_size: 1, idle_timeout: Some(idle_timeout) };
+    let scheduler = Scheduler::new(model.clone(), options).unwrap();
+    let idle = submit(&scheduler, &model, "Idle", 500);
+    idle.want(1); // one token ahead, as a stream asks
+    assert_eq!(pull(&idle, 1).recv_timeout(DEADLINE).unwrap().steps.len(), 1);
+    // Waits for the only slot, which the idle request gives back after its timeout.
+    let waiting = submit(&scheduler, &model, "Waiting", 8);
+    assert_eq!(drain(&waiting), alone(&model, "Waiting", 8));
+    // The idle request hands out the token generated ahead, then reports why it ended.
+    let last = pull(&idle, 1).recv_timeout(DEADLINE).unwrap();
+    assert_eq!((last.steps.len(), last.done), (1, true));
+    match idle.outcome() {
+        Some(Err(err @ Error::Idle(_))) => assert_eq!(err.code(), "ERR_STREAM_IDLE"),
+        other => panic!("expected the idle error, got {other:?}"),
+    }
+}
+
+#[test]
+fn no_idle_timeout_keeps_an_unread_request_running() {
+    let model = tiny_model();
+    let options = SchedulerOptions { max_batch_size: 2, idle_timeout: None };
+    let scheduler = Scheduler::new(model.clone(), options).unwrap();
+    let slow = submit(&scheduler, &model, "Slow reader", 8);
+    let first = pull(&slow, 1).recv_timeout(DEADLINE).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut ids: Vec<u32> = first.steps.iter().map(|s| s.id).collect();
+    ids.extend(drain(&slow));
+    assert_eq!(ids, alone(&model, "Slow reader", 8));
+}
+
+#[test]
+fn cancel_ends_with_abort_and_shutdown_answers_every_waiting_caller() {
+    let model = tiny_model();
+    let scheduler =
+        Scheduler::new(model.clone(), SchedulerOptions { max_batch_size: 1, ..SchedulerOptions::default() })
+            .unwrap();
+    let cancelled = submit(&scheduler, &model, "Cancelled", 500);
+    pull(&cancelled, 1).recv_timeout(DEADLINE).unwrap();
+    cancelled.cancel();
+    assert!(pull(&cancelled, 1).recv_timeout(DEADLINE).unwrap().done);
+    let stop = cancelled.outcome().unwrap().unwrap().stop_reason.unwrap();
+    assert_eq!(stop.as_str(), "abort");
+
+    let running = submit(&scheduler, &model, "Running", 100_000);
+    pull(&running, 1).recv_timeout(DEADLINE).unwrap();
+    let queued = submit(&scheduler, &model, "Queued", 8);
+    let queued_delivery = pull(&queued, 1);
+    scheduler.shutdown();
+    assert!(queued_delivery.recv_timeout(DEADLINE).unwrap().done);
+    assert!(matches!(queued.outcome(), Some(Err(Error::Internal(_)))));
+    drop(running); // its pending tokens were delivered or dropped with the job; nothing hangs
+}
+
+#[test]
+fn one_pull_at_a_time() {
+    let model = tiny_model();
+    let scheduler =
+        Scheduler::new(model.clone(), SchedulerOptions { max_batch_size: 1, ..SchedulerOptions::default() })
+            .unwrap();
+    let busy = submit(&scheduler, &model, "Busy", 100_000);
+    let blocker = submit(&scheduler, &model, "Blocked", 8);
+    let _first = pull(&busy, 1);
+    // `blocker` waits behind `busy`: its first pull is pending, a second one is refused.
+    let _pending = pull(&blocker, 1);
+    let err = blocker.next(1, Box::new(|_| {})).unwrap_err();
+    assert_eq!(err.code(), "ERR_INVALID_ARG");
+}
+
+#[test]
+fn batch_size_limits_are_checked() {
+    let model = tiny_model();
+    for max_batch_size in [0, 1025] {
+        let options = SchedulerOptions { max_batch_size, ..SchedulerOptions::default() };
+        let err = Scheduler::new(model.clone(), options).err().expect("refused");
+        assert_eq!(err.code(), "ERR_INVALID_ARG");
+    }
+}
