@@ -122,3 +122,23 @@ test('maxBatchSize above the core limit is refused by the core, not wrapped', as
     t.regex(err!.message, /1 to 1024/)
   }
 })
+
+test('maxQueueLength: beyond the batch and the queue a call fails at once with ERR_OVERLOADED', async (t) => {
+  t.timeout(60_000)
+  const model = await Gpt2.fromPretrained(TINY_MODEL, { maxBatchSize: 2, maxQueueLength: 1 })
+  const controller = new AbortController()
+  const long = { maxNewTokens: 1000, eosTokenId: null, signal: controller.signal }
+  const held = [0, 1, 2].map((i) => model.generate(`Held ${i}`, long).catch((err) => err))
+  const err = await t.throwsAsync(model.generate('One too many', OPTIONS))
+  t.is((err as { code?: string }).code, 'ERR_OVERLOADED')
+  const overflowStream = model.stream('One too many', OPTIONS)
+  t.is(((await t.throwsAsync(overflowStream.next())) as { code?: string }).code, 'ERR_OVERLOADED')
+  controller.abort()
+  for (const e of await Promise.all(held)) t.is((e as { code?: string }).code, 'ABORT_ERR')
+  // The places come back once the aborted calls have ended.
+  t.is((await model.generate('Room again', OPTIONS)).newIds.length, 16)
+  for (const maxQueueLength of [-1, 1.5, NaN]) {
+    const bad = await t.throwsAsync(Gpt2.fromPretrained(TINY_MODEL, { maxQueueLength }))
+    t.is((bad as { code?: string }).code, 'ERR_INVALID_ARG')
+  }
+})

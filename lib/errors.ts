@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'ERR_BACKEND_UNAVAILABLE'
   | 'ERR_DISPOSED'
   | 'ERR_STREAM_IDLE'
+  | 'ERR_OVERLOADED'
   | 'ERR_INTERNAL'
   | 'ABORT_ERR'
 
@@ -22,6 +23,7 @@ const NATIVE_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_BACKEND_UNAVAILABLE',
   'ERR_DISPOSED',
   'ERR_STREAM_IDLE',
+  'ERR_OVERLOADED',
   'ERR_INTERNAL',
 ])
 

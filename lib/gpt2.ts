@@ -2,6 +2,7 @@
 import * as native from '../binding'
 import { callNativeAsync, invalidArg } from './errors'
 import { GenerateOptions, GenerateResult, GenerateStep } from './generate-options'
+import { LoadOptions, toNativeLoadOptions } from './load-options'
 import * as generation from './generation'
 import { ModelInput, Tokenizer } from './tokenizer'
 
@@ -19,31 +20,6 @@ export interface Gpt2Config {
   layerNormEpsilon: number
   bosTokenId: number | null
   eosTokenId: number | null
-}
-
-export type Device = 'cpu' | 'cuda' | 'metal'
-
-export interface LoadOptions {
-  /**
-   * Where the model runs. `'cuda'` and `'metal'` need a build with that feature; otherwise they
-   * fail with `ERR_BACKEND_UNAVAILABLE`.
-   * @default 'cpu'
-   */
-  device?: Device
-  /**
-   * Most generations decoded together: concurrent `generate` / `stream` / `generateBatch` calls
-   * share forward passes (continuous batching); more wait, in order, for a free slot (waiting
-   * costs no thread and no KV cache). From 1 to 1024.
-   * @default 16
-   */
-  maxBatchSize?: number
-  /**
-   * A running generation whose caller asks for no token for this many milliseconds (a stream
-   * nobody pulls from) is ended, freeing its batch slot and KV cache for waiting calls; its
-   * next pull throws `ERR_STREAM_IDLE`. `Infinity`: never.
-   * @default 60000
-   */
-  streamIdleTimeoutMs?: number
 }
 
 export interface LogitsOptions {
@@ -91,15 +67,8 @@ export class Gpt2 {
    */
   static async fromPretrained(nameOrPath: string, options: LoadOptions = {}): Promise<Gpt2> {
     if (typeof nameOrPath !== 'string') throw invalidArg('nameOrPath must be a string')
-    const device = options.device ?? 'cpu'
-    const { maxBatchSize, streamIdleTimeoutMs } = options
-    if (maxBatchSize !== undefined && (!Number.isInteger(maxBatchSize) || maxBatchSize < 1)) {
-      throw invalidArg(`maxBatchSize must be a positive integer; got ${String(maxBatchSize)}`)
-    }
-    if (streamIdleTimeoutMs !== undefined && !(typeof streamIdleTimeoutMs === 'number' && streamIdleTimeoutMs >= 0)) {
-      throw invalidArg(`streamIdleTimeoutMs must be a number >= 0 or Infinity; got ${String(streamIdleTimeoutMs)}`)
-    }
-    return new Gpt2(await callNativeAsync(() => native.loadModel(nameOrPath, device, { maxBatchSize, streamIdleTimeoutMs })))
+    const { device, scheduler } = toNativeLoadOptions(options)
+    return new Gpt2(await callNativeAsync(() => native.loadModel(nameOrPath, device, scheduler)))
   }
 
   /** Raw logits (pre-softmax scores) for the input, computed in f32. */

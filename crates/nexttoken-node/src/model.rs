@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use napi::bindgen_prelude::{AsyncTask, Uint32Array};
 use napi_derive::napi;
 
-use crate::errors::{disposed, guarded};
+use crate::errors::{disposed, guarded, to_napi};
 use crate::generation::{NativeGenerateOptions, NativeGeneration};
 use crate::tasks::{Logits, Scores, TopK};
 use crate::tokenizer::NativeTokenizer;
@@ -106,7 +106,7 @@ impl NativeModel {
         let loaded = loaded.as_ref().ok_or_else(disposed)?;
         let engine = loaded.engine.clone();
         let generation = guarded(|| nexttoken::Generation::new(engine, ids.to_vec(), options.into()))?;
-        let request = loaded.scheduler.submit(generation);
+        let request = loaded.scheduler.submit(generation).map_err(to_napi)?;
         Ok(NativeGeneration::new(request, loaded.engine.tokenizer.clone()))
     }
 
@@ -144,6 +144,8 @@ pub struct NativeSchedulerOptions {
     pub max_batch_size: Option<f64>,
     /// Milliseconds; `Infinity`: never.
     pub stream_idle_timeout_ms: Option<f64>,
+    /// `Infinity`: no limit.
+    pub max_queue_length: Option<f64>,
 }
 
 impl TryFrom<NativeSchedulerOptions> for SchedulerOptions {
@@ -160,10 +162,16 @@ impl TryFrom<NativeSchedulerOptions> for SchedulerOptions {
                 ))
             })?),
         };
+        let max_queue_length = match js.max_queue_length {
+            None => defaults.max_queue_length,
+            Some(n) if n == f64::INFINITY => None,
+            Some(n) => Some(n as usize),
+        };
         Ok(SchedulerOptions {
             // `as` saturates: a huge number stays huge and the core refuses it.
             max_batch_size: js.max_batch_size.map_or(defaults.max_batch_size, |n| n as usize),
             idle_timeout,
+            max_queue_length,
         })
     }
 }

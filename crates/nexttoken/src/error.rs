@@ -31,6 +31,10 @@ pub enum Error {
     #[error("no token was asked for in {} s (the idle timeout): the generation was ended to free its batch slot and KV cache", .0.as_secs_f64())]
     Idle(std::time::Duration),
 
+    /// The scheduler already holds as many generations as its batch and queue allow.
+    #[error("{0} generations are already running or waiting for a batch slot (maxBatchSize + maxQueueLength): try again later")]
+    Overloaded(usize),
+
     /// A failure inside candle that is not the caller's fault (a bug or an exhausted resource).
     #[error("internal error: {0}")]
     Internal(String),
@@ -47,6 +51,7 @@ impl Error {
             Error::ContextOverflow { .. } => "ERR_CONTEXT_OVERFLOW",
             Error::BackendUnavailable(_) => "ERR_BACKEND_UNAVAILABLE",
             Error::Idle(_) => "ERR_STREAM_IDLE",
+            Error::Overloaded(_) => "ERR_OVERLOADED",
             Error::Internal(_) => "ERR_INTERNAL",
         }
     }

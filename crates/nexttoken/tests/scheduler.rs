@@ -24,7 +24,7 @@ fn options(max_new_tokens: usize) -> GenerateOptions {
 
 fn submit(scheduler: &Scheduler, model: &Arc<Pretrained>, text: &str, max_new_tokens: usize) -> Request {
     let prompt = model.tokenizer.encode(text).unwrap();
-    scheduler.submit(Generation::new(model.clone(), prompt, options(max_new_tokens)).unwrap())
+    scheduler.submit(Generation::new(model.clone(), prompt, options(max_new_tokens)).unwrap()).unwrap()
 }
 
 /// Asks for up to `max_steps` tokens; the delivery arrives on the returned channel.
@@ -92,7 +92,11 @@ fn a_dropped_request_frees_its_slot() {
 fn a_request_nobody_pulls_from_ends_after_the_idle_timeout_and_frees_its_slot() {
     let model = tiny_model();
     let idle_timeout = Duration::from_millis(200);
-    let options = SchedulerOptions { max_batch_size: 1, idle_timeout: Some(idle_timeout) };
+    let options = SchedulerOptions {
+        max_batch_size: 1,
+        idle_timeout: Some(idle_timeout),
+        ..SchedulerOptions::default()
+    };
     let scheduler = Scheduler::new(model.clone(), options).unwrap();
     let idle = submit(&scheduler, &model, "Idle", 500);
     idle.want(1); // one token ahead, as a stream asks
@@ -112,7 +116,7 @@ fn a_request_nobody_pulls_from_ends_after_the_idle_timeout_and_frees_its_slot() 
 #[test]
 fn no_idle_timeout_keeps_an_unread_request_running() {
     let model = tiny_model();
-    let options = SchedulerOptions { max_batch_size: 2, idle_timeout: None };
+    let options = SchedulerOptions { max_batch_size: 2, idle_timeout: None, ..SchedulerOptions::default() };
     let scheduler = Scheduler::new(model.clone(), options).unwrap();
     let slow = submit(&scheduler, &model, "Slow reader", 8);
     let first = pull(&slow, 1).recv_timeout(DEADLINE).unwrap();
@@ -168,4 +172,27 @@ fn batch_size_limits_are_checked() {
         let err = Scheduler::new(model.clone(), options).err().expect("refused");
         assert_eq!(err.code(), "ERR_INVALID_ARG");
     }
+}
+
+#[test]
+fn beyond_the_batch_and_the_queue_submit_is_refused_until_a_generation_ends() {
+    let model = tiny_model();
+    let options =
+        SchedulerOptions { max_batch_size: 2, max_queue_length: Some(1), ..SchedulerOptions::default() };
+    let scheduler = Scheduler::new(model.clone(), options).unwrap();
+    let held: Vec<Request> =
+        (0..3).map(|i| submit(&scheduler, &model, &format!("Held {i}"), 100_000)).collect();
+    let generation = || Generation::new(model.clone(), vec![1, 2, 3], self::options(4)).unwrap();
+    let err = scheduler.submit(generation()).err().expect("two running and one waiting: full");
+    assert_eq!(err.code(), "ERR_OVERLOADED");
+    drop(held); // cancelled: their places come back once the scheduler has dropped them
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let request = loop {
+        match scheduler.submit(generation()) {
+            Ok(request) => break request,
+            Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Err(err) => panic!("still refused after the held generations ended: {err}"),
+        }
+    };
+    assert_eq!(drain(&request).len(), 4);
 }

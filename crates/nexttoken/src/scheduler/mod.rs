@@ -11,12 +11,14 @@
 //! Waiting costs no thread: tokens reach the caller through a callback (see `request`).
 //!
 //! What waiting costs: a queued request holds its prompt ids and options, no KV cache and no
-//! thread, and takes the first free slot in submission order once its caller asks for tokens. A
-//! running sequence holds its slot and KV cache until it ends, is cancelled (dropping its
-//! `Request` cancels it) or its caller asks for nothing for `idle_timeout`.
+//! thread, and takes the first free slot in submission order once its caller asks for tokens;
+//! `max_queue_length` bounds how many may wait. A running sequence holds its slot and KV cache
+//! until it ends, is cancelled (dropping its `Request` cancels it) or its caller asks for nothing
+//! for `idle_timeout`.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::error::{panic_message, Error, Result};
-use crate::generation::{Generation, Step};
+use crate::generation::{Generation, Output, Step};
 use crate::model::KvCache;
 use crate::pretrained::Pretrained;
 
@@ -55,11 +57,19 @@ pub struct SchedulerOptions {
     /// A running sequence whose caller asks for no token for this long ends with `Error::Idle`,
     /// freeing its slot and KV cache. None: never.
     pub idle_timeout: Option<Duration>,
+    /// Most generations waiting for a slot while `max_batch_size` run: `submit` fails with
+    /// `Error::Overloaded` when `max_batch_size + max_queue_length` generations are running or
+    /// waiting. None: no limit.
+    pub max_queue_length: Option<usize>,
 }
 
 impl Default for SchedulerOptions {
     fn default() -> Self {
-        SchedulerOptions { max_batch_size: DEFAULT_MAX_BATCH_SIZE, idle_timeout: Some(DEFAULT_IDLE_TIMEOUT) }
+        SchedulerOptions {
+            max_batch_size: DEFAULT_MAX_BATCH_SIZE,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            max_queue_length: None,
+        }
     }
 }
 
@@ -91,6 +101,27 @@ struct Job {
     shared: Arc<Shared>,
     /// Since when the caller has asked for no token (while running).
     idle_since: Option<Instant>,
+    /// Given back as the end is reported, so a caller that saw the end can submit again.
+    ticket: Option<Ticket>,
+}
+
+/// Counts a generation among those submitted and not yet ended.
+struct Ticket(Arc<AtomicUsize>);
+
+impl Ticket {
+    /// Takes a ticket if fewer than `limit` generations are running or waiting.
+    fn take(pending: &Arc<AtomicUsize>, limit: usize) -> Result<Self> {
+        pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .map_err(|_| Error::Overloaded(limit))?;
+        Ok(Ticket(pending.clone()))
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Job {
@@ -105,8 +136,13 @@ impl Job {
         if !self.generation.is_finished() {
             return false;
         }
-        self.shared.deliver_outcome(self.generation.output());
+        self.end(self.generation.output());
         true
+    }
+
+    fn end(&mut self, outcome: Result<Output>) {
+        self.ticket = None;
+        self.shared.deliver_outcome(outcome);
     }
 
     fn is_wanted(&self) -> bool {
@@ -115,7 +151,7 @@ impl Job {
 
     fn fail(&mut self, err: Error) {
         self.generation.abort();
-        self.shared.deliver_outcome(Err(err));
+        self.end(Err(err));
     }
 
     fn send_step(&mut self, step: Step) {
@@ -136,6 +172,10 @@ impl Drop for Job {
 /// thread ends; `shutdown` ends them at once.
 pub struct Scheduler {
     messages: Sender<Message>,
+    /// Generations submitted and not yet ended (running or waiting for a slot).
+    pending: Arc<AtomicUsize>,
+    /// Most of them at once: the batch plus the queue.
+    max_pending: usize,
 }
 
 impl Scheduler {
@@ -146,16 +186,20 @@ impl Scheduler {
             .name("nexttoken-scheduler".into())
             .spawn(move || run(&model, incoming, options))
             .map_err(|err| Error::Internal(format!("cannot start the scheduler thread: {err}")))?;
-        Ok(Scheduler { messages })
+        let max_pending =
+            options.max_queue_length.map_or(usize::MAX, |n| n.saturating_add(options.max_batch_size));
+        Ok(Scheduler { messages, pending: Arc::default(), max_pending })
     }
 
-    /// Queues `generation`; it runs as its caller asks for tokens (`Request::next`).
-    pub fn submit(&self, generation: Generation) -> Request {
+    /// Queues `generation`; it runs as its caller asks for tokens (`Request::next`). Fails with
+    /// `Error::Overloaded` when `max_queue_length` generations are already waiting.
+    pub fn submit(&self, generation: Generation) -> Result<Request> {
+        let ticket = Ticket::take(&self.pending, self.max_pending)?;
         let shared = Arc::new(Shared::default());
-        let job = Job { generation, shared: shared.clone(), idle_since: None };
+        let job = Job { generation, shared: shared.clone(), idle_since: None, ticket: Some(ticket) };
         // If the thread is gone the message comes back and dropping the job reports the end.
         let _ = self.messages.send(Message::Submit(job));
-        Request { shared, scheduler: self.messages.clone() }
+        Ok(Request { shared, scheduler: self.messages.clone() })
     }
 
     /// Ends every submitted generation now (each with an error) and the scheduler thread after

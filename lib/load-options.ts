@@ -1,0 +1,61 @@
+// Options of `Gpt2.fromPretrained`: their documentation, and their types checked before the core
+// checks their limits and fills in its defaults.
+import type * as native from '../binding'
+import { invalidArg } from './errors'
+
+export type Device = 'cpu' | 'cuda' | 'metal'
+
+export interface LoadOptions {
+  /**
+   * Where the model runs. `'cuda'` and `'metal'` need a build with that feature; otherwise they
+   * fail with `ERR_BACKEND_UNAVAILABLE`.
+   * @default 'cpu'
+   */
+  device?: Device
+  /**
+   * Most generations decoded together: concurrent `generate` / `stream` / `generateBatch` calls
+   * share forward passes (continuous batching); more wait, in order, for a free slot (waiting
+   * costs no thread and no KV cache). From 1 to 1024.
+   * @default 16
+   */
+  maxBatchSize?: number
+  /**
+   * A running generation whose caller asks for no token for this many milliseconds (a stream
+   * nobody pulls from) is ended, freeing its batch slot and KV cache for waiting calls; its
+   * next pull throws `ERR_STREAM_IDLE`. `Infinity`: never.
+   * @default 60000
+   */
+  streamIdleTimeoutMs?: number
+  /**
+   * Most generations waiting for a batch slot while `maxBatchSize` run. A `generate` /
+   * `stream` / `generateBatch` row beyond it fails at once with `ERR_OVERLOADED` (a service can
+   * answer 503 instead of letting latency grow). `Infinity`: no limit.
+   * @default Infinity
+   */
+  maxQueueLength?: number
+}
+
+/** Checks the options' types; an absent option stays absent so that the core's default applies. */
+export function toNativeLoadOptions(options: LoadOptions): { device: string; scheduler: native.NativeSchedulerOptions } {
+  const { device = 'cpu', maxBatchSize, streamIdleTimeoutMs, maxQueueLength } = options
+  checkNumber('maxBatchSize', maxBatchSize, { min: 1, integer: true, infinity: false })
+  checkNumber('streamIdleTimeoutMs', streamIdleTimeoutMs, { min: 0, integer: false, infinity: true })
+  checkNumber('maxQueueLength', maxQueueLength, { min: 0, integer: true, infinity: true })
+  return { device, scheduler: { maxBatchSize, streamIdleTimeoutMs, maxQueueLength } }
+}
+
+/**
+ * Checks the type of a numeric load option; its limits and defaults are the core's. `Infinity`
+ * means "no limit" where `infinity` allows it.
+ */
+function checkNumber(name: string, value: unknown, rule: { min: number; integer: boolean; infinity: boolean }) {
+  if (value === undefined) return
+  const valid =
+    typeof value === 'number' &&
+    value >= rule.min &&
+    (value === Infinity ? rule.infinity : !rule.integer || Number.isInteger(value))
+  if (!valid) {
+    const kind = rule.integer ? `an integer >= ${rule.min}` : `a number >= ${rule.min}`
+    throw invalidArg(`${name} must be ${kind}${rule.infinity ? ' or Infinity' : ''}; got ${String(value)}`)
+  }
+}
