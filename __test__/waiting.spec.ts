@@ -142,3 +142,23 @@ test('maxQueueLength: beyond the batch and the queue a call fails at once with E
     t.is((bad as { code?: string }).code, 'ERR_INVALID_ARG')
   }
 })
+
+test('generateBatch beyond the queue fails as a whole and cancels the rows it started', async (t) => {
+  t.timeout(60_000)
+  const model = await Gpt2.fromPretrained(TINY_MODEL, { maxBatchSize: 2, maxQueueLength: 1 })
+  const rows = ['a', 'b', 'c', 'd', 'e'].map((s) => `Row ${s}`)
+  const err = await t.throwsAsync(model.generateBatch(rows, { maxNewTokens: 1000, eosTokenId: null }))
+  t.is((err as { code?: string }).code, 'ERR_OVERLOADED')
+  // The three rows that started were cancelled: the model takes a new call as soon as they are gone.
+  const started = performance.now()
+  for (;;) {
+    try {
+      t.is((await model.generate('Afterwards', OPTIONS)).newIds.length, 16)
+      break
+    } catch (e) {
+      t.is((e as { code?: string }).code, 'ERR_OVERLOADED')
+      await delay(5)
+    }
+  }
+  t.log(`a new call was taken ${(performance.now() - started).toFixed(0)} ms after the batch failed`)
+})

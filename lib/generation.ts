@@ -86,3 +86,33 @@ export async function* stream(
     release()
   }
 }
+
+/**
+ * `generate` for each row, decoded together by the scheduler. The rows succeed or fail as one:
+ * when a row fails (a full queue, say), the others are cancelled, so a failed batch leaves
+ * nothing running. The caller's signal aborts every row.
+ */
+export async function generateBatch(
+  model: native.NativeModel,
+  rows: Uint32Array[],
+  options: Omit<GenerateOptions, 'onToken'>,
+  eos: number | null,
+): Promise<GenerateResult[]> {
+  const batch = new AbortController()
+  const { signal } = options
+  const abortAll = () => batch.abort(signal?.reason)
+  if (signal?.aborted) abortAll()
+  signal?.addEventListener('abort', abortAll, { once: true })
+  // A per-token callback has no row to name.
+  const rowOptions = { ...options, onToken: undefined, signal: batch.signal }
+  const run = (row: Uint32Array) =>
+    generate(model, row, rowOptions, eos).catch((err: unknown) => {
+      batch.abort(err)
+      throw err
+    })
+  try {
+    return await Promise.all(rows.map(run))
+  } finally {
+    signal?.removeEventListener('abort', abortAll)
+  }
+}

@@ -122,13 +122,14 @@ export class Gpt2 {
    * `generate` for many inputs at once, decoded together in shared forward passes (up to
    * `maxBatchSize` at a time). Each row stops on its own (eos, stop strings, lengths) and its
    * greedy result is token for token that of `generate` on its input alone. Results come in
-   * input order. `onToken` is not taken here: use `stream` per input for that.
+   * input order. The rows succeed or fail together: if one fails (`ERR_OVERLOADED` when they do
+   * not fit in `maxQueueLength`, say) the others are cancelled. `onToken` is not taken here: use
+   * `stream` per input for that.
    */
   async generateBatch(inputs: ModelInput[], options: Omit<GenerateOptions, 'onToken'> = {}): Promise<GenerateResult[]> {
     if (!Array.isArray(inputs)) throw invalidArg('generateBatch expects an array of inputs')
     const ids = inputs.map((input) => this.tokenizer.toIds(input))
-    const rowOptions = { ...options, onToken: undefined } // a per-token callback has no row to name
-    return Promise.all(ids.map((row) => generation.generate(this.native, row, rowOptions, this.config.eosTokenId)))
+    return generation.generateBatch(this.native, ids, options, this.config.eosTokenId)
   }
 
   /** True once `dispose()` has been called. */

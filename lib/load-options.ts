@@ -27,9 +27,10 @@ export interface LoadOptions {
    */
   streamIdleTimeoutMs?: number
   /**
-   * Most generations waiting for a batch slot while `maxBatchSize` run. A `generate` /
-   * `stream` / `generateBatch` row beyond it fails at once with `ERR_OVERLOADED` (a service can
-   * answer 503 instead of letting latency grow). `Infinity`: no limit.
+   * Most generations waiting for a batch slot while `maxBatchSize` run. A `generate` or
+   * `stream` beyond it fails at once with `ERR_OVERLOADED` (a service can answer 503 instead of
+   * letting latency grow); so does a `generateBatch` whose rows do not all fit. `Infinity`: no
+   * limit.
    * @default Infinity
    */
   maxQueueLength?: number
