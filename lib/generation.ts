@@ -2,6 +2,7 @@
 // both cancellable through an AbortSignal. Each `next()` is a promise the scheduler settles when
 // tokens are there: waiting holds no thread. A stream abandoned without `return()` is cancelled
 // when its iterator is garbage-collected (the native generation cancels itself when collected).
+import { setMaxListeners } from 'node:events'
 import type * as native from '../binding'
 import { AbortError, callNative, callNativeAsync } from './errors'
 import { GenerateOptions, GenerateResult, GenerateStep, toNativeOptions, toResult, toStep } from './generate-options'
@@ -16,17 +17,28 @@ const ALL_STEPS = 0xffffffff
  */
 const STREAM_LOOKAHEAD = 1
 
+/** Removes the abort listener of a generation collected before it could remove it itself. */
+const listeners = new FinalizationRegistry<{ signal: AbortSignal; cancel: () => void }>(({ signal, cancel }) =>
+  signal.removeEventListener('abort', cancel),
+)
+
 function start(model: native.NativeModel, ids: Uint32Array, options: GenerateOptions, eos: number | null) {
   const nativeOptions = toNativeOptions(options, eos)
   const { signal } = options
   if (signal?.aborted) throw new AbortError('generation aborted before it started', undefined, { cause: signal.reason })
   const generation = callNative(() => model.startGeneration(ids, nativeOptions))
+  if (!signal) return { generation, release: () => {} }
   // Held weakly: a long-lived signal must not keep an abandoned stream's generation alive, since
   // collecting it is what cancels it and frees its batch slot.
   const weak = new WeakRef(generation)
   const cancel = () => weak.deref()?.cancel()
-  signal?.addEventListener('abort', cancel, { once: true })
-  return { generation, release: () => signal?.removeEventListener('abort', cancel) }
+  signal.addEventListener('abort', cancel, { once: true })
+  listeners.register(generation, { signal, cancel }, cancel)
+  const release = () => {
+    signal.removeEventListener('abort', cancel)
+    listeners.unregister(cancel)
+  }
+  return { generation, release }
 }
 
 function finish(generation: native.NativeGeneration, signal: AbortSignal | undefined): GenerateResult {
@@ -99,19 +111,26 @@ export async function generateBatch(
   eos: number | null,
 ): Promise<GenerateResult[]> {
   const batch = new AbortController()
+  setMaxListeners(Infinity, batch.signal) // one listener per row, by design
   const { signal } = options
   const abortAll = () => batch.abort(signal?.reason)
   if (signal?.aborted) abortAll()
   signal?.addEventListener('abort', abortAll, { once: true })
   // A per-token callback has no row to name.
   const rowOptions = { ...options, onToken: undefined, signal: batch.signal }
+  let firstError: { error: unknown } | undefined
   const run = (row: Uint32Array) =>
-    generate(model, row, rowOptions, eos).catch((err: unknown) => {
-      batch.abort(err)
-      throw err
+    generate(model, row, rowOptions, eos).catch((error: unknown) => {
+      firstError ??= { error }
+      batch.abort(error)
+      throw error
     })
   try {
-    return await Promise.all(rows.map(run))
+    // Settled, not merely rejected: when the batch fails, the cancelled rows have ended (and
+    // given back their places in the queue) by the time the caller hears of it.
+    const settled = await Promise.allSettled(rows.map(run))
+    if (firstError) throw firstError.error
+    return settled.map((row) => (row as PromiseFulfilledResult<GenerateResult>).value)
   } finally {
     signal?.removeEventListener('abort', abortAll)
   }

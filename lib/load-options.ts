@@ -22,7 +22,8 @@ export interface LoadOptions {
   /**
    * A running generation whose caller asks for no token for this many milliseconds (a stream
    * nobody pulls from) is ended, freeing its batch slot and KV cache for waiting calls; its
-   * next pull throws `ERR_STREAM_IDLE`. `Infinity`: never.
+   * next pull throws `ERR_STREAM_IDLE`. Above 0; `Infinity`: never (then only garbage
+   * collection frees the slot of a stream dropped without `return()`).
    * @default 60000
    */
   streamIdleTimeoutMs?: number

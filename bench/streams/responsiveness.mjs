@@ -1,7 +1,8 @@
 // How the rest of a Node process fares while many streams run on one model:
-//   node bench/streams/responsiveness.mjs [--model DIR] [--streams N] [--tokens N] [--batch N] [--deadline S]
-// Runs N concurrent `for await (... of model.stream(...))` loops (default 200 on the committed tiny
-// model, maxBatchSize 16, libuv's default 4 pool threads) and meanwhile
+//   node bench/streams/responsiveness.mjs [--model DIR] [--streams N] [--tokens N] [--batch N]
+//                                          [--calls stream|generate] [--deadline S]
+// Runs N concurrent `for await (... of model.stream(...))` loops (or `generate` calls; default 200
+// streams on the committed tiny model, maxBatchSize 16, libuv's default 4 pool threads) and meanwhile
 //   - reads a small file with fs.readFile every 20 ms (libuv's pool: its latency shows whether
 //     waiting generations hold pool threads), and
 //   - samples the event-loop delay with perf_hooks.monitorEventLoopDelay (the JS thread).
@@ -21,6 +22,7 @@ const { values } = parseArgs({
     streams: { type: 'string', default: '200' },
     tokens: { type: 'string', default: '32' },
     batch: { type: 'string', default: '16' },
+    calls: { type: 'string', default: 'stream' },
     deadline: { type: 'string', default: '120' },
   },
 })
@@ -45,10 +47,11 @@ const delay = monitorEventLoopDelay({ resolution: 1 })
 delay.enable()
 let finished = 0
 const started = performance.now()
+const options = { maxNewTokens: Number(values.tokens), eosTokenId: null }
 const runs = Array.from({ length: streams }, async (_, i) => {
-  for await (const step of model.stream(`Stream number ${i} says`, { maxNewTokens: Number(values.tokens), eosTokenId: null })) {
-    void step
-  }
+  const prompt = `Stream number ${i} says`
+  if (values.calls === 'generate') await model.generate(prompt, options)
+  else for await (const step of model.stream(prompt, options)) void step
   finished++
 })
 const deadline = new Promise((resolve) => setTimeout(resolve, Number(values.deadline) * 1000).unref())
@@ -64,6 +67,7 @@ const pct = (p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floo
 const ms = (ns) => Math.round(ns / 1e4) / 100
 console.log(
   JSON.stringify({
+    calls: values.calls,
     streams,
     maxBatchSize: Number(values.batch),
     tokensPerStream: Number(values.tokens),

@@ -4,7 +4,7 @@
 //! flag the scheduler checks before every token. A generation that JS lets go of (a stream
 //! abandoned without `return()`) is cancelled when it is garbage-collected.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::Object;
 use napi::{Env, JsDeferred};
@@ -106,17 +106,21 @@ impl NativeGeneration {
 #[napi]
 impl NativeGeneration {
     /// Resolves with the next tokens: at least one (unless the generation has ended), at most
-    /// `maxSteps`. One call at a time.
+    /// `maxSteps`. One call at a time: a second one while the first waits rejects.
     #[napi(ts_return_type = "Promise<GenerateSteps>")]
     pub fn next<'env>(&self, env: &'env Env, max_steps: u32) -> napi::Result<Object<'env>> {
         let (deferred, promise) = env.create_deferred()?;
-        let pending = PendingSteps(Some(deferred));
+        let pending = Arc::new(PendingSteps(Mutex::new(Some(deferred))));
         let tokenizer = self.tokenizer.clone();
+        let settle = pending.clone();
         let on_delivery = Box::new(move |delivery: Delivery| {
-            pending.settle(guarded(|| to_js_steps(&tokenizer, delivery)));
+            settle.settle(guarded(|| to_js_steps(&tokenizer, delivery)));
         });
-        // On failure the callback is dropped, and with it `pending`, which rejects.
-        self.request.next(max_steps as usize, on_delivery).map_err(to_napi)?;
+        // A refused call rejects the promise it returns: throwing instead would leave that
+        // promise rejected with nobody to handle it.
+        if let Err(err) = self.request.next(max_steps as usize, on_delivery) {
+            pending.settle(Err(to_napi(err)));
+        }
         Ok(promise)
     }
 
@@ -159,13 +163,14 @@ impl NativeGeneration {
 
 type ResolveSteps = Box<dyn FnOnce(Env) -> napi::Result<GenerateSteps> + Send>;
 
-/// A `next()` promise, settled from whichever thread delivers the tokens. Dropped unsettled it
-/// rejects: an unsettled deferred would keep Node's event loop alive forever.
-struct PendingSteps(Option<JsDeferred<GenerateSteps, ResolveSteps>>);
+/// A `next()` promise, settled once from whichever thread delivers the tokens. Dropped unsettled
+/// it rejects: an unsettled deferred would keep Node's event loop alive forever.
+struct PendingSteps(Mutex<Option<JsDeferred<GenerateSteps, ResolveSteps>>>);
 
 impl PendingSteps {
-    fn settle(mut self, steps: napi::Result<GenerateSteps>) {
-        if let Some(deferred) = self.0.take() {
+    fn settle(&self, steps: napi::Result<GenerateSteps>) {
+        let deferred = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(deferred) = deferred {
             match steps {
                 Ok(steps) => deferred.resolve(Box::new(move |_| Ok(steps))),
                 Err(err) => deferred.reject(err),
@@ -176,9 +181,7 @@ impl PendingSteps {
 
 impl Drop for PendingSteps {
     fn drop(&mut self) {
-        if let Some(deferred) = self.0.take() {
-            deferred.reject(coded("ERR_INTERNAL", "a pending next() was dropped unanswered"));
-        }
+        self.settle(Err(coded("ERR_INTERNAL", "a pending next() was dropped unanswered")));
     }
 }
 

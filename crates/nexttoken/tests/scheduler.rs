@@ -1,6 +1,6 @@
 //! The scheduler as Node drives it: tokens pulled with `Request::next` and delivered through
 //! callbacks, more requests than batch slots, cancellation by dropping a request, the idle
-//! timeout and shutdown. Every wait here has a deadline, so a regression fails instead of hanging.
+//! timeout, the queue limit and dropping the scheduler. Every wait here has a deadline, so a regression fails instead of hanging.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver};
@@ -127,7 +127,7 @@ fn no_idle_timeout_keeps_an_unread_request_running() {
 }
 
 #[test]
-fn cancel_ends_with_abort_and_shutdown_answers_every_waiting_caller() {
+fn cancel_ends_with_abort() {
     let model = tiny_model();
     let scheduler =
         Scheduler::new(model.clone(), SchedulerOptions { max_batch_size: 1, ..SchedulerOptions::default() })
@@ -138,15 +138,32 @@ fn cancel_ends_with_abort_and_shutdown_answers_every_waiting_caller() {
     assert!(pull(&cancelled, 1).recv_timeout(DEADLINE).unwrap().done);
     let stop = cancelled.outcome().unwrap().unwrap().stop_reason.unwrap();
     assert_eq!(stop.as_str(), "abort");
+}
 
-    let running = submit(&scheduler, &model, "Running", 100_000);
-    pull(&running, 1).recv_timeout(DEADLINE).unwrap();
+#[test]
+fn dropping_the_scheduler_lets_submitted_generations_finish() {
+    let model = tiny_model();
+    let scheduler =
+        Scheduler::new(model.clone(), SchedulerOptions { max_batch_size: 1, ..SchedulerOptions::default() })
+            .unwrap();
+    let running = submit(&scheduler, &model, "Running", 8);
     let queued = submit(&scheduler, &model, "Queued", 8);
-    let queued_delivery = pull(&queued, 1);
-    scheduler.shutdown();
-    assert!(queued_delivery.recv_timeout(DEADLINE).unwrap().done);
-    assert!(matches!(queued.outcome(), Some(Err(Error::Internal(_)))));
-    drop(running); // its pending tokens were delivered or dropped with the job; nothing hangs
+    let first = pull(&queued, usize::MAX);
+    drop(scheduler); // as `dispose()` does: calls already made run to their end
+    assert_eq!(drain(&running), alone(&model, "Running", 8));
+    let first = first.recv_timeout(DEADLINE).unwrap();
+    let mut ids: Vec<u32> = first.steps.iter().map(|s| s.id).collect();
+    if !first.done {
+        ids.extend(drain(&queued));
+    }
+    assert_eq!(ids, alone(&model, "Queued", 8));
+}
+
+#[test]
+fn an_idle_timeout_of_zero_is_refused() {
+    let options = SchedulerOptions { idle_timeout: Some(Duration::ZERO), ..SchedulerOptions::default() };
+    let err = Scheduler::new(tiny_model(), options).err().expect("refused");
+    assert_eq!(err.code(), "ERR_INVALID_ARG");
 }
 
 #[test]

@@ -75,6 +75,12 @@ impl Default for SchedulerOptions {
 
 impl SchedulerOptions {
     fn validate(&self) -> Result<()> {
+        if self.idle_timeout.is_some_and(|t| t.is_zero()) {
+            // 0 often means "no timeout" elsewhere; here it would end every stream at once.
+            return Err(Error::InvalidArg(
+                "streamIdleTimeoutMs must be above 0 (Infinity turns the idle timeout off)".into(),
+            ));
+        }
         if !(1..=MAX_BATCH_SIZE_LIMIT).contains(&self.max_batch_size) {
             return Err(Error::InvalidArg(format!(
                 "maxBatchSize must be an integer from 1 to {MAX_BATCH_SIZE_LIMIT}; got {}",
@@ -92,8 +98,6 @@ enum Message {
     Wake,
     /// The `Scheduler` is gone: finish what was submitted, then end the thread.
     Close,
-    /// Stop now: every submitted generation ends with an error and the thread ends.
-    Shutdown,
 }
 
 struct Job {
@@ -168,8 +172,8 @@ impl Drop for Job {
     }
 }
 
-/// Owns a model's scheduler thread. Dropping it lets submitted generations finish, then the
-/// thread ends; `shutdown` ends them at once.
+/// Owns a model's scheduler thread. Dropping it lets submitted generations finish (a runtime
+/// that goes away drops their `Request`s too, which cancels them), then the thread ends.
 pub struct Scheduler {
     messages: Sender<Message>,
     /// Generations submitted and not yet ended (running or waiting for a slot).
@@ -201,12 +205,6 @@ impl Scheduler {
         let _ = self.messages.send(Message::Submit(job));
         Ok(Request { shared, scheduler: self.messages.clone() })
     }
-
-    /// Ends every submitted generation now (each with an error) and the scheduler thread after
-    /// the forward pass in flight, without waiting for it: for a runtime that is shutting down.
-    pub fn shutdown(&self) {
-        let _ = self.messages.send(Message::Shutdown);
-    }
 }
 
 impl Drop for Scheduler {
@@ -225,15 +223,12 @@ struct Batch {
 }
 
 impl Batch {
-    /// Takes in a message; false when the thread must end now.
-    fn receive(&mut self, message: Message) -> bool {
+    fn receive(&mut self, message: Message) {
         match message {
             Message::Submit(job) => self.waiting.push_back(job),
             Message::Wake => {}
             Message::Close => self.closing = true,
-            Message::Shutdown => return false,
         }
-        true
     }
 
     /// Reports and drops finished and cancelled sequences, then fills free slots, in submission
@@ -255,11 +250,12 @@ impl Batch {
         let timeout = timeout?;
         let mut next_expiry: Option<Instant> = None;
         for job in self.running.iter_mut() {
-            if job.is_wanted() {
-                job.idle_since = None;
+            if job.is_wanted() || job.generation.is_finished() {
+                job.idle_since = None; // a finished one is retired with its own outcome
                 continue;
             }
-            let expiry = *job.idle_since.get_or_insert(now) + timeout;
+            // A timeout too long to add to an instant never expires.
+            let Some(expiry) = job.idle_since.get_or_insert(now).checked_add(timeout) else { continue };
             if expiry <= now {
                 job.fail(Error::Idle(timeout));
             } else {
@@ -278,9 +274,7 @@ fn run(model: &Pretrained, incoming: Receiver<Message>, options: SchedulerOption
     let mut batch = Batch::default();
     loop {
         for message in incoming.try_iter() {
-            if !batch.receive(message) {
-                return; // dropping the jobs tells their callers
-            }
+            batch.receive(message);
         }
         let now = Instant::now();
         let next_expiry = batch.expire_idle(now, options.idle_timeout);
@@ -304,9 +298,7 @@ fn run(model: &Pretrained, incoming: Receiver<Message>, options: SchedulerOption
                 Err(_) => return, // no scheduler and no request left
             },
         };
-        if !batch.receive(message) {
-            return;
-        }
+        batch.receive(message);
     }
 }
 
