@@ -1,6 +1,7 @@
 //! `NativeModel`: a loaded GPT-2 shared by every call made on it until `dispose()`.
 
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use napi::bindgen_prelude::{AsyncTask, Uint32Array};
 use napi_derive::napi;
@@ -9,8 +10,6 @@ use crate::errors::{disposed, guarded, to_napi};
 use crate::generation::{NativeGenerateOptions, NativeGeneration};
 use crate::tasks::{Logits, Scores, TopK};
 use crate::tokenizer::NativeTokenizer;
-use std::time::Duration;
-
 use nexttoken::{Scheduler, SchedulerOptions};
 
 /// `config.json`, camelCased.
@@ -158,7 +157,7 @@ impl TryFrom<NativeSchedulerOptions> for SchedulerOptions {
             Some(ms) if ms == f64::INFINITY => None,
             Some(ms) => Some(Duration::try_from_secs_f64(ms / 1e3).map_err(|_| {
                 nexttoken::Error::InvalidArg(format!(
-                    "streamIdleTimeoutMs must be a number of milliseconds >= 0 or Infinity; got {ms}"
+                    "streamIdleTimeoutMs must be a number of milliseconds above 0, or Infinity; got {ms}"
                 ))
             })?),
         };
