@@ -65,10 +65,20 @@ test('two workers load and generate at once, each with its own model, and the ma
 })
 
 test('process.exit(0) with 20 streams and 10 generations running exits within a second', async (t) => {
-  const child = await runChild('exit-while-streaming.cjs', [TINY_MODEL], 60_000)
+  const child = await runChild('exit-while-streaming.cjs', ['exit', TINY_MODEL], 60_000)
   expectCleanExit(t, child)
   const { steps, exitingAt } = JSON.parse(child.stdout)
   const exitMs = child.exitedAt - exitingAt
   t.log(`${steps} steps streamed; exited ${exitMs.toFixed(0)} ms after process.exit(0)`)
   t.true(exitMs < 1000, `exited ${exitMs.toFixed(0)} ms after process.exit(0)`)
+})
+
+test('the event loop ends by itself with unread streams holding every slot, within a second', async (t) => {
+  const child = await runChild('exit-while-streaming.cjs', ['end', TINY_MODEL], 60_000)
+  expectCleanExit(t, child)
+  const { steps, exitingAt } = JSON.parse(child.stdout)
+  t.is(steps, 16 * 5)
+  const exitMs = child.exitedAt - exitingAt
+  t.log(`exited ${exitMs.toFixed(0)} ms after the last pull`)
+  t.true(exitMs < 1000, `exited ${exitMs.toFixed(0)} ms after the last pull`)
 })
