@@ -18,6 +18,11 @@ fn tiny_model() -> Arc<Pretrained> {
     Arc::new(Pretrained::load(dir.to_str().unwrap(), "cpu").unwrap())
 }
 
+/// A scheduler with `max_batch_size` slots and the default idle timeout.
+fn batch_of(model: &Arc<Pretrained>, max_batch_size: usize) -> Scheduler {
+    Scheduler::new(model.clone(), SchedulerOptions { max_batch_size, ..SchedulerOptions::default() }).unwrap()
+}
+
 fn options(max_new_tokens: usize) -> GenerateOptions {
     GenerateOptions { max_new_tokens: Some(max_new_tokens), ..GenerateOptions::default() }
 }
@@ -58,9 +63,7 @@ fn alone(model: &Arc<Pretrained>, text: &str, max_new_tokens: usize) -> Vec<u32>
 #[test]
 fn more_requests_than_slots_all_finish_with_the_tokens_of_each_alone() {
     let model = tiny_model();
-    let scheduler =
-        Scheduler::new(model.clone(), SchedulerOptions { max_batch_size: 4, ..SchedulerOptions::default() })
-            .unwrap();
+    let scheduler = batch_of(&model, 4);
     let prompts: Vec<String> = (0..24).map(|i| format!("Request number {i} says")).collect();
     // Every request waits at once (one pending delivery each) before any is read: with a thread
     // per waiting request this many would exhaust a small pool.
@@ -78,9 +81,7 @@ fn more_requests_than_slots_all_finish_with_the_tokens_of_each_alone() {
 #[test]
 fn a_dropped_request_frees_its_slot() {
     let model = tiny_model();
-    let scheduler =
-        Scheduler::new(model.clone(), SchedulerOptions { max_batch_size: 1, ..SchedulerOptions::default() })
-            .unwrap();
+    let scheduler = batch_of(&model, 1);
     let abandoned = submit(&scheduler, &model, "Abandoned", 500);
     assert_eq!(pull(&abandoned, 1).recv_timeout(DEADLINE).unwrap().steps.len(), 1);
     drop(abandoned);
@@ -129,9 +130,7 @@ fn no_idle_timeout_keeps_an_unread_request_running() {
 #[test]
 fn cancel_ends_with_abort() {
     let model = tiny_model();
-    let scheduler =
-        Scheduler::new(model.clone(), SchedulerOptions { max_batch_size: 1, ..SchedulerOptions::default() })
-            .unwrap();
+    let scheduler = batch_of(&model, 1);
     let cancelled = submit(&scheduler, &model, "Cancelled", 500);
     pull(&cancelled, 1).recv_timeout(DEADLINE).unwrap();
     cancelled.cancel();
@@ -143,9 +142,7 @@ fn cancel_ends_with_abort() {
 #[test]
 fn dropping_the_scheduler_lets_submitted_generations_finish() {
     let model = tiny_model();
-    let scheduler =
-        Scheduler::new(model.clone(), SchedulerOptions { max_batch_size: 1, ..SchedulerOptions::default() })
-            .unwrap();
+    let scheduler = batch_of(&model, 1);
     let running = submit(&scheduler, &model, "Running", 8);
     let queued = submit(&scheduler, &model, "Queued", 8);
     let first = pull(&queued, usize::MAX);
@@ -169,9 +166,7 @@ fn an_idle_timeout_of_zero_is_refused() {
 #[test]
 fn one_pull_at_a_time() {
     let model = tiny_model();
-    let scheduler =
-        Scheduler::new(model.clone(), SchedulerOptions { max_batch_size: 1, ..SchedulerOptions::default() })
-            .unwrap();
+    let scheduler = batch_of(&model, 1);
     let busy = submit(&scheduler, &model, "Busy", 100_000);
     let blocker = submit(&scheduler, &model, "Blocked", 8);
     let _first = pull(&busy, 1);
