@@ -1,5 +1,6 @@
-// The options of `generate` / `stream`: Hugging Face's names in camelCase, their defaults, and
-// the checks that JS types need before they cross into Rust (which checks the ranges).
+// The options of `generate` / `stream`: Hugging Face's names in camelCase, their defaults (decided
+// in the core, documented here), and the checks of JS types and names before they cross into
+// Rust (which checks the values).
 import type * as native from '../binding'
 import { invalidArg } from './errors'
 
@@ -45,22 +46,35 @@ export interface GenerateResult {
   }
 }
 
-/** Options of `generate` and `stream`, named and defaulted as in transformers' `generate`. */
+/**
+ * Options of `generate` and `stream`, named and defaulted as in transformers' `generate`. An
+ * option left out takes the model's `generationConfig` (its `generation_config.json`), then
+ * transformers' default.
+ */
 export interface GenerateOptions {
-  /** Most tokens in the output, prompt included (the notebook's `max_length=100`). Ignored when `maxNewTokens` is set. @default 20 */
+  /**
+   * Most tokens in the output, prompt included (the notebook's `max_length=100`); a prompt that
+   * long already is `ERR_INVALID_ARG`. Ignored when `maxNewTokens` is set. In `generateBatch`
+   * it counts from the longest prompt, as transformers' left-padded batch does.
+   * @default 20 new tokens (transformers adds its 20 to the prompt length), capped at nPositions
+   */
   maxLength?: number
-  /** Most new tokens; wins over `maxLength`. */
+  /** Most new tokens, at least 1; wins over `maxLength`. Per row in `generateBatch`. */
   maxNewTokens?: number
-  /** Generation ends after this token. `null`: never. @default config.eosTokenId (50256) */
-  eosTokenId?: number | null
+  /** Generation ends after this token, or after any of a list. `null`: never. @default generationConfig.eosTokenId ([50256]) */
+  eosTokenId?: number | number[] | null
   /**
    * transformers' padding token, accepted (and checked) for compatibility. Nothing is padded:
-   * batched sequences each keep their own KV cache. @default eosTokenId
+   * batched sequences each keep their own KV cache. @default generationConfig.padTokenId
    */
   padTokenId?: number
   /** Sample from the processed distribution instead of taking the argmax. @default false */
   doSample?: boolean
-  /** Divides the logits before sampling (< 1 sharper, > 1 flatter). Sampling only. @default 1 */
+  /**
+   * Divides the logits before sampling (< 1 sharper, > 1 flatter); above 0 when sampling (use
+   * `doSample: false` for greedy). Sampling only, as are topK, topP and minP: ignored otherwise.
+   * @default 1
+   */
   temperature?: number
   /** Sample among the k most likely tokens; 0 turns it off. Sampling only. @default 50 */
   topK?: number
@@ -84,6 +98,22 @@ export interface GenerateOptions {
   onToken?: (step: GenerateStep) => void
 }
 
+/** Every option name, for telling a misspelt or snake_case name from a known one. */
+const KNOWN = [
+  'maxLength', 'maxNewTokens', 'eosTokenId', 'padTokenId', 'doSample', 'temperature', 'topK', 'topP', 'minP',
+  'seed', 'repetitionPenalty', 'noRepeatNgramSize', 'stop', 'topAlternatives', 'signal', 'onToken',
+] as const
+
+/** An unknown option fails rather than being ignored (`max_new_tokens` would silently do nothing). */
+function checkNames(options: object) {
+  for (const name of Object.keys(options)) {
+    if ((KNOWN as readonly string[]).includes(name)) continue
+    const camel = name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())
+    const guess = KNOWN.find((known) => known.toLowerCase() === camel.toLowerCase())
+    throw invalidArg(`unknown option '${name}'${guess ? `: did you mean '${guess}'?` : ''}`)
+  }
+}
+
 function optionalInteger(options: GenerateOptions, name: keyof GenerateOptions, max = 0xffffffff): number | undefined {
   const value = options[name]
   if (value === undefined) return undefined
@@ -100,13 +130,20 @@ function optionalNumber(options: GenerateOptions, name: keyof GenerateOptions): 
   return value
 }
 
-/** Checks JS types and fills the defaults that depend on the model (eos, pad). */
-export function toNativeOptions(options: GenerateOptions, configEos: number | null): native.NativeGenerateOptions {
-  if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
-  const eos = options.eosTokenId === undefined ? configEos : options.eosTokenId
-  if (eos !== null && (typeof eos !== 'number' || !Number.isInteger(eos) || eos < 0)) {
-    throw invalidArg(`eosTokenId must be a token id or null; got ${String(eos)}`)
+/** `eosTokenId` as the core takes it: a list, empty for `null` (nothing ends the sequence). */
+function eosList(eos: GenerateOptions['eosTokenId']): number[] | undefined {
+  if (eos === undefined) return undefined
+  const ids = eos === null ? [] : Array.isArray(eos) ? eos : [eos]
+  if (!ids.every((id) => typeof id === 'number' && Number.isInteger(id) && id >= 0)) {
+    throw invalidArg(`eosTokenId must be a token id, a list of them, or null; got ${String(eos)}`)
   }
+  return ids
+}
+
+/** Checks JS types and names; what is left out stays out, for the core to default. */
+export function toNativeOptions(options: GenerateOptions, paddedLength?: number): native.NativeGenerateOptions {
+  if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
+  checkNames(options)
   const stop = options.stop === undefined ? [] : Array.isArray(options.stop) ? options.stop : [options.stop]
   if (!stop.every((s) => typeof s === 'string')) throw invalidArg('stop must be a string or an array of strings')
   if (options.doSample !== undefined && typeof options.doSample !== 'boolean') throw invalidArg('doSample must be a boolean')
@@ -115,8 +152,8 @@ export function toNativeOptions(options: GenerateOptions, configEos: number | nu
   return {
     maxLength: optionalInteger(options, 'maxLength'),
     maxNewTokens: optionalInteger(options, 'maxNewTokens'),
-    eosTokenId: eos ?? undefined,
-    padTokenId: optionalInteger(options, 'padTokenId') ?? eos ?? undefined,
+    eosTokenId: eosList(options.eosTokenId),
+    padTokenId: optionalInteger(options, 'padTokenId'),
     doSample: options.doSample,
     temperature: optionalNumber(options, 'temperature'),
     topK: optionalInteger(options, 'topK'),
@@ -127,6 +164,7 @@ export function toNativeOptions(options: GenerateOptions, configEos: number | nu
     noRepeatNgramSize: optionalInteger(options, 'noRepeatNgramSize'),
     stop,
     topAlternatives: optionalInteger(options, 'topAlternatives'),
+    paddedLength,
   }
 }
 

@@ -22,8 +22,8 @@ const listeners = new FinalizationRegistry<{ signal: AbortSignal; cancel: () => 
   signal.removeEventListener('abort', cancel),
 )
 
-function start(model: native.NativeModel, ids: Uint32Array, options: GenerateOptions, eos: number | null) {
-  const nativeOptions = toNativeOptions(options, eos)
+function start(model: native.NativeModel, ids: Uint32Array, options: GenerateOptions, paddedLength?: number) {
+  const nativeOptions = toNativeOptions(options, paddedLength)
   const { signal } = options
   if (signal?.aborted) throw new AbortError('generation aborted before it started', undefined, { cause: signal.reason })
   const generation = callNative(() => model.startGeneration(ids, nativeOptions))
@@ -53,9 +53,9 @@ export async function generate(
   model: native.NativeModel,
   ids: Uint32Array,
   options: GenerateOptions,
-  eos: number | null,
+  paddedLength?: number,
 ): Promise<GenerateResult> {
-  const { generation, release } = start(model, ids, options, eos)
+  const { generation, release } = start(model, ids, options, paddedLength)
   try {
     const { onToken } = options
     for (;;) {
@@ -74,9 +74,8 @@ export async function* stream(
   model: native.NativeModel,
   ids: Uint32Array,
   options: GenerateOptions,
-  eos: number | null,
 ): AsyncGenerator<GenerateStep, GenerateResult, undefined> {
-  const { generation, release } = start(model, ids, options, eos)
+  const { generation, release } = start(model, ids, options)
   try {
     generation.ask(STREAM_LOOKAHEAD)
     for (;;) {
@@ -100,16 +99,17 @@ export async function* stream(
 }
 
 /**
- * `generate` for each row, decoded together by the scheduler. The rows succeed or fail as one:
- * when a row fails (a full queue, say), the others are cancelled, so a failed batch leaves
- * nothing running. The caller's signal aborts every row.
+ * `generate` for each row, decoded together by the scheduler. Lengths count as in transformers'
+ * left-padded batch: `maxLength` (and the default length) from the longest prompt. The rows
+ * succeed or fail as one: when a row fails (a full queue, say), the others are cancelled, so a
+ * failed batch leaves nothing running. The caller's signal aborts every row.
  */
 export async function generateBatch(
   model: native.NativeModel,
   rows: Uint32Array[],
   options: Omit<GenerateOptions, 'onToken'>,
-  eos: number | null,
 ): Promise<GenerateResult[]> {
+  const paddedLength = Math.max(0, ...rows.map((row) => row.length))
   const batch = new AbortController()
   setMaxListeners(Infinity, batch.signal) // one listener per row, by design
   const { signal } = options
@@ -120,7 +120,7 @@ export async function generateBatch(
   const rowOptions = { ...options, onToken: undefined, signal: batch.signal }
   let firstError: { error: unknown } | undefined
   const run = (row: Uint32Array) =>
-    generate(model, row, rowOptions, eos).catch((error: unknown) => {
+    generate(model, row, rowOptions, paddedLength).catch((error: unknown) => {
       firstError ??= { error }
       batch.abort(error)
       throw error

@@ -22,6 +22,28 @@ export interface Gpt2Config {
   eosTokenId: number | null
 }
 
+/**
+ * What `generate` uses for every option a call leaves out: the model directory's
+ * `generation_config.json` (else `config.json`'s special tokens) over transformers' defaults.
+ */
+export interface GenerationConfig {
+  /** `null`: 20 new tokens after the prompt (transformers' default), capped at nPositions. */
+  maxLength: number | null
+  maxNewTokens: number | null
+  doSample: boolean
+  temperature: number
+  topK: number
+  topP: number
+  minP: number | null
+  repetitionPenalty: number
+  noRepeatNgramSize: number
+  /** Any of these ends a sequence. */
+  eosTokenId: number[]
+  padTokenId: number | null
+  /** Where generation from an empty input starts. */
+  bosTokenId: number | null
+}
+
 export interface LogitsOptions {
   /**
    * `'last'`: the logits predicting the next token, `[vocabSize]`. `'all'`: one row per input
@@ -47,11 +69,21 @@ export class Gpt2 {
   /** The tokenizer loaded from the same directory. */
   readonly tokenizer: Tokenizer
   readonly config: Gpt2Config
+  readonly generationConfig: GenerationConfig
 
   /** @internal */
   private constructor(private readonly native: native.NativeModel) {
     this.tokenizer = new Tokenizer(native.tokenizer)
     const config = native.config
+    const defaults = native.generationConfig
+    this.generationConfig = {
+      ...defaults,
+      maxLength: defaults.maxLength ?? null,
+      maxNewTokens: defaults.maxNewTokens ?? null,
+      minP: defaults.minP ?? null,
+      padTokenId: defaults.padTokenId ?? null,
+      bosTokenId: defaults.bosTokenId ?? null,
+    }
     this.config = {
       ...config,
       modelType: 'gpt2',
@@ -105,7 +137,7 @@ export class Gpt2 {
    */
   async generate(input: ModelInput, options: GenerateOptions = {}): Promise<GenerateResult> {
     const ids = this.tokenizer.toIds(input)
-    return generation.generate(this.native, ids, options, this.config.eosTokenId)
+    return generation.generate(this.native, ids, options)
   }
 
   /**
@@ -115,7 +147,7 @@ export class Gpt2 {
    */
   stream(input: ModelInput, options: GenerateOptions = {}): AsyncGenerator<GenerateStep, GenerateResult, undefined> {
     const ids = this.tokenizer.toIds(input)
-    return generation.stream(this.native, ids, options, this.config.eosTokenId)
+    return generation.stream(this.native, ids, options)
   }
 
   /**
@@ -129,7 +161,7 @@ export class Gpt2 {
   async generateBatch(inputs: ModelInput[], options: Omit<GenerateOptions, 'onToken'> = {}): Promise<GenerateResult[]> {
     if (!Array.isArray(inputs)) throw invalidArg('generateBatch expects an array of inputs')
     const ids = inputs.map((input) => this.tokenizer.toIds(input))
-    return generation.generateBatch(this.native, ids, options, this.config.eosTokenId)
+    return generation.generateBatch(this.native, ids, options)
   }
 
   /** True once `dispose()` has been called. */

@@ -165,6 +165,16 @@ GENERATE_PROMPTS = [
     ("meaning-of-life", "The meaning of life is", {"max_new_tokens": 30}),
     ("paris-2026", "In 2026, the weather in Paris", {"max_new_tokens": 40}),
     ("bos-only", "<|endoftext|>", {"max_new_tokens": 20}),
+    # No length option: transformers adds its default max_length of 20 to the prompt length.
+    ("default-length", "Language models read a prompt one token at a time and then continue it, "
+     "choosing each next word from what came before.", {}),
+]
+# generation_config.json variants: the model's defaults replace transformers' own, and a call
+# with no options uses them (greedy, so the goldens are exact).
+GENERATION_CONFIGS = [
+    ("config-new-tokens-and-penalties", STORY_PROMPT,
+     {"max_new_tokens": 9, "repetition_penalty": 1.3, "no_repeat_ngram_size": 2}),
+    ("config-max-length", NOTEBOOK_TEXT, {"max_length": 30}),
 ]
 EOS_PROMPT = "The quick brown fox jumps over the lazy dog."
 PROCESSOR_PROMPT = "The cat sat on the mat, and the cat sat on the"
@@ -524,7 +534,8 @@ def logits_goldens(model, tok, rows, margins, model_dir, info):
 
 def camel(opts):
     names = {"max_length": "maxLength", "max_new_tokens": "maxNewTokens",
-             "eos_token_id": "eosTokenId", "pad_token_id": "padTokenId", "do_sample": "doSample"}
+             "eos_token_id": "eosTokenId", "pad_token_id": "padTokenId", "do_sample": "doSample",
+             "repetition_penalty": "repetitionPenalty", "no_repeat_ngram_size": "noRepeatNgramSize"}
     return {names[k]: v for k, v in opts.items()}
 
 
@@ -606,11 +617,59 @@ def generate_goldens(model, tok, margins):
     if new != plain[: step + 1]:
         fail(f"eos case: HF did not stop at {eos_id}: {new} vs {plain}")
 
+    # eos list: any of several ids ends the sequence (the first of them to be generated).
+    later = next((s for s in range(step + 2, 20) if plain[s] not in plain[:s]), None)
+    if later is None:
+        fail(f"eos list case: no second fresh token after step {step} in {plain}")
+    new = add("eos-list", EOS_PROMPT, ids, {"max_new_tokens": 40, "eos_token_id": [plain[later], eos_id]},
+              {"eosStep": step + 1, "plainNewIds": plain})
+    if new != plain[: step + 1]:
+        fail(f"eos list case: HF did not stop at {eos_id}: {new} vs {plain}")
+
+    # unconditional: no input ids at all; transformers starts from bos_token_id.
+    with torch.inference_mode():
+        out = model.generate(max_new_tokens=12, do_sample=False, pad_token_id=EOS,
+                             output_logits=True, return_dict_in_generate=True)
+    seqs, logits = out.sequences, torch.stack(out.logits)
+    if seqs[0, 0].item() != EOS:
+        fail(f"unconditional generate did not start from bos: {seqs[0].tolist()}")
+    (mm,) = check_steps("generate/unconditional", seqs, logits, 1, margins)
+    cases.append({"name": "unconditional", "text": "", "promptIds": [],
+                  "options": camel({"max_new_tokens": 12, "do_sample": False, "pad_token_id": EOS}),
+                  "ids": seqs[0].tolist(), "newIds": seqs[0, 1:].tolist(),
+                  "text_out": tok.decode(seqs[0].tolist()), "minMargin": mm})
+    log(f"  generate unconditional: new {seqs.shape[1] - 1}, min margin {mm:.4f}")
+
     # context: a 1000-token prompt up to max_length 1024 = n_positions (HF cannot go further).
     ids = tok(long_text(N_POSITIONS + 50, tok))["input_ids"][:1000]
     new = add("context", ids_case(tok, ids), ids, {"max_length": N_POSITIONS})
     if len(ids) + len(new) != N_POSITIONS:
         fail("context case did not reach n_positions")
+    return cases
+
+
+def generation_config_goldens(model, tok, margins):
+    """generate() with no options on a model whose generation_config sets defaults."""
+    saved = model.generation_config
+    cases = []
+    for name, text, settings in GENERATION_CONFIGS:
+        model.generation_config = GenerationConfig(**{**saved.to_dict(), **settings})
+        ids = tok(text)["input_ids"]
+        with torch.inference_mode():
+            out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                 pad_token_id=EOS, output_scores=True, return_dict_in_generate=True)
+        seq = out.sequences[0].tolist()
+        # The choices follow the processed scores (penalties change them): check those margins.
+        mm = math.inf
+        for s, row in enumerate(out.scores):
+            if int(torch.argmax(row[0])) != seq[len(ids) + s]:
+                fail(f"{name}: step {s} is not the argmax of the processed scores")
+            mm = min(mm, top2_margin(row[0]))
+        margins.append((f"generation-config/{name}", mm))
+        cases.append({"name": name, "text": text, "promptIds": ids, "generationConfig": settings,
+                      "ids": seq, "newIds": seq[len(ids):], "minMargin": mm})
+        log(f"  generation config {name}: prompt {len(ids)}, new {len(seq) - len(ids)}, min margin {mm:.4f}")
+    model.generation_config = saved
     return cases
 
 
@@ -725,9 +784,21 @@ def batch_goldens(model, tok, margins):
                         "equalsSingle": new == single, "minMargin": mins[b]})
         log(f"  batch row {b}: prompt {len(prompt)}, new {len(new)}, equals single "
             f"{new == single}, min margin {mins[b]:.4f}")
+    # max_length counts the padded width: every row gets at most max_length - width new tokens.
+    max_length = width + 10
+    seqs, logits = greedy(model, enc["input_ids"], {"max_length": max_length}, enc["attention_mask"])
+    check_steps("batch-max-length", seqs, logits, width, margins)
+    by_length = []
+    for b in range(len(BATCH_PROMPTS)):
+        new = seqs[b, width:].tolist()
+        if EOS in new:
+            new = new[: new.index(EOS) + 1]
+        by_length.append(new)
+    log(f"  batch max_length {max_length} (width {width}): new {[len(n) for n in by_length]}")
     return {"options": {"maxNewTokens": BATCH_NEW_TOKENS, "doSample": False, "padTokenId": EOS,
                         "paddingSide": "left"},
-            "prompts": prompts}
+            "prompts": prompts,
+            "maxLength": {"maxLength": max_length, "newIds": by_length}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -788,7 +859,15 @@ Binary files are little-endian float32, one row of 50257 values per entry; `row`
   that is as far as transformers goes. Asking it for more (`max_length` 1030, or
   `max_new_tokens` 30 on that prompt) logs a "exceeded the model's predefined maximum length"
   warning and then fails with `IndexError: index out of range in self` (the wpe lookup at
-  position 1024); a 1025-token forward fails the same way.
+  position 1024); a 1025-token forward fails the same way. `default-length` passes no length
+  option (transformers generates 20 new tokens: it adds its default `max_length` of 20 to the
+  prompt length); `eos-list` passes two eos ids and stops at the first one generated;
+  `unconditional` passes no input ids at all (transformers starts from `bos_token_id`, so
+  `ids` begins with 50256 and `promptIds` is empty).
+- `generation-config.json`: `[{{ name, text, promptIds, generationConfig, ids, newIds, minMargin }}]`,
+  greedy `model.generate()` with no options on the fixture model whose `generation_config` is
+  updated with `generationConfig` (snake_case, as in `generation_config.json`); `minMargin` is
+  taken on the processed scores (the penalties change the choice).
 - `processors.json` + `processors.f32`: the fixture model's last-position logits for
   `promptIds` (row `inputRow`) passed through transformers' own TemperatureLogitsWarper,
   TopKLogitsWarper, TopPLogitsWarper, MinPLogitsWarper, RepetitionPenaltyLogitsProcessor and
@@ -805,6 +884,8 @@ Binary files are little-endian float32, one row of 50257 values per entry; `row`
   `paddedIds` (the row as HF returned it), `equalsSingle` (newIds equal the unbatched run:
   {'all true' if info['batch_equal'] else 'NOT all true'}), `minMargin`. HF's batched logits are not bit-identical to
   the single ones (margins differ by ~1e-5), so compare batch logits with a tolerance.
+  `maxLength`: the same batch with `max_length` = padded width + 10 instead: every row gets 10
+  new tokens (`newIds` per prompt), whatever its own prompt length.
 
 ## Margins
 
@@ -850,6 +931,7 @@ def main():
     write_json(gold_dir / "logits.json", logits_goldens(model, tok, rows, margins, model_dir, info))
     rows.write(gold_dir)
     write_json(gold_dir / "generate.json", generate_goldens(model, tok, margins))
+    write_json(gold_dir / "generation-config.json", generation_config_goldens(model, tok, margins))
     rows = RowFile("processors.f32")
     write_json(gold_dir / "processors.json", processor_goldens(model, tok, rows))
     rows.write(gold_dir)

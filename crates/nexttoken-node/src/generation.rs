@@ -9,18 +9,19 @@ use std::sync::{Arc, Mutex};
 use napi::bindgen_prelude::Object;
 use napi::{Env, JsDeferred};
 use napi_derive::napi;
-use nexttoken::{Delivery, GenerateOptions, Request, Step};
+use nexttoken::{CallOptions, Delivery, Request, Step};
 
 use crate::errors::{coded, guarded, to_napi};
 use crate::model::{scored_tokens, TokenScore};
 
-/// `GenerateOptions` as JS passes them (index.ts has checked types and applied JS defaults).
+/// A call's options as JS passes them: absent means unset (the core applies the model's
+/// generation config, then transformers' defaults).
 #[napi(object)]
 pub struct NativeGenerateOptions {
     pub max_length: Option<u32>,
     pub max_new_tokens: Option<u32>,
-    /// Absent: no end-of-sequence token.
-    pub eos_token_id: Option<u32>,
+    /// Any of these ends the sequence; `[]`: none does (JS `eosTokenId: null`).
+    pub eos_token_id: Option<Vec<u32>>,
     pub pad_token_id: Option<u32>,
     pub do_sample: Option<bool>,
     pub temperature: Option<f64>,
@@ -32,26 +33,28 @@ pub struct NativeGenerateOptions {
     pub no_repeat_ngram_size: Option<u32>,
     pub stop: Option<Vec<String>>,
     pub top_alternatives: Option<u32>,
+    /// `generateBatch`: the longest prompt of the batch (transformers pads to it).
+    pub padded_length: Option<u32>,
 }
 
-impl From<NativeGenerateOptions> for GenerateOptions {
+impl From<NativeGenerateOptions> for CallOptions {
     fn from(js: NativeGenerateOptions) -> Self {
-        let d = GenerateOptions::default();
-        GenerateOptions {
+        CallOptions {
             max_length: js.max_length.map(|n| n as usize),
             max_new_tokens: js.max_new_tokens.map(|n| n as usize),
             eos_token_id: js.eos_token_id,
             pad_token_id: js.pad_token_id,
-            do_sample: js.do_sample.unwrap_or(d.do_sample),
-            temperature: js.temperature.map_or(d.temperature, |t| t as f32),
-            top_k: js.top_k.map_or(d.top_k, |k| k as usize),
-            top_p: js.top_p.map_or(d.top_p, |p| p as f32),
+            do_sample: js.do_sample,
+            temperature: js.temperature.map(|t| t as f32),
+            top_k: js.top_k.map(|k| k as usize),
+            top_p: js.top_p.map(|p| p as f32),
             min_p: js.min_p.map(|p| p as f32),
             seed: js.seed.map(|s| s as u64),
-            repetition_penalty: js.repetition_penalty.map_or(d.repetition_penalty, |p| p as f32),
-            no_repeat_ngram_size: js.no_repeat_ngram_size.map_or(0, |n| n as usize),
+            repetition_penalty: js.repetition_penalty.map(|p| p as f32),
+            no_repeat_ngram_size: js.no_repeat_ngram_size.map(|n| n as usize),
             stop: js.stop.unwrap_or_default(),
             top_alternatives: js.top_alternatives.map_or(0, |k| k as usize),
+            padded_length: js.padded_length.map(|n| n as usize),
         }
     }
 }

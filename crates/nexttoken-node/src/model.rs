@@ -10,7 +10,7 @@ use crate::errors::{disposed, guarded, to_napi};
 use crate::generation::{NativeGenerateOptions, NativeGeneration};
 use crate::tasks::{Logits, Scores, TopK};
 use crate::tokenizer::NativeTokenizer;
-use nexttoken::{Scheduler, SchedulerOptions};
+use nexttoken::{CallOptions, GenerateOptions, Scheduler, SchedulerOptions};
 
 /// `config.json`, camelCased.
 #[napi(object)]
@@ -25,6 +25,25 @@ pub struct ModelConfig {
     pub layer_norm_epsilon: f64,
     pub bos_token_id: Option<u32>,
     pub eos_token_id: Option<u32>,
+}
+
+/// What `generate` uses for each option the call leaves unset: the model directory's
+/// `generation_config.json` (else config.json's special tokens) over transformers' defaults.
+#[napi(object)]
+pub struct GenerationDefaults {
+    /// Null: 20 new tokens (transformers adds its default of 20 to the prompt length).
+    pub max_length: Option<u32>,
+    pub max_new_tokens: Option<u32>,
+    pub do_sample: bool,
+    pub temperature: f64,
+    pub top_k: u32,
+    pub top_p: f64,
+    pub min_p: Option<f64>,
+    pub repetition_penalty: f64,
+    pub no_repeat_ngram_size: u32,
+    pub eos_token_id: Vec<u32>,
+    pub pad_token_id: Option<u32>,
+    pub bos_token_id: Option<u32>,
 }
 
 /// A candidate next token.
@@ -66,6 +85,29 @@ impl NativeModel {
             layer_norm_epsilon: c.layer_norm_epsilon,
             bos_token_id: c.bos_token_id,
             eos_token_id: c.eos_token_id,
+        })
+    }
+
+    #[napi(getter)]
+    pub fn generation_config(&self) -> napi::Result<GenerationDefaults> {
+        let engine = self.engine()?;
+        let model = &engine.generation_config;
+        let d = GenerateOptions::resolve(CallOptions::default(), model);
+        // f32 options shown as the decimal they were written as (0.7, not 0.699999988079071).
+        let number = |x: f32| x.to_string().parse::<f64>().unwrap_or(x as f64);
+        Ok(GenerationDefaults {
+            max_length: d.max_length.map(|n| n as u32),
+            max_new_tokens: d.max_new_tokens.map(|n| n as u32),
+            do_sample: d.do_sample,
+            temperature: number(d.temperature),
+            top_k: d.top_k as u32,
+            top_p: number(d.top_p),
+            min_p: d.min_p.map(number),
+            repetition_penalty: number(d.repetition_penalty),
+            no_repeat_ngram_size: d.no_repeat_ngram_size as u32,
+            eos_token_id: d.eos_token_ids,
+            pad_token_id: d.pad_token_id,
+            bos_token_id: model.bos_token_id,
         })
     }
 

@@ -17,7 +17,7 @@ pub mod weights;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use generation::{GenerateOptions, Generation, Output, Step, StopReason};
+pub use generation::{CallOptions, GenerateOptions, Generation, GenerationConfig, Output, Step, StopReason};
 pub use model::{Gpt2, KvCache, Positions};
 pub use pretrained::Pretrained;
 pub use scheduler::{Delivery, Request, Scheduler, SchedulerOptions};

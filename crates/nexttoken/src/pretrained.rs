@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::device::device_from_name;
 use crate::error::{Error, Result};
+use crate::generation::GenerationConfig;
 use crate::model::{Gpt2, KvCache, Positions};
 use crate::scores::{softmax_in_place, top_k, TokenScore};
 use crate::tokenizer::Tokenizer;
@@ -15,6 +16,8 @@ use crate::weights::Weights;
 pub struct Pretrained {
     pub gpt2: Gpt2,
     pub tokenizer: Arc<Tokenizer>,
+    /// `generate`'s defaults from `generation_config.json` (or config.json's special tokens).
+    pub generation_config: GenerationConfig,
 }
 
 /// The directory `name_or_path` names. Only local directories are resolved for now; a hub id
@@ -65,7 +68,8 @@ impl Pretrained {
                 config.vocab_size
             )));
         }
-        Ok(Pretrained { gpt2, tokenizer: Arc::new(tokenizer) })
+        let generation_config = GenerationConfig::from_dir(&dir, &config)?;
+        Ok(Pretrained { gpt2, tokenizer: Arc::new(tokenizer), generation_config })
     }
 
     pub fn config(&self) -> &Config {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use nexttoken::generation::apply_processors;
-use nexttoken::{GenerateOptions, Generation, Pretrained, StopReason};
+use nexttoken::{CallOptions, GenerateOptions, Generation, Pretrained, StopReason};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -27,6 +27,14 @@ struct GenerateGolden {
     ids: Vec<u32>,
 }
 
+/// `eosTokenId` as a golden gives it: absent, one id, or a list.
+fn eos_ids(options: &Value) -> Option<Vec<u32>> {
+    match options.get("eosTokenId")? {
+        Value::Array(ids) => Some(ids.iter().map(|id| id.as_u64().unwrap() as u32).collect()),
+        id => Some(vec![id.as_u64().unwrap() as u32]),
+    }
+}
+
 fn number(options: &Value, key: &str) -> Option<usize> {
     options.get(key).and_then(Value::as_u64).map(|n| n as usize)
 }
@@ -37,17 +45,18 @@ fn greedy_generate_equals_transformers() {
     let goldens: Vec<GenerateGolden> =
         serde_json::from_str(&std::fs::read_to_string(goldens_dir().join("generate.json")).unwrap()).unwrap();
     for golden in goldens {
-        let options = GenerateOptions {
+        // Unset options are left unset: the model's generation config supplies eos (50256).
+        let options = CallOptions {
             max_length: number(&golden.options, "maxLength"),
             max_new_tokens: number(&golden.options, "maxNewTokens"),
-            eos_token_id: number(&golden.options, "eosTokenId").map(|id| id as u32).or(Some(50256)),
+            eos_token_id: eos_ids(&golden.options),
             ..Default::default()
         };
         let mut generation = Generation::new(model.clone(), golden.prompt_ids.clone(), options).unwrap();
         generation.run(|_| {}).unwrap();
         let output = generation.output().unwrap();
         assert_eq!(output.ids, golden.ids, "{}", golden.name);
-        if golden.name.contains("eos") {
+        if golden.name.starts_with("eos") {
             assert_eq!(output.stop_reason, Some(StopReason::Eos), "{}", golden.name);
         }
     }
@@ -134,5 +143,48 @@ fn processors_equal_transformers() {
             }
         }
         eprintln!("{}: {filtered} tokens filtered", case.name);
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigGolden {
+    name: String,
+    prompt_ids: Vec<u32>,
+    generation_config: Value,
+    ids: Vec<u32>,
+}
+
+/// A copy of the fixture model whose generation_config.json is the fixture's overlaid with `settings`.
+fn tiny_model_with_generation_config(settings: &Value, name: &str) -> Arc<Pretrained> {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../__test__/fixtures/tiny-gpt2");
+    let dir = std::env::temp_dir().join(format!("nexttoken-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&fixture).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("generation_config.json")).unwrap())
+            .unwrap();
+    config.as_object_mut().unwrap().extend(settings.as_object().unwrap().clone());
+    std::fs::write(dir.join("generation_config.json"), config.to_string()).unwrap();
+    let model = Arc::new(Pretrained::load(dir.to_str().unwrap(), "cpu").unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+    model
+}
+
+#[test]
+fn generation_config_defaults_equal_transformers() {
+    let goldens: Vec<ConfigGolden> =
+        serde_json::from_str(&std::fs::read_to_string(goldens_dir().join("generation-config.json")).unwrap())
+            .unwrap();
+    assert!(goldens.len() >= 2);
+    for golden in goldens {
+        let model = tiny_model_with_generation_config(&golden.generation_config, &golden.name);
+        let mut generation =
+            Generation::new(model, golden.prompt_ids.clone(), CallOptions::default()).unwrap();
+        generation.run(|_| {}).unwrap();
+        assert_eq!(generation.output().unwrap().ids, golden.ids, "{}", golden.name);
     }
 }

@@ -7,9 +7,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexttoken::{
-    Delivery, Error, GenerateOptions, Generation, Pretrained, Request, Scheduler, SchedulerOptions,
-};
+use nexttoken::{CallOptions, Delivery, Error, Generation, Pretrained, Request, Scheduler, SchedulerOptions};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -23,8 +21,8 @@ fn batch_of(model: &Arc<Pretrained>, max_batch_size: usize) -> Scheduler {
     Scheduler::new(model.clone(), SchedulerOptions { max_batch_size, ..SchedulerOptions::default() }).unwrap()
 }
 
-fn options(max_new_tokens: usize) -> GenerateOptions {
-    GenerateOptions { max_new_tokens: Some(max_new_tokens), ..GenerateOptions::default() }
+fn options(max_new_tokens: usize) -> CallOptions {
+    CallOptions { max_new_tokens: Some(max_new_tokens), ..CallOptions::default() }
 }
 
 fn submit(scheduler: &Scheduler, model: &Arc<Pretrained>, text: &str, max_new_tokens: usize) -> Request {

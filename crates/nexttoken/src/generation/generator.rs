@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::options::GenerateOptions;
+use super::options::{CallOptions, GenerateOptions};
 use super::processors::apply_processors;
 use super::sampler::{argmax, sample};
 use super::text::TextStream;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{KvCache, Positions};
 use crate::pretrained::Pretrained;
 use crate::scores::{log_sum_exp, top_k, TokenScore};
@@ -95,17 +95,30 @@ pub struct Generation {
 }
 
 impl Generation {
-    pub fn new(model: Arc<Pretrained>, prompt: Vec<u32>, options: GenerateOptions) -> Result<Self> {
+    /// A generation of `prompt` with the call's `options` over the model's generation config.
+    /// An empty prompt starts from the BOS token, as transformers' `generate()` without input.
+    pub fn new(model: Arc<Pretrained>, prompt: Vec<u32>, options: CallOptions) -> Result<Self> {
+        let options = GenerateOptions::resolve(options, &model.generation_config);
         let config = model.config();
         options.validate(config.vocab_size)?;
+        let prompt = match (prompt.is_empty(), model.generation_config.bos_token_id) {
+            (true, Some(bos)) => vec![bos],
+            (true, None) => {
+                return Err(Error::InvalidArg(
+                    "input is empty and the model has no bos_token_id to start from".into(),
+                ))
+            }
+            (false, _) => prompt,
+        };
         model.gpt2.check_input(&prompt, 0)?;
+        let budget = options.new_token_budget(prompt.len(), config.n_positions)?;
         let rng = match options.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
         let text = TextStream::new(model.tokenizer.clone(), options.stop.clone());
         Ok(Generation {
-            budget: options.new_token_budget(prompt.len()),
+            budget,
             prompt_len: prompt.len(),
             ids: prompt,
             cache: KvCache::new(),
@@ -180,7 +193,7 @@ impl Generation {
 
         self.ids.push(id);
         let mut text = self.text.push(id)?;
-        self.stop_reason = if Some(id) == self.options.eos_token_id {
+        self.stop_reason = if self.options.eos_token_ids.contains(&id) {
             Some(StopReason::Eos)
         } else if self.text.stopped() {
             Some(StopReason::Stop)

@@ -2,13 +2,15 @@
 //! processors in `transformers`' order, greedy or seeded sampling, UTF-8-safe streamed text with
 //! stop strings, and the step-by-step driver that keeps one sequence's KV cache.
 
+mod config;
 mod generator;
 mod options;
 mod processors;
 mod sampler;
 mod text;
 
+pub use config::GenerationConfig;
 pub use generator::{Generation, Output, Step, StopReason, Timings};
-pub use options::GenerateOptions;
+pub use options::{CallOptions, GenerateOptions};
 pub use processors::apply_processors;
 pub use text::TextStream;

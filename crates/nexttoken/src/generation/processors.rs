@@ -19,7 +19,7 @@ pub fn apply_processors(scores: &mut [f32], ids: &[u32], options: &GenerateOptio
         return;
     }
     if options.temperature != 1.0 {
-        scores.iter_mut().for_each(|s| *s /= options.temperature);
+        temperature(scores, options.temperature);
     }
     if options.top_k > 0 {
         top_k(scores, options.top_k);
@@ -30,6 +30,19 @@ pub fn apply_processors(scores: &mut [f32], ids: &[u32], options: &GenerateOptio
     if let Some(min_p) = options.min_p {
         self::min_p(scores, min_p);
     }
+}
+
+/// `TemperatureLogitsWarper`: scores divided by the temperature. A temperature so small that the
+/// best score overflows (1e-38 does) gives the limit the temperature tends to, all the mass on
+/// the best token, where the division would give infinities whose softmax is undefined.
+pub fn temperature(scores: &mut [f32], temperature: f32) {
+    let best = super::sampler::argmax(scores) as usize;
+    if scores[best].is_finite() && !(scores[best] / temperature).is_finite() {
+        scores.iter_mut().for_each(|s| *s = f32::NEG_INFINITY);
+        scores[best] = 0.0;
+        return;
+    }
+    scores.iter_mut().for_each(|s| *s /= temperature);
 }
 
 /// `RepetitionPenaltyLogitsProcessor`: every token already in `ids` has its score divided by the

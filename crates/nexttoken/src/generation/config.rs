@@ -1,0 +1,138 @@
+//! The model's generation defaults: `generation_config.json` as transformers reads it, falling
+//! back to `config.json`'s special tokens when the file is absent (transformers'
+//! `GenerationConfig.from_model_config`). A call's own options override these; what neither sets
+//! takes transformers' global defaults (`options.rs`).
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// One token id or several: `eos_token_id` is either in transformers' files.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl From<OneOrMany> for Vec<u32> {
+    fn from(ids: OneOrMany) -> Self {
+        match ids {
+            OneOrMany::One(id) => vec![id],
+            OneOrMany::Many(ids) => ids,
+        }
+    }
+}
+
+/// `generation_config.json` as stored; unknown keys are ignored, as transformers keeps them aside.
+#[derive(Debug, Default, Deserialize)]
+struct Raw {
+    max_length: Option<usize>,
+    max_new_tokens: Option<usize>,
+    do_sample: Option<bool>,
+    temperature: Option<f32>,
+    top_k: Option<usize>,
+    top_p: Option<f32>,
+    min_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+    no_repeat_ngram_size: Option<usize>,
+    eos_token_id: Option<OneOrMany>,
+    pad_token_id: Option<u32>,
+    bos_token_id: Option<u32>,
+}
+
+/// The model's own defaults for `generate`. None: the file does not set it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenerationConfig {
+    pub max_length: Option<usize>,
+    pub max_new_tokens: Option<usize>,
+    pub do_sample: Option<bool>,
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub min_p: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    pub no_repeat_ngram_size: Option<usize>,
+    /// Any of these ends a sequence; empty: none does.
+    pub eos_token_ids: Vec<u32>,
+    pub pad_token_id: Option<u32>,
+    /// Where generation from an empty input starts.
+    pub bos_token_id: Option<u32>,
+}
+
+impl GenerationConfig {
+    /// `dir/generation_config.json` if present, else the special tokens of `config`.
+    pub fn from_dir(dir: &Path, config: &Config) -> Result<Self> {
+        let path = dir.join("generation_config.json");
+        let raw: Raw = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|err| Error::invalid_file(&path, err))?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Raw {
+                bos_token_id: config.bos_token_id,
+                eos_token_id: config.eos_token_id.map(OneOrMany::One),
+                ..Raw::default()
+            },
+            Err(err) => return Err(Error::invalid_file(&path, err)),
+        };
+        Ok(GenerationConfig {
+            max_length: raw.max_length,
+            max_new_tokens: raw.max_new_tokens,
+            do_sample: raw.do_sample,
+            temperature: raw.temperature,
+            top_k: raw.top_k,
+            top_p: raw.top_p,
+            min_p: raw.min_p,
+            repetition_penalty: raw.repetition_penalty,
+            no_repeat_ngram_size: raw.no_repeat_ngram_size,
+            eos_token_ids: raw.eos_token_id.map(Vec::from).unwrap_or_default(),
+            pad_token_id: raw.pad_token_id,
+            bos_token_id: raw.bos_token_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, json: &str) {
+        std::fs::write(dir.join("generation_config.json"), json).unwrap();
+    }
+
+    fn config() -> Config {
+        Config::from_json(r#"{"model_type":"gpt2","n_embd":8,"n_head":2,"n_layer":1,"vocab_size":100,"n_positions":16,"bos_token_id":7,"eos_token_id":9}"#)
+            .unwrap()
+    }
+
+    #[test]
+    fn reads_the_file_with_one_or_many_eos_ids() {
+        let dir = std::env::temp_dir().join(format!("nexttoken-genconfig-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write(
+            &dir,
+            r#"{"max_new_tokens":5,"do_sample":true,"top_k":3,"eos_token_id":[1,2],"bos_token_id":4,"transformers_version":"5.24.0"}"#,
+        );
+        let read = GenerationConfig::from_dir(&dir, &config()).unwrap();
+        assert_eq!((read.max_new_tokens, read.do_sample, read.top_k), (Some(5), Some(true), Some(3)));
+        assert_eq!((read.eos_token_ids, read.bos_token_id), (vec![1, 2], Some(4)));
+        write(&dir, r#"{"eos_token_id":9}"#);
+        assert_eq!(GenerationConfig::from_dir(&dir, &config()).unwrap().eos_token_ids, vec![9]);
+        write(&dir, r#"{"eos_token_id":"nine"}"#);
+        assert_eq!(GenerationConfig::from_dir(&dir, &config()).unwrap_err().code(), "ERR_MODEL_INVALID");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_the_file_the_model_config_gives_the_special_tokens() {
+        let dir = std::env::temp_dir().join(format!("nexttoken-genconfig-none-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let read = GenerationConfig::from_dir(&dir, &config()).unwrap();
+        assert_eq!(
+            read,
+            GenerationConfig { eos_token_ids: vec![9], bos_token_id: Some(7), ..Default::default() }
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
