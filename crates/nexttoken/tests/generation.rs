@@ -1,11 +1,14 @@
-//! Generation against transformers: greedy `generate` goldens token for token, and each logits
-//! processor against transformers' own processor output on a real scores row.
+//! Generation against transformers: greedy `generate` goldens token for token (through the
+//! scheduler, as Node runs it), and each logits processor against transformers' own processor
+//! output on a real scores row.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use nexttoken::generation::apply_processors;
-use nexttoken::{CallOptions, GenerateOptions, Generation, Pretrained, StopReason};
+use nexttoken::{
+    CallOptions, GenerateOptions, Generation, Pretrained, Scheduler, SchedulerOptions, StopReason,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -42,6 +45,8 @@ fn number(options: &Value, key: &str) -> Option<usize> {
 #[test]
 fn greedy_generate_equals_transformers() {
     let model = tiny_model();
+    // The path Node runs: the scheduler, here with each generation as a batch of one.
+    let scheduler = Scheduler::new(model.clone(), SchedulerOptions::default()).unwrap();
     let goldens: Vec<GenerateGolden> =
         serde_json::from_str(&std::fs::read_to_string(goldens_dir().join("generate.json")).unwrap()).unwrap();
     for golden in goldens {
@@ -52,9 +57,8 @@ fn greedy_generate_equals_transformers() {
             eos_token_id: eos_ids(&golden.options),
             ..Default::default()
         };
-        let mut generation = Generation::new(model.clone(), golden.prompt_ids.clone(), options).unwrap();
-        generation.run(|_| {}).unwrap();
-        let output = generation.output().unwrap();
+        let generation = Generation::new(model.clone(), golden.prompt_ids.clone(), options).unwrap();
+        let output = scheduler.generate(generation).unwrap();
         assert_eq!(output.ids, golden.ids, "{}", golden.name);
         if golden.name.starts_with("eos") {
             assert_eq!(output.stop_reason, Some(StopReason::Eos), "{}", golden.name);
@@ -182,9 +186,8 @@ fn generation_config_defaults_equal_transformers() {
     assert!(goldens.len() >= 2);
     for golden in goldens {
         let model = tiny_model_with_generation_config(&golden.generation_config, &golden.name);
-        let mut generation =
-            Generation::new(model, golden.prompt_ids.clone(), CallOptions::default()).unwrap();
-        generation.run(|_| {}).unwrap();
-        assert_eq!(generation.output().unwrap().ids, golden.ids, "{}", golden.name);
+        let scheduler = Scheduler::new(model.clone(), SchedulerOptions::default()).unwrap();
+        let generation = Generation::new(model, golden.prompt_ids.clone(), CallOptions::default()).unwrap();
+        assert_eq!(scheduler.generate(generation).unwrap().ids, golden.ids, "{}", golden.name);
     }
 }

@@ -51,11 +51,11 @@ fn drain(request: &Request) -> Vec<u32> {
     }
 }
 
+/// The new ids of `text` generated on a scheduler of its own, as a batch of one.
 fn alone(model: &Arc<Pretrained>, text: &str, max_new_tokens: usize) -> Vec<u32> {
     let prompt = model.tokenizer.encode(text).unwrap();
-    let mut generation = Generation::new(model.clone(), prompt, options(max_new_tokens)).unwrap();
-    generation.run(|_| {}).unwrap();
-    generation.new_ids().to_vec()
+    let generation = Generation::new(model.clone(), prompt, options(max_new_tokens)).unwrap();
+    batch_of(model, 1).generate(generation).unwrap().new_ids
 }
 
 #[test]

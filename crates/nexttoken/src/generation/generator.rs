@@ -1,5 +1,6 @@
-//! One sequence's generation, driven one token at a time so that callers can stream, stop and
-//! abort between tokens. Each step feeds only the tokens the KV cache has not seen.
+//! One sequence's generation, driven one token at a time by the scheduler (a lone generation is
+//! a batch of one) so that callers can stream, stop and abort between tokens. Each step feeds
+//! only the tokens the KV cache has not seen.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use super::processors::apply_processors;
 use super::sampler::{argmax, sample};
 use super::text::TextStream;
 use crate::error::{Error, Result};
-use crate::model::{KvCache, Positions};
+use crate::model::KvCache;
 use crate::pretrained::Pretrained;
 use crate::scores::{log_sum_exp, top_k, TokenScore};
 
@@ -212,22 +213,6 @@ impl Generation {
         self.first_token_at.get_or_insert(now);
         self.last_token_at = Some(now);
         Ok(Step { id, text, p: logprob.exp(), logprob, alternatives })
-    }
-
-    /// Generates the next token on its own (no batching), or returns None once finished.
-    pub fn step(&mut self) -> Result<Option<Step>> {
-        let model = self.model.clone();
-        let Some((ids, cache)) = self.next_input(usize::MAX) else { return Ok(None) };
-        let logits = model.gpt2.forward(ids, cache, Positions::Last)?;
-        self.accept_logits(&logits.flatten_all()?.to_vec1::<f32>()?).map(Some)
-    }
-
-    /// Runs until finished, calling `on_step` with each token.
-    pub fn run(&mut self, mut on_step: impl FnMut(&Step)) -> Result<()> {
-        while let Some(step) = self.step()? {
-            on_step(&step);
-        }
-        Ok(())
     }
 
     pub fn tokenizer(&self) -> &crate::tokenizer::Tokenizer {

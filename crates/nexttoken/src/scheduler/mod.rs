@@ -207,6 +207,25 @@ impl Scheduler {
     }
 }
 
+impl Scheduler {
+    /// Submits `generation` and blocks until it ends: for Rust callers that may block a thread
+    /// (tools, tests). Node never calls it; it pulls with `Request::next`.
+    pub fn generate(&self, generation: Generation) -> Result<Output> {
+        let request = self.submit(generation)?;
+        loop {
+            let (sender, delivered) = std::sync::mpsc::channel();
+            request.next(usize::MAX, Box::new(move |delivery| drop(sender.send(delivery))))?;
+            let delivery = delivered.recv().map_err(|_| Error::Internal("the generation vanished".into()))?;
+            if delivery.done {
+                break;
+            }
+        }
+        request
+            .outcome()
+            .unwrap_or_else(|| Err(Error::Internal("the generation ended without an outcome".into())))
+    }
+}
+
 impl Drop for Scheduler {
     fn drop(&mut self) {
         let _ = self.messages.send(Message::Close);
