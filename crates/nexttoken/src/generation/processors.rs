@@ -122,6 +122,20 @@ mod tests {
     const NEG: f32 = f32::NEG_INFINITY;
 
     #[test]
+    fn a_vanishing_temperature_gives_the_greedy_limit() {
+        // 30 / 1e-38 overflows f32 (its largest value is 3.4e38).
+        let mut scores = [-5.0, 30.0, 25.0, NEG];
+        temperature(&mut scores, 1e-38);
+        assert_eq!(scores, [NEG, 0.0, NEG, NEG]);
+        let mut all_negative = [-50.0, -30.0, -40.0];
+        temperature(&mut all_negative, 1e-38);
+        assert_eq!(all_negative, [NEG, 0.0, NEG]);
+        let mut ordinary = [1.0, -2.0, NEG];
+        temperature(&mut ordinary, 0.5);
+        assert_eq!(ordinary, [2.0, -4.0, NEG]);
+    }
+
+    #[test]
     fn repetition_penalty_divides_positive_and_multiplies_negative() {
         let mut s = vec![2.0, -2.0, 1.0];
         repetition_penalty(&mut s, &[0, 1, 1], 2.0);
