@@ -11,41 +11,25 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 /// One token id or several: `eos_token_id` is either in transformers' files.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Deserialize)]
 #[serde(untagged)]
 enum OneOrMany {
     One(u32),
     Many(Vec<u32>),
 }
 
-impl From<OneOrMany> for Vec<u32> {
-    fn from(ids: OneOrMany) -> Self {
-        match ids {
-            OneOrMany::One(id) => vec![id],
-            OneOrMany::Many(ids) => ids,
-        }
-    }
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<u32>, D::Error> {
+    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(id)) => vec![id],
+        Some(OneOrMany::Many(ids)) => ids,
+    })
 }
 
-/// `generation_config.json` as stored; unknown keys are ignored, as transformers keeps them aside.
-#[derive(Debug, Default, Deserialize)]
-struct Raw {
-    max_length: Option<usize>,
-    max_new_tokens: Option<usize>,
-    do_sample: Option<bool>,
-    temperature: Option<f32>,
-    top_k: Option<usize>,
-    top_p: Option<f32>,
-    min_p: Option<f32>,
-    repetition_penalty: Option<f32>,
-    no_repeat_ngram_size: Option<usize>,
-    eos_token_id: Option<OneOrMany>,
-    pad_token_id: Option<u32>,
-    bos_token_id: Option<u32>,
-}
-
-/// The model's own defaults for `generate`. None: the file does not set it.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The model's own defaults for `generate`, as `generation_config.json` stores them. None: the
+/// file does not set it. Unknown keys are ignored, as transformers keeps them aside.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
 pub struct GenerationConfig {
     pub max_length: Option<usize>,
     pub max_new_tokens: Option<usize>,
@@ -57,6 +41,7 @@ pub struct GenerationConfig {
     pub repetition_penalty: Option<f32>,
     pub no_repeat_ngram_size: Option<usize>,
     /// Any of these ends a sequence; empty: none does.
+    #[serde(rename = "eos_token_id", deserialize_with = "one_or_many")]
     pub eos_token_ids: Vec<u32>,
     pub pad_token_id: Option<u32>,
     /// Where generation from an empty input starts.
@@ -67,29 +52,15 @@ impl GenerationConfig {
     /// `dir/generation_config.json` if present, else the special tokens of `config`.
     pub fn from_dir(dir: &Path, config: &Config) -> Result<Self> {
         let path = dir.join("generation_config.json");
-        let raw: Raw = match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|err| Error::invalid_file(&path, err))?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Raw {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|err| Error::invalid_file(&path, err)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(GenerationConfig {
                 bos_token_id: config.bos_token_id,
-                eos_token_id: config.eos_token_id.map(OneOrMany::One),
-                ..Raw::default()
-            },
-            Err(err) => return Err(Error::invalid_file(&path, err)),
-        };
-        Ok(GenerationConfig {
-            max_length: raw.max_length,
-            max_new_tokens: raw.max_new_tokens,
-            do_sample: raw.do_sample,
-            temperature: raw.temperature,
-            top_k: raw.top_k,
-            top_p: raw.top_p,
-            min_p: raw.min_p,
-            repetition_penalty: raw.repetition_penalty,
-            no_repeat_ngram_size: raw.no_repeat_ngram_size,
-            eos_token_ids: raw.eos_token_id.map(Vec::from).unwrap_or_default(),
-            pad_token_id: raw.pad_token_id,
-            bos_token_id: raw.bos_token_id,
-        })
+                eos_token_ids: config.eos_token_id.into_iter().collect(),
+                ..GenerationConfig::default()
+            }),
+            Err(err) => Err(Error::invalid_file(&path, err)),
+        }
     }
 }
 

@@ -114,7 +114,10 @@ impl GenerateOptions {
                 .repetition_penalty
                 .or(defaults.repetition_penalty)
                 .unwrap_or(global.repetition_penalty),
-            no_repeat_ngram_size: call.no_repeat_ngram_size.or(defaults.no_repeat_ngram_size).unwrap_or(0),
+            no_repeat_ngram_size: call
+                .no_repeat_ngram_size
+                .or(defaults.no_repeat_ngram_size)
+                .unwrap_or(global.no_repeat_ngram_size),
             stop: call.stop,
             top_alternatives: call.top_alternatives,
             padded_length: call.padded_length,

@@ -36,8 +36,9 @@ pub fn apply_processors(scores: &mut [f32], ids: &[u32], options: &GenerateOptio
 /// best score overflows (1e-38 does) gives the limit the temperature tends to, all the mass on
 /// the best token, where the division would give infinities whose softmax is undefined.
 pub fn temperature(scores: &mut [f32], temperature: f32) {
-    let best = super::sampler::argmax(scores) as usize;
-    if scores[best].is_finite() && !(scores[best] / temperature).is_finite() {
+    let max = crate::ops::max_value(scores);
+    if max.is_finite() && !(max / temperature).is_finite() {
+        let best = super::sampler::argmax(scores) as usize;
         scores.iter_mut().for_each(|s| *s = f32::NEG_INFINITY);
         scores[best] = 0.0;
         return;

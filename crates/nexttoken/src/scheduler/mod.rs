@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::error::{panic_message, Error, Result};
-use crate::generation::{Generation, Output, Step};
+use crate::generation::{Generation, Output};
 use crate::model::KvCache;
 use crate::pretrained::Pretrained;
 
@@ -105,7 +105,8 @@ struct Job {
     shared: Arc<Shared>,
     /// Since when the caller has asked for no token (while running).
     idle_since: Option<Instant>,
-    /// Given back as the end is reported, so a caller that saw the end can submit again.
+    /// Given back as the end is reported (so a caller that saw the end can submit again): None
+    /// exactly when the job has ended.
     ticket: Option<Ticket>,
 }
 
@@ -131,7 +132,7 @@ impl Drop for Ticket {
 impl Job {
     /// Delivers the final output once finished (or cancelled) and says whether the job is over.
     fn finish_if_done(&mut self) -> bool {
-        if self.shared.has_outcome() {
+        if self.has_ended() {
             return true; // failed
         }
         if self.shared.is_cancelled() {
@@ -149,6 +150,10 @@ impl Job {
         self.shared.deliver_outcome(outcome);
     }
 
+    fn has_ended(&self) -> bool {
+        self.ticket.is_none()
+    }
+
     fn is_wanted(&self) -> bool {
         self.shared.is_wanted()
     }
@@ -157,16 +162,12 @@ impl Job {
         self.generation.abort();
         self.end(Err(err));
     }
-
-    fn send_step(&mut self, step: Step) {
-        self.shared.deliver_step(step);
-    }
 }
 
 impl Drop for Job {
     /// A job dropped before its end (the scheduler shut down) still tells its caller.
     fn drop(&mut self) {
-        if !self.shared.has_outcome() {
+        if !self.has_ended() {
             self.fail(Error::Internal("the model's scheduler was shut down".into()));
         }
     }
@@ -205,9 +206,7 @@ impl Scheduler {
         let _ = self.messages.send(Message::Submit(job));
         Ok(Request { shared, scheduler: self.messages.clone() })
     }
-}
 
-impl Scheduler {
     /// Submits `generation` and blocks until it ends: for Rust callers that may block a thread
     /// (tools, tests). Node never calls it; it pulls with `Request::next`.
     pub fn generate(&self, generation: Generation) -> Result<Output> {
@@ -362,7 +361,7 @@ fn decode_turn(model: &Pretrained, running: &mut [Job]) -> Result<()> {
         }
     }
     let choose = |(job, row): (&mut Job, Vec<f32>)| match job.generation.accept_logits(&row) {
-        Ok(step) => job.send_step(step),
+        Ok(step) => job.shared.deliver_step(step),
         Err(err) => job.fail(err),
     };
     // Choosing a token reads a vocabulary-sized row per sequence: with several sequences, spread

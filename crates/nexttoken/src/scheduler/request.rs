@@ -132,10 +132,6 @@ impl Shared {
             hand_over(on_delivery, delivery);
         }
     }
-
-    pub(super) fn has_outcome(&self) -> bool {
-        self.mailbox().outcome.is_some()
-    }
 }
 
 /// The caller's side of a submitted generation. Dropping it cancels the generation.
