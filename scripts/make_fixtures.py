@@ -42,17 +42,28 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from safetensors import safe_open  # noqa: E402
 from transformers import (  # noqa: E402
+    EpsilonLogitsWarper,
+    EtaLogitsWarper,
+    ForcedEOSTokenLogitsProcessor,
     GenerationConfig,
     GPT2Config,
     GPT2LMHeadModel,
     GPT2Tokenizer,
     GPT2TokenizerFast,
+    LogitNormalization,
+    MinLengthLogitsProcessor,
+    MinNewTokensLengthLogitsProcessor,
     MinPLogitsWarper,
+    NoBadWordsLogitsProcessor,
     NoRepeatNGramLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
+    SequenceBiasLogitsProcessor,
+    SuppressTokensAtBeginLogitsProcessor,
+    SuppressTokensLogitsProcessor,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
     TopPLogitsWarper,
+    TypicalLogitsWarper,
 )
 
 torch.set_num_threads(2)
@@ -73,6 +84,8 @@ MIN_MARGIN = 1e-3  # top-1 minus top-2 logit at every golden greedy step must be
 # this fixture's flat distributions (top-1 p ~0.05), topP 0.95 cuts deep in the tail where
 # neighbouring cumulative sums are only ~1e-5 apart, so a larger gap cannot be had there.
 MIN_PROB_GAP = 2e-6
+# epsilonCutoff / etaCutoff thresholds must be at least this far (relative) from every probability.
+MIN_REL_GAP = 1e-4
 # The goldens' own f32 rounding (vs a float64 forward) must stay well inside the 1e-4 parity
 # tolerance that tests use, leaving room for the rounding of the implementation under test.
 MAX_F64_ERR = 4e-5
@@ -539,6 +552,11 @@ def camel(opts):
     return {names[k]: v for k, v in opts.items()}
 
 
+def camel_all(opts):
+    """Any generate() option name in camelCase, as the JS API spells it."""
+    return {k.split("_")[0] + "".join(w.title() for w in k.split("_")[1:]): v for k, v in opts.items()}
+
+
 def greedy(model, ids, opts, attention_mask=None):
     """HF greedy generate; returns (output ids tensor (B, L), per-step raw logits (steps, B, V))."""
     inp = torch.tensor(ids) if not torch.is_tensor(ids) else ids
@@ -731,34 +749,229 @@ def processor_goldens(model, tok, rows):
         log(f"  processor {name}: kept {kept}, changed {changed}"
             + (f", boundary gap {b:.3g}" if b is not None else ""))
 
-    # combined: the list generate() itself builds for sampling (processors first, then warpers).
-    gc = GenerationConfig(do_sample=True, temperature=0.7, top_k=50, top_p=0.9,
-                          repetition_penalty=1.3, pad_token_id=EOS, eos_token_id=EOS)
-    plist = model._get_logits_processor(generation_config=gc, input_ids_seq_length=len(ids),
-                                        encoder_input_ids=inp, device="cpu", model_kwargs={})
-    kinds = {"RepetitionPenaltyLogitsProcessor": "repetitionPenalty",
-             "TemperatureLogitsWarper": "temperature", "TopKLogitsWarper": "topK",
-             "TopPLogitsWarper": "topP"}
-    order = [kinds.get(type(p).__name__, type(p).__name__) for p in plist]
-    if order != ["repetitionPenalty", "temperature", "topK", "topP"]:
+    cases += more_processor_goldens(model, scores, ids, inp, boundary)
+    return {"vocabSize": VOCAB, "file": rows.name, "text": PROCESSOR_PROMPT, "promptIds": ids,
+            "cases": cases}
+
+
+def sparse_row(inp, out):
+    """`out` relative to `inp` in few bytes (the row file has no room for a row per case): the
+    output is `overrides` where given (null: -inf), else the input where `base` is "input" or the
+    id is in `keptIds`, else -inf."""
+    inp, out = inp.reshape(-1), out.reshape(-1)
+    same = (out == inp) | (torch.isinf(out) & torch.isinf(inp) & (torch.sign(out) == torch.sign(inp)))
+    finite = torch.isfinite(out)
+
+    def values(mask):
+        return [[i, f(out[i]) if math.isfinite(f(out[i])) else None] for i in mask.nonzero().flatten().tolist()]
+
+    changed = ~same
+    kept = same & finite
+    if int(changed.sum()) <= int(kept.sum()) + int((finite & changed).sum()):
+        return {"base": "input", "overrides": values(changed)}
+    return {"base": "-inf", "keptIds": kept.nonzero().flatten().tolist(), "overrides": values(finite & changed)}
+
+
+def more_processor_goldens(model, scores, ids, inp, boundary):
+    """The processors beyond the classic sampling ones, each alone on the same row (sparse), and
+    the whole list generate() builds when all are set, in its order."""
+    n = len(ids)
+    top = torch.topk(scores[0], 8).indices.tolist()
+    probs = torch.softmax(scores[0], -1)
+    if ids[-2:] != [319, 262]:
+        fail(f"processor prompt no longer ends with ' on the': {ids}")
+    bad_words = [[top[0]], [319, 262, top[1]], [3797, top[2]], [EOS]]  # [EOS] is dropped by HF
+    sequence_bias = [[[top[0]], -4.0], [[top[3]], 2.5], [[262, top[4]], 3.0], [[290, top[5]], 10.0]]
+    typical_gap = lambda mass: typical_boundary(scores[0], mass)  # noqa: E731
+    # Relative distance of a probability threshold from the nearest probability: the threshold and
+    # the probabilities are each a few f32 roundings off (1e-7 relative), not a sum's drift.
+    p_gap = lambda eps: f(torch.min(torch.abs(probs - eps))) / eps  # noqa: E731
+    entropy = f(-(probs * torch.log_softmax(scores[0], -1)).nansum())
+    eta = lambda cutoff: min(cutoff, math.sqrt(cutoff) * math.exp(-entropy))  # noqa: E731
+    # Cutoffs where no probability lies within a rounding error of the threshold.
+    epsilon = max([3e-4, 5e-4, 8e-4, 1e-3, 2e-3, 3e-3], key=p_gap)
+    eta_cutoff = max([3e-4, 5e-4, 8e-4, 1e-3, 2e-3], key=lambda c: p_gap(eta(c)))
+    specs = [
+        # (name, our options, the processor's context: prompt length / max length, HF processor, gap)
+        ("minLength", {"minLength": n + 5, "eosTokenId": EOS}, {}, MinLengthLogitsProcessor(n + 5, EOS), None),
+        ("minNewTokens", {"minNewTokens": 5, "eosTokenId": EOS}, {"promptLength": n - 2},
+         MinNewTokensLengthLogitsProcessor(n - 2, 5, EOS), None),
+        ("badWordsIds", {"badWordsIds": bad_words, "eosTokenId": EOS}, {},
+         NoBadWordsLogitsProcessor(bad_words, EOS), None),
+        ("sequenceBias", {"sequenceBias": sequence_bias}, {}, SequenceBiasLogitsProcessor(sequence_bias), None),
+        ("logitBias", {"logitBias": {str(top[0]): -4.0, str(top[3]): 2.5}}, {},
+         SequenceBiasLogitsProcessor([[[top[0]], -4.0], [[top[3]], 2.5]]), None),
+        ("suppressTokens", {"suppressTokens": [top[0], top[2], 50000]}, {},
+         SuppressTokensLogitsProcessor([top[0], top[2], 50000]), None),
+        ("beginSuppressTokens", {"beginSuppressTokens": [top[0], top[1]]}, {"promptLength": n},
+         SuppressTokensAtBeginLogitsProcessor([top[0], top[1]], n), None),
+        ("forcedEosTokenId", {"forcedEosTokenId": EOS}, {"maxLength": n + 1},
+         ForcedEOSTokenLogitsProcessor(n + 1, EOS), None),
+        ("typicalP-0.5", {"doSample": True, "topK": 0, "typicalP": 0.5}, {}, TypicalLogitsWarper(0.5), typical_gap(0.5)),
+        ("typicalP-0.2", {"doSample": True, "topK": 0, "typicalP": 0.2}, {}, TypicalLogitsWarper(0.2), typical_gap(0.2)),
+        (f"epsilonCutoff-{epsilon}", {"doSample": True, "topK": 0, "epsilonCutoff": epsilon}, {},
+         EpsilonLogitsWarper(epsilon), p_gap(epsilon)),
+        (f"etaCutoff-{eta_cutoff}", {"doSample": True, "topK": 0, "etaCutoff": eta_cutoff}, {},
+         EtaLogitsWarper(eta_cutoff), p_gap(eta(eta_cutoff))),
+    ]
+    cases = []
+    for name, options, context, proc, gap in specs:
+        out = proc(inp, scores.clone())
+        changed = int((out != scores).sum())
+        if changed == 0:
+            fail(f"processor {name} changed nothing")
+        case = {"name": name, "processor": name.split("-")[0], "options": options, "context": context,
+                "inputIds": ids, "inputRow": 0, **sparse_row(scores, out), "kept": int(torch.isfinite(out).sum())}
+        if gap is not None:
+            case["boundaryGap"] = gap
+            if gap < (MIN_REL_GAP if "Cutoff" in name else MIN_PROB_GAP):
+                fail(f"processor {name}: threshold within {gap} of a value")
+        cases.append(case)
+        log(f"  processor {name}: kept {case['kept']}, changed {changed}, {len(json.dumps(case))} bytes"
+            + (f", boundary gap {gap:.3g}" if gap is not None else ""))
+
+    # Everything at once, in the order generate() builds the list (processors, then warpers, then
+    # the normalisation).
+    settings = dict(do_sample=True, sequence_bias=sequence_bias, repetition_penalty=1.3, no_repeat_ngram_size=2,
+                    bad_words_ids=bad_words, min_new_tokens=3, suppress_tokens=[top[2]], begin_suppress_tokens=[top[6]],
+                    temperature=0.7, top_k=50, top_p=0.9, min_p=0.01, typical_p=0.95, epsilon_cutoff=1e-4,
+                    eta_cutoff=1e-4, renormalize_logits=True, pad_token_id=EOS, eos_token_id=EOS)
+    gc = GenerationConfig(**settings)
+    model._prepare_special_tokens(gc, True, device="cpu")  # sets the eos tensor the processors read
+    plist = model._get_logits_processor(generation_config=gc, input_ids_seq_length=n,
+                                                       encoder_input_ids=inp, device="cpu", model_kwargs={})
+    order = [type(p).__name__ for p in plist]
+    expected = ["SequenceBiasLogitsProcessor", "RepetitionPenaltyLogitsProcessor", "NoRepeatNGramLogitsProcessor",
+                "NoBadWordsLogitsProcessor", "MinNewTokensLengthLogitsProcessor", "SuppressTokensLogitsProcessor",
+                "SuppressTokensAtBeginLogitsProcessor", "TemperatureLogitsWarper", "TopKLogitsWarper",
+                "TopPLogitsWarper", "MinPLogitsWarper", "TypicalLogitsWarper", "EpsilonLogitsWarper",
+                "EtaLogitsWarper", "LogitNormalization"]
+    if order != expected:
         fail(f"unexpected generate() processor order {order}")
     s = scores.clone()
     gaps = []
     for p, kind in zip(plist, order):
-        if kind in ("topK", "topP"):
-            gaps.append(boundary(kind, 50 if kind == "topK" else 0.9, s))
+        if kind == "TopKLogitsWarper":
+            gaps.append(boundary("topK", 50, s))
+        elif kind == "TopPLogitsWarper":
+            gaps.append(boundary("topP", 0.9, s))
+        elif kind == "MinPLogitsWarper":
+            gaps.append(boundary("minP", 0.01, s))
+        elif kind == "TypicalLogitsWarper":
+            gaps.append(typical_boundary(s[0], 0.95))
         s = p(inp, s)
-    if gaps[0] < MIN_MARGIN or gaps[1] < MIN_PROB_GAP:
-        fail(f"combined: threshold too close {gaps}")
-    kept = int(torch.isfinite(s).sum())
-    cases.append({"name": "combined", "processor": "combined",
-                  "params": {"temperature": 0.7, "topK": 50, "topP": 0.9,
-                             "repetitionPenalty": 1.3},
-                  "order": order, "inputIds": ids, "inputRow": input_row,
-                  "outputRow": rows.add(s[0]), "kept": kept, "boundaryGap": min(gaps)})
-    log(f"  processor combined {order}: kept {kept}, boundary gap {min(gaps):.3g}")
-    return {"vocabSize": VOCAB, "file": rows.name, "text": PROCESSOR_PROMPT, "promptIds": ids,
-            "cases": cases}
+    if gaps[0] < MIN_MARGIN or min(gaps[1:]) < MIN_PROB_GAP:
+        fail(f"all processors: threshold too close {gaps}")
+    options = {"doSample": True, "sequenceBias": sequence_bias, "repetitionPenalty": 1.3, "noRepeatNgramSize": 2,
+               "badWordsIds": bad_words, "minNewTokens": 3, "suppressTokens": [top[2]], "beginSuppressTokens": [top[6]],
+               "temperature": 0.7, "topK": 50, "topP": 0.9, "minP": 0.01, "typicalP": 0.95, "epsilonCutoff": 1e-4,
+               "etaCutoff": 1e-4, "renormalizeLogits": True, "eosTokenId": EOS}
+    case = {"name": "all", "processor": "all", "options": options, "context": {"promptLength": n}, "order": order,
+            "inputIds": ids, "inputRow": 0, **sparse_row(scores, s), "kept": int(torch.isfinite(s).sum()),
+            "boundaryGap": min(gaps)}
+    cases.append(case)
+    log(f"  processors all: kept {case['kept']}, boundary gaps {gaps}")
+    return cases
+
+
+def typical_boundary(scores, mass):
+    """Distance of `mass` from the nearest cumulative probability TypicalLogitsWarper compares."""
+    logp = torch.log_softmax(scores, -1)
+    ent = -(logp * logp.exp()).nansum()
+    order = torch.argsort(torch.abs(-logp - ent))
+    c = torch.cumsum(torch.softmax(scores[order], -1), -1)
+    return f(torch.min(torch.abs(c - mass)))
+
+
+def scores_goldens(model, tok, margins):
+    """generate() with output_scores: each new token's log-probability under the processed
+    distribution, as compute_transition_scores(normalize_logits=True) gives it. Greedy cases are
+    exact token for token; sampled ones (torch's RNG) are replayed token by token by the tests."""
+    cases = []
+
+    def run(name, text, opts, sampled=False):
+        ids = tok(text)["input_ids"]
+        if sampled:
+            torch.manual_seed(SEED)
+        with torch.inference_mode():
+            out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                 pad_token_id=EOS, output_scores=True, return_dict_in_generate=True, **opts)
+            transition = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)[0]
+        seq = out.sequences[0].tolist()
+        mm = math.inf
+        if not sampled:
+            for s, row in enumerate(out.scores):
+                if int(torch.argmax(row[0])) != seq[len(ids) + s]:
+                    fail(f"scores/{name}: step {s} is not the argmax of the processed scores")
+                if torch.isfinite(row[0]).sum() > 1:
+                    mm = min(mm, top2_margin(row[0]))
+            margins.append((f"scores/{name}", mm))
+        case = {"name": name, "text": text, "promptIds": ids, "options": camel_all(opts), "sampled": sampled,
+                "ids": seq, "newIds": seq[len(ids):], "scores": [f(x) for x in transition]}
+        if not sampled:
+            case["minMargin"] = mm
+        cases.append(case)
+        log(f"  scores {name}: new {len(seq) - len(ids)}" + ("" if sampled else f", min margin {mm:.4f}"))
+        return seq[len(ids):]
+
+    run("greedy-repetition-penalty", STORY_PROMPT, {"max_new_tokens": 12, "repetition_penalty": 1.3})
+    # Greedy with the processors that change greedy choices; eos is a token the run without
+    # min_new_tokens emits at its second step, so that min_new_tokens has something to hold back.
+    text = "The weather today is"
+    plain = tok(text)["input_ids"]
+    with torch.inference_mode():
+        first = model.generate(input_ids=torch.tensor([plain]), max_new_tokens=8, do_sample=False,
+                               pad_token_id=EOS)[0, len(plain):].tolist()
+    opts = {"max_new_tokens": 10, "begin_suppress_tokens": [first[0]], "no_repeat_ngram_size": 2,
+            "sequence_bias": [[[first[2]], -2.0]], "bad_words_ids": [[first[3]]], "suppress_tokens": [first[4]]}
+    probe = run("greedy-processors-probe", text, opts)
+    step = next((i for i in range(1, 4) if probe[i] not in probe[:i]), None)
+    if step is None:
+        fail(f"greedy processors: no fresh token at steps 2..4 of {probe}")
+    eos = probe[step]
+    cases.pop()
+    margins.pop()
+    new = run("greedy-processors", text, {**opts, "eos_token_id": eos, "min_new_tokens": step + 3,
+                                          "forced_eos_token_id": EOS})
+    if len(new) <= step + 1:
+        fail(f"greedy processors: min_new_tokens did not hold eos back: {new}")
+    run("sampled", STORY_PROMPT, {"do_sample": True, "max_new_tokens": 12, "temperature": 0.7, "top_k": 40,
+                                  "top_p": 0.9}, sampled=True)
+    run("sampled-typical", NOTEBOOK_TEXT, {"do_sample": True, "max_new_tokens": 12, "typical_p": 0.9,
+                                          "eta_cutoff": 3e-4, "repetition_penalty": 1.2, "renormalize_logits": True},
+        sampled=True)
+    return cases
+
+
+def stop_string_goldens(model, tok, margins):
+    """transformers' stop_strings: matched against the end of the whole text, prompt included,
+    across token boundaries and with overhangs; the text that completes one stays in the output."""
+    text = "The meaning of life is"
+    ids = tok(text)["input_ids"]
+    seqs, logits = greedy(model, ids, {"max_new_tokens": 30})
+    check_steps("stop-strings/plain", seqs, logits, len(ids), margins)
+    plain = seqs[0, len(ids):].tolist()
+    pieces = [tok.decode([i]) for i in plain]
+    k = next((k for k in range(3, 20) if len(pieces[k].strip()) >= 2 and len(pieces[k + 1].strip()) >= 2
+              and pieces[k + 1][0] != " "), None)
+    if k is None:
+        fail(f"stop strings: no two neighbouring long tokens in {pieces}")
+    spanning = pieces[k][1:] + pieces[k + 1][:1]  # starts inside token k, ends inside token k + 1
+    prompt_spanning = text[-2:] + pieces[0][:2]
+    cases = []
+    for name, stops in [("spanning-tokens", [spanning]), ("from-the-prompt", [prompt_spanning]),
+                        ("first-of-several", ["zzqx", spanning])]:
+        with torch.inference_mode():
+            out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                 max_new_tokens=30, do_sample=False, pad_token_id=EOS, stop_strings=stops,
+                                 tokenizer=tok)
+        new = out[0, len(ids):].tolist()
+        if new != plain[: len(new)] or len(new) == len(plain):
+            fail(f"stop strings {name}: not a prefix of the plain run, or never stopped: {new}")
+        cases.append({"name": name, "text": text, "promptIds": ids, "stopStrings": stops, "maxNewTokens": 30,
+                      "newIds": new, "textOut": tok.decode(out[0].tolist())})
+        log(f"  stop strings {name} {stops!r}: stopped after {len(new)} tokens")
+    return cases
 
 
 def batch_goldens(model, tok, margins):
@@ -935,6 +1148,8 @@ def main():
     rows = RowFile("processors.f32")
     write_json(gold_dir / "processors.json", processor_goldens(model, tok, rows))
     rows.write(gold_dir)
+    write_json(gold_dir / "scores.json", scores_goldens(model, tok, margins))
+    write_json(gold_dir / "stop-strings.json", stop_string_goldens(model, tok, margins))
     batch = batch_goldens(model, tok, margins)
     write_json(gold_dir / "batch.json", batch)
 

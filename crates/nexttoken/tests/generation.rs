@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nexttoken::generation::apply_processors;
+use nexttoken::generation::{apply_processors, Context};
 use nexttoken::{
-    CallOptions, GenerateOptions, Generation, Pretrained, Scheduler, SchedulerOptions, StopReason,
+    CallOptions, GenerateOptions, Generation, Positions, Pretrained, Scheduler, SchedulerOptions, StopReason,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -66,15 +66,67 @@ fn greedy_generate_equals_transformers() {
     }
 }
 
+/// A golden's options (camelCase, as JS passes them) as the core takes them. Unset stays unset.
+fn call_options(options: &Value) -> CallOptions {
+    let get = |key: &str| options.get(key).filter(|v| !v.is_null());
+    let int = |key| get(key).map(|v| v.as_u64().unwrap() as usize);
+    let float = |key| get(key).map(|v| v.as_f64().unwrap() as f32);
+    let ids = |v: &Value| v.as_array().unwrap().iter().map(|id| id.as_u64().unwrap() as u32).collect::<Vec<_>>();
+    let one_or_many = |key| get(key).map(|v| if v.is_array() { ids(v) } else { vec![v.as_u64().unwrap() as u32] });
+    let sequences = |key| get(key).map(|v| v.as_array().unwrap().iter().map(ids).collect::<Vec<_>>());
+    let pairs = get("sequenceBias").map(|v| {
+        let pair = |p: &Value| (ids(&p[0]), p[1].as_f64().unwrap() as f32);
+        v.as_array().unwrap().iter().map(pair).collect::<Vec<_>>()
+    });
+    let logit_bias = get("logitBias").map_or(Vec::new(), |v| {
+        v.as_object().unwrap().iter().map(|(id, b)| (id.parse().unwrap(), b.as_f64().unwrap() as f32)).collect()
+    });
+    let strings = |key| get(key).map(|v| v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect());
+    CallOptions {
+        max_length: int("maxLength"),
+        max_new_tokens: int("maxNewTokens"),
+        eos_token_id: one_or_many("eosTokenId"),
+        do_sample: get("doSample").map(|v| v.as_bool().unwrap()),
+        temperature: float("temperature"),
+        top_k: int("topK"),
+        top_p: float("topP"),
+        min_p: float("minP"),
+        repetition_penalty: float("repetitionPenalty"),
+        no_repeat_ngram_size: int("noRepeatNgramSize"),
+        min_length: int("minLength"),
+        min_new_tokens: int("minNewTokens"),
+        bad_words_ids: sequences("badWordsIds"),
+        sequence_bias: pairs,
+        logit_bias,
+        suppress_tokens: get("suppressTokens").map(ids),
+        begin_suppress_tokens: get("beginSuppressTokens").map(ids),
+        forced_eos_token_id: one_or_many("forcedEosTokenId"),
+        typical_p: float("typicalP"),
+        epsilon_cutoff: float("epsilonCutoff"),
+        eta_cutoff: float("etaCutoff"),
+        renormalize_logits: get("renormalizeLogits").map(|v| v.as_bool().unwrap()),
+        stop_strings: strings("stopStrings"),
+        ..Default::default()
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ProcessorCase {
     name: String,
     processor: String,
-    params: Value,
+    /// The first cases: the processor's own parameter (see `classic_options`).
+    params: Option<Value>,
+    /// The later ones: generate() options and where the sequence stands.
+    options: Option<Value>,
+    context: Option<Value>,
     input_ids: Vec<u32>,
     input_row: usize,
-    output_row: usize,
+    /// The expected row: a dense row of the file, or relative to the input (`expected_row`).
+    output_row: Option<usize>,
+    base: Option<String>,
+    kept_ids: Option<Vec<usize>>,
+    overrides: Option<Vec<(usize, Option<f32>)>>,
 }
 
 #[derive(Deserialize)]
@@ -89,9 +141,9 @@ fn float(params: &Value, key: &str) -> Option<f32> {
     params.get(key).and_then(Value::as_f64).map(|x| x as f32)
 }
 
-/// The options that switch on exactly `case`'s processor(s) with its parameters.
-fn options_for(case: &ProcessorCase) -> GenerateOptions {
-    let p = &case.params;
+/// The options that switch on exactly a classic case's processor with its parameter.
+fn classic_options(case: &ProcessorCase) -> GenerateOptions {
+    let p = case.params.as_ref().unwrap();
     let sampling = GenerateOptions { do_sample: true, top_k: 0, ..Default::default() };
     match case.processor.as_str() {
         "temperature" => GenerateOptions { temperature: float(p, "temperature").unwrap(), ..sampling },
@@ -106,18 +158,29 @@ fn options_for(case: &ProcessorCase) -> GenerateOptions {
             no_repeat_ngram_size: number(p, "noRepeatNgramSize").unwrap(),
             ..Default::default()
         },
-        "combined" => GenerateOptions {
-            do_sample: true,
-            temperature: float(p, "temperature").unwrap_or(1.0),
-            top_k: number(p, "topK").unwrap_or(0),
-            top_p: float(p, "topP").unwrap_or(1.0),
-            min_p: float(p, "minP"),
-            repetition_penalty: float(p, "repetitionPenalty").unwrap_or(1.0),
-            no_repeat_ngram_size: number(p, "noRepeatNgramSize").unwrap_or(0),
-            ..Default::default()
-        },
         other => panic!("unknown processor {other}"),
     }
+}
+
+/// The row a case expects: dense in the file, or the input with `overrides` (null: -inf) where
+/// given, the input elsewhere (`base` "input") or only on `kept_ids` (`base` "-inf").
+fn expected_row(case: &ProcessorCase, input: &[f32], dense: impl Fn(usize) -> Vec<f32>) -> Vec<f32> {
+    if let Some(row) = case.output_row {
+        return dense(row);
+    }
+    let mut row = match case.base.as_deref() {
+        Some("input") => input.to_vec(),
+        Some("-inf") => {
+            let mut row = vec![f32::NEG_INFINITY; input.len()];
+            case.kept_ids.iter().flatten().for_each(|&id| row[id] = input[id]);
+            row
+        }
+        other => panic!("{}: unknown base {other:?}", case.name),
+    };
+    for &(id, value) in case.overrides.iter().flatten() {
+        row[id] = value.unwrap_or(f32::NEG_INFINITY);
+    }
+    row
 }
 
 #[test]
@@ -129,24 +192,117 @@ fn processors_equal_transformers() {
     let bytes = std::fs::read(dir.join(goldens.file.as_deref().unwrap_or("processors.f32"))).unwrap();
     let rows: Vec<f32> =
         bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    let row = |r: usize| &rows[r * v..(r + 1) * v];
-    assert!(goldens.cases.len() >= 12);
+    let row = |r: usize| rows[r * v..(r + 1) * v].to_vec();
+    assert!(goldens.cases.len() >= 25);
     for case in &goldens.cases {
-        let mut scores = row(case.input_row).to_vec();
-        apply_processors(&mut scores, &case.input_ids, &options_for(case));
-        let expected = row(case.output_row);
+        let input = row(case.input_row);
+        let (options, at) = match &case.options {
+            None => (classic_options(case), Context::prompt(&case.input_ids)),
+            Some(options) => {
+                let context = case.context.clone().unwrap_or_default();
+                let ids = &case.input_ids;
+                let prompt_width = number(&context, "promptLength").unwrap_or(ids.len());
+                let last = number(&context, "maxLength").is_some_and(|max| ids.len() + 1 == max);
+                let at = Context { ids, prompt_width, new_tokens: ids.len() - prompt_width, last };
+                (GenerateOptions::resolve(call_options(options), &Default::default()), at)
+            }
+        };
+        options.validate(v).unwrap();
+        let mut scores = input.clone();
+        apply_processors(&mut scores, &at, &options);
+        let expected = expected_row(case, &input, row);
         let mut filtered = 0;
-        for (id, (ours, theirs)) in scores.iter().zip(expected).enumerate() {
+        for (id, (ours, theirs)) in scores.iter().zip(&expected).enumerate() {
             if theirs.is_infinite() || ours.is_infinite() {
                 assert_eq!(ours, theirs, "{}: token {id} filtered differently", case.name);
                 filtered += 1;
             } else {
-                // Same f32 operations on the same inputs; allow one rounding step.
-                let tolerance = 1e-6 * theirs.abs().max(1.0);
+                // Same f32 operations on the same inputs, except sums over the vocabulary (a
+                // log-softmax) that we take in f64: allow a few roundings.
+                let tolerance = 4e-6 * theirs.abs().max(1.0);
                 assert!((ours - theirs).abs() <= tolerance, "{}: token {id}: {ours} vs {theirs}", case.name);
             }
         }
         eprintln!("{}: {filtered} tokens filtered", case.name);
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScoresGolden {
+    name: String,
+    prompt_ids: Vec<u32>,
+    options: Value,
+    sampled: bool,
+    new_ids: Vec<u32>,
+    scores: Vec<f32>,
+}
+
+/// Processed log-probabilities agree with transformers to this (logits agree to ~1e-5).
+const SCORE_TOLERANCE: f32 = 1e-4;
+
+#[test]
+fn processed_scores_equal_transformers() {
+    let model = tiny_model();
+    let scheduler = Scheduler::new(model.clone(), SchedulerOptions::default()).unwrap();
+    let goldens: Vec<ScoresGolden> =
+        serde_json::from_str(&std::fs::read_to_string(goldens_dir().join("scores.json")).unwrap()).unwrap();
+    assert!(goldens.iter().any(|g| g.sampled) && goldens.iter().any(|g| !g.sampled));
+    for golden in goldens {
+        let call = CallOptions { output_scores: true, ..call_options(&golden.options) };
+        if !golden.sampled {
+            let generation = Generation::new(model.clone(), golden.prompt_ids.clone(), call).unwrap();
+            let output = scheduler.generate(generation).unwrap();
+            assert_eq!(output.new_ids, golden.new_ids, "{}", golden.name);
+            let scores = output.scores.unwrap();
+            for (step, (ours, theirs)) in scores.iter().zip(&golden.scores).enumerate() {
+                assert!((ours - theirs).abs() <= SCORE_TOLERANCE, "{} step {step}: {ours} vs {theirs}", golden.name);
+            }
+            continue;
+        }
+        // torch's random draws cannot be reproduced: replay its tokens through our processors.
+        let options = GenerateOptions::resolve(call, &model.generation_config);
+        let budget = options.new_token_budget(golden.prompt_ids.len(), 1024).unwrap();
+        let mut ids = golden.prompt_ids.clone();
+        for (step, (&id, &theirs)) in golden.new_ids.iter().zip(&golden.scores).enumerate() {
+            let mut scores = model.logits(&ids, Positions::Last).unwrap();
+            let at = Context { ids: &ids, prompt_width: golden.prompt_ids.len(), new_tokens: step, last: step + 1 >= budget };
+            apply_processors(&mut scores, &at, &options);
+            let ours = scores[id as usize] - nexttoken::scores::log_sum_exp(&scores);
+            assert!((ours - theirs).abs() <= SCORE_TOLERANCE, "{} step {step}: {ours} vs {theirs}", golden.name);
+            ids.push(id);
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StopStringsGolden {
+    name: String,
+    prompt_ids: Vec<u32>,
+    stop_strings: Vec<String>,
+    max_new_tokens: usize,
+    new_ids: Vec<u32>,
+    text_out: String,
+}
+
+#[test]
+fn stop_strings_equal_transformers() {
+    let model = tiny_model();
+    let scheduler = Scheduler::new(model.clone(), SchedulerOptions::default()).unwrap();
+    let goldens: Vec<StopStringsGolden> =
+        serde_json::from_str(&std::fs::read_to_string(goldens_dir().join("stop-strings.json")).unwrap()).unwrap();
+    assert!(goldens.len() >= 3);
+    for golden in goldens {
+        let call = CallOptions {
+            max_new_tokens: Some(golden.max_new_tokens),
+            stop_strings: Some(golden.stop_strings.clone()),
+            ..Default::default()
+        };
+        let output = scheduler.generate(Generation::new(model.clone(), golden.prompt_ids, call).unwrap()).unwrap();
+        assert_eq!(output.new_ids, golden.new_ids, "{}", golden.name);
+        assert_eq!(output.stop_reason, Some(StopReason::Stop), "{}", golden.name);
+        assert_eq!(output.text, golden.text_out, "{}: the text keeps the stop string", golden.name);
     }
 }
 

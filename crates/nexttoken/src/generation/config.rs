@@ -26,6 +26,60 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result
     })
 }
 
+/// A list that transformers may also write as `null`.
+fn list_or_null<'de, D, T>(deserializer: D) -> std::result::Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// `sequence_bias` as a list of `[[ids], bias]` pairs, or as transformers saves its dict: keys
+/// are Python tuples written out, `"(1, 2)"` or `"(1,)"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SequenceBias {
+    Pairs(Vec<(Vec<u32>, f32)>),
+    Dict(std::collections::BTreeMap<String, f32>),
+}
+
+fn sequence_bias<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<(Vec<u32>, f32)>, D::Error> {
+    let parse_tuple = |key: &str| -> Option<Vec<u32>> {
+        let inner = key.trim().strip_prefix('(')?.strip_suffix(')')?;
+        inner.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|id| id.parse().ok()).collect()
+    };
+    Ok(match Option::<SequenceBias>::deserialize(deserializer)? {
+        None => Vec::new(),
+        Some(SequenceBias::Pairs(pairs)) => pairs,
+        Some(SequenceBias::Dict(dict)) => dict
+            .into_iter()
+            .map(|(key, bias)| {
+                let ids = parse_tuple(&key)
+                    .ok_or_else(|| serde::de::Error::custom(format!("sequence_bias key {key:?} is not a tuple of ids")))?;
+                Ok((ids, bias))
+            })
+            .collect::<std::result::Result<_, D::Error>>()?,
+    })
+}
+
+/// `stop_strings`: one string or several.
+fn strings<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(s)) => s,
+    })
+}
+
 /// The model's own defaults for `generate`, as `generation_config.json` stores them. None: the
 /// file does not set it. Unknown keys are ignored, as transformers keeps them aside.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -44,6 +98,24 @@ pub struct GenerationConfig {
     #[serde(rename = "eos_token_id", deserialize_with = "one_or_many")]
     pub eos_token_ids: Vec<u32>,
     pub pad_token_id: Option<u32>,
+    pub min_length: Option<usize>,
+    pub min_new_tokens: Option<usize>,
+    #[serde(deserialize_with = "list_or_null")]
+    pub bad_words_ids: Vec<Vec<u32>>,
+    #[serde(deserialize_with = "sequence_bias")]
+    pub sequence_bias: Vec<(Vec<u32>, f32)>,
+    #[serde(deserialize_with = "list_or_null")]
+    pub suppress_tokens: Vec<u32>,
+    #[serde(deserialize_with = "list_or_null")]
+    pub begin_suppress_tokens: Vec<u32>,
+    #[serde(rename = "forced_eos_token_id", deserialize_with = "one_or_many")]
+    pub forced_eos_token_ids: Vec<u32>,
+    pub typical_p: Option<f32>,
+    pub epsilon_cutoff: Option<f32>,
+    pub eta_cutoff: Option<f32>,
+    pub renormalize_logits: Option<bool>,
+    #[serde(deserialize_with = "strings")]
+    pub stop_strings: Vec<String>,
     /// Where generation from an empty input starts.
     pub bos_token_id: Option<u32>,
 }
@@ -88,6 +160,16 @@ mod tests {
         let read = GenerationConfig::from_dir(&dir, &config()).unwrap();
         assert_eq!((read.max_new_tokens, read.do_sample, read.top_k), (Some(5), Some(true), Some(3)));
         assert_eq!((read.eos_token_ids, read.bos_token_id), (vec![1, 2], Some(4)));
+        write(
+            &dir,
+            r#"{"eos_token_id":9,"bad_words_ids":null,"suppress_tokens":[3],"sequence_bias":{"(1, 2)":-1.5,"(4,)":2.0},"stop_strings":"END","forced_eos_token_id":9}"#,
+        );
+        let read = GenerationConfig::from_dir(&dir, &config()).unwrap();
+        assert_eq!((read.bad_words_ids.len(), read.suppress_tokens), (0, vec![3]));
+        assert_eq!(read.sequence_bias, vec![(vec![1, 2], -1.5), (vec![4], 2.0)]);
+        assert_eq!((read.stop_strings, read.forced_eos_token_ids), (vec!["END".to_string()], vec![9]));
+        write(&dir, r#"{"sequence_bias":[[[1, 2], -1.5]]}"#);
+        assert_eq!(GenerationConfig::from_dir(&dir, &config()).unwrap().sequence_bias, vec![(vec![1, 2], -1.5)]);
         write(&dir, r#"{"eos_token_id":9}"#);
         assert_eq!(GenerationConfig::from_dir(&dir, &config()).unwrap().eos_token_ids, vec![9]);
         write(&dir, r#"{"eos_token_id":"nine"}"#);

@@ -10,8 +10,9 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::options::{CallOptions, GenerateOptions};
-use super::processors::apply_processors;
+use super::processors::{apply_processors, Context};
 use super::sampler::{argmax, sample};
+use super::stop_strings::StopStrings;
 use super::text::TextStream;
 use crate::error::{Error, Result};
 use crate::model::KvCache;
@@ -24,7 +25,7 @@ pub enum StopReason {
     Eos,
     /// `max_new_tokens` / `max_length` reached.
     Length,
-    /// The completion reached a stop string.
+    /// The completion reached a `stop` string, or the text a `stop_strings` one.
     Stop,
     /// The caller aborted.
     Abort,
@@ -53,7 +54,11 @@ pub struct Step {
     /// Probability of the token under the model (softmax of the raw logits, before processors).
     pub p: f32,
     pub logprob: f32,
-    /// The most likely tokens at this step, under the same distribution as `p`.
+    /// With `output_scores`: the token's log-probability under the processed distribution (the
+    /// one it was chosen from), as transformers' `compute_transition_scores(normalize_logits=True)`.
+    pub score: Option<f32>,
+    /// The most likely tokens at this step, under the model's distribution (as `p`), or the
+    /// processed one with `processed_alternatives`.
     pub alternatives: Vec<TokenScore>,
 }
 
@@ -76,6 +81,8 @@ pub struct Output {
     pub text: String,
     pub completion: String,
     pub stop_reason: Option<StopReason>,
+    /// With `output_scores`: every step's `score`.
+    pub scores: Option<Vec<f32>>,
     pub timings: Timings,
 }
 
@@ -88,6 +95,9 @@ pub struct Generation {
     cache: KvCache,
     rng: StdRng,
     text: TextStream,
+    stop_strings: StopStrings,
+    /// With `output_scores`: each step's score.
+    scores: Vec<f32>,
     stop_reason: Option<StopReason>,
     /// When the first forward pass began, and when the first and the latest tokens came out.
     started: Option<Instant>,
@@ -118,6 +128,7 @@ impl Generation {
             None => StdRng::from_os_rng(),
         };
         let text = TextStream::new(model.tokenizer.clone(), options.stop.clone());
+        let stop_strings = StopStrings::new(options.stop_strings.clone());
         Ok(Generation {
             budget,
             prompt_len: prompt.len(),
@@ -125,6 +136,8 @@ impl Generation {
             cache: KvCache::new(),
             rng,
             text,
+            stop_strings,
+            scores: Vec::new(),
             stop_reason: None,
             started: None,
             first_token_at: None,
@@ -173,30 +186,54 @@ impl Generation {
         self.cache.len() == self.ids.len()
     }
 
+    /// Where the sequence stands, for the processors.
+    fn context(&self) -> Context<'_> {
+        let new_tokens = self.new_ids().len();
+        Context {
+            ids: &self.ids,
+            prompt_width: self.options.prompt_width(self.prompt_len),
+            new_tokens,
+            last: new_tokens + 1 >= self.budget || self.ids.len() + 1 >= self.model.config().n_positions,
+        }
+    }
+
     /// Chooses the next token from `logits`, the raw scores of the last fed position.
     pub fn accept_logits(&mut self, logits: &[f32]) -> Result<Step> {
         let lse = log_sum_exp(logits);
-        let alternatives = match self.options.top_alternatives {
-            0 => Vec::new(),
-            k => top_k(logits, k),
-        };
         // Plain greedy decoding reads the logits as they are: no copy of the vocabulary-sized row.
         let scores: Cow<[f32]> = match self.options.processes_scores() {
             true => {
                 let mut scores = logits.to_vec();
-                apply_processors(&mut scores, &self.ids, &self.options);
+                apply_processors(&mut scores, &self.context(), &self.options);
                 Cow::Owned(scores)
             }
             false => Cow::Borrowed(logits),
         };
+        let processed_lse = match &scores {
+            Cow::Borrowed(_) => lse,
+            Cow::Owned(scores) => log_sum_exp(scores),
+        };
+        if processed_lse == f32::NEG_INFINITY {
+            return Err(Error::InvalidArg(format!(
+                "the options filtered out every token at step {}: loosen the bans, biases or cutoffs",
+                self.new_ids().len() + 1
+            )));
+        }
         let id = if self.options.do_sample { sample(&scores, &mut self.rng) } else { argmax(&scores) };
         let logprob = logits[id as usize] - lse;
+        let score = self.options.output_scores.then(|| scores[id as usize] - processed_lse);
+        self.scores.extend(score);
+        let alternatives = match (self.options.top_alternatives, self.options.processed_alternatives) {
+            (0, _) => Vec::new(),
+            (k, false) => top_k(logits, k),
+            (k, true) => top_k(&scores, k).into_iter().filter(|t| t.p > 0.0).collect(),
+        };
 
         self.ids.push(id);
         let mut text = self.text.push(id)?;
         self.stop_reason = if self.options.eos_token_ids.contains(&id) {
             Some(StopReason::Eos)
-        } else if self.text.stopped() {
+        } else if self.text.stopped() || self.stop_strings.completed_by_last(&self.model.tokenizer, &self.ids)? {
             Some(StopReason::Stop)
         } else if self.new_ids().len() >= self.budget {
             Some(StopReason::Length)
@@ -212,7 +249,7 @@ impl Generation {
         let now = Instant::now();
         self.first_token_at.get_or_insert(now);
         self.last_token_at = Some(now);
-        Ok(Step { id, text, p: logprob.exp(), logprob, alternatives })
+        Ok(Step { id, text, p: logprob.exp(), logprob, score, alternatives })
     }
 
     pub fn tokenizer(&self) -> &crate::tokenizer::Tokenizer {
@@ -242,6 +279,7 @@ impl Generation {
             text,
             completion,
             stop_reason: self.stop_reason,
+            scores: self.options.output_scores.then(|| self.scores.clone()),
             timings: self.timings(),
         })
     }

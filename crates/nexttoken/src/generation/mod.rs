@@ -1,16 +1,17 @@
 //! Autoregressive generation with Hugging Face's semantics: options and their defaults, logits
 //! processors in `transformers`' order, greedy or seeded sampling, UTF-8-safe streamed text with
-//! stop strings, and the step-by-step driver that keeps one sequence's KV cache.
+//! stop strings (vLLM's `stop` and transformers' `stop_strings`), and the step-by-step driver that keeps one sequence's KV cache.
 
 mod config;
 mod generator;
 mod options;
 mod processors;
 mod sampler;
+mod stop_strings;
 mod text;
 
 pub use config::GenerationConfig;
 pub use generator::{Generation, Output, Step, StopReason, Timings};
 pub use options::{CallOptions, GenerateOptions};
-pub use processors::apply_processors;
+pub use processors::{apply_processors, Context};
 pub use text::TextStream;

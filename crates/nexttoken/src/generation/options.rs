@@ -26,8 +26,24 @@ pub struct CallOptions {
     pub seed: Option<u64>,
     pub repetition_penalty: Option<f32>,
     pub no_repeat_ngram_size: Option<usize>,
+    pub min_length: Option<usize>,
+    pub min_new_tokens: Option<usize>,
+    pub bad_words_ids: Option<Vec<Vec<u32>>>,
+    pub sequence_bias: Option<Vec<(Vec<u32>, f32)>>,
+    /// One-token biases (OpenAI's and llama.cpp's `logit_bias`), added to `sequence_bias`.
+    pub logit_bias: Vec<(u32, f32)>,
+    pub suppress_tokens: Option<Vec<u32>>,
+    pub begin_suppress_tokens: Option<Vec<u32>>,
+    pub forced_eos_token_id: Option<Vec<u32>>,
+    pub typical_p: Option<f32>,
+    pub epsilon_cutoff: Option<f32>,
+    pub eta_cutoff: Option<f32>,
+    pub renormalize_logits: Option<bool>,
     pub stop: Vec<String>,
+    pub stop_strings: Option<Vec<String>>,
     pub top_alternatives: usize,
+    pub processed_alternatives: bool,
+    pub output_scores: bool,
     /// The row's batch is left-padded to this many tokens (transformers' batched `generate`):
     /// `max_length` and the default length count from it instead of from the row's own prompt.
     pub padded_length: Option<usize>,
@@ -60,10 +76,40 @@ pub struct GenerateOptions {
     pub repetition_penalty: f32,
     /// Forbid any n-gram of this size from appearing twice; 0 is off.
     pub no_repeat_ngram_size: usize,
+    /// Ban eos while the sequence (padded prompt included) is shorter than this; 0 is off.
+    pub min_length: usize,
+    /// Ban eos until this many tokens are generated; wins over `min_length`, as in transformers.
+    pub min_new_tokens: Option<usize>,
+    /// Token sequences that must not be generated (the last token is banned after the rest).
+    pub bad_words_ids: Vec<Vec<u32>>,
+    /// `(sequence, bias)`: the bias is added to the sequence's last token after the rest; one
+    /// entry per sequence (a later one replaces an earlier one, as transformers' dict does).
+    pub sequence_bias: Vec<(Vec<u32>, f32)>,
+    /// Never generated.
+    pub suppress_tokens: Vec<u32>,
+    /// Not generated as the first new token.
+    pub begin_suppress_tokens: Vec<u32>,
+    /// The last token the length allows is one of these.
+    pub forced_eos_token_ids: Vec<u32>,
+    /// Locally typical sampling: keep the tokens nearest the entropy up to this mass; 1 is off.
+    pub typical_p: f32,
+    /// Drop tokens less likely than this when sampling; 0 is off.
+    pub epsilon_cutoff: f32,
+    /// Drop tokens less likely than min(eta, sqrt(eta) * e^-entropy) when sampling; 0 is off.
+    pub eta_cutoff: f32,
+    /// Log-softmax after every processor, so that processed scores are log-probabilities.
+    pub renormalize_logits: bool,
     /// Generation ends when the completion contains one of these; the result ends before it.
     pub stop: Vec<String>,
+    /// transformers' `stop_strings`: generation ends once the whole text (prompt included) ends
+    /// with one of these or with a token that overhangs one; the text keeps it.
+    pub stop_strings: Vec<String>,
     /// Report the k most likely tokens at every step (from the same forward pass); 0 is off.
     pub top_alternatives: usize,
+    /// Rank the alternatives under the processed distribution instead of the model's.
+    pub processed_alternatives: bool,
+    /// Give each step's log-probability under the processed distribution (`Step::score`).
+    pub output_scores: bool,
     /// See `CallOptions::padded_length`.
     pub padded_length: Option<usize>,
 }
@@ -84,8 +130,22 @@ impl Default for GenerateOptions {
             seed: None,
             repetition_penalty: 1.0,
             no_repeat_ngram_size: 0,
+            min_length: 0,
+            min_new_tokens: None,
+            bad_words_ids: Vec::new(),
+            sequence_bias: Vec::new(),
+            suppress_tokens: Vec::new(),
+            begin_suppress_tokens: Vec::new(),
+            forced_eos_token_ids: Vec::new(),
+            typical_p: 1.0,
+            epsilon_cutoff: 0.0,
+            eta_cutoff: 0.0,
+            renormalize_logits: false,
             stop: Vec::new(),
+            stop_strings: Vec::new(),
             top_alternatives: 0,
+            processed_alternatives: false,
+            output_scores: false,
             padded_length: None,
         }
     }
@@ -93,6 +153,20 @@ impl Default for GenerateOptions {
 
 fn invalid(message: String) -> Error {
     Error::InvalidArg(message)
+}
+
+/// `sequence_bias` with `logit_bias` appended as one-token sequences, one entry per sequence: a
+/// later entry replaces an earlier one, as when transformers turns the list into a dict.
+fn merge_biases(sequence_bias: Vec<(Vec<u32>, f32)>, logit_bias: Vec<(u32, f32)>) -> Vec<(Vec<u32>, f32)> {
+    let all = sequence_bias.into_iter().chain(logit_bias.into_iter().map(|(id, bias)| (vec![id], bias)));
+    let mut merged: Vec<(Vec<u32>, f32)> = Vec::new();
+    for (sequence, bias) in all {
+        match merged.iter_mut().find(|(s, _)| *s == sequence) {
+            Some(entry) => entry.1 = bias,
+            None => merged.push((sequence, bias)),
+        }
+    }
+    merged
 }
 
 impl GenerateOptions {
@@ -118,8 +192,32 @@ impl GenerateOptions {
                 .no_repeat_ngram_size
                 .or(defaults.no_repeat_ngram_size)
                 .unwrap_or(global.no_repeat_ngram_size),
+            min_length: call.min_length.or(defaults.min_length).unwrap_or(global.min_length),
+            min_new_tokens: call.min_new_tokens.or(defaults.min_new_tokens),
+            bad_words_ids: call.bad_words_ids.unwrap_or_else(|| defaults.bad_words_ids.clone()),
+            sequence_bias: merge_biases(
+                call.sequence_bias.unwrap_or_else(|| defaults.sequence_bias.clone()),
+                call.logit_bias,
+            ),
+            suppress_tokens: call.suppress_tokens.unwrap_or_else(|| defaults.suppress_tokens.clone()),
+            begin_suppress_tokens: call
+                .begin_suppress_tokens
+                .unwrap_or_else(|| defaults.begin_suppress_tokens.clone()),
+            forced_eos_token_ids: call
+                .forced_eos_token_id
+                .unwrap_or_else(|| defaults.forced_eos_token_ids.clone()),
+            typical_p: call.typical_p.or(defaults.typical_p).unwrap_or(global.typical_p),
+            epsilon_cutoff: call.epsilon_cutoff.or(defaults.epsilon_cutoff).unwrap_or(global.epsilon_cutoff),
+            eta_cutoff: call.eta_cutoff.or(defaults.eta_cutoff).unwrap_or(global.eta_cutoff),
+            renormalize_logits: call
+                .renormalize_logits
+                .or(defaults.renormalize_logits)
+                .unwrap_or(global.renormalize_logits),
             stop: call.stop,
+            stop_strings: call.stop_strings.unwrap_or_else(|| defaults.stop_strings.clone()),
             top_alternatives: call.top_alternatives,
+            processed_alternatives: call.processed_alternatives,
+            output_scores: call.output_scores,
             padded_length: call.padded_length,
         }
     }
@@ -139,14 +237,45 @@ impl GenerateOptions {
         if self.max_new_tokens == Some(0) {
             return Err(invalid("maxNewTokens must be at least 1".into()));
         }
-        let ids = self.eos_token_ids.iter().map(|&id| ("eosTokenId", id));
-        for (name, id) in ids.chain(self.pad_token_id.map(|id| ("padTokenId", id))) {
-            if id as usize >= vocab_size {
-                return Err(invalid(format!("{name} {id} is outside the vocabulary of {vocab_size} tokens")));
-            }
-        }
+        self.validate_token_ids(vocab_size)?;
         if self.stop.iter().any(|s| s.is_empty()) {
             return Err(invalid("stop strings must not be empty".into()));
+        }
+        if self.stop_strings.iter().any(|s| s.is_empty()) {
+            return Err(invalid("stopStrings must not be empty strings".into()));
+        }
+        if let Some((_, bias)) = self.sequence_bias.iter().find(|(_, b)| b.is_nan() || *b == f32::INFINITY) {
+            return Err(invalid(format!("a bias must be a finite number or -Infinity (a ban); got {bias}")));
+        }
+        if self.bad_words_ids.iter().chain(self.sequence_bias.iter().map(|(s, _)| s)).any(Vec::is_empty) {
+            return Err(invalid("badWordsIds and sequenceBias take non-empty token sequences".into()));
+        }
+        let forced = &self.forced_eos_token_ids;
+        if !forced.is_empty() && forced.iter().all(|id| self.suppress_tokens.contains(id)) {
+            return Err(invalid(
+                "every forcedEosTokenId is also in suppressTokens: the last step would have no token left \
+                 (to prevent an early eos, use minNewTokens)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every token id an option names must be in the vocabulary.
+    fn validate_token_ids(&self, vocab_size: usize) -> Result<()> {
+        let lists: [(&str, &[u32]); 5] = [
+            ("eosTokenId", &self.eos_token_ids),
+            ("suppressTokens", &self.suppress_tokens),
+            ("beginSuppressTokens", &self.begin_suppress_tokens),
+            ("forcedEosTokenId", &self.forced_eos_token_ids),
+            ("padTokenId", self.pad_token_id.as_slice()),
+        ];
+        let sequences = self.bad_words_ids.iter().map(|ids| ("badWordsIds", ids.as_slice()));
+        let biased = self.sequence_bias.iter().map(|(ids, _)| ("sequenceBias", ids.as_slice()));
+        for (name, ids) in lists.into_iter().chain(sequences).chain(biased) {
+            if let Some(id) = ids.iter().find(|&&id| id as usize >= vocab_size) {
+                return Err(invalid(format!("{name}: token {id} is outside the vocabulary of {vocab_size} tokens")));
+            }
         }
         Ok(())
     }
@@ -166,12 +295,35 @@ impl GenerateOptions {
                 return Err(invalid(format!("minP must be in [0, 1]; got {min_p}")));
             }
         }
+        if !(self.typical_p > 0.0 && self.typical_p <= 1.0) {
+            return Err(invalid(format!("typicalP must be in (0, 1]; got {}", self.typical_p)));
+        }
+        for (name, cutoff) in [("epsilonCutoff", self.epsilon_cutoff), ("etaCutoff", self.eta_cutoff)] {
+            if !(0.0..1.0).contains(&cutoff) {
+                return Err(invalid(format!("{name} must be in [0, 1); got {cutoff}")));
+            }
+        }
         Ok(())
     }
 
     /// Whether any processor can change the logits (else greedy reads them as they are).
     pub fn processes_scores(&self) -> bool {
-        self.do_sample || self.repetition_penalty != 1.0 || self.no_repeat_ngram_size > 0
+        self.do_sample
+            || self.repetition_penalty != 1.0
+            || self.no_repeat_ngram_size > 0
+            || !self.sequence_bias.is_empty()
+            || !self.bad_words_ids.is_empty()
+            || self.min_length > 0
+            || self.min_new_tokens.is_some_and(|n| n > 0)
+            || !self.forced_eos_token_ids.is_empty()
+            || !self.suppress_tokens.is_empty()
+            || !self.begin_suppress_tokens.is_empty()
+            || self.renormalize_logits
+    }
+
+    /// The prompt's length as transformers counts it: the batch's padded width, if any.
+    pub fn prompt_width(&self, prompt_len: usize) -> usize {
+        self.padded_length.unwrap_or(prompt_len).max(prompt_len)
     }
 
     /// How many tokens may follow a prompt of `prompt_len` tokens, as transformers'
@@ -182,7 +334,7 @@ impl GenerateOptions {
         if let Some(n) = self.max_new_tokens {
             return Ok(n);
         }
-        let width = self.padded_length.unwrap_or(prompt_len).max(prompt_len);
+        let width = self.prompt_width(prompt_len);
         let max_length = match self.max_length {
             Some(max_length) => max_length,
             None => (width + DEFAULT_MAX_NEW_TOKENS).min(n_positions),
