@@ -139,7 +139,37 @@ test('generationConfig shows the defaults a call gets', async (t) => {
     eosTokenId: [50256],
     padTokenId: null,
     bosTokenId: 50256,
+    minLength: 0,
+    minNewTokens: null,
+    badWordsIds: [],
+    sequenceBias: [],
+    suppressTokens: [],
+    beginSuppressTokens: [],
+    forcedEosTokenId: [],
+    typicalP: 1,
+    epsilonCutoff: 0,
+    etaCutoff: 0,
+    renormalizeLogits: false,
+    stopStrings: [],
   })
+})
+
+test("generation_config.json's processors and stop strings are defaults too", async (t) => {
+  const plain = await (await model).generate('Hello, world', { maxNewTokens: 4 })
+  const first = plain.newIds[0]
+  const dir = copyOfTinyModel()
+  // sequence_bias as transformers saves its dict: Python tuples written out as keys.
+  const settings = { suppress_tokens: [first], sequence_bias: { '(262, 3797)': -1.5 }, stop_strings: 'END', min_new_tokens: 2 }
+  writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: 50256, ...settings }))
+  const m = await Gpt2.fromPretrained(dir)
+  const defaults = m.generationConfig
+  t.deepEqual(defaults.suppressTokens, [first])
+  t.deepEqual(defaults.sequenceBias, [[[262, 3797], -1.5]])
+  t.deepEqual(defaults.stopStrings, ['END'])
+  t.is(defaults.minNewTokens, 2)
+  t.false((await m.generate('Hello, world', { maxNewTokens: 4 })).newIds.includes(first))
+  t.deepEqual((await m.generate('Hello, world', { maxNewTokens: 4, suppressTokens: [] })).newIds, plain.newIds, 'the call wins')
+  await m.dispose()
 })
 
 test("generateBatch's maxLength counts from the longest prompt, as transformers' padded batch", async (t) => {

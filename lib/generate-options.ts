@@ -16,7 +16,16 @@ export interface GenerateStep {
   /** Probability of the token under the model (softmax of the raw logits, before processors). */
   p: number
   logprob: number
-  /** With `topAlternatives: k`: the k most likely tokens at this step, from the same forward pass. */
+  /**
+   * With `outputScores`: the token's log-probability under the processed distribution, the one it
+   * was chosen from (after penalties, biases, temperature, top-k...), as transformers'
+   * `compute_transition_scores(..., normalize_logits=True)` gives it.
+   */
+  score?: number
+  /**
+   * With `topAlternatives`: the k most likely tokens at this step, from the same forward pass,
+   * under the model's distribution (as `p`), or the processed one with `processed: true`.
+   */
   alternatives?: { id: number; token: string; p: number; logprob: number }[]
 }
 
@@ -36,6 +45,11 @@ export interface GenerateResult {
    * signal), `'context'` (the sequence filled `nPositions`).
    */
   stopReason: StopReason
+  /**
+   * With `outputScores`: each new token's `score`, in order, as transformers'
+   * `compute_transition_scores(out.sequences, out.scores, normalize_logits=True)`.
+   */
+  scores?: number[]
   timings: {
     promptTokens: number
     /** The prompt's forward pass, which also yields the first new token. */
@@ -88,10 +102,54 @@ export interface GenerateOptions {
   repetitionPenalty?: number
   /** No n-gram of this size may appear twice; 0 turns it off. @default 0 */
   noRepeatNgramSize?: number
-  /** Generation ends when the completion contains one of these; the result ends before it. */
+  /** eos cannot end the sequence while it is shorter than this, prompt included (in `generateBatch`, the padded prompt). @default 0 */
+  minLength?: number
+  /** eos cannot end the sequence before this many new tokens; wins over `minLength`. */
+  minNewTokens?: number
+  /**
+   * Token sequences never to generate: the last token of each is banned right after the rest
+   * (a one-token sequence always). A lone eos id is ignored, as in transformers.
+   */
+  badWordsIds?: number[][]
+  /** `[[ids], bias]` pairs: the bias is added to the last token's logit right after the rest (a one-token sequence always). */
+  sequenceBias?: Array<[number[], number]>
+  /**
+   * `{ [id]: bias }` added to those tokens' logits (OpenAI's and llama.cpp's `logit_bias`): the
+   * one-token case of `sequenceBias` (a token in both takes this value). `-Infinity` bans a token.
+   */
+  logitBias?: Record<number, number>
+  /** Tokens never generated. */
+  suppressTokens?: number[]
+  /** Tokens not generated as the first new token. */
+  beginSuppressTokens?: number[]
+  /** The last token the length allows is this one (or one of these). */
+  forcedEosTokenId?: number | number[]
+  /** Locally typical sampling: keep the tokens whose surprisal is nearest the entropy, up to this mass, in (0, 1]. Sampling only. @default 1 */
+  typicalP?: number
+  /** Drop tokens less likely than this, in [0, 1) (3e-4 to 9e-4 in the paper). Sampling only. @default 0 */
+  epsilonCutoff?: number
+  /** Drop tokens less likely than min(etaCutoff, sqrt(etaCutoff) * e^-entropy), in [0, 1). Sampling only. @default 0 */
+  etaCutoff?: number
+  /** Log-softmax after every processor, so that processed scores are log-probabilities. @default false */
+  renormalizeLogits?: boolean
+  /**
+   * Generation ends when the completion contains one of these; the result ends before it
+   * (vLLM's and llama.cpp's `stop`). See `stopStrings` for transformers' meaning.
+   */
   stop?: string | string[]
-  /** Report the k most likely tokens at every step (`GenerateStep.alternatives`). @default 0 */
-  topAlternatives?: number
+  /**
+   * transformers' `stop_strings`: generation ends as soon as the whole text, prompt included,
+   * contains one of these ending in the newest token (across token boundaries, even when the
+   * token runs past the string's end). The result keeps it. `stopReason` is `'stop'`.
+   */
+  stopStrings?: string | string[]
+  /**
+   * Report the k most likely tokens at every step (`GenerateStep.alternatives`), under the
+   * model's distribution, or with `{ k, processed: true }` under the processed one. @default 0
+   */
+  topAlternatives?: number | { k: number; processed?: boolean }
+  /** Give each step's `score` and the result's `scores` (transformers' `output_scores`). @default false */
+  outputScores?: boolean
   /** Aborting stops generation within one token; the call rejects with an `AbortError` holding the partial result. */
   signal?: AbortSignal
   /** Called with every token as it is generated. */
@@ -101,7 +159,9 @@ export interface GenerateOptions {
 /** Every option name, for telling a misspelt or snake_case name from a known one. */
 const KNOWN = [
   'maxLength', 'maxNewTokens', 'eosTokenId', 'padTokenId', 'doSample', 'temperature', 'topK', 'topP', 'minP',
-  'seed', 'repetitionPenalty', 'noRepeatNgramSize', 'stop', 'topAlternatives', 'signal', 'onToken',
+  'seed', 'repetitionPenalty', 'noRepeatNgramSize', 'minLength', 'minNewTokens', 'badWordsIds', 'sequenceBias',
+  'logitBias', 'suppressTokens', 'beginSuppressTokens', 'forcedEosTokenId', 'typicalP', 'epsilonCutoff', 'etaCutoff',
+  'renormalizeLogits', 'stop', 'stopStrings', 'topAlternatives', 'outputScores', 'signal', 'onToken',
 ] as const
 
 /** An unknown option fails rather than being ignored (`max_new_tokens` would silently do nothing). */
@@ -130,31 +190,78 @@ function optionalNumber(options: GenerateOptions, name: keyof GenerateOptions): 
   return value
 }
 
-/** `eosTokenId` as the core takes it: a list, empty for `null` (nothing ends the sequence). */
-function eosList(eos: GenerateOptions['eosTokenId']): number[] | undefined {
-  if (eos === undefined) return undefined
-  const ids = eos === null ? [] : Array.isArray(eos) ? eos : [eos]
-  if (!ids.every((id) => typeof id === 'number' && Number.isInteger(id) && id >= 0)) {
-    throw invalidArg(`eosTokenId must be a token id, a list of them, or null; got ${String(eos)}`)
-  }
-  return ids
+function optionalBoolean(options: GenerateOptions, name: keyof GenerateOptions): boolean | undefined {
+  const value = options[name]
+  if (value !== undefined && typeof value !== 'boolean') throw invalidArg(`${name} must be a boolean; got ${String(value)}`)
+  return value
+}
+
+const isTokenId = (id: unknown): id is number => typeof id === 'number' && Number.isInteger(id) && id >= 0 && id <= 0xffffffff
+
+/** A list of token ids, checked. */
+function tokenIds(name: string, value: unknown): number[] {
+  if (!Array.isArray(value) || !value.every(isTokenId)) throw invalidArg(`${name} must be a list of token ids; got ${String(value)}`)
+  return value
+}
+
+/** An id or a list of them, as a list; `null` (where allowed) as `[]`. */
+function oneOrMany(name: string, value: number | number[] | null | undefined): number[] | undefined {
+  if (value === undefined) return undefined
+  if (value === null) return []
+  return Array.isArray(value) ? tokenIds(name, value) : tokenIds(name, [value])
+}
+
+function strings(name: string, value: string | string[] | undefined): string[] | undefined {
+  if (value === undefined) return undefined
+  const list = Array.isArray(value) ? value : [value]
+  if (!list.every((s) => typeof s === 'string')) throw invalidArg(`${name} must be a string or an array of strings`)
+  return list
+}
+
+function sequenceBias(value: GenerateOptions['sequenceBias']): Array<[number[], number]> | undefined {
+  if (value === undefined) return undefined
+  const pair = (p: unknown) => Array.isArray(p) && p.length === 2 && Array.isArray(p[0]) && p[0].every(isTokenId) && typeof p[1] === 'number'
+  if (!Array.isArray(value) || !value.every(pair)) throw invalidArg('sequenceBias must be a list of [[token ids], bias] pairs')
+  return value
+}
+
+/** `{ [id]: bias }` as `[id, bias]` entries. */
+function logitBias(value: GenerateOptions['logitBias']): Array<[number, number]> | undefined {
+  if (value === undefined) return undefined
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalidArg('logitBias must be an object of { [tokenId]: bias }')
+  return Object.entries(value).map(([key, bias]) => {
+    const id = Number(key)
+    if (!isTokenId(id) || String(id) !== key) throw invalidArg(`logitBias: '${key}' is not a token id`)
+    if (typeof bias !== 'number') throw invalidArg(`logitBias: the bias of ${key} must be a number`)
+    return [id, bias]
+  })
+}
+
+/** `topAlternatives` as k and whether they rank the processed distribution. */
+function alternatives(value: GenerateOptions['topAlternatives']): { k?: number; processed?: boolean } {
+  if (value === undefined || typeof value === 'number') return { k: optionalInteger({ topAlternatives: value }, 'topAlternatives') }
+  if (value === null || typeof value !== 'object') throw invalidArg('topAlternatives must be a number or { k, processed }')
+  const k = optionalInteger({ topAlternatives: value.k }, 'topAlternatives')
+  if (k === undefined) throw invalidArg('topAlternatives needs k')
+  if (value.processed !== undefined && typeof value.processed !== 'boolean') throw invalidArg('topAlternatives.processed must be a boolean')
+  return { k, processed: value.processed }
 }
 
 /** Checks JS types and names; what is left out stays out, for the core to default. */
 export function toNativeOptions(options: GenerateOptions, paddedLength?: number): native.NativeGenerateOptions {
   if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
   checkNames(options)
-  const stop = options.stop === undefined ? [] : Array.isArray(options.stop) ? options.stop : [options.stop]
-  if (!stop.every((s) => typeof s === 'string')) throw invalidArg('stop must be a string or an array of strings')
-  if (options.doSample !== undefined && typeof options.doSample !== 'boolean') throw invalidArg('doSample must be a boolean')
   if (options.onToken !== undefined && typeof options.onToken !== 'function') throw invalidArg('onToken must be a function')
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArg('signal must be an AbortSignal')
+  const { k: topAlternatives, processed: processedAlternatives } = alternatives(options.topAlternatives)
+  const badWordsIds = options.badWordsIds
+  if (badWordsIds !== undefined && !Array.isArray(badWordsIds)) throw invalidArg('badWordsIds must be a list of lists of token ids')
   return {
     maxLength: optionalInteger(options, 'maxLength'),
     maxNewTokens: optionalInteger(options, 'maxNewTokens'),
-    eosTokenId: eosList(options.eosTokenId),
+    eosTokenId: oneOrMany('eosTokenId', options.eosTokenId),
     padTokenId: optionalInteger(options, 'padTokenId'),
-    doSample: options.doSample,
+    doSample: optionalBoolean(options, 'doSample'),
     temperature: optionalNumber(options, 'temperature'),
     topK: optionalInteger(options, 'topK'),
     topP: optionalNumber(options, 'topP'),
@@ -162,14 +269,31 @@ export function toNativeOptions(options: GenerateOptions, paddedLength?: number)
     seed: optionalInteger(options, 'seed', Number.MAX_SAFE_INTEGER),
     repetitionPenalty: optionalNumber(options, 'repetitionPenalty'),
     noRepeatNgramSize: optionalInteger(options, 'noRepeatNgramSize'),
-    stop,
-    topAlternatives: optionalInteger(options, 'topAlternatives'),
+    minLength: optionalInteger(options, 'minLength'),
+    minNewTokens: optionalInteger(options, 'minNewTokens'),
+    badWordsIds: badWordsIds?.map((ids) => tokenIds('badWordsIds', ids)),
+    sequenceBias: sequenceBias(options.sequenceBias),
+    logitBias: logitBias(options.logitBias),
+    suppressTokens: options.suppressTokens === undefined ? undefined : tokenIds('suppressTokens', options.suppressTokens),
+    beginSuppressTokens:
+      options.beginSuppressTokens === undefined ? undefined : tokenIds('beginSuppressTokens', options.beginSuppressTokens),
+    forcedEosTokenId: oneOrMany('forcedEosTokenId', options.forcedEosTokenId),
+    typicalP: optionalNumber(options, 'typicalP'),
+    epsilonCutoff: optionalNumber(options, 'epsilonCutoff'),
+    etaCutoff: optionalNumber(options, 'etaCutoff'),
+    renormalizeLogits: optionalBoolean(options, 'renormalizeLogits'),
+    stop: strings('stop', options.stop),
+    stopStrings: strings('stopStrings', options.stopStrings),
+    topAlternatives,
+    processedAlternatives,
+    outputScores: optionalBoolean(options, 'outputScores'),
     paddedLength,
   }
 }
 
 export function toStep(step: native.GenerateStep): GenerateStep {
   const out: GenerateStep = { id: step.id, text: step.text, p: step.p, logprob: step.logprob }
+  if (step.score !== undefined && step.score !== null) out.score = step.score
   if (step.alternatives) out.alternatives = step.alternatives
   return out
 }
@@ -181,6 +305,7 @@ export function toResult(output: native.GenerateOutput): GenerateResult {
     ids: output.ids,
     newIds: output.newIds,
     stopReason: output.stopReason ?? 'abort',
+    ...(output.scores ? { scores: output.scores } : {}),
     timings: output.timings,
   }
 }

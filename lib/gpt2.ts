@@ -42,6 +42,18 @@ export interface GenerationConfig {
   padTokenId: number | null
   /** Where generation from an empty input starts. */
   bosTokenId: number | null
+  minLength: number
+  minNewTokens: number | null
+  badWordsIds: number[][]
+  sequenceBias: Array<[number[], number]>
+  suppressTokens: number[]
+  beginSuppressTokens: number[]
+  forcedEosTokenId: number[]
+  typicalP: number
+  epsilonCutoff: number
+  etaCutoff: number
+  renormalizeLogits: boolean
+  stopStrings: string[]
 }
 
 export interface LogitsOptions {
@@ -83,6 +95,7 @@ export class Gpt2 {
       minP: defaults.minP ?? null,
       padTokenId: defaults.padTokenId ?? null,
       bosTokenId: defaults.bosTokenId ?? null,
+      minNewTokens: defaults.minNewTokens ?? null,
     }
     this.config = {
       ...config,

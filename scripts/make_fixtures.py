@@ -1089,9 +1089,27 @@ Binary files are little-endian float32, one row of 50257 values per entry; `row`
   topK, a probability gap for topP (HF removes tokens whose ascending cumulative probability is
   <= 1 - topP) and minP; the script wants >= {MIN_MARGIN} and >= {MIN_PROB_GAP}). torch's cumsum
   is as exact as float64; the `topP-0.95` gap is small (this model's distributions are flat, so
-  0.95 cuts deep in the tail): accumulate the cumulative sum in f64. `combined` is the
-  list `generate()` builds for doSample with temperature 0.7, topK 50, topP 0.9,
-  repetitionPenalty 1.3, applied in `order`.
+  0.95 cuts deep in the tail): accumulate the cumulative sum in f64. The later cases give
+  generate() `options` (camelCase) and a `context` (`promptLength`: the prompt width the
+  processor counts from; `maxLength`: the length whose last step forces eos) for
+  MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor, NoBadWordsLogitsProcessor,
+  SequenceBiasLogitsProcessor (also as `logitBias`), SuppressTokensLogitsProcessor,
+  SuppressTokensAtBeginLogitsProcessor, ForcedEOSTokenLogitsProcessor, TypicalLogitsWarper,
+  EpsilonLogitsWarper and EtaLogitsWarper, with the output stored sparsely (the row file has no
+  room for more rows): `overrides` `[id, value]` (null: -inf) over the input (`base` "input") or
+  over -inf with the input kept on `keptIds` (`base` "-inf"). Cutoff thresholds are at least
+  {MIN_REL_GAP} (relative) from every probability. `all` sets every processor at once and
+  checks `order` against the list generate() builds.
+- `scores.json`: `[{{ name, text, promptIds, options, sampled, ids, newIds, scores }}]`,
+  generate() with `output_scores=True`; `scores` = compute_transition_scores(...,
+  normalize_logits=True), each new token's log-probability under the processed distribution.
+  Greedy cases (repetition penalty; begin-suppress, no-repeat, sequence bias, bad words,
+  suppress, min_new_tokens with an eos the plain run emits early, forced eos) are exact token
+  for token; sampled ones (`torch.manual_seed({SEED})`) are for replaying torch's tokens.
+- `stop-strings.json`: `[{{ name, text, promptIds, stopStrings, maxNewTokens, newIds, textOut }}]`,
+  greedy generate() with `stop_strings` (and the tokenizer): a string spanning two tokens with
+  overhangs at both ends, one starting in the prompt, and a list whose first string never
+  occurs.
 - `batch.json`: batched greedy generate of 4 prompts with left padding (pad = eos = 50256,
   attention mask passed), `maxNewTokens` {BATCH_NEW_TOKENS}: per prompt `promptIds`, `newIds`,
   `paddedIds` (the row as HF returned it), `equalsSingle` (newIds equal the unbatched run:

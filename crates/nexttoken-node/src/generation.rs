@@ -31,8 +31,26 @@ pub struct NativeGenerateOptions {
     pub seed: Option<f64>,
     pub repetition_penalty: Option<f64>,
     pub no_repeat_ngram_size: Option<u32>,
+    pub min_length: Option<u32>,
+    pub min_new_tokens: Option<u32>,
+    pub bad_words_ids: Option<Vec<Vec<u32>>>,
+    #[napi(ts_type = "Array<[number[], number]>")]
+    pub sequence_bias: Option<Vec<(Vec<u32>, f64)>>,
+    /// JS `{ [id]: bias }` as `[id, bias]` entries.
+    #[napi(ts_type = "Array<[number, number]>")]
+    pub logit_bias: Option<Vec<(u32, f64)>>,
+    pub suppress_tokens: Option<Vec<u32>>,
+    pub begin_suppress_tokens: Option<Vec<u32>>,
+    pub forced_eos_token_id: Option<Vec<u32>>,
+    pub typical_p: Option<f64>,
+    pub epsilon_cutoff: Option<f64>,
+    pub eta_cutoff: Option<f64>,
+    pub renormalize_logits: Option<bool>,
     pub stop: Option<Vec<String>>,
+    pub stop_strings: Option<Vec<String>>,
     pub top_alternatives: Option<u32>,
+    pub processed_alternatives: Option<bool>,
+    pub output_scores: Option<bool>,
     /// `generateBatch`: the longest prompt of the batch (transformers pads to it).
     pub padded_length: Option<u32>,
 }
@@ -52,8 +70,23 @@ impl From<NativeGenerateOptions> for CallOptions {
             seed: js.seed.map(|s| s as u64),
             repetition_penalty: js.repetition_penalty.map(|p| p as f32),
             no_repeat_ngram_size: js.no_repeat_ngram_size.map(|n| n as usize),
+            min_length: js.min_length.map(|n| n as usize),
+            min_new_tokens: js.min_new_tokens.map(|n| n as usize),
+            bad_words_ids: js.bad_words_ids,
+            sequence_bias: js.sequence_bias.map(|biases| biases.into_iter().map(|(ids, b)| (ids, b as f32)).collect()),
+            logit_bias: js.logit_bias.into_iter().flatten().map(|(id, bias)| (id, bias as f32)).collect(),
+            suppress_tokens: js.suppress_tokens,
+            begin_suppress_tokens: js.begin_suppress_tokens,
+            forced_eos_token_id: js.forced_eos_token_id,
+            typical_p: js.typical_p.map(|p| p as f32),
+            epsilon_cutoff: js.epsilon_cutoff.map(|e| e as f32),
+            eta_cutoff: js.eta_cutoff.map(|e| e as f32),
+            renormalize_logits: js.renormalize_logits,
             stop: js.stop.unwrap_or_default(),
+            stop_strings: js.stop_strings,
             top_alternatives: js.top_alternatives.map_or(0, |k| k as usize),
+            processed_alternatives: js.processed_alternatives.unwrap_or(false),
+            output_scores: js.output_scores.unwrap_or(false),
             padded_length: js.padded_length.map(|n| n as usize),
         }
     }
@@ -65,6 +98,7 @@ pub struct GenerateStep {
     pub text: String,
     pub p: f64,
     pub logprob: f64,
+    pub score: Option<f64>,
     pub alternatives: Option<Vec<TokenScore>>,
 }
 
@@ -91,6 +125,7 @@ pub struct GenerateOutput {
     pub completion: String,
     #[napi(ts_type = "'eos' | 'length' | 'stop' | 'abort' | 'context' | null")]
     pub stop_reason: Option<String>,
+    pub scores: Option<Vec<f64>>,
     pub timings: GenerateTimings,
 }
 
@@ -154,6 +189,7 @@ impl NativeGeneration {
             text: output.text,
             completion: output.completion,
             stop_reason: output.stop_reason.map(|r| r.as_str().to_string()),
+            scores: output.scores.map(|scores| scores.into_iter().map(f64::from).collect()),
             timings: GenerateTimings {
                 prompt_tokens: output.timings.prompt_tokens as u32,
                 prompt_ms: ms(output.timings.prompt),
@@ -209,6 +245,7 @@ fn to_js_step(tokenizer: &nexttoken::Tokenizer, step: Step) -> nexttoken::Result
         text: step.text,
         p: step.p as f64,
         logprob: step.logprob as f64,
+        score: step.score.map(f64::from),
         alternatives,
     })
 }

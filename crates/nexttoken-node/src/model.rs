@@ -44,6 +44,19 @@ pub struct GenerationDefaults {
     pub eos_token_id: Vec<u32>,
     pub pad_token_id: Option<u32>,
     pub bos_token_id: Option<u32>,
+    pub min_length: u32,
+    pub min_new_tokens: Option<u32>,
+    pub bad_words_ids: Vec<Vec<u32>>,
+    #[napi(ts_type = "Array<[number[], number]>")]
+    pub sequence_bias: Vec<(Vec<u32>, f64)>,
+    pub suppress_tokens: Vec<u32>,
+    pub begin_suppress_tokens: Vec<u32>,
+    pub forced_eos_token_id: Vec<u32>,
+    pub typical_p: f64,
+    pub epsilon_cutoff: f64,
+    pub eta_cutoff: f64,
+    pub renormalize_logits: bool,
+    pub stop_strings: Vec<String>,
 }
 
 /// A candidate next token.
@@ -108,6 +121,18 @@ impl NativeModel {
             eos_token_id: d.eos_token_ids,
             pad_token_id: d.pad_token_id,
             bos_token_id: model.bos_token_id,
+            min_length: d.min_length as u32,
+            min_new_tokens: d.min_new_tokens.map(|n| n as u32),
+            bad_words_ids: d.bad_words_ids,
+            sequence_bias: d.sequence_bias.into_iter().map(|(ids, bias)| (ids, number(bias))).collect(),
+            suppress_tokens: d.suppress_tokens,
+            begin_suppress_tokens: d.begin_suppress_tokens,
+            forced_eos_token_id: d.forced_eos_token_ids,
+            typical_p: number(d.typical_p),
+            epsilon_cutoff: number(d.epsilon_cutoff),
+            eta_cutoff: number(d.eta_cutoff),
+            renormalize_logits: d.renormalize_logits,
+            stop_strings: d.stop_strings,
         })
     }
 
