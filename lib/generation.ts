@@ -22,7 +22,7 @@ const listeners = new FinalizationRegistry<{ signal: AbortSignal; cancel: () => 
   signal.removeEventListener('abort', cancel),
 )
 
-function start(model: native.NativeModel, ids: Uint32Array, options: GenerateOptions, paddedLength?: number) {
+function start(model: native.NativeGpt2, ids: Uint32Array, options: GenerateOptions, paddedLength?: number) {
   const nativeOptions = toNativeOptions(options, paddedLength)
   const { signal } = options
   if (signal?.aborted) throw new AbortError('generation aborted before it started', undefined, { cause: signal.reason })
@@ -50,7 +50,7 @@ function finish(generation: native.NativeGeneration, signal: AbortSignal | undef
 }
 
 export async function generate(
-  model: native.NativeModel,
+  model: native.NativeGpt2,
   ids: Uint32Array,
   options: GenerateOptions,
   paddedLength?: number,
@@ -71,7 +71,7 @@ export async function generate(
 }
 
 export async function* stream(
-  model: native.NativeModel,
+  model: native.NativeGpt2,
   ids: Uint32Array,
   options: GenerateOptions,
 ): AsyncGenerator<GenerateStep, GenerateResult, undefined> {
@@ -105,7 +105,7 @@ export async function* stream(
  * failed batch leaves nothing running. The caller's signal aborts every row.
  */
 export async function generateBatch(
-  model: native.NativeModel,
+  model: native.NativeGpt2,
   rows: Uint32Array[],
   options: Omit<GenerateOptions, 'onToken'>,
 ): Promise<GenerateResult[]> {

@@ -84,7 +84,7 @@ export class Gpt2 {
   readonly generationConfig: GenerationConfig
 
   /** @internal */
-  private constructor(private readonly native: native.NativeModel) {
+  private constructor(private readonly native: native.NativeGpt2) {
     this.tokenizer = new Tokenizer(native.tokenizer)
     const config = native.config
     const defaults = native.generationConfig
@@ -113,7 +113,7 @@ export class Gpt2 {
   static async fromPretrained(nameOrPath: string, options: LoadOptions = {}): Promise<Gpt2> {
     if (typeof nameOrPath !== 'string') throw invalidArg('nameOrPath must be a string')
     const { device, scheduler } = toNativeLoadOptions(options)
-    return new Gpt2(await callNativeAsync(() => native.loadModel(nameOrPath, device, scheduler)))
+    return new Gpt2(await callNativeAsync(() => native.loadGpt2(nameOrPath, device, scheduler)))
   }
 
   /** Raw logits (pre-softmax scores) for the input, computed in f32. */

@@ -1,7 +1,8 @@
-//! Node.js binding of nexttoken. Each exposed class has its own file. A single forward pass
-//! (loading, logits, top-k) runs as a napi `Task` on libuv's thread pool (tasks.rs); generations
-//! run in the model's scheduler and settle their promises from there (generation.rs). Nothing
-//! runs on the JS thread.
+//! Node.js binding of nexttoken: types converted, nothing decided. Each exposed class has its own
+//! file (gpt2.rs, generation.rs, tokenizer.rs); the plain objects JS passes in and gets back are
+//! in options.rs and outputs.rs. Loading and single forward passes (logits, top-k) run as a napi
+//! `Task` on libuv's thread pool (task.rs); generations run in the model's scheduler and settle
+//! their promises from there (generation.rs). Nothing runs on the JS thread.
 
 /// mimalloc for the addon's own allocations (Node's are untouched): a forward pass allocates and
 /// frees megabytes of activations per layer, which glibc hands back to the kernel and then faults
@@ -13,6 +14,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod errors;
 mod generation;
-mod model;
-mod tasks;
+mod gpt2;
+mod options;
+mod outputs;
+mod task;
 mod tokenizer;

@@ -7,10 +7,11 @@ use napi::bindgen_prelude::Uint32Array;
 use napi_derive::napi;
 
 use crate::errors::to_napi;
+use crate::task::{blocking, Blocking};
 
 #[napi]
 pub struct NativeTokenizer {
-    pub(crate) inner: Arc<nexttoken::Tokenizer>,
+    inner: Arc<nexttoken::Tokenizer>,
 }
 
 #[napi]
@@ -43,14 +44,16 @@ impl NativeTokenizer {
 
 /// Loads the tokenizer of the model directory `path` (tokenizer.json, or vocab.json + merges.txt).
 #[napi(ts_return_type = "Promise<NativeTokenizer>")]
-pub fn load_tokenizer(path: String) -> napi::bindgen_prelude::AsyncTask<crate::tasks::LoadTokenizer> {
-    napi::bindgen_prelude::AsyncTask::new(crate::tasks::LoadTokenizer { path })
+pub fn load_tokenizer(path: String) -> napi::bindgen_prelude::AsyncTask<Blocking<NativeTokenizer, NativeTokenizer>> {
+    blocking(move || {
+        let dir = nexttoken::pretrained::resolve_model_dir(&path)?;
+        let inner = nexttoken::Tokenizer::from_dir(Path::new(&dir))?;
+        Ok(NativeTokenizer::new(Arc::new(inner)))
+    })
 }
 
 impl NativeTokenizer {
-    pub(crate) fn from_dir(path: &str) -> nexttoken::Result<Self> {
-        let dir = nexttoken::pretrained::resolve_model_dir(path)?;
-        let inner = nexttoken::Tokenizer::from_dir(Path::new(&dir))?;
-        Ok(NativeTokenizer { inner: Arc::new(inner) })
+    pub(crate) fn new(inner: Arc<nexttoken::Tokenizer>) -> Self {
+        NativeTokenizer { inner }
     }
 }

@@ -26,15 +26,15 @@ fn main() -> nexttoken::Result<()> {
     let start = Instant::now();
     let model = Pretrained::load(&dir, "cpu")?;
     println!("load: {:.0} ms", start.elapsed().as_secs_f64() * 1e3);
-    let gpt2 = &model.gpt2;
-    let vocab = gpt2.config().vocab_size as u32;
+    let network = &model.network;
+    let vocab = network.config().vocab_size as u32;
     let ids: Vec<u32> = (0..1024u32).map(|i| (i * 7919 + 13) % vocab).collect();
 
     for n in [128, 512].into_iter().filter(|_| runs("pp")) {
         let times = (0..reps + 1)
             .map(|_| {
                 let start = Instant::now();
-                gpt2.forward(&ids[..n], &mut KvCache::new(), Positions::Last).unwrap();
+                network.forward(&ids[..n], &mut KvCache::new(), Positions::Last).unwrap();
                 start.elapsed().as_secs_f64()
             })
             .skip(1)
@@ -45,11 +45,11 @@ fn main() -> nexttoken::Result<()> {
 
     for depth in [16, 512].into_iter().filter(|_| runs("tg")) {
         let mut cache = KvCache::new();
-        gpt2.forward(&ids[..depth], &mut cache, Positions::Last)?;
+        network.forward(&ids[..depth], &mut cache, Positions::Last)?;
         let mut times = Vec::new();
         for i in 0..64 {
             let start = Instant::now();
-            gpt2.forward(&ids[depth + i..depth + i + 1], &mut cache, Positions::Last)?;
+            network.forward(&ids[depth + i..depth + i + 1], &mut cache, Positions::Last)?;
             times.push(start.elapsed().as_secs_f64());
         }
         let t = median(times);
@@ -60,7 +60,7 @@ fn main() -> nexttoken::Result<()> {
         let mut caches: Vec<KvCache> = (0..b)
             .map(|s| {
                 let mut cache = KvCache::new();
-                gpt2.forward(&ids[s..s + 32], &mut cache, Positions::Last).unwrap();
+                network.forward(&ids[s..s + 32], &mut cache, Positions::Last).unwrap();
                 cache
             })
             .collect();
@@ -69,7 +69,7 @@ fn main() -> nexttoken::Result<()> {
             let mut batch: Vec<(&[u32], &mut KvCache)> =
                 caches.iter_mut().enumerate().map(|(s, c)| (&ids[100 + s + i..101 + s + i], c)).collect();
             let start = Instant::now();
-            gpt2.forward_batch(&mut batch)?;
+            network.forward_batch(&mut batch)?;
             times.push(start.elapsed().as_secs_f64());
         }
         let t = median(times);

@@ -5,6 +5,9 @@ use candle_core::Device;
 
 use crate::error::{Error, Result};
 
+/// Where a model runs when the caller does not say.
+pub const DEFAULT_DEVICE: &str = "cpu";
+
 pub fn device_from_name(name: &str) -> Result<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),

@@ -8,13 +8,13 @@ use crate::config::Config;
 use crate::device::device_from_name;
 use crate::error::{Error, Result};
 use crate::generation::GenerationConfig;
-use crate::model::{Gpt2, KvCache, Positions};
-use crate::scores::{softmax_in_place, top_k, TokenScore};
+use crate::network::{KvCache, Network, Positions};
+use crate::scores::{most_likely, softmax_in_place, TokenScore};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
 pub struct Pretrained {
-    pub gpt2: Gpt2,
+    pub network: Network,
     pub tokenizer: Arc<Tokenizer>,
     /// `generate`'s defaults from `generation_config.json` (or config.json's special tokens).
     pub generation_config: GenerationConfig,
@@ -59,7 +59,7 @@ impl Pretrained {
             )));
         }
         let mut weights = Weights::load(&weights_path, &device)?;
-        let gpt2 = Gpt2::load(&mut weights, &config, &device)?;
+        let network = Network::load(&mut weights, &config, &device)?;
         let tokenizer = Tokenizer::from_dir(&dir)?;
         if tokenizer.vocab_size() > config.vocab_size {
             return Err(Error::ModelInvalid(format!(
@@ -69,16 +69,16 @@ impl Pretrained {
             )));
         }
         let generation_config = GenerationConfig::from_dir(&dir, &config)?;
-        Ok(Pretrained { gpt2, tokenizer: Arc::new(tokenizer), generation_config })
+        Ok(Pretrained { network, tokenizer: Arc::new(tokenizer), generation_config })
     }
 
     pub fn config(&self) -> &Config {
-        self.gpt2.config()
+        self.network.config()
     }
 
     /// Logits of `ids` as one flat row-major f32 vector: (vocab) for `Last`, (t * vocab) for `All`.
     pub fn logits(&self, ids: &[u32], positions: Positions) -> Result<Vec<f32>> {
-        let logits = self.gpt2.forward(ids, &mut KvCache::new(), positions)?;
+        let logits = self.network.forward(ids, &mut KvCache::new(), positions)?;
         Ok(logits.flatten_all()?.to_vec1::<f32>()?)
     }
 
@@ -91,6 +91,6 @@ impl Pretrained {
 
     /// The `k` most likely next tokens after `ids`, best first.
     pub fn top_k(&self, ids: &[u32], k: usize) -> Result<Vec<TokenScore>> {
-        Ok(top_k(&self.logits(ids, Positions::Last)?, k))
+        most_likely(&self.logits(ids, Positions::Last)?, k, &self.tokenizer)
     }
 }

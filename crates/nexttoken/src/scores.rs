@@ -1,9 +1,14 @@
 //! Turning one row of logits into probabilities and ranked candidates.
 
+use crate::error::Result;
+use crate::tokenizer::Tokenizer;
+
 /// A candidate next token with its probability under the softmax of the logits.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TokenScore {
     pub id: u32,
+    /// The token's text, as `tokenizer.decode([id])`.
+    pub token: String,
     pub p: f32,
     pub logprob: f32,
 }
@@ -25,9 +30,18 @@ pub fn softmax_in_place(logits: &mut [f32]) {
     }
 }
 
-/// The `k` highest-scoring tokens, best first (ties: lower id first). Selects in O(n) and sorts
+/// The `k` most likely tokens under `logits`, best first (ties: lower id first), with their text.
+/// Tokens a processor removed (-inf) are never listed.
+pub fn most_likely(logits: &[f32], k: usize, tokenizer: &Tokenizer) -> Result<Vec<TokenScore>> {
+    best_ids(logits, k)
+        .into_iter()
+        .map(|(id, logprob)| Ok(TokenScore { id, token: tokenizer.decode(&[id])?, p: logprob.exp(), logprob }))
+        .collect()
+}
+
+/// The `k` highest-scoring finite ids with their log-probabilities. Selects in O(n) and sorts
 /// only the k winners instead of the whole vocabulary.
-pub fn top_k(logits: &[f32], k: usize) -> Vec<TokenScore> {
+fn best_ids(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     let k = k.min(logits.len());
     if k == 0 {
         return Vec::new();
@@ -44,10 +58,8 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<TokenScore> {
     }
     ids.sort_unstable_by(better);
     ids.into_iter()
-        .map(|id| {
-            let logprob = logits[id as usize] - lse;
-            TokenScore { id, p: logprob.exp(), logprob }
-        })
+        .filter(|&id| logits[id as usize] > f32::NEG_INFINITY)
+        .map(|id| (id, logits[id as usize] - lse))
         .collect()
 }
 
@@ -65,18 +77,18 @@ mod tests {
     }
 
     #[test]
-    fn top_k_ranks_best_first_with_ties_by_id() {
+    fn best_ids_rank_best_first_with_ties_by_id() {
         let row = [0.5, 2.0, -1.0, 2.0, 1.0];
-        let top = top_k(&row, 3);
-        assert_eq!(top.iter().map(|t| t.id).collect::<Vec<_>>(), vec![1, 3, 4]);
+        let top = best_ids(&row, 3);
+        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 3, 4]);
         let total: f32 = [0.5f32, 2.0, -1.0, 2.0, 1.0].iter().map(|l| l.exp()).sum();
-        assert!((top[0].p - 2f32.exp() / total).abs() < 1e-6);
-        assert!((top[0].logprob - top[0].p.ln()).abs() < 1e-6);
+        assert!((top[0].1.exp() - 2f32.exp() / total).abs() < 1e-6);
     }
 
     #[test]
-    fn top_k_larger_than_the_row_returns_everything() {
-        assert_eq!(top_k(&[1.0, 2.0], 10).len(), 2);
-        assert!(top_k(&[1.0, 2.0], 0).is_empty());
+    fn best_ids_stop_at_the_row_and_at_removed_tokens() {
+        assert_eq!(best_ids(&[1.0, 2.0], 10).len(), 2);
+        assert!(best_ids(&[1.0, 2.0], 0).is_empty());
+        assert_eq!(best_ids(&[1.0, f32::NEG_INFINITY, 0.0], 3).len(), 2);
     }
 }

@@ -15,9 +15,9 @@ use super::sampler::{argmax, sample};
 use super::stop_strings::StopStrings;
 use super::text::TextStream;
 use crate::error::{Error, Result};
-use crate::model::KvCache;
+use crate::network::KvCache;
 use crate::pretrained::Pretrained;
-use crate::scores::{log_sum_exp, top_k, TokenScore};
+use crate::scores::{log_sum_exp, most_likely, TokenScore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -121,7 +121,7 @@ impl Generation {
             }
             (false, _) => prompt,
         };
-        model.gpt2.check_input(&prompt, 0)?;
+        model.network.check_input(&prompt, 0)?;
         let budget = options.new_token_budget(prompt.len(), config.n_positions)?;
         let rng = match options.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
@@ -225,8 +225,8 @@ impl Generation {
         self.scores.extend(score);
         let alternatives = match (self.options.top_alternatives, self.options.processed_alternatives) {
             (0, _) => Vec::new(),
-            (k, false) => top_k(logits, k),
-            (k, true) => top_k(&scores, k).into_iter().filter(|t| t.p > 0.0).collect(),
+            (k, false) => most_likely(logits, k, &self.model.tokenizer)?,
+            (k, true) => most_likely(&scores, k, &self.model.tokenizer)?,
         };
 
         self.ids.push(id);

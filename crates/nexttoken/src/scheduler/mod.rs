@@ -27,7 +27,7 @@ use rayon::prelude::*;
 
 use crate::error::{panic_message, Error, Result};
 use crate::generation::{Generation, Output};
-use crate::model::KvCache;
+use crate::network::KvCache;
 use crate::pretrained::Pretrained;
 
 mod request;
@@ -74,7 +74,7 @@ impl Default for SchedulerOptions {
 }
 
 impl SchedulerOptions {
-    fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         if self.idle_timeout.is_some_and(|t| t.is_zero()) {
             // 0 often means "no timeout" elsewhere; here it would end every stream at once.
             return Err(Error::InvalidArg(
@@ -349,7 +349,7 @@ fn decode_turn(model: &Pretrained, running: &mut [Job]) -> Result<()> {
     if batch.is_empty() {
         return Ok(()); // every wanted sequence hit a limit; finish_if_done reports them
     }
-    let rows = model.gpt2.forward_batch(&mut batch)?.to_vec2::<f32>()?;
+    let rows = model.network.forward_batch(&mut batch)?.to_vec2::<f32>()?;
     drop(batch);
     let mut fed = fed.into_iter().zip(rows).peekable();
     let mut completed: Vec<(&mut Job, Vec<f32>)> = Vec::with_capacity(active.len());

@@ -8,7 +8,7 @@ mod constraints;
 mod warpers;
 
 pub use constraints::{bad_words, forced_tokens, no_repeat_ngram, repetition_penalty, sequence_bias, suppress};
-pub use warpers::{epsilon_cutoff, eta_cutoff, min_p, temperature, top_k, top_p, typical_p};
+pub use warpers::{epsilon_cutoff, eta_cutoff, keep_min_p, keep_top_k, keep_top_p, temperature, typical_p};
 
 use super::options::GenerateOptions;
 use crate::scores::log_sum_exp;
@@ -83,13 +83,13 @@ fn apply_warpers(scores: &mut [f32], options: &GenerateOptions) {
         temperature(scores, options.temperature);
     }
     if options.top_k > 0 {
-        top_k(scores, options.top_k);
+        keep_top_k(scores, options.top_k);
     }
     if options.top_p < 1.0 {
-        top_p(scores, options.top_p);
+        keep_top_p(scores, options.top_p);
     }
     if let Some(min_p) = options.min_p {
-        self::min_p(scores, min_p);
+        keep_min_p(scores, min_p);
     }
     if options.typical_p < 1.0 {
         typical_p(scores, options.typical_p);

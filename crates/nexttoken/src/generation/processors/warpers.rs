@@ -18,7 +18,7 @@ pub fn temperature(scores: &mut [f32], temperature: f32) {
 }
 
 /// `TopKLogitsWarper`: keeps scores >= the k-th best (ties with it survive).
-pub fn top_k(scores: &mut [f32], k: usize) {
+pub fn keep_top_k(scores: &mut [f32], k: usize) {
     if k >= scores.len() {
         return;
     }
@@ -31,7 +31,7 @@ pub fn top_k(scores: &mut [f32], k: usize) {
 /// `TopPLogitsWarper`: sorts ascending, removes the tokens whose cumulative probability stays
 /// <= 1 - top_p, always keeping the best one. Only finite scores take part (after top-k there
 /// are few), so this does not sort the whole vocabulary.
-pub fn top_p(scores: &mut [f32], top_p: f32) {
+pub fn keep_top_p(scores: &mut [f32], top_p: f32) {
     let mut candidates: Vec<usize> = (0..scores.len()).filter(|&i| scores[i].is_finite()).collect();
     if candidates.len() <= 1 {
         return;
@@ -51,7 +51,7 @@ pub fn top_p(scores: &mut [f32], top_p: f32) {
 }
 
 /// `MinPLogitsWarper`: removes tokens whose probability is below min_p times the best token's.
-pub fn min_p(scores: &mut [f32], min_p: f32) {
+pub fn keep_min_p(scores: &mut [f32], min_p: f32) {
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         return;
@@ -151,7 +151,7 @@ mod tests {
     #[test]
     fn top_k_keeps_ties_with_the_kth() {
         let mut s = vec![1.0, 3.0, 2.0, 2.0, 0.0];
-        top_k(&mut s, 2);
+        keep_top_k(&mut s, 2);
         assert_eq!(s, vec![NEG, 3.0, 2.0, 2.0, NEG]);
     }
 
@@ -159,10 +159,10 @@ mod tests {
     fn top_p_keeps_the_smallest_set_reaching_p() {
         // probabilities ~ 0.665, 0.245, 0.090
         let mut s = vec![(0.09f32).ln(), (0.665f32).ln(), (0.245f32).ln()];
-        top_p(&mut s, 0.8);
+        keep_top_p(&mut s, 0.8);
         assert!(s[0] == NEG && s[1].is_finite() && s[2].is_finite());
         let mut one = vec![0.0, 5.0];
-        top_p(&mut one, 0.01);
+        keep_top_p(&mut one, 0.01);
         assert_eq!(one[0], NEG);
         assert!(one[1].is_finite(), "the best token always survives");
     }
@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn min_p_scales_with_the_best_probability() {
         let mut s = vec![(0.5f32).ln(), (0.3f32).ln(), (0.04f32).ln()];
-        min_p(&mut s, 0.1); // threshold 0.05
+        keep_min_p(&mut s, 0.1); // threshold 0.05
         assert!(s[0].is_finite() && s[1].is_finite() && s[2] == NEG);
     }
 

@@ -1,5 +1,5 @@
 //! The GPT-2 network on candle, in the order of nanoGPT's `model.py`: Conv1D, Attention, Mlp,
-//! Block, Gpt2. Field names follow the checkpoint. The KV cache lives outside the model so that
+//! Block, Network. Field names follow the checkpoint. The KV cache lives outside the model so that
 //! one loaded model can serve many sequences at once.
 //!
 //! A forward pass takes a ragged batch: several sequences, each with its own cache and its own
@@ -207,7 +207,7 @@ pub enum Positions {
     All,
 }
 
-pub struct Gpt2 {
+pub struct Network {
     /// The token embeddings (vocab, c), kept only as the output head tied to them: embedding a
     /// token reads its row back from the head.
     head: Weight,
@@ -218,10 +218,10 @@ pub struct Gpt2 {
     device: Device,
 }
 
-impl Gpt2 {
+impl Network {
     pub fn load(w: &mut Weights, config: &Config, device: &Device) -> Result<Self> {
         let h = (0..config.n_layer).map(|layer| Block::load(w, layer, config)).collect::<Result<_>>()?;
-        Ok(Gpt2 {
+        Ok(Network {
             // The output head is tied to the token embeddings wte (vocab, c).
             head: linear_weight(w, "wte.weight", (config.vocab_size, config.n_embd), true)?,
             wpe: w.take("wpe.weight", &[config.n_positions, config.n_embd])?,

@@ -1,0 +1,110 @@
+//! `NativeGpt2`: a loaded GPT-2 (the core's `Gpt2`: weights, tokenizer, configs and the scheduler
+//! that batches its generations), shared by every call made on it until `dispose()`.
+
+use std::sync::{Arc, RwLock};
+
+use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
+use napi_derive::napi;
+use nexttoken::{Gpt2, Positions, Pretrained, SchedulerOptions};
+
+use crate::errors::{disposed, guarded};
+use crate::generation::NativeGeneration;
+use crate::options::{NativeGenerateOptions, NativeSchedulerOptions};
+use crate::outputs::{GenerationDefaults, ModelConfig, TokenScore};
+use crate::task::{blocking, blocking_then, Blocking};
+use crate::tokenizer::NativeTokenizer;
+
+#[napi]
+pub struct NativeGpt2 {
+    /// None once disposed. Running calls hold their own Arc, so they finish undisturbed.
+    gpt2: RwLock<Option<Arc<Gpt2>>>,
+}
+
+/// Loads the GPT-2 in directory `path` onto `device` ('cpu', 'cuda', 'metal'; absent: the
+/// core's default) with a scheduler that batches its generations.
+#[napi(ts_return_type = "Promise<NativeGpt2>")]
+pub fn load_gpt2(
+    path: String,
+    device: Option<String>,
+    scheduler: NativeSchedulerOptions,
+) -> AsyncTask<Blocking<NativeGpt2, NativeGpt2>> {
+    blocking(move || {
+        let options = SchedulerOptions::try_from(scheduler)?;
+        let gpt2 = Gpt2::load(&path, device.as_deref(), options)?;
+        Ok(NativeGpt2 { gpt2: RwLock::new(Some(Arc::new(gpt2))) })
+    })
+}
+
+#[napi]
+impl NativeGpt2 {
+    #[napi(getter)]
+    pub fn config(&self) -> napi::Result<ModelConfig> {
+        Ok(ModelConfig::from(self.pretrained()?.config()))
+    }
+
+    #[napi(getter)]
+    pub fn generation_config(&self) -> napi::Result<GenerationDefaults> {
+        Ok(GenerationDefaults::from(&self.pretrained()?.generation_config))
+    }
+
+    #[napi(getter)]
+    pub fn tokenizer(&self) -> napi::Result<NativeTokenizer> {
+        Ok(NativeTokenizer::new(self.pretrained()?.tokenizer.clone()))
+    }
+
+    /// Logits for the last position (`allPositions` false) or every position, flat row-major.
+    #[napi(ts_return_type = "Promise<Float32Array>")]
+    pub fn logits(&self, ids: Uint32Array, all_positions: bool) -> napi::Result<AsyncTask<Blocking<Vec<f32>, Float32Array>>> {
+        let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
+        let positions = if all_positions { Positions::All } else { Positions::Last };
+        // Float32Array::new hands the Vec to JS without a copy.
+        Ok(blocking_then(move || pretrained.logits(&ids, positions), Float32Array::new))
+    }
+
+    /// The next-token distribution: softmax of the last position's logits.
+    #[napi(ts_return_type = "Promise<Float32Array>")]
+    pub fn probabilities(&self, ids: Uint32Array) -> napi::Result<AsyncTask<Blocking<Vec<f32>, Float32Array>>> {
+        let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
+        Ok(blocking_then(move || pretrained.probabilities(&ids), Float32Array::new))
+    }
+
+    /// The `k` most likely next tokens, best first.
+    #[napi(ts_return_type = "Promise<TokenScore[]>")]
+    pub fn top_k(&self, ids: Uint32Array, k: u32) -> napi::Result<AsyncTask<Blocking<Vec<TokenScore>, Vec<TokenScore>>>> {
+        let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
+        Ok(blocking(move || Ok(pretrained.top_k(&ids, k as usize)?.into_iter().map(TokenScore::from).collect())))
+    }
+
+    /// Starts a generation of the prompt `ids`; tokens come from its `next()`.
+    #[napi]
+    pub fn start_generation(&self, ids: Uint32Array, options: NativeGenerateOptions) -> napi::Result<NativeGeneration> {
+        let gpt2 = self.gpt2()?;
+        let request = guarded(|| gpt2.start(ids.to_vec(), options.into()))?;
+        Ok(NativeGeneration::new(request))
+    }
+
+    /// Releases the weights once calls already running have finished; later calls fail with
+    /// ERR_DISPOSED.
+    #[napi]
+    pub fn dispose(&self) {
+        if let Ok(mut gpt2) = self.gpt2.write() {
+            gpt2.take();
+        }
+    }
+
+    #[napi(getter)]
+    pub fn disposed(&self) -> bool {
+        self.gpt2.read().map(|gpt2| gpt2.is_none()).unwrap_or(true)
+    }
+}
+
+impl NativeGpt2 {
+    fn gpt2(&self) -> napi::Result<Arc<Gpt2>> {
+        let gpt2 = self.gpt2.read().map_err(|_| disposed())?;
+        gpt2.clone().ok_or_else(disposed)
+    }
+
+    fn pretrained(&self) -> napi::Result<Arc<Pretrained>> {
+        Ok(self.gpt2()?.pretrained().clone())
+    }
+}
