@@ -2,7 +2,7 @@
 // carries the partial result, and an already-aborted signal rejects at once.
 import test from 'ava'
 
-import { AbortError, Gpt2, GenerateResult } from '../index'
+import { AbortError, Gpt2, type GenerateResult } from '../index'
 import { TINY_MODEL } from './helpers/fixtures'
 
 const model = Gpt2.fromPretrained(TINY_MODEL)

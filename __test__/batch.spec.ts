@@ -2,7 +2,7 @@
 // token for token what it would be alone, and what transformers' left-padded batch gives.
 import test from 'ava'
 
-import { AbortError, Gpt2, GenerateResult } from '../index'
+import { AbortError, Gpt2, type GenerateResult } from '../index'
 import { readGolden, TINY_MODEL } from './helpers/fixtures'
 
 interface BatchGolden {
@@ -28,7 +28,13 @@ test("generateBatch equals transformers' left-padded batch generate, row for row
 
 test('every row of a mixed-length batch equals generate on its prompt alone', async (t) => {
   const m = await model
-  const prompts = ['A', 'The cat sat on the mat', 'Once upon a time, generative models', '日本語のテキスト', 'x '.repeat(150)]
+  const prompts = [
+    'A',
+    'The cat sat on the mat',
+    'Once upon a time, generative models',
+    '日本語のテキスト',
+    'x '.repeat(150),
+  ]
   const options = { maxNewTokens: 30, eosTokenId: null }
   const alone: GenerateResult[] = []
   for (const prompt of prompts) alone.push(await m.generate(prompt, options))
@@ -53,8 +59,14 @@ test('rows stop on their own: lengths, eos and stop strings per row', async (t) 
   t.deepEqual(long.newIds, free.newIds)
   t.is(withEos.stopReason, 'eos')
   t.deepEqual(withEos.newIds, free.newIds.slice(0, free.newIds.indexOf(eos) + 1))
-  const rows = await m.generateBatch(['Hello there', 'Hello there'], { maxNewTokens: 20, eosTokenId: null, stop: free.completion.slice(10, 14) })
-  rows.forEach((row) => t.is(row.stopReason, 'stop'))
+  const rows = await m.generateBatch(['Hello there', 'Hello there'], {
+    maxNewTokens: 20,
+    eosTokenId: null,
+    stop: free.completion.slice(10, 14),
+  })
+  rows.forEach((row) => {
+    t.is(row.stopReason, 'stop')
+  })
 })
 
 test('aborting one request mid-batch leaves the others unchanged', async (t) => {
@@ -75,7 +87,9 @@ test('aborting one request mid-batch leaves the others unchanged', async (t) => 
   const err = await t.throwsAsync<AbortError<GenerateResult>>(aborted, { instanceOf: AbortError })
   t.true(err!.partial!.newIds.length >= 10 && err!.partial!.newIds.length < 40)
   const results = await Promise.all(others)
-  results.forEach((r, i) => t.deepEqual(r.newIds, expected[i].newIds))
+  results.forEach((r, i) => {
+    t.deepEqual(r.newIds, expected[i].newIds)
+  })
 })
 
 test('a burst of 50 concurrent requests all come back correct', async (t) => {

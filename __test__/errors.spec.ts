@@ -2,9 +2,9 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-import test, { ExecutionContext } from 'ava'
+import test, { type ExecutionContext } from 'ava'
 
-import { ErrorCode, Gpt2, NexttokenError } from '../index'
+import { type ErrorCode, Gpt2, NexttokenError } from '../index'
 import { TINY_MODEL } from './helpers/fixtures'
 import { copyOfTinyModel, tinyModelWithFile, tinyModelWithWeights } from './helpers/model-dirs'
 
@@ -45,7 +45,11 @@ test('a truncated safetensors file is ERR_MODEL_INVALID', async (t) => {
 })
 
 test('a garbage safetensors file is ERR_MODEL_INVALID', async (t) => {
-  await rejectsWith(t, Gpt2.fromPretrained(tinyModelWithFile('model.safetensors', 'garbage, not tensors')), 'ERR_MODEL_INVALID')
+  await rejectsWith(
+    t,
+    Gpt2.fromPretrained(tinyModelWithFile('model.safetensors', 'garbage, not tensors')),
+    'ERR_MODEL_INVALID',
+  )
   const hugeHeader = Buffer.alloc(16)
   hugeHeader.writeBigUInt64LE(1n << 40n)
   await rejectsWith(t, Gpt2.fromPretrained(tinyModelWithFile('model.safetensors', hugeHeader)), 'ERR_MODEL_INVALID')

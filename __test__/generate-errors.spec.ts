@@ -1,7 +1,7 @@
 // Invalid generate/stream options and inputs are coded errors; disposal is respected.
 import test from 'ava'
 
-import { GenerateOptions, Gpt2, NexttokenError } from '../index'
+import { type GenerateOptions, Gpt2, NexttokenError } from '../index'
 import { TINY_MODEL } from './helpers/fixtures'
 
 const model = Gpt2.fromPretrained(TINY_MODEL)

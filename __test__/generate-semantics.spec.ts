@@ -3,7 +3,7 @@
 // the model's generation_config.json, batch lengths from the padded width, and option names.
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 
 import { Gpt2, NexttokenError } from '../index'
 import { readGolden, TINY_MODEL } from './helpers/fixtures'
@@ -35,7 +35,7 @@ const goldens = readGolden<GenerateGolden[]>('generate.json')
 const golden = (name: string) => goldens.find((g) => g.name === name)!
 const model = Gpt2.fromPretrained(TINY_MODEL)
 
-async function rejects(t: any, call: Promise<unknown>, code: string, message?: RegExp) {
+async function rejects(t: ExecutionContext, call: Promise<unknown>, code: string, message?: RegExp) {
   const err = await t.throwsAsync(call, { instanceOf: NexttokenError })
   t.is(err?.code, code, err?.message)
   if (message) t.regex(err!.message, message)
@@ -54,7 +54,12 @@ test('no length option gives 20 new tokens, as transformers (not 20 in all)', as
 test('a prompt at least maxLength long, and maxNewTokens 0, are refused as transformers refuses them', async (t) => {
   const m = await model
   const ids = m.tokenizer.encode('one two three four five six')
-  await rejects(t, m.generate(ids, { maxLength: ids.length }), 'ERR_INVALID_ARG', new RegExp(`${ids.length} tokens and maxLength is ${ids.length}`))
+  await rejects(
+    t,
+    m.generate(ids, { maxLength: ids.length }),
+    'ERR_INVALID_ARG',
+    new RegExp(`${ids.length} tokens and maxLength is ${ids.length}`),
+  )
   await rejects(t, m.generate(ids, { maxLength: 3 }), 'ERR_INVALID_ARG', /maxLength is 3/)
   await rejects(t, m.generate(ids, { maxNewTokens: 0 }), 'ERR_INVALID_ARG', /maxNewTokens must be at least 1/)
   // The default length is capped at nPositions: a full context leaves no room.
@@ -67,7 +72,12 @@ test('sampling options are ignored without doSample; with it, temperature <= 0 s
   const g = golden('meaning-of-life')
   const ignored = { ...g.options, temperature: 0, topP: 0, minP: 5 }
   t.deepEqual((await m.generate(g.text!, ignored)).newIds, g.newIds)
-  await rejects(t, m.generate(g.text!, { doSample: true, temperature: 0 }), 'ERR_INVALID_ARG', /use doSample: false for greedy/)
+  await rejects(
+    t,
+    m.generate(g.text!, { doSample: true, temperature: 0 }),
+    'ERR_INVALID_ARG',
+    /use doSample: false for greedy/,
+  )
   await rejects(t, m.generate(g.text!, { doSample: true, temperature: -1 }), 'ERR_INVALID_ARG', /doSample: false/)
 })
 
@@ -159,7 +169,12 @@ test("generation_config.json's processors and stop strings are defaults too", as
   const first = plain.newIds[0]
   const dir = copyOfTinyModel()
   // sequence_bias as transformers saves its dict: Python tuples written out as keys.
-  const settings = { suppress_tokens: [first], sequence_bias: { '(262, 3797)': -1.5 }, stop_strings: 'END', min_new_tokens: 2 }
+  const settings = {
+    suppress_tokens: [first],
+    sequence_bias: { '(262, 3797)': -1.5 },
+    stop_strings: 'END',
+    min_new_tokens: 2,
+  }
   writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: 50256, ...settings }))
   const m = await Gpt2.fromPretrained(dir)
   const defaults = m.generationConfig
@@ -168,7 +183,11 @@ test("generation_config.json's processors and stop strings are defaults too", as
   t.deepEqual(defaults.stopStrings, ['END'])
   t.is(defaults.minNewTokens, 2)
   t.false((await m.generate('Hello, world', { maxNewTokens: 4 })).newIds.includes(first))
-  t.deepEqual((await m.generate('Hello, world', { maxNewTokens: 4, suppressTokens: [] })).newIds, plain.newIds, 'the call wins')
+  t.deepEqual(
+    (await m.generate('Hello, world', { maxNewTokens: 4, suppressTokens: [] })).newIds,
+    plain.newIds,
+    'the call wins',
+  )
   await m.dispose()
 })
 
@@ -179,12 +198,19 @@ test("generateBatch's maxLength counts from the longest prompt, as transformers'
     batch.prompts.map((p) => p.promptIds),
     { maxLength: batch.maxLength.maxLength },
   )
-  results.forEach((result, i) => t.deepEqual(result.newIds, batch.maxLength.newIds[i], `row ${i}`))
+  results.forEach((result, i) => {
+    t.deepEqual(result.newIds, batch.maxLength.newIds[i], `row ${i}`)
+  })
 })
 
 test('unknown option names are refused with the right name suggested', async (t) => {
   const m = await model
-  await rejects(t, m.generate('Hi', { max_new_tokens: 5 } as never), 'ERR_INVALID_ARG', /unknown option 'max_new_tokens': did you mean 'maxNewTokens'\?/)
+  await rejects(
+    t,
+    m.generate('Hi', { max_new_tokens: 5 } as never),
+    'ERR_INVALID_ARG',
+    /unknown option 'max_new_tokens': did you mean 'maxNewTokens'\?/,
+  )
   await rejects(t, m.generate('Hi', { topk: 5 } as never), 'ERR_INVALID_ARG', /did you mean 'topK'/)
   await rejects(t, m.generate('Hi', { beams: 2 } as never), 'ERR_INVALID_ARG', /unknown option 'beams'$/)
   await rejects(t, m.stream('Hi', { do_sample: true } as never).next(), 'ERR_INVALID_ARG', /doSample/)

@@ -98,7 +98,7 @@ test('stop strings end the result before the stop string', async (t) => {
   const at = free.completion.indexOf(stop)
   t.is(stopped.stopReason, 'stop')
   t.is(stopped.completion, free.completion.slice(0, at))
-  t.is(stopped.text, 'Once upon a time, generative models' + stopped.completion)
+  t.is(stopped.text, `Once upon a time, generative models${stopped.completion}`)
   t.false(stopped.completion.includes(stop))
 })
 

@@ -51,7 +51,9 @@ test('the addon loaded only in workers: in sequence, after terminations mid-gene
   t.is(runs.length, 4)
   for (const run of runs) t.deepEqual(run, runs[0], 'every worker generates the same tokens')
   t.is(runs[0].length, 12)
-  t.log(`worker.terminate(): ${terminateMidGenerationMs.toFixed(1)} ms mid-generation, ${terminateWaitingMs.toFixed(1)} ms waiting for a slot`)
+  t.log(
+    `worker.terminate(): ${terminateMidGenerationMs.toFixed(1)} ms mid-generation, ${terminateWaitingMs.toFixed(1)} ms waiting for a slot`,
+  )
   t.true(terminateMidGenerationMs < 1000, `terminate mid-generation took ${terminateMidGenerationMs} ms`)
   t.true(terminateWaitingMs < 1000, `terminate while waiting for a slot took ${terminateWaitingMs} ms`)
 })

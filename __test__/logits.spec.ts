@@ -1,6 +1,6 @@
 // Parity with transformers: logits, probabilities, top-5 and greedy next tokens on the fixture
 // model against goldens from scripts/make_fixtures.py.
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 
 import { Gpt2 } from '../index'
 import { maxAbsDiff, readGolden, readRows, TINY_MODEL } from './helpers/fixtures'
@@ -31,7 +31,7 @@ const goldenRow = readRows(goldens.file, goldens.vocabSize)
 const model = Gpt2.fromPretrained(TINY_MODEL)
 
 /** Checks every golden position of every case against `logitsOf(case)` ('all' positions). */
-async function assertAllGoldenLogits(t: any, m: Gpt2): Promise<number> {
+async function assertAllGoldenLogits(t: ExecutionContext, m: Gpt2): Promise<number> {
   let worst = 0
   for (const c of goldens.cases) {
     const all = await m.logits(c.ids, { positions: 'all' })
@@ -72,7 +72,11 @@ test('top-5 ids are identical and p within 1e-5; nextToken is the argmax', async
   const m = await model
   for (const c of goldens.cases) {
     const top = await m.topK(c.ids, 5)
-    t.deepEqual(top.map((x) => x.id), c.top5.map((x) => x.id), c.name)
+    t.deepEqual(
+      top.map((x) => x.id),
+      c.top5.map((x) => x.id),
+      c.name,
+    )
     top.forEach((x, i) => {
       t.true(Math.abs(x.p - c.top5[i].p) <= PROBABILITY_TOLERANCE, `${c.name} #${i} p ${x.p} vs ${c.top5[i].p}`)
       t.true(Math.abs(x.logprob - c.top5[i].logprob) <= LOGIT_TOLERANCE, `${c.name} #${i} logprob`)
@@ -90,7 +94,9 @@ test('probabilities are the softmax of the last logits', async (t) => {
   t.is(probs.length, goldens.vocabSize)
   const sum = probs.reduce((a, b) => a + b, 0)
   t.true(Math.abs(sum - 1) < 1e-4, `sum ${sum}`)
-  c.top5.forEach((x) => t.true(Math.abs(probs[x.id] - x.p) <= PROBABILITY_TOLERANCE))
+  c.top5.forEach((x) => {
+    t.true(Math.abs(probs[x.id] - x.p) <= PROBABILITY_TOLERANCE)
+  })
 })
 
 test('the same weights stored as f32 give the same logits', async (t) => {

@@ -2,7 +2,7 @@
 // processed scores per step (outputScores), stop strings with transformers' meaning, logitBias as
 // JS users spell it, alternatives under the processed distribution, and the values refused.
 // (Each processor's output row is compared with transformers' in `cargo test`.)
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 
 import { Gpt2, NexttokenError } from '../index'
 import { readGolden, TINY_MODEL } from './helpers/fixtures'
@@ -36,7 +36,9 @@ for (const g of readGolden<ScoresGolden[]>('scores.json').filter((g) => !g.sampl
     const result = await m.generate(g.promptIds, options)
     t.deepEqual(result.newIds, g.newIds)
     t.is(result.scores!.length, g.scores.length)
-    result.scores!.forEach((score, i) => t.true(Math.abs(score - g.scores[i]) <= SCORE_TOLERANCE, `step ${i}: ${score} vs ${g.scores[i]}`))
+    result.scores!.forEach((score, i) => {
+      t.true(Math.abs(score - g.scores[i]) <= SCORE_TOLERANCE, `step ${i}: ${score} vs ${g.scores[i]}`)
+    })
     const streamed = []
     for await (const step of m.stream(g.promptIds, options)) streamed.push(step.score)
     t.deepEqual(streamed, result.scores, 'each step carries its score')
@@ -49,7 +51,9 @@ test('without outputScores nothing extra is returned; without processors the sco
   t.false('scores' in plain)
   const steps = []
   for await (const step of m.stream('The meaning of life is', { maxNewTokens: 3, outputScores: true })) steps.push(step)
-  steps.forEach((step) => t.true(Math.abs(step.score! - step.logprob) < 1e-6))
+  steps.forEach((step) => {
+    t.true(Math.abs(step.score! - step.logprob) < 1e-6)
+  })
 })
 
 for (const g of readGolden<StopStringsGolden[]>('stop-strings.json')) {
@@ -96,7 +100,10 @@ test('topAlternatives ranks the model distribution, or the processed one with pr
   )
   t.deepEqual(raw, await m.topK(prompt, 5))
   t.is(processed.length, 3, 'top-k 3 left three tokens')
-  t.deepEqual(processed.map((a) => a.id), raw.slice(0, 3).map((a) => a.id))
+  t.deepEqual(
+    processed.map((a) => a.id),
+    raw.slice(0, 3).map((a) => a.id),
+  )
   const total = processed.reduce((sum, a) => sum + a.p, 0)
   t.true(Math.abs(total - 1) < 1e-5, `processed probabilities sum to 1: ${total}`)
   t.true(processed[0].p > raw[0].p, 'temperature 0.5 sharpens')
@@ -113,7 +120,9 @@ test('processors change greedy choices: begin-suppressed, suppressed, banned and
   const prompt = 'The weather today is'
   const plain = (await m.generate(prompt, { maxNewTokens: 6 })).newIds
   t.not((await m.generate(prompt, { maxNewTokens: 6, beginSuppressTokens: [plain[0]] })).newIds[0], plain[0])
-  t.false((await m.generate(prompt, { maxNewTokens: 6, suppressTokens: [plain[0], plain[1]] })).newIds.includes(plain[1]))
+  t.false(
+    (await m.generate(prompt, { maxNewTokens: 6, suppressTokens: [plain[0], plain[1]] })).newIds.includes(plain[1]),
+  )
   t.not((await m.generate(prompt, { maxNewTokens: 6, badWordsIds: [[plain[0], plain[1]]] })).newIds[1], plain[1])
   // eos = the first token: minNewTokens holds it back for 3 tokens; forcedEosTokenId ends on it.
   const held = await m.generate(prompt, { maxNewTokens: 6, eosTokenId: plain[0], minNewTokens: 3 })
@@ -123,7 +132,7 @@ test('processors change greedy choices: begin-suppressed, suppressed, banned and
   t.is(forced.newIds[5], 50256)
 })
 
-async function rejects(t: any, call: Promise<unknown>, message: RegExp) {
+async function rejects(t: ExecutionContext, call: Promise<unknown>, message: RegExp) {
   const err = await t.throwsAsync(call, { instanceOf: NexttokenError })
   t.is(err?.code, 'ERR_INVALID_ARG', err?.message)
   t.regex(err!.message, message)
@@ -158,5 +167,9 @@ test('bad processor options are ERR_INVALID_ARG naming the option', async (t) =>
 test('options that leave no token at all fail with ERR_INVALID_ARG instead of picking one', async (t) => {
   const m = await model
   const everything = Array.from({ length: m.config.vocabSize }, (_, id) => id)
-  await rejects(t, m.generate('Hi', { maxNewTokens: 2, suppressTokens: everything }), /filtered out every token at step 1/)
+  await rejects(
+    t,
+    m.generate('Hi', { maxNewTokens: 2, suppressTokens: everything }),
+    /filtered out every token at step 1/,
+  )
 })

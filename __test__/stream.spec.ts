@@ -2,7 +2,7 @@
 // alternatives from the same forward pass, and early exit.
 import test from 'ava'
 
-import { Gpt2, GenerateStep } from '../index'
+import { Gpt2, type GenerateStep } from '../index'
 import { TINY_MODEL } from './helpers/fixtures'
 
 const model = Gpt2.fromPretrained(TINY_MODEL)
@@ -19,7 +19,10 @@ test('streamed steps equal generate, and text deltas concatenate to the completi
   }
   const result = next.value
   const generated = await m.generate('Once upon a time, generative models', options)
-  t.deepEqual(steps.map((s) => s.id), generated.newIds)
+  t.deepEqual(
+    steps.map((s) => s.id),
+    generated.newIds,
+  )
   t.deepEqual(result.newIds, generated.newIds)
   t.is(steps.map((s) => s.text).join(''), generated.completion)
   for (const s of steps) {
@@ -38,7 +41,11 @@ test('text deltas never split a UTF-8 character', async (t) => {
     for await (const step of m.stream(prompt, options)) steps.push(step)
     const completion = m.tokenizer.decode(steps.map((s) => s.id))
     t.is(steps.map((s) => s.text).join(''), completion)
-    if (!completion.includes('\uFFFD')) t.true(steps.every((s) => !s.text.includes('\uFFFD')), prompt)
+    if (!completion.includes('\uFFFD'))
+      t.true(
+        steps.every((s) => !s.text.includes('\uFFFD')),
+        prompt,
+      )
   }
 })
 
@@ -50,8 +57,13 @@ test('topAlternatives gives the top-k table at every step, consistent with topK(
   const ids = [...prompt]
   for (const step of steps) {
     const expected = await m.topK(ids, 5)
-    t.deepEqual(step.alternatives!.map((a) => a.id), expected.map((e) => e.id))
-    step.alternatives!.forEach((a, i) => t.true(Math.abs(a.p - expected[i].p) < 1e-5))
+    t.deepEqual(
+      step.alternatives!.map((a) => a.id),
+      expected.map((e) => e.id),
+    )
+    step.alternatives!.forEach((a, i) => {
+      t.true(Math.abs(a.p - expected[i].p) < 1e-5)
+    })
     t.is(step.alternatives![0].id, step.id) // greedy picks the best alternative
     t.is(step.alternatives![0].token, m.tokenizer.decode([step.id]))
     ids.push(step.id)

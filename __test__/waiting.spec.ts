@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { setImmediate as nextTurn, setTimeout as delay } from 'node:timers/promises'
 import test from 'ava'
 
-import { Gpt2, GenerateStep } from '../index'
+import { Gpt2, type GenerateStep } from '../index'
 import { TINY_MODEL } from './helpers/fixtures'
 
 const OPTIONS = { maxNewTokens: 16, eosTokenId: null }
@@ -42,7 +42,9 @@ test('200 concurrent streams on 16 slots all finish, equal to one-by-one runs, a
   streaming = false
   await reads
 
-  prompts.forEach((prompt, i) => t.deepEqual(concurrent[i], oneByOne[i], prompt))
+  prompts.forEach((prompt, i) => {
+    t.deepEqual(concurrent[i], oneByOne[i], prompt)
+  })
   const slowest = Math.max(...readTimes)
   t.log(`${readTimes.length} fs.readFile calls during the streams, slowest ${slowest.toFixed(1)} ms`)
   // Waiting streams once held every pool thread: reads then never completed at all. The bound

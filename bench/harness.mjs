@@ -6,7 +6,17 @@
 //   node harness.mjs [--reps 5] [--warmup 1] [--threads 2] [--engines nexttoken,pytorch,transformers.js,node-llama-cpp]
 //                    [--out results] [--date YYYY-MM-DD]
 import { execFileSync, spawnSync } from 'node:child_process'
-import { copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, closeSync, statSync, writeFileSync } from 'node:fs'
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  closeSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import os from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -45,7 +55,8 @@ function parseArgs(argv) {
       process.exit(2)
     }
   }
-  for (const e of a.engines) if (!ENGINES[e]) throw new Error(`unknown engine ${e}; known: ${Object.keys(ENGINES).join(', ')}`)
+  for (const e of a.engines)
+    if (!ENGINES[e]) throw new Error(`unknown engine ${e}; known: ${Object.keys(ENGINES).join(', ')}`)
   if (!(a.reps >= 1 && a.warmup >= 0 && a.threads >= 1)) throw new Error('bad --reps / --warmup / --threads')
   return a
 }
@@ -76,7 +87,19 @@ function machineInfo() {
   const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8')
   const model = (cpuinfo.match(/^model name\s*:\s*(.*)$/m) || [])[1] || os.cpus()[0]?.model
   const flags = ((cpuinfo.match(/^flags\s*:\s*(.*)$/m) || [])[1] || '').split(' ')
-  const want = ['avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512vl', 'avx512_vnni', 'avx512_bf16', 'avx512_fp16', 'amx_bf16', 'amx_tile']
+  const want = [
+    'avx2',
+    'fma',
+    'f16c',
+    'avx512f',
+    'avx512bw',
+    'avx512vl',
+    'avx512_vnni',
+    'avx512_bf16',
+    'avx512_fp16',
+    'amx_bf16',
+    'amx_tile',
+  ]
   return {
     cpu: model,
     logicalCpus: os.cpus().length,
@@ -95,12 +118,19 @@ function measureBandwidth(threads) {
   const bin = join(bench, 'build', 'membw')
   mkdirSync(dirname(bin), { recursive: true })
   if (!existsSync(bin) || statSync(bin).mtimeMs < statSync(src).mtimeMs) {
-    const r = spawnSync('gcc', ['-O3', '-march=native', '-ffast-math', '-fopenmp', src, '-o', bin], { stdio: 'inherit' })
+    const r = spawnSync('gcc', ['-O3', '-march=native', '-ffast-math', '-fopenmp', src, '-o', bin], {
+      stdio: 'inherit',
+    })
     if (r.status !== 0) return { error: 'gcc -fopenmp failed' }
   }
-  const out = sh(bin, ['1024', '10'], { env: { ...process.env, OMP_NUM_THREADS: String(threads), OMP_PROC_BIND: 'spread' } })
+  const out = sh(bin, ['1024', '10'], {
+    env: { ...process.env, OMP_NUM_THREADS: String(threads), OMP_PROC_BIND: 'spread' },
+  })
   if (!out) return { error: 'membw failed' }
-  return { what: `C/OpenMP sum of a 1 GiB float buffer, ${threads} threads, best of 10 passes, before and after the engines (machine/membw.c)`, ...JSON.parse(out) }
+  return {
+    what: `C/OpenMP sum of a 1 GiB float buffer, ${threads} threads, best of 10 passes, before and after the engines (machine/membw.c)`,
+    ...JSON.parse(out),
+  }
 }
 
 function measurePeak(threads) {
@@ -168,15 +198,24 @@ const median = (a) => {
 }
 const stat = (a) => ({ median: median(a), min: Math.min(...a), max: Math.max(...a), n: a.length })
 
-function summarize(raw, st, machine) {
-  const s = { loadMs: raw.loadMs, peakRssMiB: raw.peakRssKb / 1024, rssAfterLoadMiB: raw.rssAfterLoadKb / 1024, tests: {} }
+function summarize(raw, st) {
+  const s = {
+    loadMs: raw.loadMs,
+    peakRssMiB: raw.peakRssKb / 1024,
+    rssAfterLoadMiB: raw.rssAfterLoadKb / 1024,
+    tests: {},
+  }
   for (const t of TESTS) {
     const runs = raw.tests?.[t.id]
     if (!runs) continue
     if (t.kind === 'pp') {
       const tps = stat(runs.map((r) => (t.promptTokens / r.ms) * 1000))
       const flops = prefillFlops(st, t.promptTokens)
-      s.tests[t.id] = { tokPerS: tps, ms: stat(runs.map((r) => r.ms)), gflops: stat(runs.map((r) => flops / r.ms / 1e6)) }
+      s.tests[t.id] = {
+        tokPerS: tps,
+        ms: stat(runs.map((r) => r.ms)),
+        gflops: stat(runs.map((r) => flops / r.ms / 1e6)),
+      }
     } else if (t.kind === 'ttft') {
       s.tests[t.id] = { ms: stat(runs.map((r) => r.ms)) }
     } else {
@@ -207,7 +246,9 @@ function crossCheck(results, refName) {
       if (cc.top?.length && ref.top?.length) {
         const refTop = new Map(ref.top.map((x) => [x.id, x.logit]))
         c.top10SameIds = cc.top.every((x) => refTop.has(x.id))
-        c.top10MaxAbsDiff = Math.max(...cc.top.filter((x) => refTop.has(x.id)).map((x) => Math.abs(x.logit - refTop.get(x.id))))
+        c.top10MaxAbsDiff = Math.max(
+          ...cc.top.filter((x) => refTop.has(x.id)).map((x) => Math.abs(x.logit - refTop.get(x.id))),
+        )
       }
     }
     out[name] = c
@@ -223,7 +264,8 @@ async function main() {
     onnx: join(bench, 'models', 'gpt2-124m-onnx'),
     gguf: join(bench, 'models', 'gpt2-124m.gguf'),
   }
-  if (!existsSync(join(models.hf, 'model.safetensors'))) throw new Error('models missing: run bench/run.sh (or python3 bench/make_checkpoint.py)')
+  if (!existsSync(join(models.hf, 'model.safetensors')))
+    throw new Error('models missing: run bench/run.sh (or python3 bench/make_checkpoint.py)')
   const started = new Date()
   const date = args.date ?? started.toISOString().slice(0, 10)
   const machine = machineInfo()
@@ -275,7 +317,7 @@ async function main() {
       results[name] = { error: `exit ${r.status}${r.signal ? ` (${r.signal})` : ''}`, loadAvgAtStart: loadAvg, wallS }
       continue
     }
-    results[name] = { loadAvgAtStart: loadAvg, wallS, info: raw.info, raw, summary: summarize(raw, st, machine) }
+    results[name] = { loadAvgAtStart: loadAvg, wallS, info: raw.info, raw, summary: summarize(raw, st) }
   }
 
   // Once more at the end: on a shared machine the two differ, and the ceiling takes the better one.
@@ -308,14 +350,22 @@ async function main() {
     machine: {
       ...machine,
       loadAvgAtEnd: os.loadavg().map((x) => +x.toFixed(2)),
-      dramRead: { ...bandwidth, bestGBps: dramGBps, before: bandwidth.bestGBps ?? null, after: bandwidthAfter.bestGBps ?? null },
+      dramRead: {
+        ...bandwidth,
+        bestGBps: dramGBps,
+        before: bandwidth.bestGBps ?? null,
+        after: bandwidthAfter.bestGBps ?? null,
+      },
       matmulPeak: peak,
     },
     checkpoint: st,
     ceilings: {
       decodeTokPerS: dramGBps ? (dramGBps * 1e9) / st.decodeBytesPerToken : null,
       prefillTokPerS: Object.fromEntries(
-        TESTS.filter((t) => t.kind === 'pp').map((t) => [t.id, peak.bestGflops ? (peak.bestGflops * 1e9 * t.promptTokens) / prefillFlops(st, t.promptTokens) : null]),
+        TESTS.filter((t) => t.kind === 'pp').map((t) => [
+          t.id,
+          peak.bestGflops ? (peak.bestGflops * 1e9 * t.promptTokens) / prefillFlops(st, t.promptTokens) : null,
+        ]),
       ),
     },
     crossCheck: crossCheck(results, refName),
@@ -324,7 +374,7 @@ async function main() {
 
   mkdirSync(args.out, { recursive: true })
   const base = join(args.out, date)
-  writeFileSync(`${base}.json`, JSON.stringify(doc, null, 1) + '\n')
+  writeFileSync(`${base}.json`, `${JSON.stringify(doc, null, 1)}\n`)
   const { md, svg } = render(doc)
   writeFileSync(`${base}.md`, md)
   writeFileSync(`${base}.svg`, svg)

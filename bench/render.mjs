@@ -22,15 +22,31 @@ function rows(doc) {
     { label: 'pp128 tok/s', get: (s) => s.tests.pp128?.tokPerS, ceiling: ceil.prefillTokPerS?.pp128, higher: true },
     { label: 'pp512 tok/s', get: (s) => s.tests.pp512?.tokPerS, ceiling: ceil.prefillTokPerS?.pp512, higher: true },
     { label: 'tg128 tok/s', get: (s) => s.tests.tg128?.tokPerS, ceiling: ceil.decodeTokPerS, higher: true },
-    { label: 'tg128 @ d512 tok/s', get: (s) => s.tests['tg128@d512']?.tokPerS, ceiling: ceil.decodeTokPerS, higher: true },
+    {
+      label: 'tg128 @ d512 tok/s',
+      get: (s) => s.tests['tg128@d512']?.tokPerS,
+      ceiling: ceil.decodeTokPerS,
+      higher: true,
+    },
     { label: 'TTFT, 128-token prompt, ms', get: (s) => s.tests.ttft128?.ms, higher: false },
     { label: 'load, ms', get: (s) => (s.loadMs != null ? { median: s.loadMs } : null), higher: false },
-    { label: 'peak RSS, MiB', get: (s) => (s.peakRssMiB != null ? { median: s.peakRssMiB } : null), higher: false, digits: 0 },
+    {
+      label: 'peak RSS, MiB',
+      get: (s) => (s.peakRssMiB != null ? { median: s.peakRssMiB } : null),
+      higher: false,
+      digits: 0,
+    },
     { section: 'efficiency' },
     { label: 'pp128 GFLOP/s', get: (s) => s.tests.pp128?.gflops, ceiling: peak, pct: peak, higher: true },
     { label: 'pp512 GFLOP/s', get: (s) => s.tests.pp512?.gflops, ceiling: peak, pct: peak, higher: true },
     { label: 'tg128 GB/s of weights', get: (s) => s.tests.tg128?.gbps, ceiling: dram, pct: dram, higher: true },
-    { label: 'tg128 @ d512 GB/s of weights', get: (s) => s.tests['tg128@d512']?.gbps, ceiling: dram, pct: dram, higher: true },
+    {
+      label: 'tg128 @ d512 GB/s of weights',
+      get: (s) => s.tests['tg128@d512']?.gbps,
+      ceiling: dram,
+      pct: dram,
+      higher: true,
+    },
   ]
 }
 
@@ -42,9 +58,17 @@ export function render(doc) {
   const ck = doc.checkpoint
   const lines = []
   lines.push(`# nexttoken benchmark, ${doc.date}`, '')
-  if (p.reps < 5) lines.push(`> **Trial run:** ${p.reps} repetition(s) per test (the protocol asks for ≥ 5). Not a result to quote.`, '')
+  if (p.reps < 5)
+    lines.push(
+      `> **Trial run:** ${p.reps} repetition(s) per test (the protocol asks for ≥ 5). Not a result to quote.`,
+      '',
+    )
   const la = m.loadAvgAtStart?.[0]
-  if (la > 0.5) lines.push(`> **Noisy machine:** load average ${m.loadAvgAtStart.join(' ')} at the start (${m.loadAvgAtEnd?.join(' ')} at the end); other work shared the ${m.logicalCpus} CPUs.`, '')
+  if (la > 0.5)
+    lines.push(
+      `> **Noisy machine:** load average ${m.loadAvgAtStart.join(' ')} at the start (${m.loadAvgAtEnd?.join(' ')} at the end); other work shared the ${m.logicalCpus} CPUs.`,
+      '',
+    )
   lines.push(
     `GPT-2 124M shape (seeded random weights, ${ck.dtypes.join('/')}, ${fmt(ck.params / 1e6, 1)} M params, ${fmt(ck.tensorBytes / 1e6, 1)} MB of tensors), ` +
       `the same weights and the same prompt ids in every engine, ${p.threads} threads each, engines one after another in their own processes, ` +
@@ -113,8 +137,8 @@ export function render(doc) {
     'pp*N*: one forward pass over *N* prompt tokens from an empty cache, logits of the last position only. ' +
       'tg128: 128 greedy tokens after a 1-token prompt; tg128 @ d512: after a 512-token prompt; both report (128 − 1) / (time of token 128 − time of token 1), ' +
       'so the prompt pass is not in them. TTFT: wall time of a 1-token generate call on a 128-token prompt. ' +
-      'GFLOP/s counts the blocks\' matmuls (2 × params × tokens), causal attention (QKᵀ, AV) and one row of lm_head; ' +
-      'GB/s of weights = tok/s × bytes of weights read per token; a percentage is the share of the ceiling column. See bench/README.md for what each engine\'s timing includes.',
+      "GFLOP/s counts the blocks' matmuls (2 × params × tokens), causal attention (QKᵀ, AV) and one row of lm_head; " +
+      "GB/s of weights = tok/s × bytes of weights read per token; a percentage is the share of the ceiling column. See bench/README.md for what each engine's timing includes.",
     '',
   )
   return { md: lines.join('\n'), svg: svg(doc) }
@@ -123,7 +147,11 @@ export function render(doc) {
 function version(e) {
   if (!e?.info) return '–'
   const i = e.info
-  const extra = [i.torch && `torch ${i.torch}`, i.onnxruntimeNode && `onnxruntime-node ${i.onnxruntimeNode}`, i.llamaCpp && `llama.cpp binaries ${i.llamaCpp}`].filter(Boolean)
+  const extra = [
+    i.torch && `torch ${i.torch}`,
+    i.onnxruntimeNode && `onnxruntime-node ${i.onnxruntimeNode}`,
+    i.llamaCpp && `llama.cpp binaries ${i.llamaCpp}`,
+  ].filter(Boolean)
   return [i.version, ...extra].join(', ')
 }
 
@@ -133,8 +161,24 @@ const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 function svg(doc) {
   const names = Object.keys(doc.engines)
   const panels = [
-    { title: 'Prefill, tokens/s', tests: [['pp128', 'pp128'], ['pp512', 'pp512']], ceiling: (id) => doc.ceilings.prefillTokPerS?.[id], ceilingLabel: 'matmul peak' },
-    { title: 'Decode, tokens/s', tests: [['tg128', 'tg128'], ['tg128@d512', 'tg128 @ d512']], ceiling: () => doc.ceilings.decodeTokPerS, ceilingLabel: 'DRAM bound' },
+    {
+      title: 'Prefill, tokens/s',
+      tests: [
+        ['pp128', 'pp128'],
+        ['pp512', 'pp512'],
+      ],
+      ceiling: (id) => doc.ceilings.prefillTokPerS?.[id],
+      ceilingLabel: 'matmul peak',
+    },
+    {
+      title: 'Decode, tokens/s',
+      tests: [
+        ['tg128', 'tg128'],
+        ['tg128@d512', 'tg128 @ d512'],
+      ],
+      ceiling: () => doc.ceilings.decodeTokPerS,
+      ceilingLabel: 'DRAM bound',
+    },
   ]
   const W = 960
   const H = 400
@@ -142,15 +186,21 @@ function svg(doc) {
   const bottom = 60
   const panelW = W / panels.length
   const out = []
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="12">`)
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="12">`,
+  )
   out.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`)
   const m = doc.machine
   const title = `GPT-2 124M f32, ${doc.protocol.threads} threads, median of ${doc.protocol.reps}${doc.protocol.reps < 5 ? ' (trial)' : ''} — ${doc.date}`
   out.push(`<text x="16" y="22" font-size="15" font-weight="600" fill="#212529">${esc(title)}</text>`)
-  out.push(`<text x="16" y="40" fill="#495057">${esc(`${m.cpu}; DRAM read ${fmt(m.dramRead?.bestGBps, 1)} GB/s; f32 matmul ${fmt(m.matmulPeak?.bestGflops, 0)} GFLOP/s; whiskers: min–max`)}</text>`)
+  out.push(
+    `<text x="16" y="40" fill="#495057">${esc(`${m.cpu}; DRAM read ${fmt(m.dramRead?.bestGBps, 1)} GB/s; f32 matmul ${fmt(m.matmulPeak?.bestGflops, 0)} GFLOP/s; whiskers: min–max`)}</text>`,
+  )
   let lx = 16
   names.forEach((n, i) => {
-    out.push(`<rect x="${lx}" y="50" width="12" height="12" fill="${color(n, i)}"/><text x="${lx + 16}" y="60" fill="#212529">${esc(n)}</text>`)
+    out.push(
+      `<rect x="${lx}" y="50" width="12" height="12" fill="${color(n, i)}"/><text x="${lx + 16}" y="60" fill="#212529">${esc(n)}</text>`,
+    )
     lx += 30 + n.length * 7
   })
   panels.forEach((panel, pi) => {
@@ -169,11 +219,15 @@ function svg(doc) {
     }
     const vmax = niceMax(Math.max(1, ...vals))
     const y = (v) => y1 - ((y1 - y0) * v) / vmax
-    out.push(`<text x="${x0}" y="${top + 8}" font-size="13" font-weight="600" fill="#212529">${esc(panel.title)}</text>`)
+    out.push(
+      `<text x="${x0}" y="${top + 8}" font-size="13" font-weight="600" fill="#212529">${esc(panel.title)}</text>`,
+    )
     for (let k = 0; k <= 4; k++) {
       const v = (vmax * k) / 4
       out.push(`<line x1="${x0}" x2="${x1}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}" stroke="#e9ecef"/>`)
-      out.push(`<text x="${x0 - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end" fill="#868e96">${fmt(v, Number.isInteger(v) ? 0 : 1)}</text>`)
+      out.push(
+        `<text x="${x0 - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end" fill="#868e96">${fmt(v, Number.isInteger(v) ? 0 : 1)}</text>`,
+      )
     }
     out.push(`<line x1="${x0}" x2="${x1}" y1="${y1}" y2="${y1}" stroke="#adb5bd"/>`)
     const groupW = (x1 - x0) / panel.tests.length
@@ -183,29 +237,45 @@ function svg(doc) {
       const bx0 = gx + (groupW - barW * names.length) / 2
       const c = panel.ceiling(id)
       if (c) {
-        out.push(`<line x1="${(gx + 8).toFixed(1)}" x2="${(gx + groupW - 8).toFixed(1)}" y1="${y(c).toFixed(1)}" y2="${y(c).toFixed(1)}" stroke="#495057" stroke-dasharray="5 4"/>`)
-        out.push(`<text x="${(gx + groupW - 8).toFixed(1)}" y="${(y(c) - 4).toFixed(1)}" text-anchor="end" fill="#495057">${esc(`${panel.ceilingLabel} ${fmt(c, 0)}`)}</text>`)
+        out.push(
+          `<line x1="${(gx + 8).toFixed(1)}" x2="${(gx + groupW - 8).toFixed(1)}" y1="${y(c).toFixed(1)}" y2="${y(c).toFixed(1)}" stroke="#495057" stroke-dasharray="5 4"/>`,
+        )
+        out.push(
+          `<text x="${(gx + groupW - 8).toFixed(1)}" y="${(y(c) - 4).toFixed(1)}" text-anchor="end" fill="#495057">${esc(`${panel.ceilingLabel} ${fmt(c, 0)}`)}</text>`,
+        )
       }
       names.forEach((n, i) => {
         const v = doc.engines[n]?.summary?.tests?.[id]?.tokPerS
         const bx = bx0 + i * barW
         if (!v) {
-          out.push(`<text x="${(bx + barW / 2).toFixed(1)}" y="${y1 - 4}" text-anchor="middle" fill="#adb5bd">n/a</text>`)
+          out.push(
+            `<text x="${(bx + barW / 2).toFixed(1)}" y="${y1 - 4}" text-anchor="middle" fill="#adb5bd">n/a</text>`,
+          )
           return
         }
-        out.push(`<rect x="${(bx + 2).toFixed(1)}" y="${y(v.median).toFixed(1)}" width="${(barW - 4).toFixed(1)}" height="${(y1 - y(v.median)).toFixed(1)}" fill="${color(n, i)}"><title>${esc(`${n} ${label}: ${fmt(v.median)} tok/s (${fmt(v.min)}–${fmt(v.max)})`)}</title></rect>`)
+        out.push(
+          `<rect x="${(bx + 2).toFixed(1)}" y="${y(v.median).toFixed(1)}" width="${(barW - 4).toFixed(1)}" height="${(y1 - y(v.median)).toFixed(1)}" fill="${color(n, i)}"><title>${esc(`${n} ${label}: ${fmt(v.median)} tok/s (${fmt(v.min)}–${fmt(v.max)})`)}</title></rect>`,
+        )
         if (v.n > 1) {
           const cx = (bx + barW / 2).toFixed(1)
-          out.push(`<line x1="${cx}" x2="${cx}" y1="${y(v.max).toFixed(1)}" y2="${y(v.min).toFixed(1)}" stroke="#212529" stroke-width="1"/>`)
+          out.push(
+            `<line x1="${cx}" x2="${cx}" y1="${y(v.max).toFixed(1)}" y2="${y(v.min).toFixed(1)}" stroke="#212529" stroke-width="1"/>`,
+          )
         }
-        out.push(`<text x="${(bx + barW / 2).toFixed(1)}" y="${(y(v.max) - 5).toFixed(1)}" text-anchor="middle" font-size="11" fill="#212529">${fmt(v.median, v.median >= 100 ? 0 : 1)}</text>`)
+        out.push(
+          `<text x="${(bx + barW / 2).toFixed(1)}" y="${(y(v.max) - 5).toFixed(1)}" text-anchor="middle" font-size="11" fill="#212529">${fmt(v.median, v.median >= 100 ? 0 : 1)}</text>`,
+        )
       })
-      out.push(`<text x="${(gx + groupW / 2).toFixed(1)}" y="${y1 + 18}" text-anchor="middle" font-size="13" fill="#212529">${esc(label)}</text>`)
+      out.push(
+        `<text x="${(gx + groupW / 2).toFixed(1)}" y="${y1 + 18}" text-anchor="middle" font-size="13" fill="#212529">${esc(label)}</text>`,
+      )
     })
   })
-  out.push(`<text x="16" y="${H - 14}" fill="#868e96">${esc('pp: prompt tokens/s (last-position logits); tg: decode tokens/s after the first token; same seeded-random weights in every engine. bench/README.md')}</text>`)
+  out.push(
+    `<text x="16" y="${H - 14}" fill="#868e96">${esc('pp: prompt tokens/s (last-position logits); tg: decode tokens/s after the first token; same seeded-random weights in every engine. bench/README.md')}</text>`,
+  )
   out.push('</svg>')
-  return out.join('\n') + '\n'
+  return `${out.join('\n')}\n`
 }
 
 function niceMax(v) {

@@ -45,7 +45,10 @@ async function main() {
   process.stdout.write('  ')
   try {
     const options = { maxNewTokens: 60, doSample: true, temperature: 0.8, topP: 0.9, noRepeatNgramSize: 3, seed: 1 }
-    for await (const step of model.stream('Once upon a time, generative models', { ...options, signal: controller.signal })) {
+    for await (const step of model.stream('Once upon a time, generative models', {
+      ...options,
+      signal: controller.signal,
+    })) {
       process.stdout.write(step.text)
     }
   } catch (err) {

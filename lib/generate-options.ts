@@ -158,10 +158,36 @@ export interface GenerateOptions {
 
 /** Every option name, for telling a misspelt or snake_case name from a known one. */
 const KNOWN = [
-  'maxLength', 'maxNewTokens', 'eosTokenId', 'padTokenId', 'doSample', 'temperature', 'topK', 'topP', 'minP',
-  'seed', 'repetitionPenalty', 'noRepeatNgramSize', 'minLength', 'minNewTokens', 'badWordsIds', 'sequenceBias',
-  'logitBias', 'suppressTokens', 'beginSuppressTokens', 'forcedEosTokenId', 'typicalP', 'epsilonCutoff', 'etaCutoff',
-  'renormalizeLogits', 'stop', 'stopStrings', 'topAlternatives', 'outputScores', 'signal', 'onToken',
+  'maxLength',
+  'maxNewTokens',
+  'eosTokenId',
+  'padTokenId',
+  'doSample',
+  'temperature',
+  'topK',
+  'topP',
+  'minP',
+  'seed',
+  'repetitionPenalty',
+  'noRepeatNgramSize',
+  'minLength',
+  'minNewTokens',
+  'badWordsIds',
+  'sequenceBias',
+  'logitBias',
+  'suppressTokens',
+  'beginSuppressTokens',
+  'forcedEosTokenId',
+  'typicalP',
+  'epsilonCutoff',
+  'etaCutoff',
+  'renormalizeLogits',
+  'stop',
+  'stopStrings',
+  'topAlternatives',
+  'outputScores',
+  'signal',
+  'onToken',
 ] as const
 
 /** An unknown option fails rather than being ignored (`max_new_tokens` would silently do nothing). */
@@ -192,15 +218,18 @@ function optionalNumber(options: GenerateOptions, name: keyof GenerateOptions): 
 
 function optionalBoolean(options: GenerateOptions, name: keyof GenerateOptions): boolean | undefined {
   const value = options[name]
-  if (value !== undefined && typeof value !== 'boolean') throw invalidArg(`${name} must be a boolean; got ${String(value)}`)
+  if (value !== undefined && typeof value !== 'boolean')
+    throw invalidArg(`${name} must be a boolean; got ${String(value)}`)
   return value
 }
 
-const isTokenId = (id: unknown): id is number => typeof id === 'number' && Number.isInteger(id) && id >= 0 && id <= 0xffffffff
+const isTokenId = (id: unknown): id is number =>
+  typeof id === 'number' && Number.isInteger(id) && id >= 0 && id <= 0xffffffff
 
 /** A list of token ids, checked. */
 function tokenIds(name: string, value: unknown): number[] {
-  if (!Array.isArray(value) || !value.every(isTokenId)) throw invalidArg(`${name} must be a list of token ids; got ${String(value)}`)
+  if (!Array.isArray(value) || !value.every(isTokenId))
+    throw invalidArg(`${name} must be a list of token ids; got ${String(value)}`)
   return value
 }
 
@@ -220,15 +249,18 @@ function strings(name: string, value: string | string[] | undefined): string[] |
 
 function sequenceBias(value: GenerateOptions['sequenceBias']): Array<[number[], number]> | undefined {
   if (value === undefined) return undefined
-  const pair = (p: unknown) => Array.isArray(p) && p.length === 2 && Array.isArray(p[0]) && p[0].every(isTokenId) && typeof p[1] === 'number'
-  if (!Array.isArray(value) || !value.every(pair)) throw invalidArg('sequenceBias must be a list of [[token ids], bias] pairs')
+  const pair = (p: unknown) =>
+    Array.isArray(p) && p.length === 2 && Array.isArray(p[0]) && p[0].every(isTokenId) && typeof p[1] === 'number'
+  if (!Array.isArray(value) || !value.every(pair))
+    throw invalidArg('sequenceBias must be a list of [[token ids], bias] pairs')
   return value
 }
 
 /** `{ [id]: bias }` as `[id, bias]` entries. */
 function logitBias(value: GenerateOptions['logitBias']): Array<[number, number]> | undefined {
   if (value === undefined) return undefined
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalidArg('logitBias must be an object of { [tokenId]: bias }')
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw invalidArg('logitBias must be an object of { [tokenId]: bias }')
   return Object.entries(value).map(([key, bias]) => {
     const id = Number(key)
     if (!isTokenId(id) || String(id) !== key) throw invalidArg(`logitBias: '${key}' is not a token id`)
@@ -239,11 +271,14 @@ function logitBias(value: GenerateOptions['logitBias']): Array<[number, number]>
 
 /** `topAlternatives` as k and whether they rank the processed distribution. */
 function alternatives(value: GenerateOptions['topAlternatives']): { k?: number; processed?: boolean } {
-  if (value === undefined || typeof value === 'number') return { k: optionalInteger({ topAlternatives: value }, 'topAlternatives') }
-  if (value === null || typeof value !== 'object') throw invalidArg('topAlternatives must be a number or { k, processed }')
+  if (value === undefined || typeof value === 'number')
+    return { k: optionalInteger({ topAlternatives: value }, 'topAlternatives') }
+  if (value === null || typeof value !== 'object')
+    throw invalidArg('topAlternatives must be a number or { k, processed }')
   const k = optionalInteger({ topAlternatives: value.k }, 'topAlternatives')
   if (k === undefined) throw invalidArg('topAlternatives needs k')
-  if (value.processed !== undefined && typeof value.processed !== 'boolean') throw invalidArg('topAlternatives.processed must be a boolean')
+  if (value.processed !== undefined && typeof value.processed !== 'boolean')
+    throw invalidArg('topAlternatives.processed must be a boolean')
   return { k, processed: value.processed }
 }
 
@@ -251,11 +286,14 @@ function alternatives(value: GenerateOptions['topAlternatives']): { k?: number; 
 export function toNativeOptions(options: GenerateOptions, paddedLength?: number): native.NativeGenerateOptions {
   if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
   checkNames(options)
-  if (options.onToken !== undefined && typeof options.onToken !== 'function') throw invalidArg('onToken must be a function')
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalidArg('signal must be an AbortSignal')
+  if (options.onToken !== undefined && typeof options.onToken !== 'function')
+    throw invalidArg('onToken must be a function')
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal))
+    throw invalidArg('signal must be an AbortSignal')
   const { k: topAlternatives, processed: processedAlternatives } = alternatives(options.topAlternatives)
   const badWordsIds = options.badWordsIds
-  if (badWordsIds !== undefined && !Array.isArray(badWordsIds)) throw invalidArg('badWordsIds must be a list of lists of token ids')
+  if (badWordsIds !== undefined && !Array.isArray(badWordsIds))
+    throw invalidArg('badWordsIds must be a list of lists of token ids')
   return {
     maxLength: optionalInteger(options, 'maxLength'),
     maxNewTokens: optionalInteger(options, 'maxNewTokens'),
@@ -274,9 +312,12 @@ export function toNativeOptions(options: GenerateOptions, paddedLength?: number)
     badWordsIds: badWordsIds?.map((ids) => tokenIds('badWordsIds', ids)),
     sequenceBias: sequenceBias(options.sequenceBias),
     logitBias: logitBias(options.logitBias),
-    suppressTokens: options.suppressTokens === undefined ? undefined : tokenIds('suppressTokens', options.suppressTokens),
+    suppressTokens:
+      options.suppressTokens === undefined ? undefined : tokenIds('suppressTokens', options.suppressTokens),
     beginSuppressTokens:
-      options.beginSuppressTokens === undefined ? undefined : tokenIds('beginSuppressTokens', options.beginSuppressTokens),
+      options.beginSuppressTokens === undefined
+        ? undefined
+        : tokenIds('beginSuppressTokens', options.beginSuppressTokens),
     forcedEosTokenId: oneOrMany('forcedEosTokenId', options.forcedEosTokenId),
     typicalP: optionalNumber(options, 'typicalP'),
     epsilonCutoff: optionalNumber(options, 'epsilonCutoff'),

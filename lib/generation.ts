@@ -5,7 +5,14 @@
 import { setMaxListeners } from 'node:events'
 import type * as native from '../binding'
 import { AbortError, callNative, callNativeAsync } from './errors'
-import { GenerateOptions, GenerateResult, GenerateStep, toNativeOptions, toResult, toStep } from './generate-options'
+import {
+  type GenerateOptions,
+  type GenerateResult,
+  type GenerateStep,
+  toNativeOptions,
+  toResult,
+  toStep,
+} from './generate-options'
 
 /** generate asks for every token at once: the scheduler runs it at full speed (checking for an abort before each token). */
 const ALL_STEPS = 0xffffffff
@@ -60,7 +67,10 @@ export async function generate(
     const { onToken } = options
     for (;;) {
       const { steps, done } = await callNativeAsync(() => generation.next(ALL_STEPS))
-      if (onToken) steps.forEach((step) => onToken(toStep(step)))
+      if (onToken)
+        steps.forEach((step) => {
+          onToken(toStep(step))
+        })
       if (done) break
     }
     return finish(generation, options.signal)

@@ -1,10 +1,10 @@
 // The model: load a GPT-2 directory, score next tokens, generate.
 import * as native from '../binding'
 import { callNativeAsync, invalidArg } from './errors'
-import { GenerateOptions, GenerateResult, GenerateStep } from './generate-options'
-import { LoadOptions, toNativeLoadOptions } from './load-options'
+import type { GenerateOptions, GenerateResult, GenerateStep } from './generate-options'
+import { type LoadOptions, toNativeLoadOptions } from './load-options'
 import * as generation from './generation'
-import { ModelInput, Tokenizer } from './tokenizer'
+import { type ModelInput, Tokenizer } from './tokenizer'
 
 /** `config.json` of the loaded model, in camelCase. */
 export interface Gpt2Config {

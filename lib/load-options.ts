@@ -38,9 +38,13 @@ export interface LoadOptions {
 }
 
 /** Checks the options' types; an absent option stays absent so that the core's default applies. */
-export function toNativeLoadOptions(options: LoadOptions): { device?: string; scheduler: native.NativeSchedulerOptions } {
+export function toNativeLoadOptions(options: LoadOptions): {
+  device?: string
+  scheduler: native.NativeSchedulerOptions
+} {
   const { device, maxBatchSize, streamIdleTimeoutMs, maxQueueLength } = options
-  if (device !== undefined && typeof device !== 'string') throw invalidArg(`device must be 'cpu', 'cuda' or 'metal'; got ${String(device)}`)
+  if (device !== undefined && typeof device !== 'string')
+    throw invalidArg(`device must be 'cpu', 'cuda' or 'metal'; got ${String(device)}`)
   checkNumber('maxBatchSize', maxBatchSize, { min: 1, integer: true, infinity: false })
   checkNumber('streamIdleTimeoutMs', streamIdleTimeoutMs, { min: 0, integer: false, infinity: true })
   checkNumber('maxQueueLength', maxQueueLength, { min: 0, integer: true, infinity: true })

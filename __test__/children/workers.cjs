@@ -29,7 +29,10 @@ const { Gpt2 } = require(workerData.library)
 `
 
 function spawn(task, prompt, maxBatchSize = 16) {
-  const worker = new Worker(WORKER, { eval: true, workerData: { library: LIBRARY, modelDir, task, prompt, maxBatchSize } })
+  const worker = new Worker(WORKER, {
+    eval: true,
+    workerData: { library: LIBRARY, modelDir, task, prompt, maxBatchSize },
+  })
   const exited = new Promise((resolve) => worker.once('exit', resolve))
   const firstMessage = new Promise((resolve, reject) => {
     worker.once('message', resolve)

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 import { TINY_MODEL } from './fixtures'
-import { readSafetensors, StoredTensor, writeSafetensors } from './safetensors'
+import { readSafetensors, type StoredTensor, writeSafetensors } from './safetensors'
 
 /** A fresh directory holding the fixture's files except `omit`. */
 export function copyOfTinyModel(omit: string[] = []): string {

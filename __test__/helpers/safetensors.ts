@@ -14,7 +14,8 @@ export function readSafetensors(path: string): Map<string, StoredTensor> {
   const header = JSON.parse(file.subarray(8, 8 + headerLength).toString('utf8'))
   const dataStart = 8 + headerLength
   const tensors = new Map<string, StoredTensor>()
-  for (const [name, info] of Object.entries<any>(header)) {
+  type Entry = { dtype: string; shape: number[]; data_offsets: [number, number] }
+  for (const [name, info] of Object.entries<Entry>(header)) {
     if (name === '__metadata__') continue
     const [begin, end] = info.data_offsets
     tensors.set(name, {

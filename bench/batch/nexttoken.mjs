@@ -16,10 +16,17 @@ await runProtocol(
     const stamps = prompts.map(() => [])
     await Promise.all(
       prompts.map((ids, i) =>
-        model.generate(ids, { maxNewTokens: n, eosTokenId: null, onToken: () => stamps[i].push(performance.now() - start) }),
+        model.generate(ids, {
+          maxNewTokens: n,
+          eosTokenId: null,
+          onToken: () => stamps[i].push(performance.now() - start),
+        }),
       ),
     )
     return { wallMs: performance.now() - start, stamps }
   },
-  { mode: 'continuous batching (maxBatchSize 16), concurrent generate() calls', threads: `RAYON_NUM_THREADS=${process.env.RAYON_NUM_THREADS}` },
+  {
+    mode: 'continuous batching (maxBatchSize 16), concurrent generate() calls',
+    threads: `RAYON_NUM_THREADS=${process.env.RAYON_NUM_THREADS}`,
+  },
 )

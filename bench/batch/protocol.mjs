@@ -32,7 +32,7 @@ export async function runProtocol(name, runBatch, info = {}) {
     for (let r = 0; r < REPS; r++) reps.push(await runBatch(batch, NEW_TOKENS))
     out.sizes[b] = reps
     const med = [...reps.map((x) => x.wallMs)].sort((x, y) => x - y)[Math.floor(REPS / 2)]
-    console.error(`  [${name}] B=${b}: ${((b * NEW_TOKENS) / med * 1000).toFixed(1)} tok/s aggregate`)
+    console.error(`  [${name}] B=${b}: ${(((b * NEW_TOKENS) / med) * 1000).toFixed(1)} tok/s aggregate`)
   }
   writeFileSync(outPath, JSON.stringify(out))
 }

@@ -35,7 +35,7 @@ const percentile = (a, p) => {
 function summarize(reps, b) {
   const gaps = reps.flatMap((r) => r.stamps.flatMap((s) => s.slice(1).map((t, i) => t - s[i])))
   return {
-    aggregateTokPerS: (b * NEW_TOKENS) / median(reps.map((r) => r.wallMs)) * 1000,
+    aggregateTokPerS: ((b * NEW_TOKENS) / median(reps.map((r) => r.wallMs))) * 1000,
     itlP50Ms: percentile(gaps, 50),
     itlP99Ms: percentile(gaps, 99),
     ttftMedianMs: median(reps.flatMap((r) => r.stamps.map((s) => s[0]))),
@@ -65,10 +65,30 @@ for (const [name, bySize] of Object.entries(summary)) {
     )
   }
 }
-lines.push('', 'Modes: ' + Object.entries(results).map(([n, r]) => `${n}: ${r.info.mode}`).join('; ') + '.', '')
+lines.push(
+  '',
+  'Modes: ' +
+    Object.entries(results)
+      .map(([n, r]) => `${n}: ${r.info.mode}`)
+      .join('; ') +
+    '.',
+  '',
+)
 const resultsDir = join(bench, 'results')
 mkdirSync(resultsDir, { recursive: true })
-writeFileSync(join(resultsDir, `${date}-batch.json`), JSON.stringify({ date, config: { threads: config.threads, sizes: SIZES, promptTokens: PROMPT_TOKENS, newTokens: NEW_TOKENS, reps: REPS }, summary, raw: results }, null, 1))
+writeFileSync(
+  join(resultsDir, `${date}-batch.json`),
+  JSON.stringify(
+    {
+      date,
+      config: { threads: config.threads, sizes: SIZES, promptTokens: PROMPT_TOKENS, newTokens: NEW_TOKENS, reps: REPS },
+      summary,
+      raw: results,
+    },
+    null,
+    1,
+  ),
+)
 writeFileSync(join(resultsDir, `${date}-batch.md`), lines.join('\n'))
 writeFileSync(join(resultsDir, 'latest-batch.md'), lines.join('\n'))
 console.log(lines.join('\n'))

@@ -18,7 +18,11 @@ await runProtocol('nexttoken', {
   },
   async info() {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
-    return { version: pkg.version, weights: 'model.safetensors f32', threads: `RAYON_NUM_THREADS=${process.env.RAYON_NUM_THREADS}` }
+    return {
+      version: pkg.version,
+      weights: 'model.safetensors f32',
+      threads: `RAYON_NUM_THREADS=${process.env.RAYON_NUM_THREADS}`,
+    }
   },
   async prefill(ids) {
     await model.logits(Uint32Array.from(ids)) // last position only

@@ -25,7 +25,12 @@ await runProtocol('transformers.js', {
     })
   },
   async info() {
-    return { version: pkgVersion('@huggingface/transformers'), onnxruntimeNode: pkgVersion('onnxruntime-node'), weights: 'onnx/model.onnx fp32', threads: `intraOpNumThreads=${threads}` }
+    return {
+      version: pkgVersion('@huggingface/transformers'),
+      onnxruntimeNode: pkgVersion('onnxruntime-node'),
+      weights: 'onnx/model.onnx fp32',
+      threads: `intraOpNumThreads=${threads}`,
+    }
   },
   async prefill(ids) {
     // num_logits_to_keep = 1: the ONNX computes the last position's logits only, as the others do.
@@ -37,7 +42,13 @@ await runProtocol('transformers.js', {
     const stamps = []
     const streamer = { put: () => stamps.push(performance.now()), end() {} }
     const s = performance.now()
-    const out = await model.generate({ ...inputs(ids), max_new_tokens: n, do_sample: false, eos_token_id: null, streamer })
+    const out = await model.generate({
+      ...inputs(ids),
+      max_new_tokens: n,
+      do_sample: false,
+      eos_token_id: null,
+      streamer,
+    })
     // stamps[0]: the prompt (put before the first forward); stamps[1..]: each new token
     const newIds = Array.from(out.data.slice(ids.length), Number)
     return { ids: newIds, ttftMs: stamps[1] - s, decodeMs: stamps[stamps.length - 1] - stamps[1], n: newIds.length }

@@ -35,7 +35,8 @@ impl NativeGeneration {
         let pending = Arc::new(PendingSteps(Mutex::new(Some(deferred))));
         let settle = pending.clone();
         // Runs on the thread that delivers the tokens (the scheduler's), not on the JS thread.
-        let on_delivery = Box::new(move |delivery: Delivery| settle.settle(Ok(GenerateSteps::from(delivery))));
+        let on_delivery =
+            Box::new(move |delivery: Delivery| settle.settle(Ok(GenerateSteps::from(delivery))));
         // A refused call rejects the promise it returns: throwing instead would leave that
         // promise rejected with nobody to handle it.
         if let Err(err) = self.request.next(max_steps as usize, on_delivery) {

@@ -54,7 +54,11 @@ impl NativeGpt2 {
 
     /// Logits for the last position (`allPositions` false) or every position, flat row-major.
     #[napi(ts_return_type = "Promise<Float32Array>")]
-    pub fn logits(&self, ids: Uint32Array, all_positions: bool) -> napi::Result<AsyncTask<Blocking<Vec<f32>, Float32Array>>> {
+    pub fn logits(
+        &self,
+        ids: Uint32Array,
+        all_positions: bool,
+    ) -> napi::Result<AsyncTask<Blocking<Vec<f32>, Float32Array>>> {
         let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
         let positions = if all_positions { Positions::All } else { Positions::Last };
         // Float32Array::new hands the Vec to JS without a copy.
@@ -63,21 +67,34 @@ impl NativeGpt2 {
 
     /// The next-token distribution: softmax of the last position's logits.
     #[napi(ts_return_type = "Promise<Float32Array>")]
-    pub fn probabilities(&self, ids: Uint32Array) -> napi::Result<AsyncTask<Blocking<Vec<f32>, Float32Array>>> {
+    pub fn probabilities(
+        &self,
+        ids: Uint32Array,
+    ) -> napi::Result<AsyncTask<Blocking<Vec<f32>, Float32Array>>> {
         let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
         Ok(blocking_then(move || pretrained.probabilities(&ids), Float32Array::new))
     }
 
     /// The `k` most likely next tokens, best first.
     #[napi(ts_return_type = "Promise<TokenScore[]>")]
-    pub fn top_k(&self, ids: Uint32Array, k: u32) -> napi::Result<AsyncTask<Blocking<Vec<TokenScore>, Vec<TokenScore>>>> {
+    pub fn top_k(
+        &self,
+        ids: Uint32Array,
+        k: u32,
+    ) -> napi::Result<AsyncTask<Blocking<Vec<TokenScore>, Vec<TokenScore>>>> {
         let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
-        Ok(blocking(move || Ok(pretrained.top_k(&ids, k as usize)?.into_iter().map(TokenScore::from).collect())))
+        Ok(blocking(move || {
+            Ok(pretrained.top_k(&ids, k as usize)?.into_iter().map(TokenScore::from).collect())
+        }))
     }
 
     /// Starts a generation of the prompt `ids`; tokens come from its `next()`.
     #[napi]
-    pub fn start_generation(&self, ids: Uint32Array, options: NativeGenerateOptions) -> napi::Result<NativeGeneration> {
+    pub fn start_generation(
+        &self,
+        ids: Uint32Array,
+        options: NativeGenerateOptions,
+    ) -> napi::Result<NativeGeneration> {
         let gpt2 = self.gpt2()?;
         let request = guarded(|| gpt2.start(ids.to_vec(), options.into()))?;
         Ok(NativeGeneration::new(request))

@@ -65,7 +65,9 @@ impl From<NativeGenerateOptions> for CallOptions {
             min_length: js.min_length.map(|n| n as usize),
             min_new_tokens: js.min_new_tokens.map(|n| n as usize),
             bad_words_ids: js.bad_words_ids,
-            sequence_bias: js.sequence_bias.map(|biases| biases.into_iter().map(|(ids, b)| (ids, b as f32)).collect()),
+            sequence_bias: js
+                .sequence_bias
+                .map(|biases| biases.into_iter().map(|(ids, b)| (ids, b as f32)).collect()),
             logit_bias: js.logit_bias.into_iter().flatten().map(|(id, bias)| (id, bias as f32)).collect(),
             suppress_tokens: js.suppress_tokens,
             begin_suppress_tokens: js.begin_suppress_tokens,

@@ -97,7 +97,6 @@ pub struct GenerateOutput {
     pub timings: GenerateTimings,
 }
 
-
 impl From<&Config> for ModelConfig {
     fn from(c: &Config) -> Self {
         ModelConfig {
@@ -175,7 +174,10 @@ impl From<Step> for GenerateStep {
 
 impl From<Delivery> for GenerateSteps {
     fn from(delivery: Delivery) -> Self {
-        GenerateSteps { steps: delivery.steps.into_iter().map(GenerateStep::from).collect(), done: delivery.done }
+        GenerateSteps {
+            steps: delivery.steps.into_iter().map(GenerateStep::from).collect(),
+            done: delivery.done,
+        }
     }
 }
 

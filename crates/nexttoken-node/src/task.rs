@@ -44,7 +44,8 @@ where
     type JsValue = J;
 
     fn compute(&mut self) -> napi::Result<T> {
-        let work = self.work.take().ok_or_else(|| crate::errors::coded("ERR_INTERNAL", "a task ran twice"))?;
+        let work =
+            self.work.take().ok_or_else(|| crate::errors::coded("ERR_INTERNAL", "a task ran twice"))?;
         guarded(work)
     }
 

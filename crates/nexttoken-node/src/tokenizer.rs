@@ -44,7 +44,9 @@ impl NativeTokenizer {
 
 /// Loads the tokenizer of the model directory `path` (tokenizer.json, or vocab.json + merges.txt).
 #[napi(ts_return_type = "Promise<NativeTokenizer>")]
-pub fn load_tokenizer(path: String) -> napi::bindgen_prelude::AsyncTask<Blocking<NativeTokenizer, NativeTokenizer>> {
+pub fn load_tokenizer(
+    path: String,
+) -> napi::bindgen_prelude::AsyncTask<Blocking<NativeTokenizer, NativeTokenizer>> {
     blocking(move || {
         let dir = nexttoken::pretrained::resolve_model_dir(&path)?;
         let inner = nexttoken::Tokenizer::from_dir(Path::new(&dir))?;

@@ -35,7 +35,9 @@ pub fn softmax_in_place(logits: &mut [f32]) {
 pub fn most_likely(logits: &[f32], k: usize, tokenizer: &Tokenizer) -> Result<Vec<TokenScore>> {
     best_ids(logits, k)
         .into_iter()
-        .map(|(id, logprob)| Ok(TokenScore { id, token: tokenizer.decode(&[id])?, p: logprob.exp(), logprob }))
+        .map(|(id, logprob)| {
+            Ok(TokenScore { id, token: tokenizer.decode(&[id])?, p: logprob.exp(), logprob })
+        })
         .collect()
 }
 

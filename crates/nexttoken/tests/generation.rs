@@ -71,17 +71,25 @@ fn call_options(options: &Value) -> CallOptions {
     let get = |key: &str| options.get(key).filter(|v| !v.is_null());
     let int = |key| get(key).map(|v| v.as_u64().unwrap() as usize);
     let float = |key| get(key).map(|v| v.as_f64().unwrap() as f32);
-    let ids = |v: &Value| v.as_array().unwrap().iter().map(|id| id.as_u64().unwrap() as u32).collect::<Vec<_>>();
-    let one_or_many = |key| get(key).map(|v| if v.is_array() { ids(v) } else { vec![v.as_u64().unwrap() as u32] });
+    let ids =
+        |v: &Value| v.as_array().unwrap().iter().map(|id| id.as_u64().unwrap() as u32).collect::<Vec<_>>();
+    let one_or_many =
+        |key| get(key).map(|v| if v.is_array() { ids(v) } else { vec![v.as_u64().unwrap() as u32] });
     let sequences = |key| get(key).map(|v| v.as_array().unwrap().iter().map(ids).collect::<Vec<_>>());
     let pairs = get("sequenceBias").map(|v| {
         let pair = |p: &Value| (ids(&p[0]), p[1].as_f64().unwrap() as f32);
         v.as_array().unwrap().iter().map(pair).collect::<Vec<_>>()
     });
     let logit_bias = get("logitBias").map_or(Vec::new(), |v| {
-        v.as_object().unwrap().iter().map(|(id, b)| (id.parse().unwrap(), b.as_f64().unwrap() as f32)).collect()
+        v.as_object()
+            .unwrap()
+            .iter()
+            .map(|(id, b)| (id.parse().unwrap(), b.as_f64().unwrap() as f32))
+            .collect()
     });
-    let strings = |key| get(key).map(|v| v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect());
+    let strings = |key| {
+        get(key).map(|v| v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect())
+    };
     CallOptions {
         max_length: int("maxLength"),
         max_new_tokens: int("maxNewTokens"),
@@ -256,7 +264,11 @@ fn processed_scores_equal_transformers() {
             assert_eq!(output.new_ids, golden.new_ids, "{}", golden.name);
             let scores = output.scores.unwrap();
             for (step, (ours, theirs)) in scores.iter().zip(&golden.scores).enumerate() {
-                assert!((ours - theirs).abs() <= SCORE_TOLERANCE, "{} step {step}: {ours} vs {theirs}", golden.name);
+                assert!(
+                    (ours - theirs).abs() <= SCORE_TOLERANCE,
+                    "{} step {step}: {ours} vs {theirs}",
+                    golden.name
+                );
             }
             continue;
         }
@@ -266,10 +278,19 @@ fn processed_scores_equal_transformers() {
         let mut ids = golden.prompt_ids.clone();
         for (step, (&id, &theirs)) in golden.new_ids.iter().zip(&golden.scores).enumerate() {
             let mut scores = model.logits(&ids, Positions::Last).unwrap();
-            let at = Context { ids: &ids, prompt_width: golden.prompt_ids.len(), new_tokens: step, last: step + 1 >= budget };
+            let at = Context {
+                ids: &ids,
+                prompt_width: golden.prompt_ids.len(),
+                new_tokens: step,
+                last: step + 1 >= budget,
+            };
             apply_processors(&mut scores, &at, &options);
             let ours = scores[id as usize] - nexttoken::scores::log_sum_exp(&scores);
-            assert!((ours - theirs).abs() <= SCORE_TOLERANCE, "{} step {step}: {ours} vs {theirs}", golden.name);
+            assert!(
+                (ours - theirs).abs() <= SCORE_TOLERANCE,
+                "{} step {step}: {ours} vs {theirs}",
+                golden.name
+            );
             ids.push(id);
         }
     }
@@ -291,7 +312,8 @@ fn stop_strings_equal_transformers() {
     let model = tiny_model();
     let scheduler = Scheduler::new(model.clone(), SchedulerOptions::default()).unwrap();
     let goldens: Vec<StopStringsGolden> =
-        serde_json::from_str(&std::fs::read_to_string(goldens_dir().join("stop-strings.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(goldens_dir().join("stop-strings.json")).unwrap())
+            .unwrap();
     assert!(goldens.len() >= 3);
     for golden in goldens {
         let call = CallOptions {
@@ -299,7 +321,8 @@ fn stop_strings_equal_transformers() {
             stop_strings: Some(golden.stop_strings.clone()),
             ..Default::default()
         };
-        let output = scheduler.generate(Generation::new(model.clone(), golden.prompt_ids, call).unwrap()).unwrap();
+        let output =
+            scheduler.generate(Generation::new(model.clone(), golden.prompt_ids, call).unwrap()).unwrap();
         assert_eq!(output.new_ids, golden.new_ids, "{}", golden.name);
         assert_eq!(output.stop_reason, Some(StopReason::Stop), "{}", golden.name);
         assert_eq!(output.text, golden.text_out, "{}: the text keeps the stop string", golden.name);

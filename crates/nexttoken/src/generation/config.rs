@@ -57,8 +57,9 @@ fn sequence_bias<'de, D: serde::Deserializer<'de>>(
         Some(SequenceBias::Dict(dict)) => dict
             .into_iter()
             .map(|(key, bias)| {
-                let ids = parse_tuple(&key)
-                    .ok_or_else(|| serde::de::Error::custom(format!("sequence_bias key {key:?} is not a tuple of ids")))?;
+                let ids = parse_tuple(&key).ok_or_else(|| {
+                    serde::de::Error::custom(format!("sequence_bias key {key:?} is not a tuple of ids"))
+                })?;
                 Ok((ids, bias))
             })
             .collect::<std::result::Result<_, D::Error>>()?,
@@ -169,7 +170,10 @@ mod tests {
         assert_eq!(read.sequence_bias, vec![(vec![1, 2], -1.5), (vec![4], 2.0)]);
         assert_eq!((read.stop_strings, read.forced_eos_token_ids), (vec!["END".to_string()], vec![9]));
         write(&dir, r#"{"sequence_bias":[[[1, 2], -1.5]]}"#);
-        assert_eq!(GenerationConfig::from_dir(&dir, &config()).unwrap().sequence_bias, vec![(vec![1, 2], -1.5)]);
+        assert_eq!(
+            GenerationConfig::from_dir(&dir, &config()).unwrap().sequence_bias,
+            vec![(vec![1, 2], -1.5)]
+        );
         write(&dir, r#"{"eos_token_id":9}"#);
         assert_eq!(GenerationConfig::from_dir(&dir, &config()).unwrap().eos_token_ids, vec![9]);
         write(&dir, r#"{"eos_token_id":"nine"}"#);

@@ -233,7 +233,9 @@ impl Generation {
         let mut text = self.text.push(id)?;
         self.stop_reason = if self.options.eos_token_ids.contains(&id) {
             Some(StopReason::Eos)
-        } else if self.text.stopped() || self.stop_strings.completed_by_last(&self.model.tokenizer, &self.ids)? {
+        } else if self.text.stopped()
+            || self.stop_strings.completed_by_last(&self.model.tokenizer, &self.ids)?
+        {
             Some(StopReason::Stop)
         } else if self.new_ids().len() >= self.budget {
             Some(StopReason::Length)

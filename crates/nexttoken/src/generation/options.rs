@@ -274,7 +274,9 @@ impl GenerateOptions {
         let biased = self.sequence_bias.iter().map(|(ids, _)| ("sequenceBias", ids.as_slice()));
         for (name, ids) in lists.into_iter().chain(sequences).chain(biased) {
             if let Some(id) = ids.iter().find(|&&id| id as usize >= vocab_size) {
-                return Err(invalid(format!("{name}: token {id} is outside the vocabulary of {vocab_size} tokens")));
+                return Err(invalid(format!(
+                    "{name}: token {id} is outside the vocabulary of {vocab_size} tokens"
+                )));
             }
         }
         Ok(())

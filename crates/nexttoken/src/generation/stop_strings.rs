@@ -30,9 +30,10 @@ impl StopStrings {
         // Byte-level decoding appends, except that a character the new token completes replaces
         // the U+FFFD shown for its first bytes: the new text starts where the two differ.
         let new_from = before.bytes().zip(after.bytes()).take_while(|(a, b)| a == b).count();
-        Ok(self.strings.iter().any(|stop| {
-            after.match_indices(stop.as_str()).any(|(at, _)| at + stop.len() > new_from)
-        }))
+        Ok(self
+            .strings
+            .iter()
+            .any(|stop| after.match_indices(stop.as_str()).any(|(at, _)| at + stop.len() > new_from)))
     }
 }
 

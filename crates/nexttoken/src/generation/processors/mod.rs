@@ -7,7 +7,9 @@
 mod constraints;
 mod warpers;
 
-pub use constraints::{bad_words, forced_tokens, no_repeat_ngram, repetition_penalty, sequence_bias, suppress};
+pub use constraints::{
+    bad_words, forced_tokens, no_repeat_ngram, repetition_penalty, sequence_bias, suppress,
+};
 pub use warpers::{epsilon_cutoff, eta_cutoff, keep_min_p, keep_top_k, keep_top_p, temperature, typical_p};
 
 use super::options::GenerateOptions;
