@@ -87,7 +87,7 @@ pub struct Output {
 }
 
 pub struct Generation {
-    model: Arc<Pretrained>,
+    pretrained: Arc<Pretrained>,
     options: GenerateOptions,
     budget: usize,
     ids: Vec<u32>,
@@ -108,11 +108,11 @@ pub struct Generation {
 impl Generation {
     /// A generation of `prompt` with the call's `options` over the model's generation config.
     /// An empty prompt starts from the BOS token, as transformers' `generate()` without input.
-    pub fn new(model: Arc<Pretrained>, prompt: Vec<u32>, options: CallOptions) -> Result<Self> {
-        let options = GenerateOptions::resolve(options, &model.generation_config);
-        let config = model.config();
+    pub fn new(pretrained: Arc<Pretrained>, prompt: Vec<u32>, options: CallOptions) -> Result<Self> {
+        let options = GenerateOptions::resolve(options, &pretrained.generation_config);
+        let config = pretrained.config();
         options.validate(config.vocab_size)?;
-        let prompt = match (prompt.is_empty(), model.generation_config.bos_token_id) {
+        let prompt = match (prompt.is_empty(), pretrained.generation_config.bos_token_id) {
             (true, Some(bos)) => vec![bos],
             (true, None) => {
                 return Err(Error::InvalidArg(
@@ -121,13 +121,13 @@ impl Generation {
             }
             (false, _) => prompt,
         };
-        model.network.check_input(&prompt, 0)?;
+        pretrained.network.check_input(&prompt, 0)?;
         let budget = options.new_token_budget(prompt.len(), config.n_positions)?;
         let rng = match options.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
-        let text = TextStream::new(model.tokenizer.clone(), options.stop.clone());
+        let text = TextStream::new(pretrained.tokenizer.clone(), options.stop.clone());
         let stop_strings = StopStrings::new(options.stop_strings.clone());
         Ok(Generation {
             budget,
@@ -143,7 +143,7 @@ impl Generation {
             first_token_at: None,
             last_token_at: None,
             options,
-            model,
+            pretrained,
         })
     }
 
@@ -161,7 +161,7 @@ impl Generation {
         if self.stop_reason.is_none() {
             if self.new_ids().len() >= self.budget {
                 self.stop_reason = Some(StopReason::Length);
-            } else if self.ids.len() >= self.model.config().n_positions {
+            } else if self.ids.len() >= self.pretrained.config().n_positions {
                 self.stop_reason = Some(StopReason::Context);
             }
         }
@@ -193,7 +193,7 @@ impl Generation {
             ids: &self.ids,
             prompt_width: self.options.prompt_width(self.prompt_len),
             new_tokens,
-            last: new_tokens + 1 >= self.budget || self.ids.len() + 1 >= self.model.config().n_positions,
+            last: new_tokens + 1 >= self.budget || self.ids.len() + 1 >= self.pretrained.config().n_positions,
         }
     }
 
@@ -225,8 +225,8 @@ impl Generation {
         self.scores.extend(score);
         let alternatives = match (self.options.top_alternatives, self.options.processed_alternatives) {
             (0, _) => Vec::new(),
-            (k, false) => most_likely(logits, k, &self.model.tokenizer)?,
-            (k, true) => most_likely(&scores, k, &self.model.tokenizer)?,
+            (k, false) => most_likely(logits, k, &self.pretrained.tokenizer)?,
+            (k, true) => most_likely(&scores, k, &self.pretrained.tokenizer)?,
         };
 
         self.ids.push(id);
@@ -234,12 +234,12 @@ impl Generation {
         self.stop_reason = if self.options.eos_token_ids.contains(&id) {
             Some(StopReason::Eos)
         } else if self.text.stopped()
-            || self.stop_strings.completed_by_last(&self.model.tokenizer, &self.ids)?
+            || self.stop_strings.completed_by_last(&self.pretrained.tokenizer, &self.ids)?
         {
             Some(StopReason::Stop)
         } else if self.new_ids().len() >= self.budget {
             Some(StopReason::Length)
-        } else if self.ids.len() >= self.model.config().n_positions {
+        } else if self.ids.len() >= self.pretrained.config().n_positions {
             Some(StopReason::Context)
         } else {
             None
@@ -255,7 +255,7 @@ impl Generation {
     }
 
     pub fn tokenizer(&self) -> &crate::tokenizer::Tokenizer {
-        &self.model.tokenizer
+        &self.pretrained.tokenizer
     }
 
     pub fn new_ids(&self) -> &[u32] {
@@ -268,7 +268,7 @@ impl Generation {
 
     /// The result so far (final once `is_finished`).
     pub fn output(&self) -> Result<Output> {
-        let tokenizer = &self.model.tokenizer;
+        let tokenizer = &self.pretrained.tokenizer;
         let completion = self.text.completion().to_string();
         let text = if self.text.stopped() {
             tokenizer.decode(&self.ids[..self.prompt_len])? + &completion

@@ -184,12 +184,12 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(model: Arc<Pretrained>, options: SchedulerOptions) -> Result<Self> {
+    pub fn new(pretrained: Arc<Pretrained>, options: SchedulerOptions) -> Result<Self> {
         options.validate()?;
         let (messages, incoming) = channel();
         std::thread::Builder::new()
             .name("nexttoken-scheduler".into())
-            .spawn(move || run(&model, incoming, options))
+            .spawn(move || run(&pretrained, incoming, options))
             .map_err(|err| Error::Internal(format!("cannot start the scheduler thread: {err}")))?;
         let max_pending =
             options.max_queue_length.map_or(usize::MAX, |n| n.saturating_add(options.max_batch_size));
@@ -288,7 +288,7 @@ impl Batch {
     }
 }
 
-fn run(model: &Pretrained, incoming: Receiver<Message>, options: SchedulerOptions) {
+fn run(pretrained: &Pretrained, incoming: Receiver<Message>, options: SchedulerOptions) {
     let mut batch = Batch::default();
     loop {
         for message in incoming.try_iter() {
@@ -298,7 +298,7 @@ fn run(model: &Pretrained, incoming: Receiver<Message>, options: SchedulerOption
         let next_expiry = batch.expire_idle(now, options.idle_timeout);
         batch.retire_and_admit(options.max_batch_size);
         if batch.running.iter().any(Job::is_wanted) {
-            decode_turn_guarded(model, &mut batch.running);
+            decode_turn_guarded(pretrained, &mut batch.running);
             continue;
         }
         if batch.closing && batch.is_empty() {
@@ -321,8 +321,8 @@ fn run(model: &Pretrained, incoming: Receiver<Message>, options: SchedulerOption
 }
 
 /// `decode_turn`, with a failure (or a panic) ending every sequence of the batch with it.
-fn decode_turn_guarded(model: &Pretrained, running: &mut [Job]) {
-    let turn = catch_unwind(AssertUnwindSafe(|| decode_turn(model, running)));
+fn decode_turn_guarded(pretrained: &Pretrained, running: &mut [Job]) {
+    let turn = catch_unwind(AssertUnwindSafe(|| decode_turn(pretrained, running)));
     if let Err(message) =
         turn.map_err(|payload| panic_message(payload.as_ref())).and_then(|r| r.map_err(|e| e.to_string()))
     {
@@ -334,7 +334,7 @@ fn decode_turn_guarded(model: &Pretrained, running: &mut [Job]) {
 
 /// One forward pass for every running sequence that has tokens asked for, then a token for each
 /// that completed its input.
-fn decode_turn(model: &Pretrained, running: &mut [Job]) -> Result<()> {
+fn decode_turn(pretrained: &Pretrained, running: &mut [Job]) -> Result<()> {
     let mut active: Vec<&mut Job> = running.iter_mut().filter(|job| job.is_wanted()).collect();
     // Chunking a prompt only matters when others are waiting for their next token.
     let chunk = if active.len() == 1 { usize::MAX } else { PREFILL_CHUNK };
@@ -349,7 +349,7 @@ fn decode_turn(model: &Pretrained, running: &mut [Job]) -> Result<()> {
     if batch.is_empty() {
         return Ok(()); // every wanted sequence hit a limit; finish_if_done reports them
     }
-    let rows = model.network.forward_batch(&mut batch)?.to_vec2::<f32>()?;
+    let rows = pretrained.network.forward_batch(&mut batch)?.to_vec2::<f32>()?;
     drop(batch);
     let mut fed = fed.into_iter().zip(rows).peekable();
     let mut completed: Vec<(&mut Job, Vec<f32>)> = Vec::with_capacity(active.len());
