@@ -50,15 +50,7 @@ impl Pretrained {
         let device = device_from_name(device)?;
         let dir = resolve_model_dir(name_or_path)?;
         let config = Config::from_file(&dir.join("config.json"))?;
-        let weights_path = dir.join("model.safetensors");
-        if !weights_path.is_file() && dir.join("pytorch_model.bin").is_file() {
-            return Err(Error::ModelNotFound(format!(
-                "{} has only pytorch_model.bin; nexttoken reads model.safetensors (convert it with \
-                 transformers: save_pretrained(dir, safe_serialization=True))",
-                dir.display()
-            )));
-        }
-        let mut weights = Weights::load(&weights_path, &device)?;
+        let mut weights = Weights::from_dir(&dir, &device)?;
         let network = Network::load(&mut weights, &config, &device)?;
         let tokenizer = Tokenizer::from_dir(&dir)?;
         if tokenizer.vocab_size() > config.vocab_size {

@@ -1,6 +1,9 @@
-//! Reads `model.safetensors` as written by Hugging Face for GPT-2 and hands out tensors by their
-//! canonical name (`wte.weight`, `h.0.attn.c_attn.weight`, ...), checked against the expected
-//! shape before anything is built from them.
+//! Reads a GPT-2 checkpoint as Hugging Face stores it, in transformers' order of preference:
+//! `model.safetensors`, else `model.safetensors.index.json` and its shards, else
+//! `pytorch_model.bin` (read by candle's restricted unpickler, which builds tensors and never runs
+//! pickled code). Tensors are handed out by their canonical name (`wte.weight`,
+//! `h.0.attn.c_attn.weight`, ...), checked against the expected shape before anything is built
+//! from them.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -10,30 +13,125 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use memmap2::Mmap;
 use safetensors::{Dtype as StDtype, SafeTensors};
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
 /// Tensors of a GPT-2 checkpoint, keyed by their name without the optional `transformer.` prefix.
-/// The file stays mapped and each tensor is read when it is taken, so a weight that is repacked
-/// for the CPU kernels goes straight from the file to its packed form.
+/// Safetensors files stay mapped and each tensor is read when it is taken, so a weight that is
+/// repacked for the CPU kernels goes straight from the file to its packed form.
 pub struct Weights {
-    path: PathBuf,
-    mmap: Mmap,
+    files: Vec<Mapped>,
     tensors: HashMap<String, Stored>,
     device: Device,
 }
 
-/// Where a tensor's bytes are in the map, and how they are stored.
+struct Mapped {
+    path: PathBuf,
+    mmap: Mmap,
+}
+
+/// A tensor's shape and where its values are.
 struct Stored {
-    dtype: DType,
     shape: Vec<usize>,
-    bytes: Range<usize>,
+    /// The file it came from, for messages.
+    path: PathBuf,
+    values: Values,
+}
+
+enum Values {
+    /// Bytes of `files[file]`, stored as `dtype`.
+    Mapped { file: usize, dtype: DType, bytes: Range<usize> },
+    /// Already read (pytorch_model.bin).
+    Read(Tensor),
+}
+
+/// `model.safetensors.index.json`: which shard holds each tensor.
+#[derive(Deserialize)]
+struct ShardIndex {
+    weight_map: HashMap<String, String>,
 }
 
 impl Weights {
-    /// Maps `path` and reads its header; tensors come out as f32 on `device` (f16 and bf16
-    /// storage is widened when taken).
+    /// The checkpoint in model directory `dir`, in transformers' order of preference.
+    pub fn from_dir(dir: &Path, device: &Device) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        if single.is_file() {
+            return Self::load(&single, device);
+        }
+        let index = dir.join("model.safetensors.index.json");
+        if index.is_file() {
+            return Self::load_sharded(dir, &index, device);
+        }
+        let pickle = dir.join("pytorch_model.bin");
+        if pickle.is_file() {
+            return Self::load_pickle(&pickle, device);
+        }
+        Err(Error::ModelNotFound(format!(
+            "no weights in {}: looked for model.safetensors, model.safetensors.index.json and pytorch_model.bin",
+            dir.display()
+        )))
+    }
+
+    /// Maps the safetensors file `path` and reads its header; tensors come out as f32 on
+    /// `device` (f16 and bf16 storage is widened when taken).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let mut weights = Weights { files: Vec::new(), tensors: HashMap::new(), device: device.clone() };
+        weights.map_safetensors(path)?;
+        Ok(weights)
+    }
+
+    /// The shards `index` names, each mapped.
+    fn load_sharded(dir: &Path, index: &Path, device: &Device) -> Result<Self> {
+        let text = std::fs::read_to_string(index).map_err(|err| Error::invalid_file(index, err))?;
+        let index_map: ShardIndex =
+            serde_json::from_str(&text).map_err(|err| Error::invalid_file(index, err))?;
+        let mut shards: Vec<&String> = index_map.weight_map.values().collect();
+        shards.sort();
+        shards.dedup();
+        let mut weights = Weights { files: Vec::new(), tensors: HashMap::new(), device: device.clone() };
+        for shard in shards {
+            if Path::new(shard).components().count() != 1 {
+                return Err(Error::invalid_file(
+                    index,
+                    format!("shard '{shard}' is not a file name in the directory"),
+                ));
+            }
+            let path = dir.join(shard);
+            if !path.is_file() {
+                return Err(Error::missing_file(path, "a shard listed in model.safetensors.index.json"));
+            }
+            weights.map_safetensors(&path)?;
+        }
+        Ok(weights)
+    }
+
+    /// `pytorch_model.bin`, read whole: a zip of pickled tensor references and their storages.
+    fn load_pickle(path: &Path, device: &Device) -> Result<Self> {
+        let all = candle_core::pickle::read_all(path)
+            .map_err(|err| Error::invalid_file(path, format!("not a readable PyTorch checkpoint ({err})")))?;
+        let mut weights = Weights { files: Vec::new(), tensors: HashMap::new(), device: device.clone() };
+        for (key, tensor) in all {
+            if !matches!(tensor.dtype(), DType::F32 | DType::F16 | DType::BF16) {
+                if is_ignored(canonical(&key)) {
+                    continue;
+                }
+                return Err(Error::invalid_file(
+                    path,
+                    format!("tensor '{key}' is stored as {:?}; expected F32, F16 or BF16", tensor.dtype()),
+                ));
+            }
+            let shape = tensor.dims().to_vec();
+            weights.insert(
+                path,
+                &key,
+                Stored { shape, path: path.to_path_buf(), values: Values::Read(tensor) },
+            )?;
+        }
+        Ok(weights)
+    }
+
+    fn map_safetensors(&mut self, path: &Path) -> Result<()> {
         let file = File::open(path).map_err(|err| match err.kind() {
             std::io::ErrorKind::NotFound => Error::missing_file(path.to_path_buf(), "model.safetensors"),
             _ => Error::invalid_file(path, err),
@@ -41,31 +139,51 @@ impl Weights {
         // SAFETY: the map is read-only; like every reader of a mapped file, we rely on nobody
         // truncating the file while the model loads.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|err| Error::invalid_file(path, err))?;
-        let file = SafeTensors::deserialize(&mmap)
-            .map_err(|err| Error::invalid_file(path, format!("not a valid safetensors file ({err})")))?;
-
-        let mut tensors = HashMap::new();
-        for (key, view) in file.tensors() {
-            let name = key.strip_prefix("transformer.").unwrap_or(&key);
-            if is_ignored(name) {
-                continue;
+        let index = self.files.len();
+        let mut found = Vec::new();
+        {
+            let file = SafeTensors::deserialize(&mmap)
+                .map_err(|err| Error::invalid_file(path, format!("not a valid safetensors file ({err})")))?;
+            for (key, view) in file.tensors() {
+                let dtype = match view.dtype() {
+                    StDtype::F32 => DType::F32,
+                    StDtype::F16 => DType::F16,
+                    StDtype::BF16 => DType::BF16,
+                    _ if is_ignored(canonical(&key)) => continue,
+                    other => {
+                        return Err(Error::invalid_file(
+                            path,
+                            format!("tensor '{key}' is stored as {other:?}; expected F32, F16 or BF16"),
+                        ))
+                    }
+                };
+                let start = view.data().as_ptr() as usize - mmap.as_ptr() as usize;
+                let bytes = start..start + view.data().len();
+                let values = Values::Mapped { file: index, dtype, bytes };
+                found.push((key, Stored { shape: view.shape().to_vec(), path: path.to_path_buf(), values }));
             }
-            let dtype = match view.dtype() {
-                StDtype::F32 => DType::F32,
-                StDtype::F16 => DType::F16,
-                StDtype::BF16 => DType::BF16,
-                other => {
-                    return Err(Error::invalid_file(
-                        path,
-                        format!("tensor '{key}' is stored as {other:?}; expected F32, F16 or BF16"),
-                    ))
-                }
-            };
-            let start = view.data().as_ptr() as usize - mmap.as_ptr() as usize;
-            let bytes = start..start + view.data().len();
-            tensors.insert(name.to_string(), Stored { dtype, shape: view.shape().to_vec(), bytes });
         }
-        Ok(Weights { path: path.to_path_buf(), mmap, tensors, device: device.clone() })
+        self.files.push(Mapped { path: path.to_path_buf(), mmap });
+        for (key, stored) in found {
+            self.insert(path, &key, stored)?;
+        }
+        Ok(())
+    }
+
+    /// Files a tensor under its canonical name. A name that comes twice (in two shards, or with
+    /// and without the `transformer.` prefix) is refused: which copy is meant is not knowable.
+    fn insert(&mut self, path: &Path, key: &str, stored: Stored) -> Result<()> {
+        let name = canonical(key);
+        if is_ignored(name) {
+            return Ok(());
+        }
+        if let Some(first) = self.tensors.insert(name.to_string(), stored) {
+            return Err(Error::invalid_file(
+                path,
+                format!("tensor '{name}' appears twice (also in {})", first.path.display()),
+            ));
+        }
+        Ok(())
     }
 
     /// The device tensors are taken to.
@@ -88,11 +206,13 @@ impl Weights {
         read: impl FnOnce(&[f32]) -> R,
     ) -> Result<R> {
         let stored = self.take_stored(name, shape)?;
-        let bytes = &self.mmap[stored.bytes.clone()];
-        if stored.dtype == DType::F32 && cfg!(target_endian = "little") {
-            // SAFETY: any 4 bytes are a valid f32; align_to only yields whole aligned values.
-            if let ([], values, []) = unsafe { bytes.align_to::<f32>() } {
-                return Ok(read(values));
+        if let Values::Mapped { file, dtype: DType::F32, bytes } = &stored.values {
+            let bytes = &self.files[*file].mmap[bytes.clone()];
+            if cfg!(target_endian = "little") {
+                // SAFETY: any 4 bytes are a valid f32; align_to only yields whole aligned values.
+                if let ([], values, []) = unsafe { bytes.align_to::<f32>() } {
+                    return Ok(read(values));
+                }
             }
         }
         Ok(read(&self.decode(&stored)?.flatten_all()?.to_vec1::<f32>()?))
@@ -100,23 +220,39 @@ impl Weights {
 
     /// A stored tensor as f32 on the CPU.
     fn decode(&self, stored: &Stored) -> Result<Tensor> {
-        let bytes = &self.mmap[stored.bytes.clone()];
-        Ok(Tensor::from_raw_buffer(bytes, stored.dtype, &stored.shape, &Device::Cpu)?.to_dtype(DType::F32)?)
+        let tensor = match &stored.values {
+            Values::Mapped { file, dtype, bytes } => {
+                let bytes = &self.files[*file].mmap[bytes.clone()];
+                Tensor::from_raw_buffer(bytes, *dtype, &stored.shape, &Device::Cpu)?
+            }
+            Values::Read(tensor) => tensor.clone(),
+        };
+        Ok(tensor.to_dtype(DType::F32)?)
+    }
+
+    /// Where the checkpoint is, for messages: its (first) file.
+    fn path(&self) -> PathBuf {
+        self.files.first().map_or_else(|| PathBuf::from("the checkpoint"), |f| f.path.clone())
     }
 
     fn take_stored(&mut self, name: &str, shape: &[usize]) -> Result<Stored> {
         let stored = self
             .tensors
             .remove(name)
-            .ok_or_else(|| Error::invalid_file(&self.path, format!("tensor '{name}' is missing")))?;
+            .ok_or_else(|| Error::invalid_file(&self.path(), format!("tensor '{name}' is missing")))?;
         if stored.shape != shape {
             return Err(Error::invalid_file(
-                &self.path,
+                &stored.path,
                 format!("tensor '{name}' has shape {:?}; the config implies {shape:?}", stored.shape),
             ));
         }
         Ok(stored)
     }
+}
+
+/// A checkpoint key without the `transformer.` prefix that GPT2LMHeadModel adds.
+fn canonical(key: &str) -> &str {
+    key.strip_prefix("transformer.").unwrap_or(key)
 }
 
 /// Buffers some checkpoints carry that are not weights: the causal mask (`attn.bias`,

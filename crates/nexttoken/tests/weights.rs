@@ -94,3 +94,81 @@ fn hands_out_values_straight_from_f32_and_widened_from_f16() {
         Weights::load(&path, &Device::Cpu).unwrap().take_values("wte.weight", &[8], |_| ()).unwrap_err();
     assert!(err.to_string().contains("wte.weight"), "{err}");
 }
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../__test__/fixtures")
+}
+
+/// A model directory with tiny-gpt2's config and tokenizer and the given extra files.
+fn model_dir(name: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nexttoken-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["config.json", "tokenizer.json", "generation_config.json"] {
+        std::fs::copy(fixtures().join("tiny-gpt2").join(file), dir.join(file)).unwrap();
+    }
+    for (file, bytes) in files {
+        std::fs::write(dir.join(file), bytes).unwrap();
+    }
+    dir
+}
+
+fn logits_of(dir: &std::path::Path) -> Vec<f32> {
+    let model = nexttoken::Pretrained::load(dir.to_str().unwrap(), "cpu").unwrap();
+    model.logits(&[464, 3290, 318, 257], nexttoken::Positions::All).unwrap()
+}
+
+#[test]
+fn sharded_safetensors_load_as_the_single_file() {
+    let fixture = std::fs::read(fixtures().join("tiny-gpt2/model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&fixture).unwrap();
+    let mut names: Vec<String> = file.names().into_iter().map(String::from).collect();
+    names.sort();
+    let (first, second) = names.split_at(names.len() / 2);
+    let shard = |names: &[String]| {
+        let views: Vec<(String, safetensors::tensor::TensorView)> =
+            names.iter().map(|n| (n.clone(), file.tensor(n).unwrap())).collect();
+        serialize(views, None).unwrap()
+    };
+    let weight_map: HashMap<&String, &str> = first
+        .iter()
+        .map(|n| (n, "model-00001-of-00002.safetensors"))
+        .chain(second.iter().map(|n| (n, "model-00002-of-00002.safetensors")))
+        .collect();
+    let index = serde_json::json!({ "metadata": { "total_size": 0 }, "weight_map": weight_map });
+    let dir = model_dir(
+        "sharded",
+        &[
+            ("model-00001-of-00002.safetensors", shard(first)),
+            ("model-00002-of-00002.safetensors", shard(second)),
+            ("model.safetensors.index.json", index.to_string().into_bytes()),
+        ],
+    );
+    assert_eq!(logits_of(&dir), logits_of(&fixtures().join("tiny-gpt2")));
+    // A shard the index names but the directory lacks.
+    std::fs::remove_file(dir.join("model-00002-of-00002.safetensors")).unwrap();
+    let err = nexttoken::Pretrained::load(dir.to_str().unwrap(), "cpu").err().unwrap();
+    assert_eq!(err.code(), "ERR_MODEL_NOT_FOUND", "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pytorch_model_bin_loads_as_the_safetensors_it_was_saved_from() {
+    let bin = std::fs::read(fixtures().join("pytorch/pytorch_model.bin")).unwrap();
+    let dir = model_dir("pytorch", &[("pytorch_model.bin", bin)]);
+    assert_eq!(logits_of(&dir), logits_of(&fixtures().join("tiny-gpt2")));
+    std::fs::write(dir.join("pytorch_model.bin"), b"PK\x03\x04 not really a zip").unwrap();
+    let err = nexttoken::Pretrained::load(dir.to_str().unwrap(), "cpu").err().unwrap();
+    assert_eq!(err.code(), "ERR_MODEL_INVALID", "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_tensor_named_twice_is_refused_not_picked_at_random() {
+    let path = write(
+        "twice",
+        &[("transformer.ln_f.bias", f32_tensor(&[2], 1.0)), ("ln_f.bias", f32_tensor(&[2], 2.0))],
+    );
+    let err = Weights::load(&path, &Device::Cpu).err().unwrap();
+    assert_eq!(err.code(), "ERR_MODEL_INVALID");
+    assert!(err.to_string().contains("'ln_f.bias' appears twice"), "{err}");
+}

@@ -254,10 +254,6 @@ impl Generation {
         Ok(Step { id, text, p: logprob.exp(), logprob, score, alternatives })
     }
 
-    pub fn tokenizer(&self) -> &crate::tokenizer::Tokenizer {
-        &self.pretrained.tokenizer
-    }
-
     pub fn new_ids(&self) -> &[u32] {
         &self.ids[self.prompt_len..]
     }
