@@ -1,5 +1,6 @@
 // Bad input of every kind is a coded Error, and the process keeps working afterwards.
 import { writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 import test, { type ExecutionContext } from 'ava'
@@ -18,8 +19,15 @@ async function rejectsWith(t: ExecutionContext, promise: Promise<unknown>, code:
   t.is((await (await model).nextToken('Hello')).id >= 0, true)
 }
 
-test('a hub id is not downloaded: ERR_MODEL_NOT_FOUND saying where we looked', async (t) => {
-  await rejectsWith(t, Gpt2.fromPretrained('gpt2'), 'ERR_MODEL_NOT_FOUND', /gpt2.*Hub/)
+test('a repo id that is not in the cache, offline, is ERR_MODEL_NOT_FOUND saying where we looked', async (t) => {
+  const cacheDir = join(tmpdir(), `nexttoken-empty-cache-${process.pid}`)
+  const loading = Gpt2.fromPretrained('gpt2', { offline: true, cacheDir })
+  await rejectsWith(
+    t,
+    loading,
+    'ERR_MODEL_NOT_FOUND',
+    new RegExp(`gpt2: config.json .* not in the cache at ${cacheDir}`),
+  )
 })
 
 test('a missing directory is ERR_MODEL_NOT_FOUND', async (t) => {

@@ -11,6 +11,8 @@ export type ErrorCode =
   | 'ERR_DISPOSED'
   | 'ERR_STREAM_IDLE'
   | 'ERR_OVERLOADED'
+  | 'ERR_HUB_AUTH'
+  | 'ERR_NETWORK'
   | 'ERR_INTERNAL'
   | 'ABORT_ERR'
 

@@ -2,6 +2,7 @@
 import * as native from '../binding'
 import { callNativeAsync, invalidArg } from './errors'
 import type { GenerateOptions, GenerateResult, GenerateStep } from './generate-options'
+import { resolvePretrained } from './hub/index'
 import { type LoadOptions, toNativeLoadOptions } from './load-options'
 import * as generation from './generation'
 import { type ModelInput, Tokenizer } from './tokenizer'
@@ -106,14 +107,17 @@ export class Gpt2 {
   }
 
   /**
-   * Loads a model directory in the Hugging Face layout: `config.json`, `model.safetensors`
-   * (f32, f16 or bf16; computed in f32) and `tokenizer.json` (or `vocab.json` + `merges.txt`).
-   * Hub ids such as `'gpt2'` are not downloaded yet and fail with `ERR_MODEL_NOT_FOUND`.
+   * Loads a model: a Hub repo id (`'gpt2'`, `'openai-community/gpt2-medium'`), found in or
+   * downloaded to the Hugging Face cache that Python uses too, or a local directory in the Hub's
+   * layout: `config.json`; `model.safetensors` (or its shards, or `pytorch_model.bin`; f32, f16
+   * or bf16, computed in f32); `tokenizer.json` (or `vocab.json` + `merges.txt`); optionally
+   * `generation_config.json`.
    */
   static async fromPretrained(nameOrPath: string, options: LoadOptions = {}): Promise<Gpt2> {
     if (typeof nameOrPath !== 'string') throw invalidArg('nameOrPath must be a string')
     const { device, scheduler } = toNativeLoadOptions(options)
-    return new Gpt2(await callNativeAsync(() => native.loadGpt2(nameOrPath, device, scheduler)))
+    const dir = await resolvePretrained(nameOrPath, options, 'model')
+    return new Gpt2(await callNativeAsync(() => native.loadGpt2(dir, device, scheduler)))
   }
 
   /** Raw logits (pre-softmax scores) for the input, computed in f32. */

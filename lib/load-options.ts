@@ -2,10 +2,12 @@
 // checks their limits and fills in its defaults.
 import type * as native from '../binding'
 import { invalidArg } from './errors'
+import type { HubOptions } from './hub/index'
 
 export type Device = 'cpu' | 'cuda' | 'metal'
 
-export interface LoadOptions {
+/** Where the model runs and how its generations are batched, and, for Hub repo ids, how to fetch it. */
+export interface LoadOptions extends HubOptions {
   /**
    * Where the model runs. `'cuda'` and `'metal'` need a build with that feature; otherwise they
    * fail with `ERR_BACKEND_UNAVAILABLE`.

@@ -1,6 +1,7 @@
 // GPT-2's tokenizer: synchronous, because encoding takes microseconds.
 import * as native from '../binding'
 import { callNative, callNativeAsync, invalidArg, NexttokenError } from './errors'
+import { type HubOptions, resolvePretrained } from './hub/index'
 
 /** Text, or token ids from `tokenizer.encode` (any array-like of integers). */
 export type ModelInput = string | ArrayLike<number>
@@ -31,12 +32,14 @@ export class Tokenizer {
   constructor(private readonly native: native.NativeTokenizer) {}
 
   /**
-   * Loads the tokenizer of a model directory: `tokenizer.json`, or `vocab.json` + `merges.txt`.
-   * Hub ids such as `'gpt2'` are not downloaded yet and fail with `ERR_MODEL_NOT_FOUND`.
+   * Loads the tokenizer of a Hub repo id (`'gpt2'`; see `Gpt2.fromPretrained` for the cache and
+   * the options) or of a model directory: `tokenizer.json`, or `vocab.json` + `merges.txt`.
    */
-  static async fromPretrained(nameOrPath: string): Promise<Tokenizer> {
+  static async fromPretrained(nameOrPath: string, options: HubOptions = {}): Promise<Tokenizer> {
     if (typeof nameOrPath !== 'string') throw invalidArg('nameOrPath must be a string')
-    return new Tokenizer(await callNativeAsync(() => native.loadTokenizer(nameOrPath)))
+    if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
+    const dir = await resolvePretrained(nameOrPath, options, 'tokenizer')
+    return new Tokenizer(await callNativeAsync(() => native.loadTokenizer(dir)))
   }
 
   /** Token ids of `text`, as `tokenizer(text)['input_ids']` in transformers. */

@@ -20,8 +20,8 @@ pub struct Pretrained {
     pub generation_config: GenerationConfig,
 }
 
-/// The directory `name_or_path` names. Only local directories are resolved for now; a hub id
-/// such as `gpt2` fails with a message saying where we looked.
+/// The directory `name_or_path` names. Hub repo ids are resolved to a cache directory before they
+/// get here (by the JS API, which fetches them).
 pub fn resolve_model_dir(name_or_path: &str) -> Result<PathBuf> {
     if name_or_path.is_empty() {
         return Err(Error::InvalidArg("model name or path is empty".into()));
@@ -38,9 +38,8 @@ pub fn resolve_model_dir(name_or_path: &str) -> Result<PathBuf> {
         )));
     }
     Err(Error::ModelNotFound(format!(
-        "no model directory at {}; downloading '{name_or_path}' from the Hugging Face Hub is not \
-         supported yet: pass the path of a directory holding config.json, model.safetensors and \
-         tokenizer.json",
+        "no model directory at {}: pass a Hub repo id such as 'gpt2' or the path of a directory \
+         holding config.json, model.safetensors and tokenizer.json",
         shown.display()
     )))
 }

@@ -1,0 +1,41 @@
+// `fromPretrained`'s first step: a local directory as it is, a Hub repo id as the snapshot
+// directory of the shared Hugging Face cache that holds its files.
+import { promises as fs } from 'node:fs'
+import { AbortError, invalidArg } from '../errors'
+import { type HubOptions, hubSettings } from './settings'
+import { isRepoId, snapshotDir, type Wanted } from './snapshot'
+
+export type { DownloadProgress, HubOptions } from './settings'
+
+/** The directory to load `nameOrPath` from: itself if it is one (or names no repo), else the Hub's. */
+export async function resolvePretrained(nameOrPath: string, options: HubOptions, wanted: Wanted): Promise<string> {
+  checkHubOptions(options)
+  const isDirectory = await fs.stat(nameOrPath).then(
+    (stat) => stat.isDirectory(),
+    () => false,
+  )
+  if (isDirectory || !isRepoId(nameOrPath)) return nameOrPath
+  if (options.signal?.aborted) throw new AbortError('download aborted', undefined, { cause: options.signal.reason })
+  return snapshotDir(nameOrPath, hubSettings(options), wanted)
+}
+
+function checkHubOptions(options: HubOptions) {
+  const { revision, cacheDir, offline, token, endpoint, onProgress, signal, forceDownload } = options
+  const string = (name: string, value: unknown) => {
+    if (value !== undefined && (typeof value !== 'string' || value === ''))
+      throw invalidArg(`${name} must be a non-empty string`)
+  }
+  string('revision', revision)
+  string('cacheDir', cacheDir)
+  string('endpoint', endpoint)
+  if (endpoint !== undefined && !URL.canParse(endpoint)) throw invalidArg(`endpoint must be a URL; got ${endpoint}`)
+  if (token !== undefined && token !== false) string('token', token)
+  for (const [name, value] of [
+    ['offline', offline],
+    ['forceDownload', forceDownload],
+  ] as const) {
+    if (value !== undefined && typeof value !== 'boolean') throw invalidArg(`${name} must be a boolean`)
+  }
+  if (onProgress !== undefined && typeof onProgress !== 'function') throw invalidArg('onProgress must be a function')
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArg('signal must be an AbortSignal')
+}
