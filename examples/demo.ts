@@ -1,7 +1,7 @@
 // The notebook's step 2 in Node: the five most likely next tokens after a sentence.
 //
 //   npm run demo                       # the committed tiny model (random weights)
-//   npm run demo -- <model dir> "text" # any GPT-2 directory in the Hugging Face layout
+//   npm run demo -- <repo id or model dir> "text"   # gpt2, distilgpt2, ... or a directory in the Hub layout
 import { join } from 'node:path'
 
 import { Gpt2 } from 'nexttoken'

@@ -4,7 +4,7 @@
 //   3. greedy decoding by hand: append the most likely token, again and again;
 //   4. model.generate with max_length=100, then the same as a stream, sampled, with an abort.
 //
-//   npx tsx examples/notebook.ts [model dir]   (defaults to the tiny test model: random weights)
+//   npx tsx examples/notebook.ts [repo id or model dir]   (defaults to the tiny test model: random weights)
 import { join } from 'node:path'
 
 import { AbortError, Gpt2, Tokenizer } from 'nexttoken'
