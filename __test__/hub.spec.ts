@@ -345,6 +345,17 @@ test.serial('progress: per file and overall, ending at the total; nothing when e
   t.deepEqual(again, [])
 })
 
+test.serial('forceDownload fetches every file again; concurrent loads of one repo share the cache', async (t) => {
+  const server = await hub
+  const cacheDir = freshCache()
+  await Promise.all([loadsTheFixture(t, TINY, { cacheDir }), loadsTheFixture(t, TINY, { cacheDir })])
+  const from = server.requests.length
+  await loadsTheFixture(t, TINY, { cacheDir, forceDownload: true })
+  const gets = server.since(from).filter((r) => r.method === 'GET')
+  t.is(gets.length, 5, gets.map((r) => r.path).join())
+  t.false(readdirSync(join(storage(cacheDir), 'blobs')).some((b) => b.includes('incomplete')))
+})
+
 test.serial('bad hub options are ERR_INVALID_ARG', async (t) => {
   const bad: [LoadOptions, RegExp][] = [
     [{ revision: '' }, /revision/],

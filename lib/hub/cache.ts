@@ -77,8 +77,10 @@ export class RepoCache {
     await fs.rm(pointer, { force: true })
     try {
       await fs.symlink(relative(dirname(pointer), blob), pointer)
-    } catch {
-      await fs.copyFile(blob, pointer)
+    } catch (err) {
+      // Another load linked it in the meantime: the same blob, since the etag named it.
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return pointer
+      await fs.copyFile(blob, pointer) // file systems without symlinks (Python copies there too)
     }
     return pointer
   }
