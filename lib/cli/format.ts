@@ -1,0 +1,88 @@
+// How the command shows things: tokens with their whitespace visible, aligned tables, byte
+// counts, and a progress bar that degrades to plain lines where a bar cannot be drawn.
+import type { DownloadProgress } from '../hub/settings'
+
+/** A token as a JSON string: quotes show leading spaces, escapes show newlines and tabs. */
+export function visible(token: string): string {
+  return JSON.stringify(token)
+}
+
+/** Rows of cells, each column padded to its widest cell (numbers right-aligned). */
+export function table(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((row) => row.map(String))]
+  const widths = header.map((_, col) => Math.max(...cells.map((row) => row[col].length)))
+  const numeric = header.map((_, col) => rows.every((row) => typeof row[col] === 'number'))
+  const line = (row: string[]) =>
+    row
+      .map((cell, col) => (numeric[col] ? cell.padStart(widths[col]) : cell.padEnd(widths[col])))
+      .join('  ')
+      .trimEnd()
+  return cells.map(line).join('\n')
+}
+
+export function bytes(n: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB']
+  let value = n
+  let unit = 0
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000
+    unit++
+  }
+  return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${units[unit]}`
+}
+
+function duration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?'
+  const s = Math.round(seconds)
+  return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+}
+
+/** Whether a bar may be drawn on `stream`: a terminal, and nobody asked for plain output. */
+export function canDrawBar(stream: NodeJS.WriteStream, env: NodeJS.ProcessEnv = process.env): boolean {
+  const off = (value: string | undefined) => value !== undefined && value !== '' && value !== '0'
+  if (off(env.CI) || env.NO_COLOR !== undefined || env.TERM === 'dumb') return false
+  if (['1', 'ON', 'YES', 'TRUE'].includes((env.HF_HUB_DISABLE_PROGRESS_BARS ?? '').toUpperCase())) return false
+  return stream.isTTY === true
+}
+
+/**
+ * Reports download progress on `stream`: one redrawn line with a bar, bytes, rate and ETA over
+ * all files when `bar`, else a plain line as each file completes.
+ */
+export class ProgressReporter {
+  private started = Date.now()
+  private drawn = false
+  private lastFile = ''
+
+  constructor(
+    private readonly stream: NodeJS.WritableStream,
+    private readonly bar: boolean,
+  ) {}
+
+  readonly report = (progress: DownloadProgress): void => {
+    const { overall } = progress
+    if (!this.bar) {
+      if (progress.loaded === progress.total && progress.file !== this.lastFile) {
+        this.lastFile = progress.file
+        this.stream.write(`downloaded ${progress.file} (${bytes(progress.total)})\n`)
+      }
+      return
+    }
+    const elapsed = (Date.now() - this.started) / 1000
+    const rate = overall.loaded / Math.max(elapsed, 1e-3)
+    const fraction = overall.total > 0 ? overall.loaded / overall.total : 1
+    const width = 24
+    const filled = Math.round(fraction * width)
+    const bar = `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`
+    const eta = rate > 0 ? (overall.total - overall.loaded) / rate : Number.POSITIVE_INFINITY
+    const text = `${progress.file.slice(0, 28).padEnd(28)} ${bar} ${String(Math.floor(fraction * 100)).padStart(3)}%  ${bytes(overall.loaded)} / ${bytes(overall.total)}  ${bytes(rate)}/s  ETA ${duration(eta)}`
+    this.stream.write(`\r\x1b[2K${text}`)
+    this.drawn = true
+  }
+
+  /** Ends the bar's line, if one was drawn. */
+  done(): void {
+    if (this.drawn) this.stream.write('\n')
+    this.drawn = false
+  }
+}
