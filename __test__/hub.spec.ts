@@ -70,7 +70,8 @@ test.serial('first download: the cache is laid out as huggingface_hub lays it ou
     'tokenizer.json',
     'tokenizer_config.json',
   ])
-  for (const file of files) {
+  // (Windows without developer mode has no symlinks: there, as Python, we copy the blob.)
+  for (const file of files.filter(() => process.platform !== 'win32')) {
     t.true(lstatSync(join(snapshot, file)).isSymbolicLink(), `${file} is a symlink`)
     t.regex(readlinkSync(join(snapshot, file)), /^\.\.\/\.\.\/blobs\/[0-9a-f]{40,64}$/, 'relative, to a blob')
   }

@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'ERR_OVERLOADED'
   | 'ERR_HUB_AUTH'
   | 'ERR_NETWORK'
+  | 'ERR_BINARY_NOT_FOUND'
   | 'ERR_INTERNAL'
   | 'ABORT_ERR'
 

@@ -1,5 +1,6 @@
 // The model: load a GPT-2 directory, score next tokens, generate.
-import * as native from '../binding'
+import type * as binding from '../binding'
+import { native } from './native'
 import { callNativeAsync, invalidArg } from './errors'
 import type { GenerateOptions, GenerateResult, GenerateStep } from './generate-options'
 import { resolvePretrained } from './hub/index'
@@ -85,7 +86,7 @@ export class Gpt2 {
   readonly generationConfig: GenerationConfig
 
   /** @internal */
-  private constructor(private readonly native: native.NativeGpt2) {
+  private constructor(private readonly native: binding.NativeGpt2) {
     this.tokenizer = new Tokenizer(native.tokenizer)
     const config = native.config
     const defaults = native.generationConfig

@@ -1,5 +1,6 @@
 // GPT-2's tokenizer: synchronous, because encoding takes microseconds.
-import * as native from '../binding'
+import type * as binding from '../binding'
+import { native } from './native'
 import { callNative, callNativeAsync, invalidArg, NexttokenError } from './errors'
 import { type HubOptions, resolvePretrained } from './hub/index'
 
@@ -29,7 +30,7 @@ export function toTokenIds(ids: ArrayLike<number>): Uint32Array {
 /** GPT-2's byte-level BPE tokenizer, the same ids as `GPT2TokenizerFast`. */
 export class Tokenizer {
   /** @internal */
-  constructor(private readonly native: native.NativeTokenizer) {}
+  constructor(private readonly native: binding.NativeTokenizer) {}
 
   /**
    * Loads the tokenizer of a Hub repo id (`'gpt2'`; see `Gpt2.fromPretrained` for the cache and
