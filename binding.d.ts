@@ -33,6 +33,8 @@ export declare class NativeGpt2 {
   probabilities(ids: Uint32Array): Promise<Float32Array>
   /** The `k` most likely next tokens, best first. */
   topK(ids: Uint32Array, k: number): Promise<TokenScore[]>
+  /** How likely `ids` is, token by token, with the `topK` most likely tokens at each position. */
+  score(ids: Uint32Array, topK: number): Promise<ScoredText>
   /** Starts a generation of the prompt `ids`; tokens come from its `next()`. */
   startGeneration(ids: Uint32Array, options: NativeGenerateOptions): NativeGeneration
   /**
@@ -186,6 +188,22 @@ export interface NativeSchedulerOptions {
   streamIdleTimeoutMs?: number
   /** `Infinity`: no limit. */
   maxQueueLength?: number
+}
+
+export interface ScoredText {
+  tokens: Array<ScoredToken>
+  logprob: number
+  loss: number
+  perplexity: number
+}
+
+/** One token of a scored text. */
+export interface ScoredToken {
+  id: number
+  token: string
+  /** Null for the first token, which has no context. */
+  logprob?: number
+  alternatives?: Array<TokenScore>
 }
 
 /** A candidate next token. */

@@ -11,7 +11,15 @@ export type { ErrorCode } from './lib/errors'
 export type { GenerateOptions, GenerateResult, GenerateStep, StopReason } from './lib/generate-options'
 export { Gpt2 } from './lib/gpt2'
 export type { DownloadProgress, HubOptions } from './lib/hub/index'
-export type { GenerationConfig, Gpt2Config, LogitsOptions, TokenProbability } from './lib/gpt2'
+export type {
+  GenerationConfig,
+  Gpt2Config,
+  LogitsOptions,
+  ScoredText,
+  ScoredToken,
+  ScoreOptions,
+  TokenProbability,
+} from './lib/gpt2'
 export type { Device, LoadOptions } from './lib/load-options'
 export { Tokenizer } from './lib/tokenizer'
 export type { ModelInput } from './lib/tokenizer'

@@ -67,6 +67,33 @@ export interface LogitsOptions {
   positions?: 'last' | 'all'
 }
 
+/** One token of a scored text (`model.score`). */
+export interface ScoredToken {
+  id: number
+  /** The token's text, `tokenizer.decode([id])`. */
+  token: string
+  /** log p(token | the tokens before it); `null` for the first token, which has no context. */
+  logprob: number | null
+  /** With `topK`: the most likely tokens at this position (none for the first). */
+  alternatives?: TokenProbability[]
+}
+
+/** How likely a text is under the model (`model.score`). */
+export interface ScoredText {
+  tokens: ScoredToken[]
+  /** The sum of the tokens' log-probabilities (the log-probability of the text after its first token). */
+  logprob: number
+  /** transformers' `model(ids, labels=ids).loss`: the mean negative log-likelihood per predicted token. */
+  loss: number
+  /** `exp(loss)`. */
+  perplexity: number
+}
+
+export interface ScoreOptions {
+  /** Also list the k most likely tokens at each position. @default 0 */
+  topK?: number
+}
+
 /** A candidate next token. */
 export interface TokenProbability {
   id: number
@@ -140,6 +167,29 @@ export class Gpt2 {
     if (!Number.isInteger(k) || k < 1) throw invalidArg(`k must be a positive integer; got ${k}`)
     const ids = this.tokenizer.toIds(input)
     return callNativeAsync(() => this.native.topK(ids, Math.min(k, this.config.vocabSize)))
+  }
+
+  /**
+   * How likely `input` is: each token's log-probability given the tokens before it, their sum,
+   * the loss (mean negative log-likelihood, as transformers' `model(ids, labels=ids).loss`) and
+   * the perplexity; with `topK`, the most likely tokens at each position. Computed natively in one
+   * forward pass (no `tokens x vocabSize` array reaches JS). Needs at least two tokens.
+   */
+  async score(input: ModelInput, options: ScoreOptions = {}): Promise<ScoredText> {
+    if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
+    const k = options.topK ?? 0
+    if (!Number.isInteger(k) || k < 0) throw invalidArg(`topK must be a non-negative integer; got ${k}`)
+    const ids = this.tokenizer.toIds(input)
+    const scored = await callNativeAsync(() => this.native.score(ids, Math.min(k, this.config.vocabSize)))
+    return {
+      ...scored,
+      tokens: scored.tokens.map((t) => ({
+        id: t.id,
+        token: t.token,
+        logprob: t.logprob ?? null,
+        ...(t.alternatives ? { alternatives: t.alternatives } : {}),
+      })),
+    }
   }
 
   /** The greedy choice: the single most likely next token. */

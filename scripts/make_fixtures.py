@@ -190,6 +190,13 @@ GENERATION_CONFIGS = [
     ("config-max-length", NOTEBOOK_TEXT, {"max_length": 30}),
 ]
 EOS_PROMPT = "The quick brown fox jumps over the lazy dog."
+# (name, text, top-k alternatives to record or 0): model.score's goldens.
+SCORE_TEXTS = [
+    ("notebook-sentence", NOTEBOOK_TEXT, 3),
+    ("two-tokens", "Hello world", 0),
+    ("story", STORY_PROMPT + " learned to write poems about the sea.", 0),
+    ("paragraphs", PARAGRAPHS[0] + " " + PARAGRAPHS[1], 0),
+]
 PROCESSOR_PROMPT = "The cat sat on the mat, and the cat sat on the"
 BATCH_PROMPTS = [
     "Hello",
@@ -957,6 +964,31 @@ def scores_goldens(model, tok, margins):
     return cases
 
 
+def score_goldens(model, tok):
+    """model(ids, labels=ids): each token's log-probability given the ones before it (the first
+    has none), the loss (mean negative log-likelihood) and its exp, the perplexity."""
+    cases = []
+    for name, text, top_k in SCORE_TEXTS:
+        ids = tok(text)["input_ids"]
+        inp = torch.tensor([ids])
+        with torch.inference_mode():
+            out = model(inp, labels=inp)
+        logprobs = torch.log_softmax(out.logits[0, :-1].double(), -1)
+        chosen = logprobs.gather(1, inp[0, 1:, None])[:, 0]
+        case = {"name": name, "text": text, "ids": ids, "loss": f(out.loss), "perplexity": math.exp(f(out.loss)),
+                "logprobs": [None] + [float(x) for x in chosen], "sumLogprob": float(chosen.sum())}
+        if abs(case["loss"] + case["sumLogprob"] / (len(ids) - 1)) > 1e-5:
+            fail(f"score {name}: loss {case['loss']} is not the mean of the log-probabilities")
+        if top_k:
+            top = torch.topk(logprobs, top_k, dim=-1)
+            case["topK"] = top_k
+            case["alternatives"] = [None] + [[{"id": int(i), "logprob": float(v)} for i, v in zip(ti, tv)]
+                                             for ti, tv in zip(top.indices, top.values)]
+        cases.append(case)
+        log(f"  score {name}: {len(ids)} tokens, loss {case['loss']:.4f}, perplexity {case['perplexity']:.1f}")
+    return cases
+
+
 def stop_string_goldens(model, tok, margins):
     """transformers' stop_strings: matched against the end of the whole text, prompt included,
     across token boundaries and with overhangs; the text that completes one stays in the output."""
@@ -1127,6 +1159,11 @@ Binary files are little-endian float32, one row of 50257 values per entry; `row`
   Greedy cases (repetition penalty; begin-suppress, no-repeat, sequence bias, bad words,
   suppress, min_new_tokens with an eos the plain run emits early, forced eos) are exact token
   for token; sampled ones (`torch.manual_seed({SEED})`) are for replaying torch's tokens.
+- `score.json`: `[{{ name, text, ids, loss, perplexity, logprobs, sumLogprob, topK?, alternatives? }}]`:
+  `model(ids, labels=ids)`; `loss` is transformers' (the mean negative log-likelihood of
+  `ids[1:]`), `perplexity` its exp, `logprobs[t]` the log-softmax (in float64, of the f32
+  logits) of `ids[t]` after `ids[:t]` (null for the first token), `alternatives[t]` the `topK`
+  most likely tokens there.
 - `stop-strings.json`: `[{{ name, text, promptIds, stopStrings, maxNewTokens, newIds, textOut }}]`,
   greedy generate() with `stop_strings` (and the tokenizer): a string spanning two tokens with
   overhangs at both ends, one starting in the prompt, and a list whose first string never
@@ -1190,6 +1227,7 @@ def main():
     rows.write(gold_dir)
     write_json(gold_dir / "scores.json", scores_goldens(model, tok, margins))
     write_json(gold_dir / "stop-strings.json", stop_string_goldens(model, tok, margins))
+    write_json(gold_dir / "score.json", score_goldens(model, tok))
     batch = batch_goldens(model, tok, margins)
     write_json(gold_dir / "batch.json", batch)
 

@@ -10,7 +10,7 @@ use nexttoken::{Gpt2, Positions, Pretrained, SchedulerOptions};
 use crate::errors::{disposed, guarded};
 use crate::generation::NativeGeneration;
 use crate::options::{NativeGenerateOptions, NativeSchedulerOptions};
-use crate::outputs::{GenerationDefaults, ModelConfig, TokenScore};
+use crate::outputs::{GenerationDefaults, ModelConfig, ScoredText, TokenScore};
 use crate::task::{blocking, blocking_then, Blocking};
 use crate::tokenizer::NativeTokenizer;
 
@@ -86,6 +86,17 @@ impl NativeGpt2 {
         Ok(blocking(move || {
             Ok(pretrained.top_k(&ids, k as usize)?.into_iter().map(TokenScore::from).collect())
         }))
+    }
+
+    /// How likely `ids` is, token by token, with the `topK` most likely tokens at each position.
+    #[napi(ts_return_type = "Promise<ScoredText>")]
+    pub fn score(
+        &self,
+        ids: Uint32Array,
+        top_k: u32,
+    ) -> napi::Result<AsyncTask<Blocking<ScoredText, ScoredText>>> {
+        let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
+        Ok(blocking(move || Ok(ScoredText::from(pretrained.score(&ids, top_k as usize)?))))
     }
 
     /// Starts a generation of the prompt `ids`; tokens come from its `next()`.

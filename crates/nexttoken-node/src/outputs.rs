@@ -200,3 +200,40 @@ impl From<Output> for GenerateOutput {
         }
     }
 }
+
+/// One token of a scored text.
+#[napi(object)]
+pub struct ScoredToken {
+    pub id: u32,
+    pub token: String,
+    /// Null for the first token, which has no context.
+    pub logprob: Option<f64>,
+    pub alternatives: Option<Vec<TokenScore>>,
+}
+
+#[napi(object)]
+pub struct ScoredText {
+    pub tokens: Vec<ScoredToken>,
+    pub logprob: f64,
+    pub loss: f64,
+    pub perplexity: f64,
+}
+
+impl From<nexttoken::ScoredText> for ScoredText {
+    fn from(scored: nexttoken::ScoredText) -> Self {
+        let tokens = scored
+            .tokens
+            .into_iter()
+            .map(|t| ScoredToken {
+                id: t.id,
+                token: t.token,
+                logprob: t.logprob.map(f64::from),
+                alternatives: match t.alternatives.is_empty() {
+                    true => None,
+                    false => Some(t.alternatives.into_iter().map(TokenScore::from).collect()),
+                },
+            })
+            .collect();
+        ScoredText { tokens, logprob: scored.logprob, loss: scored.loss, perplexity: scored.perplexity }
+    }
+}

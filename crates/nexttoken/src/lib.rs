@@ -23,5 +23,5 @@ pub use gpt2::Gpt2;
 pub use network::{KvCache, Network, Positions};
 pub use pretrained::Pretrained;
 pub use scheduler::{Delivery, Request, Scheduler, SchedulerOptions};
-pub use scores::TokenScore;
+pub use scores::{ScoredText, ScoredToken, TokenScore};
 pub use tokenizer::Tokenizer;

@@ -9,7 +9,7 @@ use crate::device::device_from_name;
 use crate::error::{Error, Result};
 use crate::generation::GenerationConfig;
 use crate::network::{KvCache, Network, Positions};
-use crate::scores::{most_likely, softmax_in_place, TokenScore};
+use crate::scores::{most_likely, score_text, softmax_in_place, ScoredText, TokenScore};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
@@ -78,6 +78,20 @@ impl Pretrained {
         let mut row = self.logits(ids, Positions::Last)?;
         softmax_in_place(&mut row);
         Ok(row)
+    }
+
+    /// How likely `ids` is: each token's log-probability given those before it, their sum, the
+    /// loss (mean negative log-likelihood, as transformers' `labels=ids`) and the perplexity,
+    /// with the `top_k` most likely tokens at each position. Needs at least two tokens.
+    pub fn score(&self, ids: &[u32], top_k: usize) -> Result<ScoredText> {
+        if ids.len() < 2 {
+            return Err(Error::InvalidArg(format!(
+                "score needs at least 2 tokens (the first one has no context); got {}",
+                ids.len()
+            )));
+        }
+        let logits = self.logits(ids, Positions::All)?;
+        score_text(ids, &logits, top_k, &self.tokenizer)
     }
 
     /// The `k` most likely next tokens after `ids`, best first.

@@ -13,6 +13,51 @@ pub struct TokenScore {
     pub logprob: f32,
 }
 
+/// One token of a scored text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredToken {
+    pub id: u32,
+    pub token: String,
+    /// log p(token | the tokens before it); None for the first token, which has no context.
+    pub logprob: Option<f32>,
+    /// The most likely tokens at this position, when asked for.
+    pub alternatives: Vec<TokenScore>,
+}
+
+/// How likely a text is under the model, token by token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredText {
+    pub tokens: Vec<ScoredToken>,
+    /// The sum of the tokens' log-probabilities.
+    pub logprob: f64,
+    /// transformers' `model(ids, labels=ids).loss`: the mean negative log-likelihood.
+    pub loss: f64,
+    /// exp(loss).
+    pub perplexity: f64,
+}
+
+/// Scores `ids` from `logits`, the model's rows for every position (row t predicts token t + 1),
+/// with the `top_k` most likely tokens at each position.
+pub fn score_text(ids: &[u32], logits: &[f32], top_k: usize, tokenizer: &Tokenizer) -> Result<ScoredText> {
+    let vocab = logits.len() / ids.len().max(1);
+    let mut tokens = Vec::with_capacity(ids.len());
+    let mut total = 0.0f64;
+    for (t, &id) in ids.iter().enumerate() {
+        let (logprob, alternatives) = match t {
+            0 => (None, Vec::new()),
+            _ => {
+                let row = &logits[(t - 1) * vocab..t * vocab];
+                let logprob = row[id as usize] - log_sum_exp(row);
+                total += logprob as f64;
+                (Some(logprob), most_likely(row, top_k, tokenizer)?)
+            }
+        };
+        tokens.push(ScoredToken { id, token: tokenizer.decode(&[id])?, logprob, alternatives });
+    }
+    let loss = -total / (ids.len() - 1) as f64;
+    Ok(ScoredText { tokens, logprob: total, loss, perplexity: loss.exp() })
+}
+
 /// log(sum(exp(logits))), computed around the maximum so that no exp overflows.
 pub fn log_sum_exp(logits: &[f32]) -> f32 {
     let max = crate::ops::max_value(logits);

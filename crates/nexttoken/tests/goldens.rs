@@ -69,3 +69,61 @@ fn logits_match_transformers_at_every_golden_position() {
     }
     eprintln!("largest |logit - golden|: {worst:e}");
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScoreGolden {
+    name: String,
+    ids: Vec<u32>,
+    loss: f64,
+    perplexity: f64,
+    logprobs: Vec<Option<f64>>,
+    sum_logprob: f64,
+    top_k: Option<usize>,
+    alternatives: Option<Vec<Option<Vec<Alternative>>>>,
+}
+
+#[derive(Deserialize)]
+struct Alternative {
+    id: u32,
+    logprob: f64,
+}
+
+#[test]
+fn score_matches_transformers_loss_and_token_logprobs() {
+    let model = Pretrained::load(fixtures().join("tiny-gpt2").to_str().unwrap(), "cpu").unwrap();
+    let goldens: Vec<ScoreGolden> =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("goldens/score.json")).unwrap())
+            .unwrap();
+    assert!(goldens.iter().any(|g| g.alternatives.is_some()));
+    for golden in goldens {
+        let scored = model.score(&golden.ids, golden.top_k.unwrap_or(0)).unwrap();
+        // Log-probabilities are logits minus a log-sum-exp: within the logits' tolerance.
+        let close = |ours: f64, theirs: f64, what: &str| {
+            assert!(
+                (ours - theirs).abs() <= LOGIT_TOLERANCE as f64 * 2.0,
+                "{} {what}: {ours} vs {theirs}",
+                golden.name
+            )
+        };
+        for (token, theirs) in scored.tokens.iter().zip(&golden.logprobs) {
+            assert_eq!(token.logprob.is_some(), theirs.is_some(), "{}", golden.name);
+            if let (Some(ours), Some(theirs)) = (token.logprob, theirs) {
+                close(ours as f64, *theirs, "token logprob");
+            }
+        }
+        close(scored.loss, golden.loss, "loss");
+        close(scored.logprob, golden.sum_logprob, "sum");
+        assert!((scored.perplexity / golden.perplexity - 1.0).abs() < 1e-3, "{} perplexity", golden.name);
+        for (token, theirs) in scored.tokens.iter().zip(golden.alternatives.iter().flatten()) {
+            let ours: Vec<u32> = token.alternatives.iter().map(|a| a.id).collect();
+            let theirs_ids: Vec<u32> = theirs.iter().flatten().map(|a| a.id).collect();
+            assert_eq!(ours, theirs_ids, "{} alternatives", golden.name);
+            for (a, b) in token.alternatives.iter().zip(theirs.iter().flatten()) {
+                close(a.logprob as f64, b.logprob, "alternative");
+            }
+        }
+    }
+    let err = model.score(&[464], 0).unwrap_err();
+    assert_eq!(err.code(), "ERR_INVALID_ARG");
+}
