@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::generation::{CallOptions, Generation, Output};
 use crate::pretrained::Pretrained;
 use crate::scheduler::{Request, Scheduler, SchedulerOptions};
+use crate::session::Session;
 
 pub struct Gpt2 {
     pretrained: Arc<Pretrained>,
@@ -32,6 +33,11 @@ impl Gpt2 {
     /// Queues a generation of `prompt`; its tokens come from the request's `next`.
     pub fn start(&self, prompt: Vec<u32>, options: CallOptions) -> Result<Request> {
         self.scheduler.submit(Generation::new(self.pretrained.clone(), prompt, options)?)
+    }
+
+    /// Queues a generation that continues `session`'s text from its cache.
+    pub fn continue_session(&self, session: &Session, options: CallOptions) -> Result<Request> {
+        self.scheduler.submit(session.generation(options)?)
     }
 
     /// Generates from `prompt` and blocks until the end: for Rust callers that may block a

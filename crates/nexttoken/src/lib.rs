@@ -13,6 +13,7 @@ mod ops;
 pub mod pretrained;
 pub mod scheduler;
 pub mod scores;
+mod session;
 pub mod tokenizer;
 pub mod weights;
 
@@ -24,4 +25,5 @@ pub use network::{KvCache, Network, Positions};
 pub use pretrained::Pretrained;
 pub use scheduler::{Delivery, Request, Scheduler, SchedulerOptions};
 pub use scores::{ScoredText, ScoredToken, TokenScore};
+pub use session::Session;
 pub use tokenizer::Tokenizer;

@@ -69,6 +69,26 @@ impl KvCache {
         self.len == 0
     }
 
+    /// Forgets every position from `len` on (their slots are overwritten by later appends).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// An independent copy of the positions held: appends to one never show in the other (the
+    /// cache is written in place, so a plain clone would share its storage).
+    pub fn deep_copy(&self) -> Result<KvCache> {
+        let copy = |t: &Tensor| -> candle_core::Result<Tensor> {
+            let held = t.narrow(2, 0, self.len)?;
+            if held.is_contiguous() {
+                held.copy()
+            } else {
+                held.contiguous()
+            }
+        };
+        let layers = self.layers.iter().map(|(k, v)| Ok((copy(k)?, copy(v)?))).collect::<Result<_>>()?;
+        Ok(KvCache { layers, len: self.len })
+    }
+
     /// Writes the keys and values of this step's `t` new positions for `layer` (each (t, c),
     /// heads side by side) after the cached ones, and returns all of them so far: (1, nh, T, hs).
     fn append(

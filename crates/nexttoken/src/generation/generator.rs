@@ -109,6 +109,17 @@ impl Generation {
     /// A generation of `prompt` with the call's `options` over the model's generation config.
     /// An empty prompt starts from the BOS token, as transformers' `generate()` without input.
     pub fn new(pretrained: Arc<Pretrained>, prompt: Vec<u32>, options: CallOptions) -> Result<Self> {
+        Self::with_cache(pretrained, prompt, KvCache::new(), options)
+    }
+
+    /// A generation of `prompt` whose first `cache.len()` tokens the cache already holds (a
+    /// session's): only the rest are fed.
+    pub fn with_cache(
+        pretrained: Arc<Pretrained>,
+        prompt: Vec<u32>,
+        cache: KvCache,
+        options: CallOptions,
+    ) -> Result<Self> {
         let options = GenerateOptions::resolve(options, &pretrained.generation_config);
         let config = pretrained.config();
         options.validate(config.vocab_size)?;
@@ -122,6 +133,9 @@ impl Generation {
             (false, _) => prompt,
         };
         pretrained.network.check_input(&prompt, 0)?;
+        if cache.len() >= prompt.len() {
+            return Err(Error::Internal("a generation's cache must leave a prompt token to feed".into()));
+        }
         let budget = options.new_token_budget(prompt.len(), config.n_positions)?;
         let rng = match options.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
@@ -133,7 +147,7 @@ impl Generation {
             budget,
             prompt_len: prompt.len(),
             ids: prompt,
-            cache: KvCache::new(),
+            cache,
             rng,
             text,
             stop_strings,

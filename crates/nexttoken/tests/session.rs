@@ -1,0 +1,106 @@
+//! Sessions: stepping with a KV cache equals generating, appending costs only the new tokens,
+//! forks are independent, truncation forgets, failures change nothing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nexttoken::{CallOptions, Generation, Positions, Pretrained, Scheduler, SchedulerOptions, Session};
+
+fn tiny_model() -> Arc<Pretrained> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../__test__/fixtures/tiny-gpt2");
+    Arc::new(Pretrained::load(dir.to_str().unwrap(), "cpu").unwrap())
+}
+
+fn argmax(row: &[f32]) -> u32 {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
+        .0 as u32
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+const PROMPT: [u32; 5] = [464, 3616, 286, 1204, 318];
+
+#[test]
+fn stepping_a_session_is_greedy_generate_at_one_position_per_token() {
+    let model = tiny_model();
+    let mut session = Session::new(model.clone());
+    session.append(&PROMPT).unwrap();
+    assert_eq!(session.positions_computed(), PROMPT.len());
+    for _ in 0..10 {
+        let next = argmax(session.next_logits().unwrap());
+        session.append(&[next]).unwrap();
+    }
+    assert_eq!(session.positions_computed(), PROMPT.len() + 10, "one position per appended token");
+    let scheduler = Scheduler::new(model.clone(), SchedulerOptions::default()).unwrap();
+    let options = CallOptions { max_new_tokens: Some(10), eos_token_id: Some(vec![]), ..Default::default() };
+    let generated =
+        scheduler.generate(Generation::new(model.clone(), PROMPT.to_vec(), options).unwrap()).unwrap();
+    assert_eq!(session.ids(), &generated.ids[..]);
+    // Reading the logits again computes nothing.
+    session.next_logits().unwrap();
+    assert_eq!(session.positions_computed(), PROMPT.len() + 10);
+    let fresh = model.logits(session.ids(), Positions::Last).unwrap();
+    assert!(max_diff(session.next_logits().unwrap(), &fresh) < 1e-4);
+}
+
+#[test]
+fn a_fork_is_independent_and_truncation_forgets() {
+    let model = tiny_model();
+    let mut parent = Session::new(model.clone());
+    parent.append(&PROMPT).unwrap();
+    let before = parent.next_logits().unwrap().to_vec();
+    let mut child = parent.fork().unwrap();
+    child.append(&[13, 50256, 40]).unwrap();
+    assert_eq!(parent.ids(), &PROMPT[..]);
+    assert_eq!(parent.next_logits().unwrap(), &before[..], "the child's appends do not reach the parent");
+    parent.append(&[11]).unwrap();
+    let expected = model.logits(&[&PROMPT[..], &[13, 50256, 40]].concat(), Positions::Last).unwrap();
+    assert!(max_diff(child.next_logits().unwrap(), &expected) < 1e-4, "nor the parent's the child");
+
+    // Truncate, then append: as a fresh session of the same text.
+    child.truncate(PROMPT.len() + 1);
+    child.append(&[262]).unwrap();
+    let mut fresh = Session::new(model.clone());
+    fresh.append(&[&PROMPT[..], &[13, 262]].concat()).unwrap();
+    assert_eq!(child.ids(), fresh.ids());
+    assert!(max_diff(child.next_logits().unwrap(), fresh.next_logits().unwrap()) < 1e-4);
+    // After a truncation the last position's logits cost one position.
+    child.truncate(3);
+    let computed = child.positions_computed();
+    let expected = model.logits(&PROMPT[..3], Positions::Last).unwrap();
+    assert!(max_diff(child.next_logits().unwrap(), &expected) < 1e-4);
+    assert_eq!(child.positions_computed(), computed + 1);
+}
+
+#[test]
+fn failures_leave_the_session_unchanged() {
+    let model = tiny_model();
+    let mut session = Session::new(model.clone());
+    assert_eq!(session.next_logits().unwrap_err().code(), "ERR_INVALID_ARG");
+    session.append(&PROMPT).unwrap();
+    let logits = session.next_logits().unwrap().to_vec();
+    assert_eq!(session.append(&[50257]).unwrap_err().code(), "ERR_TOKEN_OUT_OF_RANGE");
+    let too_long = vec![11u32; 1024 - PROMPT.len() + 1];
+    assert_eq!(session.append(&too_long).unwrap_err().code(), "ERR_CONTEXT_OVERFLOW");
+    assert_eq!(session.ids(), &PROMPT[..]);
+    assert_eq!(session.next_logits().unwrap(), &logits[..]);
+    assert_eq!(session.positions_computed(), PROMPT.len());
+}
+
+#[test]
+fn a_generation_continues_the_session_without_reading_its_text_again() {
+    let model = tiny_model();
+    let scheduler = Scheduler::new(model.clone(), SchedulerOptions::default()).unwrap();
+    let mut session = Session::new(model.clone());
+    session.append(&PROMPT).unwrap();
+    let options = || CallOptions { max_new_tokens: Some(8), ..Default::default() };
+    let continued = scheduler.generate(session.generation(options()).unwrap()).unwrap();
+    let generated =
+        scheduler.generate(Generation::new(model.clone(), PROMPT.to_vec(), options()).unwrap()).unwrap();
+    assert_eq!(continued.ids, generated.ids);
+    assert_eq!(session.ids(), &PROMPT[..], "the session itself is unchanged until the caller appends");
+}
