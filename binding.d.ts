@@ -37,10 +37,36 @@ export declare class NativeGpt2 {
   score(ids: Uint32Array, topK: number): Promise<ScoredText>
   /** Starts a generation of the prompt `ids`; tokens come from its `next()`. */
   startGeneration(ids: Uint32Array, options: NativeGenerateOptions): NativeGeneration
+  /** A new, empty session (see `NativeSession`). */
+  session(): NativeSession
   /**
    * Releases the weights once calls already running have finished; later calls fail with
    * ERR_DISPOSED.
    */
+  dispose(): void
+  get disposed(): boolean
+}
+
+export declare class NativeSession {
+  /** The token ids of the text. */
+  get ids(): Uint32Array
+  get positionsComputed(): number
+  /** Reads `ids` after the text; only they go through the model. */
+  append(ids: Uint32Array): Promise<void>
+  /** The logits for the token after the text. */
+  logits(): Promise<Float32Array>
+  probabilities(): Promise<Float32Array>
+  topK(k: number): Promise<TokenScore[]>
+  /** An independent copy (its own KV cache). */
+  fork(): Promise<NativeSession>
+  /** Keeps the first `length` tokens. */
+  truncate(length: number): void
+  /**
+   * Starts a generation that continues the text; tokens come from its `next()`. The session
+   * itself changes only when JS appends the result.
+   */
+  startGeneration(options: NativeGenerateOptions): NativeGeneration
+  /** Frees the cache; later calls fail with ERR_DISPOSED. */
   dispose(): void
   get disposed(): boolean
 }

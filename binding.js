@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeGeneration = nativeBinding.NativeGeneration
 module.exports.NativeGpt2 = nativeBinding.NativeGpt2
+module.exports.NativeSession = nativeBinding.NativeSession
 module.exports.NativeTokenizer = nativeBinding.NativeTokenizer
 module.exports.loadGpt2 = nativeBinding.loadGpt2
 module.exports.loadTokenizer = nativeBinding.loadTokenizer

@@ -21,5 +21,6 @@ export type {
   TokenProbability,
 } from './lib/gpt2'
 export type { Device, LoadOptions } from './lib/load-options'
+export { Session } from './lib/session'
 export { Tokenizer } from './lib/tokenizer'
 export type { ModelInput } from './lib/tokenizer'

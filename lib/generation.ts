@@ -29,11 +29,19 @@ const listeners = new FinalizationRegistry<{ signal: AbortSignal; cancel: () => 
   signal.removeEventListener('abort', cancel),
 )
 
-function start(model: native.NativeGpt2, ids: Uint32Array, options: GenerateOptions, paddedLength?: number) {
+/** Starts a native generation with the given options: of a prompt on the model, or from a session. */
+export type Starter = (options: native.NativeGenerateOptions) => native.NativeGeneration
+
+/** A starter for `ids` on `model`. */
+export function fromPrompt(model: native.NativeGpt2, ids: Uint32Array): Starter {
+  return (options) => model.startGeneration(ids, options)
+}
+
+function start(starter: Starter, options: GenerateOptions, paddedLength?: number) {
   const nativeOptions = toNativeOptions(options, paddedLength)
   const { signal } = options
   if (signal?.aborted) throw new AbortError('generation aborted before it started', undefined, { cause: signal.reason })
-  const generation = callNative(() => model.startGeneration(ids, nativeOptions))
+  const generation = callNative(() => starter(nativeOptions))
   if (!signal) return { generation, release: () => {} }
   // Held weakly: a long-lived signal must not keep an abandoned stream's generation alive, since
   // collecting it is what cancels it and frees its batch slot.
@@ -57,12 +65,11 @@ function finish(generation: native.NativeGeneration, signal: AbortSignal | undef
 }
 
 export async function generate(
-  model: native.NativeGpt2,
-  ids: Uint32Array,
+  starter: Starter,
   options: GenerateOptions,
   paddedLength?: number,
 ): Promise<GenerateResult> {
-  const { generation, release } = start(model, ids, options, paddedLength)
+  const { generation, release } = start(starter, options, paddedLength)
   try {
     const { onToken } = options
     for (;;) {
@@ -81,11 +88,10 @@ export async function generate(
 }
 
 export async function* stream(
-  model: native.NativeGpt2,
-  ids: Uint32Array,
+  starter: Starter,
   options: GenerateOptions,
 ): AsyncGenerator<GenerateStep, GenerateResult, undefined> {
-  const { generation, release } = start(model, ids, options)
+  const { generation, release } = start(starter, options)
   try {
     generation.ask(STREAM_LOOKAHEAD)
     for (;;) {
@@ -130,7 +136,7 @@ export async function generateBatch(
   const rowOptions = { ...options, onToken: undefined, signal: batch.signal }
   let firstError: { error: unknown } | undefined
   const run = (row: Uint32Array) =>
-    generate(model, row, rowOptions, paddedLength).catch((error: unknown) => {
+    generate(fromPrompt(model, row), rowOptions, paddedLength).catch((error: unknown) => {
       firstError ??= { error }
       batch.abort(error)
       throw error

@@ -1,10 +1,11 @@
 // The model: load a GPT-2 directory, score next tokens, generate.
 import type * as binding from '../binding'
 import { native } from './native'
-import { callNativeAsync, invalidArg } from './errors'
+import { callNative, callNativeAsync, invalidArg } from './errors'
 import type { GenerateOptions, GenerateResult, GenerateStep } from './generate-options'
 import { resolvePretrained } from './hub/index'
 import { type LoadOptions, toNativeLoadOptions } from './load-options'
+import { Session } from './session'
 import * as generation from './generation'
 import { type ModelInput, Tokenizer } from './tokenizer'
 
@@ -205,7 +206,7 @@ export class Gpt2 {
    */
   async generate(input: ModelInput, options: GenerateOptions = {}): Promise<GenerateResult> {
     const ids = this.tokenizer.toIds(input)
-    return generation.generate(this.native, ids, options)
+    return generation.generate(generation.fromPrompt(this.native, ids), options)
   }
 
   /**
@@ -215,7 +216,7 @@ export class Gpt2 {
    */
   stream(input: ModelInput, options: GenerateOptions = {}): AsyncGenerator<GenerateStep, GenerateResult, undefined> {
     const ids = this.tokenizer.toIds(input)
-    return generation.stream(this.native, ids, options)
+    return generation.stream(generation.fromPrompt(this.native, ids), options)
   }
 
   /**
@@ -230,6 +231,20 @@ export class Gpt2 {
     if (!Array.isArray(inputs)) throw invalidArg('generateBatch expects an array of inputs')
     const ids = inputs.map((input) => this.tokenizer.toIds(input))
     return generation.generateBatch(this.native, ids, options)
+  }
+
+  /**
+   * A session: a text kept with its KV cache, so that appending a token costs one position (the
+   * notebook's step 3 without re-reading the text). `input`, if given, is appended first. A
+   * session keeps the model's weights alive until it is disposed; it takes no batch slot.
+   */
+  async session(input?: ModelInput): Promise<Session> {
+    const session = new Session(
+      callNative(() => this.native.session()),
+      this.tokenizer,
+    )
+    if (input !== undefined) await session.append(input)
+    return session
   }
 
   /** True once `dispose()` has been called. */

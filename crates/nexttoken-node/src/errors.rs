@@ -21,5 +21,5 @@ pub fn guarded<T>(work: impl FnOnce() -> nexttoken::Result<T>) -> napi::Result<T
 }
 
 pub fn disposed() -> napi::Error {
-    coded("ERR_DISPOSED", "the model has been disposed")
+    to_napi(nexttoken::Error::Disposed("model"))
 }

@@ -5,12 +5,13 @@ use std::sync::{Arc, RwLock};
 
 use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
 use napi_derive::napi;
-use nexttoken::{Gpt2, Positions, Pretrained, SchedulerOptions};
+use nexttoken::{Gpt2, Positions, Pretrained, SchedulerOptions, Session};
 
 use crate::errors::{disposed, guarded};
 use crate::generation::NativeGeneration;
 use crate::options::{NativeGenerateOptions, NativeSchedulerOptions};
 use crate::outputs::{GenerationDefaults, ModelConfig, ScoredText, TokenScore};
+use crate::session::NativeSession;
 use crate::task::{blocking, blocking_then, Blocking};
 use crate::tokenizer::NativeTokenizer;
 
@@ -109,6 +110,14 @@ impl NativeGpt2 {
         let gpt2 = self.gpt2()?;
         let request = guarded(|| gpt2.start(ids.to_vec(), options.into()))?;
         Ok(NativeGeneration::new(request))
+    }
+
+    /// A new, empty session (see `NativeSession`).
+    #[napi]
+    pub fn session(&self) -> napi::Result<NativeSession> {
+        let gpt2 = self.gpt2()?;
+        let session = Session::new(gpt2.pretrained().clone());
+        Ok(NativeSession::new(gpt2, session))
     }
 
     /// Releases the weights once calls already running have finished; later calls fail with

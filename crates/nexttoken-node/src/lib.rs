@@ -1,5 +1,5 @@
 //! Node.js binding of nexttoken: types converted, nothing decided. Each exposed class has its own
-//! file (gpt2.rs, generation.rs, tokenizer.rs); the plain objects JS passes in and gets back are
+//! file (gpt2.rs, generation.rs, session.rs, tokenizer.rs); the plain objects JS passes in and gets back are
 //! in options.rs and outputs.rs. Loading and single forward passes (logits, top-k) run as a napi
 //! `Task` on libuv's thread pool (task.rs); generations run in the model's scheduler and settle
 //! their promises from there (generation.rs). Nothing runs on the JS thread.
@@ -17,5 +17,6 @@ mod generation;
 mod gpt2;
 mod options;
 mod outputs;
+mod session;
 mod task;
 mod tokenizer;

@@ -35,6 +35,10 @@ pub enum Error {
     #[error("{0} generations are already running or waiting for a batch slot (maxBatchSize + maxQueueLength): try again later")]
     Overloaded(usize),
 
+    /// A model or session used after `dispose()`.
+    #[error("the {0} has been disposed")]
+    Disposed(&'static str),
+
     /// A failure inside candle that is not the caller's fault (a bug or an exhausted resource).
     #[error("internal error: {0}")]
     Internal(String),
@@ -52,6 +56,7 @@ impl Error {
             Error::BackendUnavailable(_) => "ERR_BACKEND_UNAVAILABLE",
             Error::Idle(_) => "ERR_STREAM_IDLE",
             Error::Overloaded(_) => "ERR_OVERLOADED",
+            Error::Disposed(_) => "ERR_DISPOSED",
             Error::Internal(_) => "ERR_INTERNAL",
         }
     }
