@@ -202,6 +202,9 @@ export interface NativeGenerateOptions {
   topAlternatives?: number
   processedAlternatives?: boolean
   outputScores?: boolean
+  numReturnSequences?: number
+  /** Which of the `numReturnSequences` continuations this generation is. */
+  sequenceIndex?: number
   /** `generateBatch`: the longest prompt of the batch (transformers pads to it). */
   paddedLength?: number
 }

@@ -150,50 +150,63 @@ export interface GenerateOptions {
   topAlternatives?: number | { k: number; processed?: boolean }
   /** Give each step's `score` and the result's `scores` (transformers' `output_scores`). @default false */
   outputScores?: boolean
+  /**
+   * Continue each prompt this many ways (sampling only, as in transformers): the prompt is read
+   * once and its KV cache copied per continuation. With it, `generate` resolves with an array of
+   * that many results, and `generateBatch` with the n results of each prompt together. With a
+   * `seed`, continuation i is seeded from `seed` and i alone (the first exactly as a call with
+   * that seed), so results do not depend on what runs beside them.
+   */
+  numReturnSequences?: number
   /** Aborting stops generation within one token; the call rejects with an `AbortError` holding the partial result. */
   signal?: AbortSignal
   /** Called with every token as it is generated. */
   onToken?: (step: GenerateStep) => void
 }
 
-/** Every option name, for telling a misspelt or snake_case name from a known one. */
-const KNOWN = [
-  'maxLength',
-  'maxNewTokens',
-  'eosTokenId',
-  'padTokenId',
-  'doSample',
-  'temperature',
-  'topK',
-  'topP',
-  'minP',
-  'seed',
-  'repetitionPenalty',
-  'noRepeatNgramSize',
-  'minLength',
-  'minNewTokens',
-  'badWordsIds',
-  'sequenceBias',
-  'logitBias',
-  'suppressTokens',
-  'beginSuppressTokens',
-  'forcedEosTokenId',
-  'typicalP',
-  'epsilonCutoff',
-  'etaCutoff',
-  'renormalizeLogits',
-  'stop',
-  'stopStrings',
-  'topAlternatives',
-  'outputScores',
-  'signal',
-  'onToken',
-] as const
+/**
+ * Every option name, for telling a misspelt or snake_case name from a known one. A record over
+ * the interface's keys, so that the compiler refuses to let the two drift apart.
+ */
+const KNOWN_OPTIONS: Record<keyof GenerateOptions, true> = {
+  maxLength: true,
+  maxNewTokens: true,
+  eosTokenId: true,
+  padTokenId: true,
+  doSample: true,
+  temperature: true,
+  topK: true,
+  topP: true,
+  minP: true,
+  seed: true,
+  repetitionPenalty: true,
+  noRepeatNgramSize: true,
+  minLength: true,
+  minNewTokens: true,
+  badWordsIds: true,
+  sequenceBias: true,
+  logitBias: true,
+  suppressTokens: true,
+  beginSuppressTokens: true,
+  forcedEosTokenId: true,
+  typicalP: true,
+  epsilonCutoff: true,
+  etaCutoff: true,
+  renormalizeLogits: true,
+  stop: true,
+  stopStrings: true,
+  topAlternatives: true,
+  outputScores: true,
+  numReturnSequences: true,
+  signal: true,
+  onToken: true,
+}
+const KNOWN = Object.keys(KNOWN_OPTIONS)
 
 /** An unknown option fails rather than being ignored (`max_new_tokens` would silently do nothing). */
 function checkNames(options: object) {
   for (const name of Object.keys(options)) {
-    if ((KNOWN as readonly string[]).includes(name)) continue
+    if (KNOWN.includes(name)) continue
     const camel = name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())
     const guess = KNOWN.find((known) => known.toLowerCase() === camel.toLowerCase())
     throw invalidArg(`unknown option '${name}'${guess ? `: did you mean '${guess}'?` : ''}`)
@@ -283,7 +296,11 @@ function alternatives(value: GenerateOptions['topAlternatives']): { k?: number; 
 }
 
 /** Checks JS types and names; what is left out stays out, for the core to default. */
-export function toNativeOptions(options: GenerateOptions, paddedLength?: number): native.NativeGenerateOptions {
+export function toNativeOptions(
+  options: GenerateOptions,
+  paddedLength?: number,
+  sequenceIndex?: number,
+): native.NativeGenerateOptions {
   if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
   checkNames(options)
   if (options.onToken !== undefined && typeof options.onToken !== 'function')
@@ -328,6 +345,8 @@ export function toNativeOptions(options: GenerateOptions, paddedLength?: number)
     topAlternatives,
     processedAlternatives,
     outputScores: optionalBoolean(options, 'outputScores'),
+    numReturnSequences: optionalInteger(options, 'numReturnSequences'),
+    sequenceIndex,
     paddedLength,
   }
 }

@@ -37,8 +37,8 @@ export function fromPrompt(model: native.NativeGpt2, ids: Uint32Array): Starter 
   return (options) => model.startGeneration(ids, options)
 }
 
-function start(starter: Starter, options: GenerateOptions, paddedLength?: number) {
-  const nativeOptions = toNativeOptions(options, paddedLength)
+function start(starter: Starter, options: GenerateOptions, paddedLength?: number, sequenceIndex?: number) {
+  const nativeOptions = toNativeOptions(options, paddedLength, sequenceIndex)
   const { signal } = options
   if (signal?.aborted) throw new AbortError('generation aborted before it started', undefined, { cause: signal.reason })
   const generation = callNative(() => starter(nativeOptions))
@@ -68,8 +68,9 @@ export async function generate(
   starter: Starter,
   options: GenerateOptions,
   paddedLength?: number,
+  sequenceIndex?: number,
 ): Promise<GenerateResult> {
-  const { generation, release } = start(starter, options, paddedLength)
+  const { generation, release } = start(starter, options, paddedLength, sequenceIndex)
   try {
     const { onToken } = options
     for (;;) {
@@ -114,18 +115,60 @@ export async function* stream(
   }
 }
 
+/** One generation of a batch: how to start it, and which of its prompt's continuations it is. */
+interface Row {
+  starter: Starter
+  sequenceIndex?: number
+}
+
 /**
  * `generate` for each row, decoded together by the scheduler. Lengths count as in transformers'
- * left-padded batch: `maxLength` (and the default length) from the longest prompt. The rows
- * succeed or fail as one: when a row fails (a full queue, say), the others are cancelled, so a
- * failed batch leaves nothing running. The caller's signal aborts every row.
+ * left-padded batch: `maxLength` (and the default length) from the longest prompt. With
+ * `numReturnSequences: n`, each prompt is read once (a native session holds its KV cache) and
+ * continued n ways; the results are in prompt order, the n of each prompt together, as
+ * transformers returns them. The rows succeed or fail as one: when a row fails (a full queue,
+ * say), the others are cancelled, so a failed batch leaves nothing running. The caller's signal
+ * aborts every row.
  */
 export async function generateBatch(
   model: native.NativeGpt2,
-  rows: Uint32Array[],
+  prompts: Uint32Array[],
   options: Omit<GenerateOptions, 'onToken'>,
 ): Promise<GenerateResult[]> {
-  const paddedLength = Math.max(0, ...rows.map((row) => row.length))
+  const paddedLength = Math.max(0, ...prompts.map((prompt) => prompt.length))
+  const n = options.numReturnSequences
+  if (n === undefined)
+    return runAll(
+      prompts.map((prompt) => ({ starter: fromPrompt(model, prompt) })),
+      options,
+      paddedLength,
+    )
+  toNativeOptions(options, paddedLength) // JS types first: a bad option fails before any prefill
+  const sessions: native.NativeSession[] = []
+  try {
+    const rows: Row[] = []
+    for (const prompt of prompts) {
+      let starter = fromPrompt(model, prompt)
+      if (prompt.length > 0) {
+        const session = callNative(() => model.session())
+        sessions.push(session)
+        await callNativeAsync(() => session.append(prompt))
+        starter = (nativeOptions) => session.startGeneration(nativeOptions)
+      }
+      // (At least one row, so that the core judges n itself: 0 is refused there.)
+      for (let i = 0; i < Math.max(n, 1); i++) rows.push({ starter, sequenceIndex: i })
+    }
+    return await runAll(rows, options, paddedLength)
+  } finally {
+    for (const session of sessions) session.dispose()
+  }
+}
+
+async function runAll(
+  rows: Row[],
+  options: Omit<GenerateOptions, 'onToken'>,
+  paddedLength: number,
+): Promise<GenerateResult[]> {
   const batch = new AbortController()
   setMaxListeners(Infinity, batch.signal) // one listener per row, by design
   const { signal } = options
@@ -135,8 +178,8 @@ export async function generateBatch(
   // A per-token callback has no row to name.
   const rowOptions = { ...options, onToken: undefined, signal: batch.signal }
   let firstError: { error: unknown } | undefined
-  const run = (row: Uint32Array) =>
-    generate(fromPrompt(model, row), rowOptions, paddedLength).catch((error: unknown) => {
+  const run = (row: Row) =>
+    generate(row.starter, rowOptions, paddedLength, row.sequenceIndex).catch((error: unknown) => {
       firstError ??= { error }
       batch.abort(error)
       throw error

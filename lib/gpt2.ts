@@ -106,6 +106,13 @@ export interface TokenProbability {
   logprob: number
 }
 
+/** A stream (or a session) continues one way: several continuations are `generate`'s. */
+export function oneSequence(options: GenerateOptions | undefined): void {
+  if (options?.numReturnSequences !== undefined) {
+    throw invalidArg('numReturnSequences gives several results: use generate or generateBatch, not stream or a session')
+  }
+}
+
 /** A GPT-2 family model (gpt2, distilgpt2, gpt2-medium/large/xl) with its tokenizer. */
 export class Gpt2 {
   /** The tokenizer loaded from the same directory. */
@@ -204,8 +211,17 @@ export class Gpt2 {
    * default, sampling with `doSample`. Resolves when generation ends (see `stopReason`); an
    * aborted `signal` rejects with an `AbortError` whose `partial` is the result so far.
    */
-  async generate(input: ModelInput, options: GenerateOptions = {}): Promise<GenerateResult> {
+  async generate(
+    input: ModelInput,
+    options?: GenerateOptions & { numReturnSequences?: undefined },
+  ): Promise<GenerateResult>
+  async generate(
+    input: ModelInput,
+    options: GenerateOptions & { numReturnSequences: number },
+  ): Promise<GenerateResult[]>
+  async generate(input: ModelInput, options: GenerateOptions = {}): Promise<GenerateResult | GenerateResult[]> {
     const ids = this.tokenizer.toIds(input)
+    if (options?.numReturnSequences !== undefined) return generation.generateBatch(this.native, [ids], options)
     return generation.generate(generation.fromPrompt(this.native, ids), options)
   }
 
@@ -215,6 +231,7 @@ export class Gpt2 {
    * generation. An aborted `signal` makes the iterator throw an `AbortError`.
    */
   stream(input: ModelInput, options: GenerateOptions = {}): AsyncGenerator<GenerateStep, GenerateResult, undefined> {
+    oneSequence(options)
     const ids = this.tokenizer.toIds(input)
     return generation.stream(generation.fromPrompt(this.native, ids), options)
   }

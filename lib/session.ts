@@ -4,7 +4,7 @@ import type * as binding from '../binding'
 import { callNative, callNativeAsync, invalidArg } from './errors'
 import type { GenerateOptions, GenerateResult, GenerateStep } from './generate-options'
 import * as generation from './generation'
-import type { TokenProbability } from './gpt2'
+import { oneSequence, type TokenProbability } from './gpt2'
 import type { ModelInput, Tokenizer } from './tokenizer'
 
 export class Session {
@@ -95,6 +95,7 @@ export class Session {
    * model's batches like any other generation.
    */
   generate(options: GenerateOptions = {}): Promise<GenerateResult> {
+    oneSequence(options)
     return this.enqueue(async () => {
       const result = await generation.generate(this.starter(), options)
       await this.appendGenerated(result)
@@ -108,6 +109,7 @@ export class Session {
    * the session as it was.
    */
   stream(options: GenerateOptions = {}): AsyncGenerator<GenerateStep, GenerateResult, undefined> {
+    oneSequence(options)
     const session = this
     return (async function* () {
       let release: () => void = () => {}

@@ -43,6 +43,9 @@ pub struct NativeGenerateOptions {
     pub top_alternatives: Option<u32>,
     pub processed_alternatives: Option<bool>,
     pub output_scores: Option<bool>,
+    pub num_return_sequences: Option<u32>,
+    /// Which of the `numReturnSequences` continuations this generation is.
+    pub sequence_index: Option<u32>,
     /// `generateBatch`: the longest prompt of the batch (transformers pads to it).
     pub padded_length: Option<u32>,
 }
@@ -81,6 +84,8 @@ impl From<NativeGenerateOptions> for CallOptions {
             top_alternatives: js.top_alternatives.map_or(0, |k| k as usize),
             processed_alternatives: js.processed_alternatives.unwrap_or(false),
             output_scores: js.output_scores.unwrap_or(false),
+            num_return_sequences: js.num_return_sequences.map(|n| n as usize),
+            sequence_index: js.sequence_index.map_or(0, |i| i as usize),
             padded_length: js.padded_length.map(|n| n as usize),
         }
     }

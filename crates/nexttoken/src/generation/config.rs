@@ -115,6 +115,7 @@ pub struct GenerationConfig {
     pub epsilon_cutoff: Option<f32>,
     pub eta_cutoff: Option<f32>,
     pub renormalize_logits: Option<bool>,
+    pub num_return_sequences: Option<usize>,
     #[serde(deserialize_with = "strings")]
     pub stop_strings: Vec<String>,
     /// Where generation from an empty input starts.

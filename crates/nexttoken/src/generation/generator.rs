@@ -137,7 +137,7 @@ impl Generation {
             return Err(Error::Internal("a generation's cache must leave a prompt token to feed".into()));
         }
         let budget = options.new_token_budget(prompt.len(), config.n_positions)?;
-        let rng = match options.seed {
+        let rng = match options.rng_seed() {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };

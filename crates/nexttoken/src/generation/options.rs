@@ -44,6 +44,9 @@ pub struct CallOptions {
     pub top_alternatives: usize,
     pub processed_alternatives: bool,
     pub output_scores: bool,
+    pub num_return_sequences: Option<usize>,
+    /// Which of the `num_return_sequences` continuations this generation is (0 for the first).
+    pub sequence_index: usize,
     /// The row's batch is left-padded to this many tokens (transformers' batched `generate`):
     /// `max_length` and the default length count from it instead of from the row's own prompt.
     pub padded_length: Option<usize>,
@@ -110,6 +113,10 @@ pub struct GenerateOptions {
     pub processed_alternatives: bool,
     /// Give each step's log-probability under the processed distribution (`Step::score`).
     pub output_scores: bool,
+    /// Continuations of one prompt the caller runs (each a generation); more than one needs sampling.
+    pub num_return_sequences: usize,
+    /// Which continuation this is: its seed is derived from `seed` and it (see `rng_seed`).
+    pub sequence_index: usize,
     /// See `CallOptions::padded_length`.
     pub padded_length: Option<usize>,
 }
@@ -146,6 +153,8 @@ impl Default for GenerateOptions {
             top_alternatives: 0,
             processed_alternatives: false,
             output_scores: false,
+            num_return_sequences: 1,
+            sequence_index: 0,
             padded_length: None,
         }
     }
@@ -218,6 +227,11 @@ impl GenerateOptions {
             top_alternatives: call.top_alternatives,
             processed_alternatives: call.processed_alternatives,
             output_scores: call.output_scores,
+            num_return_sequences: call
+                .num_return_sequences
+                .or(defaults.num_return_sequences)
+                .unwrap_or(global.num_return_sequences),
+            sequence_index: call.sequence_index,
             padded_length: call.padded_length,
         }
     }
@@ -232,6 +246,21 @@ impl GenerateOptions {
             return Err(invalid(format!(
                 "repetitionPenalty must be a positive number; got {}",
                 self.repetition_penalty
+            )));
+        }
+        if self.num_return_sequences == 0 {
+            return Err(invalid("numReturnSequences must be at least 1".into()));
+        }
+        if self.sequence_index >= self.num_return_sequences {
+            return Err(invalid(format!(
+                "sequence {} of {} does not exist",
+                self.sequence_index, self.num_return_sequences
+            )));
+        }
+        if self.num_return_sequences > 1 && !self.do_sample {
+            return Err(invalid(format!(
+                "numReturnSequences {} needs doSample: true (greedy decoding gives one continuation, as in transformers)",
+                self.num_return_sequences
             )));
         }
         if self.max_new_tokens == Some(0) {
@@ -323,6 +352,14 @@ impl GenerateOptions {
             || self.renormalize_logits
     }
 
+    /// The seed of this continuation's sampler: `seed` itself for the first one, a mix of `seed`
+    /// and the index for the others, so that each result depends only on the seed and its index
+    /// (not on what runs beside it). None: draw a random seed.
+    pub fn rng_seed(&self) -> Option<u64> {
+        let index = self.sequence_index as u64;
+        self.seed.map(|seed| seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17))
+    }
+
     /// The prompt's length as transformers counts it: the batch's padded width, if any.
     pub fn prompt_width(&self, prompt_len: usize) -> usize {
         self.padded_length.unwrap_or(prompt_len).max(prompt_len)
@@ -408,6 +445,25 @@ mod tests {
         let err = GenerateOptions { temperature: 0.0, ..sampling }.validate(100).unwrap_err();
         assert!(err.to_string().contains("doSample: false"), "{err}");
         assert!(GenerateOptions::default().validate(100).is_ok());
+    }
+
+    #[test]
+    fn each_return_sequence_has_its_own_seed_and_the_first_keeps_the_callers() {
+        let first = GenerateOptions {
+            seed: Some(42),
+            num_return_sequences: 3,
+            do_sample: true,
+            ..Default::default()
+        };
+        let second = GenerateOptions { sequence_index: 1, ..first.clone() };
+        let third = GenerateOptions { sequence_index: 2, ..first.clone() };
+        assert_eq!(first.rng_seed(), Some(42));
+        assert!(second.rng_seed() != Some(42) && second.rng_seed() != third.rng_seed());
+        assert!(
+            GenerateOptions { do_sample: false, ..first.clone() }.validate(100).is_err(),
+            "greedy gives one"
+        );
+        assert!(GenerateOptions { num_return_sequences: 0, ..first }.validate(100).is_err());
     }
 
     #[test]
