@@ -37,6 +37,11 @@ export declare class NativeGpt2 {
   score(ids: Uint32Array, topK: number): Promise<ScoredText>
   /** Starts a generation of the prompt `ids`; tokens come from its `next()`. */
   startGeneration(ids: Uint32Array, options: NativeGenerateOptions): NativeGeneration
+  /**
+   * Beam search from the prompt `ids` (on libuv's pool, as one task): the best finished
+   * sequences, best first.
+   */
+  beamSearch(ids: Uint32Array, options: NativeGenerateOptions): Promise<GenerateOutput[]>
   /** A new, empty session (see `NativeSession`). */
   session(): NativeSession
   /**
@@ -86,6 +91,7 @@ export interface GenerateOutput {
   completion: string
   stopReason?: 'eos' | 'length' | 'stop' | 'abort' | 'context' | null
   scores?: Array<number>
+  sequenceScore?: number
   timings: GenerateTimings
 }
 
@@ -141,6 +147,10 @@ export interface GenerationDefaults {
   etaCutoff: number
   renormalizeLogits: boolean
   stopStrings: Array<string>
+  numReturnSequences: number
+  numBeams: number
+  lengthPenalty: number
+  earlyStopping: boolean | 'never'
 }
 
 /**
@@ -203,6 +213,10 @@ export interface NativeGenerateOptions {
   processedAlternatives?: boolean
   outputScores?: boolean
   numReturnSequences?: number
+  numBeams?: number
+  lengthPenalty?: number
+  /** `true`, `false` or `'never'`. */
+  earlyStopping?: boolean | 'never'
   /** Which of the `numReturnSequences` continuations this generation is. */
   sequenceIndex?: number
   /** `generateBatch`: the longest prompt of the batch (transformers pads to it). */

@@ -161,6 +161,10 @@ test('generationConfig shows the defaults a call gets', async (t) => {
     etaCutoff: 0,
     renormalizeLogits: false,
     stopStrings: [],
+    numReturnSequences: 1,
+    numBeams: 1,
+    lengthPenalty: 1,
+    earlyStopping: false,
   })
 })
 

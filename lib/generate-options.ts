@@ -45,6 +45,8 @@ export interface GenerateResult {
    * signal), `'context'` (the sequence filled `nPositions`).
    */
   stopReason: StopReason
+  /** Beam search: the sequence's score (transformers' `sequences_scores`): its processed log-probability over its length^lengthPenalty. */
+  sequenceScore?: number
   /**
    * With `outputScores`: each new token's `score`, in order, as transformers'
    * `compute_transition_scores(out.sequences, out.scores, normalize_logits=True)`.
@@ -158,6 +160,21 @@ export interface GenerateOptions {
    * that seed), so results do not depend on what runs beside them.
    */
   numReturnSequences?: number
+  /**
+   * Beam search with this many beams when above 1 (greedy beams; not with `doSample`, `stream`,
+   * `onToken`, `stop` or `stopStrings`), as transformers' beam search, token for token: each
+   * result carries its `sequenceScore`. With `numReturnSequences` (at most `numBeams`), that many
+   * of the best beams. @default 1
+   */
+  numBeams?: number
+  /** Beam search: a finished sequence scores sum(logprobs) / newLength^lengthPenalty (> 0 favours longer ones). @default 1 */
+  lengthPenalty?: number
+  /**
+   * Beam search: `true` stops once numBeams sequences have finished; `false` when no running beam
+   * can beat the finished ones at its current length; `'never'` when none can at any length.
+   * @default false
+   */
+  earlyStopping?: boolean | 'never'
   /** Aborting stops generation within one token; the call rejects with an `AbortError` holding the partial result. */
   signal?: AbortSignal
   /** Called with every token as it is generated. */
@@ -198,6 +215,9 @@ const KNOWN_OPTIONS: Record<keyof GenerateOptions, true> = {
   topAlternatives: true,
   outputScores: true,
   numReturnSequences: true,
+  numBeams: true,
+  lengthPenalty: true,
+  earlyStopping: true,
   signal: true,
   onToken: true,
 }
@@ -282,6 +302,11 @@ function logitBias(value: GenerateOptions['logitBias']): Array<[number, number]>
   })
 }
 
+function earlyStopping(value: GenerateOptions['earlyStopping']): boolean | 'never' | undefined {
+  if (value === undefined || typeof value === 'boolean' || value === 'never') return value
+  throw invalidArg(`earlyStopping must be true, false or 'never'; got ${String(value)}`)
+}
+
 /** `topAlternatives` as k and whether they rank the processed distribution. */
 function alternatives(value: GenerateOptions['topAlternatives']): { k?: number; processed?: boolean } {
   if (value === undefined || typeof value === 'number')
@@ -346,6 +371,9 @@ export function toNativeOptions(
     processedAlternatives,
     outputScores: optionalBoolean(options, 'outputScores'),
     numReturnSequences: optionalInteger(options, 'numReturnSequences'),
+    numBeams: optionalInteger(options, 'numBeams'),
+    lengthPenalty: optionalNumber(options, 'lengthPenalty'),
+    earlyStopping: earlyStopping(options.earlyStopping),
     sequenceIndex,
     paddedLength,
   }
@@ -366,6 +394,9 @@ export function toResult(output: native.GenerateOutput): GenerateResult {
     newIds: output.newIds,
     stopReason: output.stopReason ?? 'abort',
     ...(output.scores ? { scores: output.scores } : {}),
+    ...(output.sequenceScore !== undefined && output.sequenceScore !== null
+      ? { sequenceScore: output.sequenceScore }
+      : {}),
     timings: output.timings,
   }
 }

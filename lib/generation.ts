@@ -4,7 +4,7 @@
 // when its iterator is garbage-collected (the native generation cancels itself when collected).
 import { setMaxListeners } from 'node:events'
 import type * as native from '../binding'
-import { AbortError, callNative, callNativeAsync } from './errors'
+import { AbortError, callNative, callNativeAsync, invalidArg } from './errors'
 import {
   type GenerateOptions,
   type GenerateResult,
@@ -113,6 +113,23 @@ export async function* stream(
     generation.cancel() // the consumer may have stopped early (break): free the sequence
     release()
   }
+}
+
+/**
+ * Beam search from `ids`, as one task on libuv's pool: the best finished sequences, best first
+ * (`numReturnSequences` of them, 1 by default). The signal is checked before it starts.
+ */
+export async function beamSearch(
+  model: native.NativeGpt2,
+  ids: Uint32Array,
+  options: GenerateOptions,
+): Promise<GenerateResult[]> {
+  const nativeOptions = toNativeOptions(options)
+  if (options.onToken !== undefined) throw invalidArg('beam search gives whole sequences: onToken is not called')
+  if (options.signal?.aborted)
+    throw new AbortError('generation aborted before it started', undefined, { cause: options.signal.reason })
+  const outputs = await callNativeAsync(() => model.beamSearch(ids, nativeOptions))
+  return outputs.map(toResult)
 }
 
 /** One generation of a batch: how to start it, and which of its prompt's continuations it is. */

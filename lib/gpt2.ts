@@ -57,6 +57,11 @@ export interface GenerationConfig {
   etaCutoff: number
   renormalizeLogits: boolean
   stopStrings: string[]
+  numReturnSequences: number
+  /** Above 1: `generate` runs beam search. */
+  numBeams: number
+  lengthPenalty: number
+  earlyStopping: boolean | 'never'
 }
 
 export interface LogitsOptions {
@@ -221,6 +226,10 @@ export class Gpt2 {
   ): Promise<GenerateResult[]>
   async generate(input: ModelInput, options: GenerateOptions = {}): Promise<GenerateResult | GenerateResult[]> {
     const ids = this.tokenizer.toIds(input)
+    if (this.beams(options)) {
+      const results = await generation.beamSearch(this.native, ids, options)
+      return options.numReturnSequences !== undefined ? results : results[0]
+    }
     if (options?.numReturnSequences !== undefined) return generation.generateBatch(this.native, [ids], options)
     return generation.generate(generation.fromPrompt(this.native, ids), options)
   }
@@ -232,6 +241,7 @@ export class Gpt2 {
    */
   stream(input: ModelInput, options: GenerateOptions = {}): AsyncGenerator<GenerateStep, GenerateResult, undefined> {
     oneSequence(options)
+    if (this.beams(options)) throw invalidArg('beam search gives whole sequences: use generate, not stream')
     const ids = this.tokenizer.toIds(input)
     return generation.stream(generation.fromPrompt(this.native, ids), options)
   }
@@ -247,6 +257,10 @@ export class Gpt2 {
   async generateBatch(inputs: ModelInput[], options: Omit<GenerateOptions, 'onToken'> = {}): Promise<GenerateResult[]> {
     if (!Array.isArray(inputs)) throw invalidArg('generateBatch expects an array of inputs')
     const ids = inputs.map((input) => this.tokenizer.toIds(input))
+    if (this.beams(options)) {
+      const perInput = await Promise.all(ids.map((row) => generation.beamSearch(this.native, row, options)))
+      return perInput.flat()
+    }
     return generation.generateBatch(this.native, ids, options)
   }
 
@@ -262,6 +276,11 @@ export class Gpt2 {
     )
     if (input !== undefined) await session.append(input)
     return session
+  }
+
+  /** Whether the options (or the model's defaults) ask for beam search: more than one beam. */
+  private beams(options: GenerateOptions | undefined): boolean {
+    return (options?.numBeams ?? this.generationConfig.numBeams) > 1
   }
 
   /** True once `dispose()` has been called. */

@@ -190,6 +190,18 @@ GENERATION_CONFIGS = [
     ("config-max-length", NOTEBOOK_TEXT, {"max_length": 30}),
 ]
 EOS_PROMPT = "The quick brown fox jumps over the lazy dog."
+# Beam search goldens (greedy beams; options as passed to generate()).
+BEAM_CASES = [
+    # The classic example: 5 beams, no repeated bigram, early stopping, 3 sequences returned.
+    ("classic", STORY_PROMPT, {"num_beams": 5, "no_repeat_ngram_size": 2, "early_stopping": True,
+                               "max_new_tokens": 20, "num_return_sequences": 3}),
+    ("heuristic-stop", NOTEBOOK_TEXT, {"num_beams": 3, "max_new_tokens": 15, "length_penalty": 1.0}),
+    ("never-stop-long-penalty", "In 2026, the weather in Paris", {"num_beams": 4, "max_new_tokens": 10,
+                                                                  "early_stopping": "never", "length_penalty": 2.0,
+                                                                  "num_return_sequences": 4}),
+    ("short-penalty-repetition", "The meaning of life is", {"num_beams": 3, "max_new_tokens": 12,
+                                                            "length_penalty": -0.5, "repetition_penalty": 1.3}),
+]
 # (name, text, top-k alternatives to record or 0): model.score's goldens.
 SCORE_TEXTS = [
     ("notebook-sentence", NOTEBOOK_TEXT, 3),
@@ -989,6 +1001,51 @@ def score_goldens(model, tok):
     return cases
 
 
+def beam_goldens(model, tok):
+    """Beam search: the returned sequences (each cut after its eos, not padded) and their
+    sequences_scores, for the options in BEAM_CASES and one search that ends on an eos."""
+    cases = []
+
+    def run(name, text, opts):
+        ids = tok(text)["input_ids"]
+        with torch.inference_mode():
+            out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                 do_sample=False, pad_token_id=EOS, return_dict_in_generate=True, output_scores=True,
+                                 **opts)
+        eos = opts.get("eos_token_id", EOS)
+        eos = eos if isinstance(eos, list) else [eos]
+        sequences = []
+        for row in out.sequences.tolist():
+            new = row[len(ids):]
+            end = next((i + 1 for i, t in enumerate(new) if t in eos), len(new))
+            sequences.append(ids + new[:end])
+        case = {"name": name, "text": text, "promptIds": ids, "options": camel_all(opts), "sequences": sequences,
+                "sequencesScores": [f(x) for x in out.sequences_scores]}
+        cases.append(case)
+        log(f"  beam {name}: {[len(q) - len(ids) for q in sequences]} new tokens, scores "
+            f"{[round(x, 4) for x in case['sequencesScores']]}")
+        return sequences
+
+    for name, text, opts in BEAM_CASES:
+        run(name, text, opts)
+    # Ends on an eos: the first token of the best plain beam (from step 2 on) that, taken as the
+    # eos, makes the best returned sequence end on it.
+    text = "The weather today is"
+    prompt_len = len(tok(text)["input_ids"])
+    best = run("probe", text, {"num_beams": 4, "max_new_tokens": 12})[0][prompt_len:]
+    cases.pop()
+    for step in range(1, 10):
+        if best[step] in best[:step]:
+            continue
+        opts = {"num_beams": 4, "max_new_tokens": 12, "eos_token_id": best[step], "num_return_sequences": 2}
+        if run("ends-on-eos", text, opts)[0][-1] == best[step]:
+            break
+        cases.pop()
+    else:
+        fail(f"beam eos case: no token of {best} ends the best beam")
+    return cases
+
+
 def stop_string_goldens(model, tok, margins):
     """transformers' stop_strings: matched against the end of the whole text, prompt included,
     across token boundaries and with overhangs; the text that completes one stays in the output."""
@@ -1159,6 +1216,12 @@ Binary files are little-endian float32, one row of 50257 values per entry; `row`
   Greedy cases (repetition penalty; begin-suppress, no-repeat, sequence bias, bad words,
   suppress, min_new_tokens with an eos the plain run emits early, forced eos) are exact token
   for token; sampled ones (`torch.manual_seed({SEED})`) are for replaying torch's tokens.
+- `beam.json`: `[{{ name, text, promptIds, options, sequences, sequencesScores }}]`: beam search
+  (`do_sample=False`), the returned sequences best first, each cut after its first eos (transformers
+  pads the shorter ones to the longest with the pad token), and `sequences_scores` (the sum of
+  the processed log-probabilities divided by the new length to the power `lengthPenalty`).
+  `ends-on-eos` takes as eos the first token of the best plain beam that makes the best
+  returned sequence end on it.
 - `score.json`: `[{{ name, text, ids, loss, perplexity, logprobs, sumLogprob, topK?, alternatives? }}]`:
   `model(ids, labels=ids)`; `loss` is transformers' (the mean negative log-likelihood of
   `ids[1:]`), `perplexity` its exp, `logprobs[t]` the log-softmax (in float64, of the f32
@@ -1228,6 +1291,7 @@ def main():
     write_json(gold_dir / "scores.json", scores_goldens(model, tok, margins))
     write_json(gold_dir / "stop-strings.json", stop_string_goldens(model, tok, margins))
     write_json(gold_dir / "score.json", score_goldens(model, tok))
+    write_json(gold_dir / "beam.json", beam_goldens(model, tok))
     batch = batch_goldens(model, tok, margins)
     write_json(gold_dir / "batch.json", batch)
 

@@ -5,12 +5,12 @@ use std::sync::{Arc, RwLock};
 
 use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
 use napi_derive::napi;
-use nexttoken::{Gpt2, Positions, Pretrained, SchedulerOptions, Session};
+use nexttoken::{CallOptions, Gpt2, Positions, Pretrained, SchedulerOptions, Session};
 
 use crate::errors::{disposed, guarded};
 use crate::generation::NativeGeneration;
 use crate::options::{NativeGenerateOptions, NativeSchedulerOptions};
-use crate::outputs::{GenerationDefaults, ModelConfig, ScoredText, TokenScore};
+use crate::outputs::{GenerateOutput, GenerationDefaults, ModelConfig, ScoredText, TokenScore};
 use crate::session::NativeSession;
 use crate::task::{blocking, blocking_then, Blocking};
 use crate::tokenizer::NativeTokenizer;
@@ -110,6 +110,21 @@ impl NativeGpt2 {
         let gpt2 = self.gpt2()?;
         let request = guarded(|| gpt2.start(ids.to_vec(), options.into()))?;
         Ok(NativeGeneration::new(request))
+    }
+
+    /// Beam search from the prompt `ids` (on libuv's pool, as one task): the best finished
+    /// sequences, best first.
+    #[napi(ts_return_type = "Promise<GenerateOutput[]>")]
+    pub fn beam_search(
+        &self,
+        ids: Uint32Array,
+        options: NativeGenerateOptions,
+    ) -> napi::Result<AsyncTask<Blocking<Vec<GenerateOutput>, Vec<GenerateOutput>>>> {
+        let (pretrained, ids, options) = (self.pretrained()?, ids.to_vec(), CallOptions::from(options));
+        Ok(blocking(move || {
+            let outputs = nexttoken::generation::beam_search(pretrained, ids, options)?;
+            Ok(outputs.into_iter().map(GenerateOutput::from).collect())
+        }))
     }
 
     /// A new, empty session (see `NativeSession`).

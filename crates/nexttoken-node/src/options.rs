@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use napi_derive::napi;
+use nexttoken::generation::EarlyStopping;
 use nexttoken::{CallOptions, SchedulerOptions};
 
 /// A call's options as JS passes them: absent means unset (the core applies the model's
@@ -44,6 +45,11 @@ pub struct NativeGenerateOptions {
     pub processed_alternatives: Option<bool>,
     pub output_scores: Option<bool>,
     pub num_return_sequences: Option<u32>,
+    pub num_beams: Option<u32>,
+    pub length_penalty: Option<f64>,
+    /// `true`, `false` or `'never'`.
+    #[napi(ts_type = "boolean | 'never'")]
+    pub early_stopping: Option<napi::Either<bool, String>>,
     /// Which of the `numReturnSequences` continuations this generation is.
     pub sequence_index: Option<u32>,
     /// `generateBatch`: the longest prompt of the batch (transformers pads to it).
@@ -85,6 +91,14 @@ impl From<NativeGenerateOptions> for CallOptions {
             processed_alternatives: js.processed_alternatives.unwrap_or(false),
             output_scores: js.output_scores.unwrap_or(false),
             num_return_sequences: js.num_return_sequences.map(|n| n as usize),
+            num_beams: js.num_beams.map(|n| n as usize),
+            length_penalty: js.length_penalty.map(|p| p as f32),
+            // The JS layer passes only the three spellings.
+            early_stopping: js.early_stopping.map(|e| match e {
+                napi::Either::A(true) => EarlyStopping::Done,
+                napi::Either::A(false) => EarlyStopping::Heuristic,
+                napi::Either::B(_) => EarlyStopping::Never,
+            }),
             sequence_index: js.sequence_index.map_or(0, |i| i as usize),
             padded_length: js.padded_length.map(|n| n as usize),
         }

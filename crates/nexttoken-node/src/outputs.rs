@@ -1,6 +1,7 @@
 //! What the core returns, as JS receives it: plain objects, camelCased by napi.
 
 use napi_derive::napi;
+use nexttoken::generation::EarlyStopping;
 use nexttoken::{CallOptions, Config, Delivery, GenerateOptions, GenerationConfig, Output, Step};
 
 /// `config.json`, camelCased.
@@ -48,6 +49,11 @@ pub struct GenerationDefaults {
     pub eta_cutoff: f64,
     pub renormalize_logits: bool,
     pub stop_strings: Vec<String>,
+    pub num_return_sequences: u32,
+    pub num_beams: u32,
+    pub length_penalty: f64,
+    #[napi(ts_type = "boolean | 'never'")]
+    pub early_stopping: napi::Either<bool, String>,
 }
 
 /// A candidate next token.
@@ -94,6 +100,7 @@ pub struct GenerateOutput {
     #[napi(ts_type = "'eos' | 'length' | 'stop' | 'abort' | 'context' | null")]
     pub stop_reason: Option<String>,
     pub scores: Option<Vec<f64>>,
+    pub sequence_score: Option<f64>,
     pub timings: GenerateTimings,
 }
 
@@ -145,6 +152,14 @@ impl From<&GenerationConfig> for GenerationDefaults {
             eta_cutoff: number(d.eta_cutoff),
             renormalize_logits: d.renormalize_logits,
             stop_strings: d.stop_strings,
+            num_return_sequences: d.num_return_sequences as u32,
+            num_beams: d.num_beams as u32,
+            length_penalty: number(d.length_penalty),
+            early_stopping: match d.early_stopping {
+                EarlyStopping::Done => napi::Either::A(true),
+                EarlyStopping::Heuristic => napi::Either::A(false),
+                EarlyStopping::Never => napi::Either::B("never".into()),
+            },
         }
     }
 }
@@ -191,6 +206,7 @@ impl From<Output> for GenerateOutput {
             completion: output.completion,
             stop_reason: output.stop_reason.map(|r| r.as_str().to_string()),
             scores: output.scores.map(|scores| scores.into_iter().map(f64::from).collect()),
+            sequence_score: output.sequence_score.map(f64::from),
             timings: GenerateTimings {
                 prompt_tokens: output.timings.prompt_tokens as u32,
                 prompt_ms: ms(output.timings.prompt),

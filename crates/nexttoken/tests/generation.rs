@@ -370,3 +370,47 @@ fn generation_config_defaults_equal_transformers() {
         assert_eq!(scheduler.generate(generation).unwrap().ids, golden.ids, "{}", golden.name);
     }
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BeamGolden {
+    name: String,
+    prompt_ids: Vec<u32>,
+    options: Value,
+    sequences: Vec<Vec<u32>>,
+    sequences_scores: Vec<f32>,
+}
+
+#[test]
+fn beam_search_equals_transformers() {
+    let model = tiny_model();
+    let goldens: Vec<BeamGolden> =
+        serde_json::from_str(&std::fs::read_to_string(goldens_dir().join("beam.json")).unwrap()).unwrap();
+    assert!(goldens.iter().any(|g| g.name == "ends-on-eos"));
+    for golden in goldens {
+        let o = &golden.options;
+        let early_stopping = o.get("earlyStopping").map(|v| serde_json::from_value(v.clone()).unwrap());
+        let call = CallOptions {
+            num_beams: number(o, "numBeams"),
+            num_return_sequences: number(o, "numReturnSequences"),
+            length_penalty: float(o, "lengthPenalty"),
+            early_stopping,
+            ..call_options(o)
+        };
+        let outputs =
+            nexttoken::generation::beam_search(model.clone(), golden.prompt_ids.clone(), call).unwrap();
+        let sequences: Vec<Vec<u32>> = outputs.iter().map(|o| o.ids.clone()).collect();
+        assert_eq!(sequences, golden.sequences, "{}", golden.name);
+        for (output, theirs) in outputs.iter().zip(&golden.sequences_scores) {
+            let ours = output.sequence_score.unwrap();
+            assert!(
+                (ours - theirs).abs() <= 1e-4 * theirs.abs().max(1.0),
+                "{}: {ours} vs {theirs}",
+                golden.name
+            );
+        }
+        if golden.name == "ends-on-eos" {
+            assert_eq!(outputs[0].stop_reason, Some(StopReason::Eos));
+        }
+    }
+}

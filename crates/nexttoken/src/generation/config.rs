@@ -116,6 +116,9 @@ pub struct GenerationConfig {
     pub eta_cutoff: Option<f32>,
     pub renormalize_logits: Option<bool>,
     pub num_return_sequences: Option<usize>,
+    pub num_beams: Option<usize>,
+    pub length_penalty: Option<f32>,
+    pub early_stopping: Option<super::options::EarlyStopping>,
     #[serde(deserialize_with = "strings")]
     pub stop_strings: Vec<String>,
     /// Where generation from an empty input starts.

@@ -83,6 +83,8 @@ pub struct Output {
     pub stop_reason: Option<StopReason>,
     /// With `output_scores`: every step's `score`.
     pub scores: Option<Vec<f32>>,
+    /// Beam search: the sequence's score, as transformers' `sequences_scores`.
+    pub sequence_score: Option<f32>,
     pub timings: Timings,
 }
 
@@ -292,6 +294,7 @@ impl Generation {
             completion,
             stop_reason: self.stop_reason,
             scores: self.options.output_scores.then(|| self.scores.clone()),
+            sequence_score: None,
             timings: self.timings(),
         })
     }

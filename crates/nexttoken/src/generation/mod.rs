@@ -2,6 +2,7 @@
 //! processors in `transformers`' order, greedy or seeded sampling, UTF-8-safe streamed text with
 //! stop strings (vLLM's `stop` and transformers' `stop_strings`), and the step-by-step driver that keeps one sequence's KV cache.
 
+mod beam;
 mod config;
 mod generator;
 mod options;
@@ -10,8 +11,9 @@ mod sampler;
 mod stop_strings;
 mod text;
 
+pub use beam::beam_search;
 pub use config::GenerationConfig;
 pub use generator::{Generation, Output, Step, StopReason, Timings};
-pub use options::{CallOptions, GenerateOptions};
+pub use options::{CallOptions, EarlyStopping, GenerateOptions};
 pub use processors::{apply_processors, Context};
 pub use text::TextStream;

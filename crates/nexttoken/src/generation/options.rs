@@ -9,6 +9,44 @@ pub const DEFAULT_MAX_NEW_TOKENS: usize = 20;
 /// transformers' default `top_k` (used only when sampling).
 pub const DEFAULT_TOP_K: usize = 50;
 
+/// Beam search's `early_stopping`, as transformers spells it: `true`, `false` or `"never"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum EarlyStopping {
+    /// `true`: stop as soon as `num_beams` sequences have finished.
+    #[serde(deserialize_with = "true_only")]
+    Done,
+    /// `false` (the default): stop when no running beam can beat the finished ones at its
+    /// current length.
+    #[serde(deserialize_with = "false_only")]
+    Heuristic,
+    /// `"never"`: stop only when no running beam can beat them at any length (the canonical rule).
+    #[serde(deserialize_with = "never_only")]
+    Never,
+}
+
+fn exactly<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de> + PartialEq>(
+    deserializer: D,
+    expected: T,
+) -> std::result::Result<(), D::Error> {
+    match T::deserialize(deserializer)? == expected {
+        true => Ok(()),
+        false => Err(serde::de::Error::custom("another early_stopping")),
+    }
+}
+
+fn true_only<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<(), D::Error> {
+    exactly(d, true)
+}
+
+fn false_only<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<(), D::Error> {
+    exactly(d, false)
+}
+
+fn never_only<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<(), D::Error> {
+    exactly(d, "never".to_string())
+}
+
 /// What one call set; None: not set, so the model's generation config and then transformers'
 /// defaults apply (`GenerateOptions::resolve`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,6 +83,9 @@ pub struct CallOptions {
     pub processed_alternatives: bool,
     pub output_scores: bool,
     pub num_return_sequences: Option<usize>,
+    pub num_beams: Option<usize>,
+    pub length_penalty: Option<f32>,
+    pub early_stopping: Option<EarlyStopping>,
     /// Which of the `num_return_sequences` continuations this generation is (0 for the first).
     pub sequence_index: usize,
     /// The row's batch is left-padded to this many tokens (transformers' batched `generate`):
@@ -117,6 +158,12 @@ pub struct GenerateOptions {
     pub num_return_sequences: usize,
     /// Which continuation this is: its seed is derived from `seed` and it (see `rng_seed`).
     pub sequence_index: usize,
+    /// Beam search with this many beams when above 1 (greedy only).
+    pub num_beams: usize,
+    /// Beam search: a finished sequence scores sum(logprobs) / new_length^length_penalty.
+    pub length_penalty: f32,
+    /// Beam search: when to stop.
+    pub early_stopping: EarlyStopping,
     /// See `CallOptions::padded_length`.
     pub padded_length: Option<usize>,
 }
@@ -155,6 +202,9 @@ impl Default for GenerateOptions {
             output_scores: false,
             num_return_sequences: 1,
             sequence_index: 0,
+            num_beams: 1,
+            length_penalty: 1.0,
+            early_stopping: EarlyStopping::Heuristic,
             padded_length: None,
         }
     }
@@ -232,6 +282,9 @@ impl GenerateOptions {
                 .or(defaults.num_return_sequences)
                 .unwrap_or(global.num_return_sequences),
             sequence_index: call.sequence_index,
+            num_beams: call.num_beams.or(defaults.num_beams).unwrap_or(global.num_beams),
+            length_penalty: call.length_penalty.or(defaults.length_penalty).unwrap_or(global.length_penalty),
+            early_stopping: call.early_stopping.or(defaults.early_stopping).unwrap_or(global.early_stopping),
             padded_length: call.padded_length,
         }
     }
@@ -257,7 +310,28 @@ impl GenerateOptions {
                 self.sequence_index, self.num_return_sequences
             )));
         }
-        if self.num_return_sequences > 1 && !self.do_sample {
+        if self.num_beams == 0 {
+            return Err(invalid("numBeams must be at least 1".into()));
+        }
+        if self.num_beams > 1 {
+            if self.do_sample {
+                return Err(invalid(
+                    "beam search with doSample (beam sampling) is not supported: use one or the other".into(),
+                ));
+            }
+            if self.num_return_sequences > self.num_beams {
+                return Err(invalid(format!(
+                    "numReturnSequences ({}) must be at most numBeams ({}): beam search returns its best beams",
+                    self.num_return_sequences, self.num_beams
+                )));
+            }
+            if !self.length_penalty.is_finite() {
+                return Err(invalid(format!(
+                    "lengthPenalty must be a finite number; got {}",
+                    self.length_penalty
+                )));
+            }
+        } else if self.num_return_sequences > 1 && !self.do_sample {
             return Err(invalid(format!(
                 "numReturnSequences {} needs doSample: true (greedy decoding gives one continuation, as in transformers)",
                 self.num_return_sequences
