@@ -112,6 +112,7 @@ export interface GenerateSteps {
 
 export interface GenerateTimings {
   promptTokens: number
+  cachedPromptTokens: number
   promptMs: number
   generatedTokens: number
   generatedMs: number
@@ -231,6 +232,8 @@ export interface NativeSchedulerOptions {
   streamIdleTimeoutMs?: number
   /** `Infinity`: no limit. */
   maxQueueLength?: number
+  /** Bytes; 0: off. */
+  prefixCacheBytes?: number
 }
 
 export interface ScoredText {

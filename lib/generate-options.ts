@@ -54,6 +54,8 @@ export interface GenerateResult {
   scores?: number[]
   timings: {
     promptTokens: number
+    /** Prompt tokens whose keys and values were reused from an earlier prompt (see `prefixCacheBytes`). */
+    cachedPromptTokens: number
     /** The prompt's forward pass, which also yields the first new token. */
     promptMs: number
     generatedTokens: number

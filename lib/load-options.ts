@@ -37,6 +37,15 @@ export interface LoadOptions extends HubOptions {
    * @default Infinity
    */
   maxQueueLength?: number
+  /**
+   * Bytes of memory for the KV cache of prompt prefixes already computed: a prompt that starts
+   * with the same tokens as an earlier one (at least 32: a system prompt, few-shot examples,
+   * rows of a batch) copies them instead of computing them again, and concurrent prompts that
+   * share a beginning wait for the first to read it. Least recently used prefixes leave first.
+   * `result.timings.cachedPromptTokens` says how many were reused. 0 turns it off.
+   * @default 268435456 (256 MiB)
+   */
+  prefixCacheBytes?: number
 }
 
 /** Checks the options' types; an absent option stays absent so that the core's default applies. */
@@ -44,13 +53,14 @@ export function toNativeLoadOptions(options: LoadOptions): {
   device?: string
   scheduler: native.NativeSchedulerOptions
 } {
-  const { device, maxBatchSize, streamIdleTimeoutMs, maxQueueLength } = options
+  const { device, maxBatchSize, streamIdleTimeoutMs, maxQueueLength, prefixCacheBytes } = options
   if (device !== undefined && typeof device !== 'string')
     throw invalidArg(`device must be 'cpu', 'cuda' or 'metal'; got ${String(device)}`)
   checkNumber('maxBatchSize', maxBatchSize, { min: 1, integer: true, infinity: false })
   checkNumber('streamIdleTimeoutMs', streamIdleTimeoutMs, { min: 0, integer: false, infinity: true })
   checkNumber('maxQueueLength', maxQueueLength, { min: 0, integer: true, infinity: true })
-  return { device, scheduler: { maxBatchSize, streamIdleTimeoutMs, maxQueueLength } }
+  checkNumber('prefixCacheBytes', prefixCacheBytes, { min: 0, integer: true, infinity: false })
+  return { device, scheduler: { maxBatchSize, streamIdleTimeoutMs, maxQueueLength, prefixCacheBytes } }
 }
 
 /**

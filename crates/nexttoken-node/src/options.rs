@@ -115,6 +115,8 @@ pub struct NativeSchedulerOptions {
     pub stream_idle_timeout_ms: Option<f64>,
     /// `Infinity`: no limit.
     pub max_queue_length: Option<f64>,
+    /// Bytes; 0: off.
+    pub prefix_cache_bytes: Option<f64>,
 }
 
 impl TryFrom<NativeSchedulerOptions> for SchedulerOptions {
@@ -141,6 +143,7 @@ impl TryFrom<NativeSchedulerOptions> for SchedulerOptions {
             max_batch_size: js.max_batch_size.map_or(defaults.max_batch_size, |n| n as usize),
             idle_timeout,
             max_queue_length,
+            prefix_cache_bytes: js.prefix_cache_bytes.map_or(defaults.prefix_cache_bytes, |n| n as usize),
         })
     }
 }

@@ -86,6 +86,7 @@ pub struct GenerateSteps {
 #[napi(object)]
 pub struct GenerateTimings {
     pub prompt_tokens: u32,
+    pub cached_prompt_tokens: u32,
     pub prompt_ms: f64,
     pub generated_tokens: u32,
     pub generated_ms: f64,
@@ -209,6 +210,7 @@ impl From<Output> for GenerateOutput {
             sequence_score: output.sequence_score.map(f64::from),
             timings: GenerateTimings {
                 prompt_tokens: output.timings.prompt_tokens as u32,
+                cached_prompt_tokens: output.timings.cached_prompt_tokens as u32,
                 prompt_ms: ms(output.timings.prompt),
                 generated_tokens: output.timings.generated_tokens as u32,
                 generated_ms: ms(output.timings.generated),

@@ -206,3 +206,37 @@ fn beyond_the_batch_and_the_queue_submit_is_refused_until_a_generation_ends() {
     };
     assert_eq!(drain(&request).len(), 4);
 }
+
+#[test]
+fn a_shared_prompt_prefix_is_computed_once_and_the_results_do_not_change() {
+    let model = tiny_model();
+    let prefix: Vec<u32> = (0..100).map(|i| 1000 + i * 7).collect();
+    let prompts: Vec<Vec<u32>> = (0..3).map(|i| [&prefix[..], &[11 + i, 262]].concat()).collect();
+    let run = |options: SchedulerOptions| {
+        let scheduler = Scheduler::new(model.clone(), options).unwrap();
+        let requests: Vec<Request> = prompts
+            .iter()
+            .map(|p| {
+                let call = CallOptions { max_new_tokens: Some(6), ..Default::default() };
+                scheduler.submit(Generation::new(model.clone(), p.clone(), call).unwrap()).unwrap()
+            })
+            .collect();
+        // All asked for at once: they arrive together, so the later ones must wait for the prefix.
+        requests.iter().for_each(|r| r.want(usize::MAX));
+        requests
+            .iter()
+            .map(|r| {
+                drain(r);
+                r.outcome().unwrap().unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    let shared = run(SchedulerOptions::default());
+    let alone = run(SchedulerOptions { prefix_cache_bytes: 0, ..Default::default() });
+    for (a, b) in shared.iter().zip(&alone) {
+        assert_eq!(a.ids, b.ids);
+        assert_eq!(b.timings.cached_prompt_tokens, 0);
+    }
+    let cached: Vec<usize> = shared.iter().map(|o| o.timings.cached_prompt_tokens).collect();
+    assert_eq!(cached, vec![0, 100, 100], "the first reads the prefix; the others wait for it and copy it");
+}

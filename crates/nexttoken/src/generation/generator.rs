@@ -66,6 +66,8 @@ pub struct Step {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timings {
     pub prompt_tokens: usize,
+    /// Prompt tokens whose keys and values came from an earlier prompt's (not computed again).
+    pub cached_prompt_tokens: usize,
     /// From the first forward pass to the first new token (the prompt's pass yields it).
     pub prompt: Duration,
     pub generated_tokens: usize,
@@ -98,6 +100,8 @@ pub struct Generation {
     rng: StdRng,
     text: TextStream,
     stop_strings: StopStrings,
+    /// See `Timings::cached_prompt_tokens`.
+    cached_prompt_tokens: usize,
     /// With `output_scores`: each step's score.
     scores: Vec<f32>,
     stop_reason: Option<StopReason>,
@@ -153,6 +157,7 @@ impl Generation {
             rng,
             text,
             stop_strings,
+            cached_prompt_tokens: 0,
             scores: Vec::new(),
             stop_reason: None,
             started: None,
@@ -161,6 +166,35 @@ impl Generation {
             options,
             pretrained,
         })
+    }
+
+    /// The prompt (the tokens before the first generated one).
+    pub fn prompt(&self) -> &[u32] {
+        &self.ids[..self.prompt_len]
+    }
+
+    /// Whether the cache has yet to take in the whole prompt.
+    pub fn is_prefilling(&self) -> bool {
+        self.cache.len() < self.prompt_len
+    }
+
+    /// Starts from `cache`, which holds a prefix of the prompt (computed for another request),
+    /// if nothing has been fed yet.
+    pub fn adopt_prefix(&mut self, cache: KvCache) {
+        if self.cache.is_empty() && cache.len() < self.prompt_len {
+            self.cached_prompt_tokens = cache.len();
+            self.cache = cache;
+        }
+    }
+
+    /// Prompt tokens taken from a stored prefix (`adopt_prefix`).
+    pub fn cached_prompt_tokens(&self) -> usize {
+        self.cached_prompt_tokens
+    }
+
+    /// The prompt and its cache, at the moment the cache holds exactly the prompt.
+    pub fn prompt_kv(&self) -> Option<(&[u32], &KvCache)> {
+        (self.cache.len() == self.prompt_len).then(|| (self.prompt(), &self.cache))
     }
 
     pub fn is_finished(&self) -> bool {
@@ -306,6 +340,7 @@ impl Generation {
         };
         Timings {
             prompt_tokens: self.prompt_len,
+            cached_prompt_tokens: self.cached_prompt_tokens,
             prompt: since(self.started, self.first_token_at),
             generated_tokens: self.new_ids().len(),
             generated: since(self.first_token_at, self.last_token_at),

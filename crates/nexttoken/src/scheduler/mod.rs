@@ -30,8 +30,10 @@ use crate::generation::{Generation, Output};
 use crate::network::KvCache;
 use crate::pretrained::Pretrained;
 
+mod prefixes;
 mod request;
 
+use prefixes::PrefixStore;
 use request::Shared;
 pub use request::{Delivery, OnDelivery, Request};
 
@@ -49,6 +51,10 @@ pub const MAX_BATCH_SIZE_LIMIT: usize = 1024;
 /// takes over one token.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Memory for computed prompt prefixes unless the caller says otherwise: a 512-token prefix of
+/// gpt2 (124M) takes 38 MB, of gpt2-xl 330 MB.
+pub const DEFAULT_PREFIX_CACHE_BYTES: usize = 256 << 20;
+
 /// How a model's scheduler shares its forward passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchedulerOptions {
@@ -61,6 +67,9 @@ pub struct SchedulerOptions {
     /// `Error::Overloaded` when `max_batch_size + max_queue_length` generations are running or
     /// waiting. None: no limit.
     pub max_queue_length: Option<usize>,
+    /// Memory for the KV cache of prompt prefixes already computed, reused by later prompts that
+    /// start with the same tokens (see `prefixes`); 0 turns the reuse off.
+    pub prefix_cache_bytes: usize,
 }
 
 impl Default for SchedulerOptions {
@@ -69,6 +78,7 @@ impl Default for SchedulerOptions {
             max_batch_size: DEFAULT_MAX_BATCH_SIZE,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             max_queue_length: None,
+            prefix_cache_bytes: DEFAULT_PREFIX_CACHE_BYTES,
         }
     }
 }
@@ -250,15 +260,31 @@ impl Batch {
     }
 
     /// Reports and drops finished and cancelled sequences, then fills free slots, in submission
-    /// order, with waiting sequences whose callers have asked for tokens.
-    fn retire_and_admit(&mut self, max_batch_size: usize) {
+    /// order, with waiting sequences whose callers have asked for tokens. A prompt that shares
+    /// its beginning with one still being read waits for it, then starts from its stored prefix.
+    fn retire_and_admit(&mut self, max_batch_size: usize, prefixes: &mut PrefixStore) {
         self.waiting.retain_mut(|job| !(job.shared.is_cancelled() && job.finish_if_done()));
         self.running.retain_mut(|job| !job.finish_if_done());
         while self.running.len() < max_batch_size {
-            match self.waiting.iter().position(Job::is_wanted) {
-                Some(i) => self.running.extend(self.waiting.remove(i)),
-                None => break,
+            let reading: Vec<&[u32]> = self
+                .running
+                .iter()
+                .filter(|j| j.is_wanted() && j.generation.is_prefilling())
+                .map(|j| j.generation.prompt())
+                .collect();
+            let admissible = |job: &Job| {
+                job.is_wanted()
+                    && (prefixes.is_off()
+                        || !reading
+                            .iter()
+                            .any(|other| PrefixStore::shares_prefix(job.generation.prompt(), other)))
+            };
+            let Some(i) = self.waiting.iter().position(admissible) else { break };
+            let Some(mut job) = self.waiting.remove(i) else { break };
+            if let Ok(Some(cache)) = prefixes.lookup(job.generation.prompt()) {
+                job.generation.adopt_prefix(cache);
             }
+            self.running.push(job);
         }
     }
 
@@ -290,15 +316,16 @@ impl Batch {
 
 fn run(pretrained: &Pretrained, incoming: Receiver<Message>, options: SchedulerOptions) {
     let mut batch = Batch::default();
+    let mut prefixes = PrefixStore::new(options.prefix_cache_bytes);
     loop {
         for message in incoming.try_iter() {
             batch.receive(message);
         }
         let now = Instant::now();
         let next_expiry = batch.expire_idle(now, options.idle_timeout);
-        batch.retire_and_admit(options.max_batch_size);
+        batch.retire_and_admit(options.max_batch_size, &mut prefixes);
         if batch.running.iter().any(Job::is_wanted) {
-            decode_turn_guarded(pretrained, &mut batch.running);
+            decode_turn_guarded(pretrained, &mut batch.running, &mut prefixes);
             continue;
         }
         if batch.closing && batch.is_empty() {
@@ -321,8 +348,8 @@ fn run(pretrained: &Pretrained, incoming: Receiver<Message>, options: SchedulerO
 }
 
 /// `decode_turn`, with a failure (or a panic) ending every sequence of the batch with it.
-fn decode_turn_guarded(pretrained: &Pretrained, running: &mut [Job]) {
-    let turn = catch_unwind(AssertUnwindSafe(|| decode_turn(pretrained, running)));
+fn decode_turn_guarded(pretrained: &Pretrained, running: &mut [Job], prefixes: &mut PrefixStore) {
+    let turn = catch_unwind(AssertUnwindSafe(|| decode_turn(pretrained, running, prefixes)));
     if let Err(message) =
         turn.map_err(|payload| panic_message(payload.as_ref())).and_then(|r| r.map_err(|e| e.to_string()))
     {
@@ -334,7 +361,7 @@ fn decode_turn_guarded(pretrained: &Pretrained, running: &mut [Job]) {
 
 /// One forward pass for every running sequence that has tokens asked for, then a token for each
 /// that completed its input.
-fn decode_turn(pretrained: &Pretrained, running: &mut [Job]) -> Result<()> {
+fn decode_turn(pretrained: &Pretrained, running: &mut [Job], prefixes: &mut PrefixStore) -> Result<()> {
     let mut active: Vec<&mut Job> = running.iter_mut().filter(|job| job.is_wanted()).collect();
     // Chunking a prompt only matters when others are waiting for their next token.
     let chunk = if active.len() == 1 { usize::MAX } else { PREFILL_CHUNK };
@@ -357,6 +384,19 @@ fn decode_turn(pretrained: &Pretrained, running: &mut [Job]) -> Result<()> {
         if let Some((_, row)) = fed.next_if(|(fed_index, _)| *fed_index == i) {
             if job.generation.wants_logits() {
                 completed.push((job, row)); // else a prompt chunk with more to come
+            }
+        }
+    }
+    // Prompts read in full this turn: keep their prefix for later prompts that start the same way.
+    if !prefixes.is_off() {
+        let config = pretrained.config();
+        let bytes_per_position = 2 * config.n_layer * config.n_embd * std::mem::size_of::<f32>();
+        // Only prompts that reused nothing: one that started from a stored prefix would store that
+        // prefix a second time (16 few-shot questions would keep 16 copies of the examples).
+        for (job, _) in completed.iter().filter(|(job, _)| job.generation.cached_prompt_tokens() == 0) {
+            if let Some((prompt, cache)) = job.generation.prompt_kv() {
+                // A copy that fails (memory) only loses the reuse.
+                let _ = prefixes.insert(prompt, cache, bytes_per_position);
             }
         }
     }
