@@ -62,4 +62,7 @@ test('beam search refuses sampling, more sequences than beams, streaming and bad
   await rejects(m.generate('Hi', { numBeams: 2, onToken: () => {} }), /onToken/)
   await rejects(m.generate('Hi', { numBeams: 2, stop: ['.'] }), /not supported with beam search/)
   t.throws(() => m.stream('Hi', { numBeams: 2 }), { instanceOf: NexttokenError })
+  const session = await m.session('Hi')
+  await rejects(session.generate({ numBeams: 2 }), /beam search/)
+  await session.dispose()
 })

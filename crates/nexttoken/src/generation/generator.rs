@@ -129,6 +129,13 @@ impl Generation {
         let options = GenerateOptions::resolve(options, &pretrained.generation_config);
         let config = pretrained.config();
         options.validate(config.vocab_size)?;
+        if options.num_beams > 1 {
+            // One sequence at a time cannot be a beam search: that is `beam_search`'s.
+            return Err(Error::InvalidArg(format!(
+                "numBeams {} asks for beam search, which gives whole sequences: use generate (not stream or a session)",
+                options.num_beams
+            )));
+        }
         let prompt = match (prompt.is_empty(), pretrained.generation_config.bos_token_id) {
             (true, Some(bos)) => vec![bos],
             (true, None) => {
