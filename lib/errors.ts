@@ -60,6 +60,13 @@ export function invalidArg(message: string): NexttokenError {
   return new NexttokenError('ERR_INVALID_ARG', message)
 }
 
+/** An options argument must be an object (a string or null is a mistake, not "no options"). */
+export function checkOptionsObject(options: unknown, name = 'options'): void {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw invalidArg(`${name} must be an object; got ${options === null ? 'null' : typeof options}`)
+  }
+}
+
 /** The native side reports failures as `Error('ERR_CODE: message')`; lift the code out. */
 function lift(err: unknown): unknown {
   if (err instanceof Error) {

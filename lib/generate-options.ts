@@ -279,6 +279,10 @@ function strings(name: string, value: string | string[] | undefined): string[] |
   if (value === undefined) return undefined
   const list = Array.isArray(value) ? value : [value]
   if (!list.every((s) => typeof s === 'string')) throw invalidArg(`${name} must be a string or an array of strings`)
+  // A lone surrogate would become U+FFFD in Rust and match an unrelated character.
+  const lone = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+  if (list.some((s) => lone.test(s)))
+    throw invalidArg(`${name} must be well-formed Unicode: a string holds a lone surrogate`)
   return list
 }
 

@@ -1,7 +1,7 @@
 // The model: load a GPT-2 directory, score next tokens, generate.
 import type * as binding from '../binding'
 import { native } from './native'
-import { callNative, callNativeAsync, invalidArg } from './errors'
+import { callNative, callNativeAsync, checkOptionsObject, invalidArg } from './errors'
 import type { GenerateOptions, GenerateResult, GenerateStep } from './generate-options'
 import { resolvePretrained } from './hub/index'
 import { type LoadOptions, toNativeLoadOptions } from './load-options'
@@ -156,6 +156,7 @@ export class Gpt2 {
    */
   static async fromPretrained(nameOrPath: string, options: LoadOptions = {}): Promise<Gpt2> {
     if (typeof nameOrPath !== 'string') throw invalidArg('nameOrPath must be a string')
+    checkOptionsObject(options)
     const { device, scheduler } = toNativeLoadOptions(options)
     const dir = await resolvePretrained(nameOrPath, options, 'model')
     return new Gpt2(await callNativeAsync(() => native.loadGpt2(dir, device, scheduler)))
@@ -163,6 +164,7 @@ export class Gpt2 {
 
   /** Raw logits (pre-softmax scores) for the input, computed in f32. */
   async logits(input: ModelInput, options: LogitsOptions = {}): Promise<Float32Array> {
+    checkOptionsObject(options)
     const positions = options.positions ?? 'last'
     if (positions !== 'last' && positions !== 'all') throw invalidArg("positions must be 'last' or 'all'")
     const ids = this.tokenizer.toIds(input)
@@ -256,7 +258,12 @@ export class Gpt2 {
    */
   async generateBatch(inputs: ModelInput[], options: Omit<GenerateOptions, 'onToken'> = {}): Promise<GenerateResult[]> {
     if (!Array.isArray(inputs)) throw invalidArg('generateBatch expects an array of inputs')
-    const ids = inputs.map((input) => this.tokenizer.toIds(input))
+    checkOptionsObject(options)
+    // Array.from visits holes too: a sparse array's missing row is an error, not a skipped one.
+    const ids = Array.from(inputs, (input, i) => {
+      if (input === undefined) throw invalidArg(`generateBatch: input ${i} is missing`)
+      return this.tokenizer.toIds(input)
+    })
     if (this.beams(options)) {
       const perInput = await Promise.all(ids.map((row) => generation.beamSearch(this.native, row, options)))
       return perInput.flat()

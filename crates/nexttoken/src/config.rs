@@ -74,10 +74,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|err| match err.kind() {
-            std::io::ErrorKind::NotFound => Error::missing_file(path.to_path_buf(), "config.json"),
-            _ => Error::invalid_file(path, err),
-        })?;
+        let text = crate::files::read_text(path, "config.json")?;
         Self::from_json(&text).map_err(|err| match err {
             Error::ModelInvalid(msg) => Error::invalid_file(path, msg),
             other => other,

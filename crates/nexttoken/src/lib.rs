@@ -6,6 +6,7 @@
 pub mod config;
 pub mod device;
 pub mod error;
+mod files;
 pub mod generation;
 mod gpt2;
 pub mod network;

@@ -44,6 +44,40 @@ pub fn resolve_model_dir(name_or_path: &str) -> Result<PathBuf> {
     )))
 }
 
+/// The special tokens the configs name must be tokens of both the model and the tokenizer: a
+/// tokenizer that lacks the model's eos is another model's (a 10-token tokenizer.json on gpt2).
+fn check_special_tokens(
+    dir: &Path,
+    config: &Config,
+    generation: &GenerationConfig,
+    tokenizer_size: usize,
+) -> Result<()> {
+    let named = [
+        ("config.json", "bos_token_id", config.bos_token_id),
+        ("config.json", "eos_token_id", config.eos_token_id),
+    ]
+    .into_iter()
+    .chain([("generation_config.json", "bos_token_id", generation.bos_token_id)])
+    .chain([("generation_config.json", "pad_token_id", generation.pad_token_id)])
+    .chain(generation.eos_token_ids.iter().map(|&id| ("generation_config.json", "eos_token_id", Some(id))));
+    for (file, name, id) in named {
+        let Some(id) = id else { continue };
+        if id as usize >= config.vocab_size {
+            return Err(Error::invalid_file(
+                &dir.join(file),
+                format!("{name} {id} is outside the model's {} tokens", config.vocab_size),
+            ));
+        }
+        if id as usize >= tokenizer_size {
+            return Err(Error::invalid_file(
+                &dir.join(file),
+                format!("{name} {id} is not in the tokenizer, which has {tokenizer_size} tokens: the tokenizer does not match the model"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Pretrained {
     pub fn load(name_or_path: &str, device: &str) -> Result<Self> {
         let device = device_from_name(device)?;
@@ -60,7 +94,21 @@ impl Pretrained {
             )));
         }
         let generation_config = GenerationConfig::from_dir(&dir, &config)?;
+        check_special_tokens(&dir, &config, &generation_config, tokenizer.vocab_size())?;
         Ok(Pretrained { network, tokenizer: Arc::new(tokenizer), generation_config })
+    }
+
+    /// Makes the ids past the tokenizer's vocabulary impossible in `scores`: a model may pad its
+    /// embedding matrix (50304 rows for 50257 tokens) and those rows are no token at all.
+    pub fn mask_padding(&self, scores: &mut [f32]) {
+        if let Some(padding) = scores.get_mut(self.tokenizer.vocab_size()..) {
+            padding.fill(f32::NEG_INFINITY);
+        }
+    }
+
+    /// Whether the model has ids the tokenizer does not (see `mask_padding`).
+    pub fn is_padded(&self) -> bool {
+        self.tokenizer.vocab_size() < self.config().vocab_size
     }
 
     pub fn config(&self) -> &Config {

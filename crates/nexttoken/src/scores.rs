@@ -78,6 +78,8 @@ pub fn softmax_in_place(logits: &mut [f32]) {
 /// The `k` most likely tokens under `logits`, best first (ties: lower id first), with their text.
 /// Tokens a processor removed (-inf) are never listed.
 pub fn most_likely(logits: &[f32], k: usize, tokenizer: &Tokenizer) -> Result<Vec<TokenScore>> {
+    // Ids past the tokenizer's vocabulary (a padded embedding matrix) are no token: not listed.
+    let logits = &logits[..logits.len().min(tokenizer.vocab_size())];
     best_ids(logits, k)
         .into_iter()
         .map(|(id, logprob)| {

@@ -6,29 +6,29 @@
 //! from them.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use memmap2::Mmap;
 use safetensors::{Dtype as StDtype, SafeTensors};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
 /// Tensors of a GPT-2 checkpoint, keyed by their name without the optional `transformer.` prefix.
-/// Safetensors files stay mapped and each tensor is read when it is taken, so a weight that is
-/// repacked for the CPU kernels goes straight from the file to its packed form.
+/// Safetensors files are read whole (not mapped: a file truncated under a mapping kills the
+/// process with SIGBUS) and each tensor is decoded when it is taken, so a weight that is repacked
+/// for the CPU kernels goes straight from the file's bytes to its packed form; the bytes are
+/// freed with the `Weights` once the model is built.
 pub struct Weights {
-    files: Vec<Mapped>,
+    files: Vec<FileBytes>,
     tensors: HashMap<String, Stored>,
     device: Device,
 }
 
-struct Mapped {
+struct FileBytes {
     path: PathBuf,
-    mmap: Mmap,
+    bytes: Vec<u8>,
 }
 
 /// A tensor's shape and where its values are.
@@ -41,7 +41,7 @@ struct Stored {
 
 enum Values {
     /// Bytes of `files[file]`, stored as `dtype`.
-    Mapped { file: usize, dtype: DType, bytes: Range<usize> },
+    InFile { file: usize, dtype: DType, bytes: Range<usize> },
     /// Already read (pytorch_model.bin).
     Read(Tensor),
 }
@@ -55,16 +55,18 @@ struct ShardIndex {
 impl Weights {
     /// The checkpoint in model directory `dir`, in transformers' order of preference.
     pub fn from_dir(dir: &Path, device: &Device) -> Result<Self> {
+        // `exists`, not `is_file`: a FIFO or a directory under one of these names is refused as
+        // what it is (crate::files) rather than skipped for the next kind of checkpoint.
         let single = dir.join("model.safetensors");
-        if single.is_file() {
+        if single.exists() {
             return Self::load(&single, device);
         }
         let index = dir.join("model.safetensors.index.json");
-        if index.is_file() {
+        if index.exists() {
             return Self::load_sharded(dir, &index, device);
         }
         let pickle = dir.join("pytorch_model.bin");
-        if pickle.is_file() {
+        if pickle.exists() {
             return Self::load_pickle(&pickle, device);
         }
         Err(Error::ModelNotFound(format!(
@@ -83,7 +85,7 @@ impl Weights {
 
     /// The shards `index` names, each mapped.
     fn load_sharded(dir: &Path, index: &Path, device: &Device) -> Result<Self> {
-        let text = std::fs::read_to_string(index).map_err(|err| Error::invalid_file(index, err))?;
+        let text = crate::files::read_text(index, "model.safetensors.index.json")?;
         let index_map: ShardIndex =
             serde_json::from_str(&text).map_err(|err| Error::invalid_file(index, err))?;
         let mut shards: Vec<&String> = index_map.weight_map.values().collect();
@@ -108,6 +110,7 @@ impl Weights {
 
     /// `pytorch_model.bin`, read whole: a zip of pickled tensor references and their storages.
     fn load_pickle(path: &Path, device: &Device) -> Result<Self> {
+        crate::files::check_regular(path, "pytorch_model.bin")?;
         let all = candle_core::pickle::read_all(path)
             .map_err(|err| Error::invalid_file(path, format!("not a readable PyTorch checkpoint ({err})")))?;
         let mut weights = Weights { files: Vec::new(), tensors: HashMap::new(), device: device.clone() };
@@ -132,17 +135,11 @@ impl Weights {
     }
 
     fn map_safetensors(&mut self, path: &Path) -> Result<()> {
-        let file = File::open(path).map_err(|err| match err.kind() {
-            std::io::ErrorKind::NotFound => Error::missing_file(path.to_path_buf(), "model.safetensors"),
-            _ => Error::invalid_file(path, err),
-        })?;
-        // SAFETY: the map is read-only; like every reader of a mapped file, we rely on nobody
-        // truncating the file while the model loads.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(|err| Error::invalid_file(path, err))?;
+        let bytes = crate::files::read(path, "model.safetensors")?;
         let index = self.files.len();
         let mut found = Vec::new();
         {
-            let file = SafeTensors::deserialize(&mmap)
+            let file = SafeTensors::deserialize(&bytes)
                 .map_err(|err| Error::invalid_file(path, format!("not a valid safetensors file ({err})")))?;
             for (key, view) in file.tensors() {
                 let dtype = match view.dtype() {
@@ -157,13 +154,13 @@ impl Weights {
                         ))
                     }
                 };
-                let start = view.data().as_ptr() as usize - mmap.as_ptr() as usize;
+                let start = view.data().as_ptr() as usize - bytes.as_ptr() as usize;
                 let bytes = start..start + view.data().len();
-                let values = Values::Mapped { file: index, dtype, bytes };
+                let values = Values::InFile { file: index, dtype, bytes };
                 found.push((key, Stored { shape: view.shape().to_vec(), path: path.to_path_buf(), values }));
             }
         }
-        self.files.push(Mapped { path: path.to_path_buf(), mmap });
+        self.files.push(FileBytes { path: path.to_path_buf(), bytes });
         for (key, stored) in found {
             self.insert(path, &key, stored)?;
         }
@@ -194,7 +191,9 @@ impl Weights {
     /// Takes out the tensor called `name`, which must have exactly `shape`, as an f32 tensor.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let stored = self.take_stored(name, shape)?;
-        Ok(self.decode(&stored)?.to_device(&self.device)?)
+        let tensor = self.decode(&stored)?;
+        check_finite(name, &stored.path, &tensor.flatten_all()?.to_vec1::<f32>()?)?;
+        Ok(tensor.to_device(&self.device)?)
     }
 
     /// Takes out the tensor called `name`, which must have exactly `shape`, and hands its values
@@ -206,23 +205,26 @@ impl Weights {
         read: impl FnOnce(&[f32]) -> R,
     ) -> Result<R> {
         let stored = self.take_stored(name, shape)?;
-        if let Values::Mapped { file, dtype: DType::F32, bytes } = &stored.values {
-            let bytes = &self.files[*file].mmap[bytes.clone()];
+        if let Values::InFile { file, dtype: DType::F32, bytes } = &stored.values {
+            let bytes = &self.files[*file].bytes[bytes.clone()];
             if cfg!(target_endian = "little") {
                 // SAFETY: any 4 bytes are a valid f32; align_to only yields whole aligned values.
                 if let ([], values, []) = unsafe { bytes.align_to::<f32>() } {
+                    check_finite(name, &stored.path, values)?;
                     return Ok(read(values));
                 }
             }
         }
-        Ok(read(&self.decode(&stored)?.flatten_all()?.to_vec1::<f32>()?))
+        let values = self.decode(&stored)?.flatten_all()?.to_vec1::<f32>()?;
+        check_finite(name, &stored.path, &values)?;
+        Ok(read(&values))
     }
 
     /// A stored tensor as f32 on the CPU.
     fn decode(&self, stored: &Stored) -> Result<Tensor> {
         let tensor = match &stored.values {
-            Values::Mapped { file, dtype, bytes } => {
-                let bytes = &self.files[*file].mmap[bytes.clone()];
+            Values::InFile { file, dtype, bytes } => {
+                let bytes = &self.files[*file].bytes[bytes.clone()];
                 Tensor::from_raw_buffer(bytes, *dtype, &stored.shape, &Device::Cpu)?
             }
             Values::Read(tensor) => tensor.clone(),
@@ -248,6 +250,22 @@ impl Weights {
         }
         Ok(stored)
     }
+}
+
+/// A weight that is NaN or infinite makes every logit NaN (and greedy decoding pick id 0 forever):
+/// refused at load, naming the tensor, rather than discovered in the output.
+fn check_finite(name: &str, path: &Path, values: &[f32]) -> Result<()> {
+    // v * 0 is 0 for every finite v and NaN for NaN or an infinity: the sum is 0 exactly when all
+    // are finite. Summing vectorises; searching would not.
+    let sum: f32 = values.chunks(4096).map(|c| c.iter().map(|v| v * 0.0).sum::<f32>()).sum();
+    if sum == 0.0 {
+        return Ok(());
+    }
+    let (index, value) = values.iter().enumerate().find(|(_, v)| !v.is_finite()).unwrap_or((0, &f32::NAN));
+    Err(Error::invalid_file(
+        path,
+        format!("tensor '{name}' holds {value} at index {index}: its weights must be finite"),
+    ))
 }
 
 /// A checkpoint key without the `transformer.` prefix that GPT2LMHeadModel adds.

@@ -172,3 +172,102 @@ fn a_tensor_named_twice_is_refused_not_picked_at_random() {
     assert_eq!(err.code(), "ERR_MODEL_INVALID");
     assert!(err.to_string().contains("'ln_f.bias' appears twice"), "{err}");
 }
+
+/// tiny-gpt2 with its tensors edited by `edit` (name, dtype, shape, bytes) and config.json by
+/// `config`.
+fn edited_model(
+    name: &str,
+    edit: impl Fn(&str, &mut Vec<usize>, &mut Vec<u8>),
+    config: impl Fn(&mut serde_json::Value),
+) -> PathBuf {
+    let fixture = std::fs::read(fixtures().join("tiny-gpt2/model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&fixture).unwrap();
+    let tensors: Vec<(String, Raw)> = file
+        .tensors()
+        .into_iter()
+        .map(|(key, view)| {
+            let (mut shape, mut bytes) = (view.shape().to_vec(), view.data().to_vec());
+            edit(&key, &mut shape, &mut bytes);
+            (key, Raw(view.dtype(), shape, bytes))
+        })
+        .collect();
+    let map: HashMap<String, &Raw> = tensors.iter().map(|(k, v)| (k.clone(), v)).collect();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("tiny-gpt2/config.json")).unwrap())
+            .unwrap();
+    config(&mut json);
+    model_dir(
+        name,
+        &[
+            ("model.safetensors", serialize(map, None).unwrap()),
+            ("config.json", json.to_string().into_bytes()),
+        ],
+    )
+}
+
+#[test]
+fn a_padded_vocabulary_loads_and_its_padding_is_never_generated() {
+    // 47 extra rows, copies of row 0 scaled up so that they would win every greedy step.
+    let extra = 50304 - 50257;
+    let dir = edited_model(
+        "padded",
+        |key, shape, bytes| {
+            if key == "transformer.wte.weight" {
+                let row: Vec<u8> = bytes[..shape[1] * 2]
+                    .chunks(2)
+                    .flat_map(|h| (half::f16::from_le_bytes([h[0], h[1]]).to_f32() * 8.0).to_le_bytes())
+                    .collect();
+                let row16: Vec<u8> = row
+                    .chunks(4)
+                    .flat_map(|f| {
+                        half::f16::from_f32(f32::from_le_bytes([f[0], f[1], f[2], f[3]])).to_le_bytes()
+                    })
+                    .collect();
+                for _ in 0..extra {
+                    bytes.extend_from_slice(&row16);
+                }
+                shape[0] += extra;
+            }
+        },
+        |config| config["vocab_size"] = 50304.into(),
+    );
+    let model = std::sync::Arc::new(nexttoken::Pretrained::load(dir.to_str().unwrap(), "cpu").unwrap());
+    let logits = model.logits(&[464, 3290], nexttoken::Positions::Last).unwrap();
+    assert_eq!(logits.len(), 50304);
+    let best = logits.iter().enumerate().fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0;
+    assert!(best >= 50257, "the padding rows would win unmasked ({best})");
+    let scheduler = nexttoken::Scheduler::new(model.clone(), Default::default()).unwrap();
+    let options = nexttoken::CallOptions { max_new_tokens: Some(10), ..Default::default() };
+    let output = scheduler
+        .generate(nexttoken::Generation::new(model.clone(), vec![464, 3290], options).unwrap())
+        .unwrap();
+    assert!(output.new_ids.iter().all(|&id| id < 50257), "{:?}", output.new_ids);
+    assert!(model.top_k(&[464, 3290], 5).unwrap().iter().all(|t| t.id < 50257));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn nan_weights_and_special_tokens_outside_the_tokenizer_are_refused_at_load() {
+    let nan = edited_model(
+        "nan",
+        |key, _, bytes| {
+            if key == "transformer.h.1.mlp.c_fc.weight" {
+                bytes[10..12].copy_from_slice(&half::f16::NAN.to_le_bytes());
+            }
+        },
+        |_| {},
+    );
+    let err = nexttoken::Pretrained::load(nan.to_str().unwrap(), "cpu").err().unwrap();
+    assert_eq!(err.code(), "ERR_MODEL_INVALID");
+    assert!(err.to_string().contains("'h.1.mlp.c_fc.weight' holds NaN"), "{err}");
+    std::fs::remove_dir_all(&nan).unwrap();
+
+    let eos = model_dir(
+        "eos-outside",
+        &[("model.safetensors", std::fs::read(fixtures().join("tiny-gpt2/model.safetensors")).unwrap())],
+    );
+    std::fs::write(eos.join("generation_config.json"), r#"{"eos_token_id": 60000}"#).unwrap();
+    let err = nexttoken::Pretrained::load(eos.to_str().unwrap(), "cpu").err().unwrap();
+    assert!(err.to_string().contains("eos_token_id 60000 is outside the model's 50257 tokens"), "{err}");
+    std::fs::remove_dir_all(&eos).unwrap();
+}

@@ -78,7 +78,8 @@ pub fn beam_search(pretrained: Arc<Pretrained>, prompt: Vec<u32>, call: CallOpti
     let mut improvable = true;
     let mut cur_len = prompt_len;
     loop {
-        let candidates = best_candidates(&beams, &mut rows, &options, prompt_len, max_length, beams_to_keep)?;
+        let candidates =
+            best_candidates(&pretrained, &beams, &mut rows, &options, prompt_len, max_length, beams_to_keep)?;
         let candidates: Vec<Candidate> = candidates
             .into_iter()
             .map(|(score, beam, token)| {
@@ -175,6 +176,7 @@ pub fn beam_search(pretrained: Arc<Pretrained>, prompt: Vec<u32>, call: CallOpti
 /// The `keep` best (score, beam, token) continuations over all beams: each beam's processed
 /// log-probabilities plus its score. The best `keep` overall are among each beam's best `keep`.
 fn best_candidates(
+    pretrained: &Pretrained,
     beams: &[Beam],
     rows: &mut [Vec<f32>],
     options: &GenerateOptions,
@@ -184,6 +186,7 @@ fn best_candidates(
 ) -> Result<Vec<(f32, usize, u32)>> {
     let mut all = Vec::with_capacity(keep * beams.len());
     for (b, (beam, row)) in beams.iter().zip(rows.iter_mut()).enumerate() {
+        pretrained.mask_padding(row);
         log_softmax(row);
         let new_tokens = beam.ids.len() - prompt_len;
         let at = Context {

@@ -129,14 +129,14 @@ impl GenerationConfig {
     /// `dir/generation_config.json` if present, else the special tokens of `config`.
     pub fn from_dir(dir: &Path, config: &Config) -> Result<Self> {
         let path = dir.join("generation_config.json");
-        match std::fs::read_to_string(&path) {
+        match crate::files::read_text(&path, "generation_config.json") {
             Ok(text) => serde_json::from_str(&text).map_err(|err| Error::invalid_file(&path, err)),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(GenerationConfig {
+            Err(Error::ModelNotFound(_)) => Ok(GenerationConfig {
                 bos_token_id: config.bos_token_id,
                 eos_token_ids: config.eos_token_id.into_iter().collect(),
                 ..GenerationConfig::default()
             }),
-            Err(err) => Err(Error::invalid_file(&path, err)),
+            Err(err) => Err(err),
         }
     }
 }

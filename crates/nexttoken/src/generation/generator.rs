@@ -258,9 +258,10 @@ impl Generation {
     pub fn accept_logits(&mut self, logits: &[f32]) -> Result<Step> {
         let lse = log_sum_exp(logits);
         // Plain greedy decoding reads the logits as they are: no copy of the vocabulary-sized row.
-        let scores: Cow<[f32]> = match self.options.processes_scores() {
+        let scores: Cow<[f32]> = match self.options.processes_scores() || self.pretrained.is_padded() {
             true => {
                 let mut scores = logits.to_vec();
+                self.pretrained.mask_padding(&mut scores);
                 apply_processors(&mut scores, &self.context(), &self.options);
                 Cow::Owned(scores)
             }

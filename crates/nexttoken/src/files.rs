@@ -1,0 +1,56 @@
+//! Reading a model directory's files: regular files only (after following symlinks), so that a
+//! FIFO or a device named `config.json` is refused instead of blocking the load forever, and
+//! read whole rather than mapped, so that a file truncated by another process while it loads is
+//! a short read (an error), never a SIGBUS that kills the process.
+
+use std::io::ErrorKind;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Fails unless `path` is a regular file (after following symlinks); `what` names it.
+pub fn check_regular(path: &Path, what: &str) -> Result<()> {
+    let metadata = std::fs::metadata(path).map_err(|err| match err.kind() {
+        ErrorKind::NotFound => Error::missing_file(path.to_path_buf(), what),
+        _ => Error::invalid_file(path, err),
+    })?;
+    match metadata.is_file() {
+        true => Ok(()),
+        false => Err(Error::invalid_file(path, format!("{what} is not a regular file"))),
+    }
+}
+
+/// The bytes of `path`, which must be a regular file; `what` names it in messages.
+pub fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
+    check_regular(path, what)?;
+    std::fs::read(path).map_err(|err| Error::invalid_file(path, err))
+}
+
+/// `read`, as UTF-8 text.
+pub fn read_text(path: &Path, what: &str) -> Result<String> {
+    String::from_utf8(read(path, what)?)
+        .map_err(|_| Error::invalid_file(path, format!("{what} is not UTF-8 text")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_what_is_not_a_regular_file() {
+        let dir = std::env::temp_dir();
+        assert_eq!(read(&dir, "config.json").unwrap_err().code(), "ERR_MODEL_INVALID");
+        let missing = dir.join("nexttoken-no-such-file");
+        assert_eq!(read(&missing, "config.json").unwrap_err().code(), "ERR_MODEL_NOT_FOUND");
+        #[cfg(unix)]
+        {
+            let fifo = dir.join(format!("nexttoken-fifo-{}", std::process::id()));
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status().map(|s| s.success());
+            if let Ok(true) = made {
+                let err = read(&fifo, "config.json").unwrap_err();
+                assert!(err.to_string().contains("not a regular file"), "{err}");
+                std::fs::remove_file(&fifo).unwrap();
+            }
+        }
+    }
+}
