@@ -244,10 +244,11 @@ test.serial('a connection dropped mid-file is resumed with Range, and the blob i
   const from = server.requests.length
   await loadsTheFixture(t, TINY, { cacheDir })
   const ranges = server.since(from).filter((r) => r.server === 'cdn' && r.range)
-  t.deepEqual(
-    ranges.map((r) => r.range),
-    ['bytes=1000000-'],
-  )
+  // One resumed request, from what had arrived: at most the 1,000,000 bytes sent before the
+  // drop (bytes still in flight when the socket is destroyed are lost, so it can be fewer).
+  t.is(ranges.length, 1, JSON.stringify(ranges))
+  const resumedAt = Number(/^bytes=(\d+)-$/.exec(ranges[0].range ?? '')?.[1])
+  t.true(resumedAt > 0 && resumedAt <= 1_000_000, `resumed at ${resumedAt}`)
 })
 
 test.serial('an abort mid-file rejects with AbortError and leaves no partial blob; a later load works', async (t) => {

@@ -182,7 +182,8 @@ export class HubServer {
     let sent = 0
     const next = () => {
       if (res.destroyed) return
-      if (drop !== undefined && sent >= drop) return res.destroy() // the connection drops mid-file
+      // The connection drops mid-file: closed after what was sent (a FIN, so those bytes arrive).
+      if (drop !== undefined && sent >= drop) return res.socket?.end()
       if (sent >= body.length) return res.end()
       const end = Math.min(body.length, sent + chunk, drop ?? Number.POSITIVE_INFINITY)
       res.write(body.subarray(sent, end))
