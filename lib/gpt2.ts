@@ -165,7 +165,7 @@ export class Gpt2 {
   /** Raw logits (pre-softmax scores) for the input, computed in f32. */
   async logits(input: ModelInput, options: LogitsOptions = {}): Promise<Float32Array> {
     checkOptionsObject(options)
-    const positions = options.positions ?? 'last'
+    const positions = options.positions === undefined ? 'last' : options.positions
     if (positions !== 'last' && positions !== 'all') throw invalidArg("positions must be 'last' or 'all'")
     const ids = this.tokenizer.toIds(input)
     return callNativeAsync(() => this.native.logits(ids, positions === 'all'))
@@ -179,7 +179,7 @@ export class Gpt2 {
 
   /** The `k` most likely next tokens, most likely first (the notebook's top-5 table). */
   async topK(input: ModelInput, k = 5): Promise<TokenProbability[]> {
-    if (!Number.isInteger(k) || k < 1) throw invalidArg(`k must be a positive integer; got ${k}`)
+    if (!Number.isInteger(k) || k < 1) throw invalidArg(`k must be a positive integer; got ${String(k)}`)
     const ids = this.tokenizer.toIds(input)
     return callNativeAsync(() => this.native.topK(ids, Math.min(k, this.config.vocabSize)))
   }
@@ -193,7 +193,7 @@ export class Gpt2 {
   async score(input: ModelInput, options: ScoreOptions = {}): Promise<ScoredText> {
     if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
     const k = options.topK ?? 0
-    if (!Number.isInteger(k) || k < 0) throw invalidArg(`topK must be a non-negative integer; got ${k}`)
+    if (!Number.isInteger(k) || k < 0) throw invalidArg(`topK must be a non-negative integer; got ${String(k)}`)
     const ids = this.tokenizer.toIds(input)
     const scored = await callNativeAsync(() => this.native.score(ids, Math.min(k, this.config.vocabSize)))
     return {
@@ -287,7 +287,8 @@ export class Gpt2 {
 
   /** Whether the options (or the model's defaults) ask for beam search: more than one beam. */
   private beams(options: GenerateOptions | undefined): boolean {
-    return (options?.numBeams ?? this.generationConfig.numBeams) > 1
+    const beams = options?.numBeams ?? this.generationConfig.numBeams
+    return typeof beams === 'number' && beams > 1 // (a wrong type is refused where options are checked)
   }
 
   /** True once `dispose()` has been called. */

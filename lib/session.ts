@@ -63,7 +63,7 @@ export class Session {
 
   /** The `k` most likely next tokens, best first. */
   topK(k = 5): Promise<TokenProbability[]> {
-    if (!Number.isInteger(k) || k < 1) throw invalidArg(`k must be a positive integer; got ${k}`)
+    if (!Number.isInteger(k) || k < 1) throw invalidArg(`k must be a positive integer; got ${String(k)}`)
     return this.enqueue(() => callNativeAsync(() => this.native.topK(k)))
   }
 
@@ -85,7 +85,7 @@ export class Session {
   /** Keeps the first `length` tokens. */
   truncate(length: number): Promise<void> {
     if (!Number.isInteger(length) || length < 0)
-      throw invalidArg(`length must be a non-negative integer; got ${length}`)
+      throw invalidArg(`length must be a non-negative integer; got ${String(length)}`)
     return this.enqueue(async () => callNative(() => this.native.truncate(length)))
   }
 

@@ -14,7 +14,7 @@ export function toTokenIds(ids: ArrayLike<number>): Uint32Array {
     throw invalidArg('expected text or an array of token ids')
   }
   if (!Number.isInteger(ids.length) || ids.length < 0 || ids.length > 0xffffffff) {
-    throw invalidArg(`token ids must have a length that is a whole number; got ${ids.length}`)
+    throw invalidArg(`token ids must have a length that is a whole number; got ${String(ids.length)}`)
   }
   const out = new Uint32Array(ids.length)
   for (let i = 0; i < ids.length; i++) {
