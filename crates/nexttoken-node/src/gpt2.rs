@@ -31,7 +31,13 @@ pub fn load_gpt2(
 ) -> AsyncTask<Blocking<NativeGpt2, NativeGpt2>> {
     blocking(move || {
         let options = SchedulerOptions::try_from(scheduler)?;
-        let gpt2 = Gpt2::load(&path, device.as_deref(), options)?;
+        // On a thread of its own, which ends with the load: mimalloc keeps freed memory in the
+        // heap of the thread that allocated it, so loads on libuv's (long-lived) pool threads
+        // left each pool thread holding a model's worth after `dispose()` (RSS grew to 2.9 GiB
+        // over 50 load + dispose cycles of the 124M shape; 1.5 GiB this way). See docs/reliability.md.
+        let gpt2 =
+            std::thread::scope(|scope| scope.spawn(|| Gpt2::load(&path, device.as_deref(), options)).join())
+                .map_err(|_| nexttoken::Error::Internal("the load panicked".into()))??;
         Ok(NativeGpt2 { gpt2: RwLock::new(Some(Arc::new(gpt2))) })
     })
 }
