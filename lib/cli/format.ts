@@ -1,6 +1,6 @@
 // How the command shows things: tokens with their whitespace visible, aligned tables, byte
 // counts, and a progress bar that degrades to plain lines where a bar cannot be drawn.
-import type { DownloadProgress } from '../hub/settings'
+import { type DownloadProgress, isTrue } from '../hub/settings'
 
 /** A token as a JSON string: quotes show leading spaces, escapes show newlines and tabs. */
 export function visible(token: string): string {
@@ -41,7 +41,7 @@ function duration(seconds: number): string {
 export function canDrawBar(stream: NodeJS.WriteStream, env: NodeJS.ProcessEnv = process.env): boolean {
   const off = (value: string | undefined) => value !== undefined && value !== '' && value !== '0'
   if (off(env.CI) || env.NO_COLOR !== undefined || env.TERM === 'dumb') return false
-  if (['1', 'ON', 'YES', 'TRUE'].includes((env.HF_HUB_DISABLE_PROGRESS_BARS ?? '').toUpperCase())) return false
+  if (isTrue(env.HF_HUB_DISABLE_PROGRESS_BARS)) return false
   return stream.isTTY === true
 }
 

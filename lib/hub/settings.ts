@@ -53,7 +53,7 @@ export interface HubSettings {
 export const DEFAULT_ENDPOINT = 'https://huggingface.co'
 
 /** huggingface_hub's notion of a true environment variable. */
-function isTrue(value: string | undefined): boolean {
+export function isTrue(value: string | undefined): boolean {
   return value !== undefined && ['1', 'ON', 'YES', 'TRUE'].includes(value.toUpperCase())
 }
 

@@ -267,11 +267,8 @@ impl Generation {
             }
             false => Cow::Borrowed(logits),
         };
-        let processed_lse = match &scores {
-            Cow::Borrowed(_) => lse,
-            Cow::Owned(scores) => log_sum_exp(scores),
-        };
-        if processed_lse == f32::NEG_INFINITY {
+        // Processors may remove every token; the raw logits never do.
+        if matches!(scores, Cow::Owned(_)) && crate::ops::max_value(&scores) == f32::NEG_INFINITY {
             return Err(Error::InvalidArg(format!(
                 "the options filtered out every token at step {}: loosen the bans, biases or cutoffs",
                 self.new_ids().len() + 1
@@ -279,7 +276,11 @@ impl Generation {
         }
         let id = if self.options.do_sample { sample(&scores, &mut self.rng) } else { argmax(&scores) };
         let logprob = logits[id as usize] - lse;
-        let score = self.options.output_scores.then(|| scores[id as usize] - processed_lse);
+        // The processed distribution's normaliser only when asked for (one more pass over the row).
+        let score = self.options.output_scores.then(|| match &scores {
+            Cow::Borrowed(_) => logprob,
+            Cow::Owned(processed) => processed[id as usize] - log_sum_exp(processed),
+        });
         self.scores.extend(score);
         let alternatives = match (self.options.top_alternatives, self.options.processed_alternatives) {
             (0, _) => Vec::new(),
