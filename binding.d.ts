@@ -25,6 +25,8 @@ export declare class NativeGeneration {
 
 export declare class NativeGpt2 {
   get config(): ModelConfig
+  /** The dtype the weight matrices are held in ('fp32', 'bf16', 'fp16', 'q8', 'q4'). */
+  get dtype(): string
   get generationConfig(): GenerationDefaults
   get tokenizer(): NativeTokenizer
   /** Logits for the last position (`allPositions` false) or every position, flat row-major. */
@@ -155,10 +157,11 @@ export interface GenerationDefaults {
 }
 
 /**
- * Loads the GPT-2 in directory `path` onto `device` ('cpu', 'cuda', 'metal'; absent: the
- * core's default) with a scheduler that batches its generations.
+ * Loads the GPT-2 in directory `path` onto `device` ('cpu', 'cuda', 'metal') with its weights
+ * in `dtype` ('fp32', 'bf16', 'fp16', 'q8', 'q4'), each absent for the core's default, and a
+ * scheduler that batches its generations.
  */
-export declare function loadGpt2(path: string, device: string | undefined | null, scheduler: NativeSchedulerOptions): Promise<NativeGpt2>
+export declare function loadGpt2(path: string, device: string | undefined | null, dtype: string | undefined | null, scheduler: NativeSchedulerOptions): Promise<NativeGpt2>
 
 /** Loads the tokenizer of the model directory `path` (tokenizer.json, or vocab.json + merges.txt). */
 export declare function loadTokenizer(path: string): Promise<NativeTokenizer>

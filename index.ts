@@ -20,7 +20,7 @@ export type {
   ScoreOptions,
   TokenProbability,
 } from './lib/gpt2'
-export type { Device, LoadOptions } from './lib/load-options'
+export type { Device, Dtype, LoadOptions } from './lib/load-options'
 export { Session } from './lib/session'
 export { Tokenizer } from './lib/tokenizer'
 export type { ModelInput } from './lib/tokenizer'

@@ -4,7 +4,7 @@ import { native } from './native'
 import { callNative, callNativeAsync, checkOptionsObject, invalidArg } from './errors'
 import type { GenerateOptions, GenerateResult, GenerateStep } from './generate-options'
 import { resolvePretrained } from './hub/index'
-import { type LoadOptions, toNativeLoadOptions } from './load-options'
+import { type Dtype, type LoadOptions, toNativeLoadOptions } from './load-options'
 import { Session } from './session'
 import * as generation from './generation'
 import { type ModelInput, Tokenizer } from './tokenizer'
@@ -124,10 +124,13 @@ export class Gpt2 {
   readonly tokenizer: Tokenizer
   readonly config: Gpt2Config
   readonly generationConfig: GenerationConfig
+  /** What the weights are held in: `options.dtype`, or the checkpoint's own type. */
+  readonly dtype: Dtype
 
   /** @internal */
   private constructor(private readonly native: binding.NativeGpt2) {
     this.tokenizer = new Tokenizer(native.tokenizer)
+    this.dtype = native.dtype as Dtype
     const config = native.config
     const defaults = native.generationConfig
     this.generationConfig = {
@@ -151,15 +154,15 @@ export class Gpt2 {
    * Loads a model: a Hub repo id (`'gpt2'`, `'openai-community/gpt2-medium'`), found in or
    * downloaded to the Hugging Face cache that Python uses too, or a local directory in the Hub's
    * layout: `config.json`; `model.safetensors` (or its shards, or `pytorch_model.bin`; f32, f16
-   * or bf16, computed in f32); `tokenizer.json` (or `vocab.json` + `merges.txt`); optionally
+   * or bf16, held in `options.dtype`, computed in f32); `tokenizer.json` (or `vocab.json` + `merges.txt`); optionally
    * `generation_config.json`.
    */
   static async fromPretrained(nameOrPath: string, options: LoadOptions = {}): Promise<Gpt2> {
     if (typeof nameOrPath !== 'string') throw invalidArg('nameOrPath must be a string')
     checkOptionsObject(options)
-    const { device, scheduler } = toNativeLoadOptions(options)
+    const { device, dtype, scheduler } = toNativeLoadOptions(options)
     const dir = await resolvePretrained(nameOrPath, options, 'model')
-    return new Gpt2(await callNativeAsync(() => native.loadGpt2(dir, device, scheduler)))
+    return new Gpt2(await callNativeAsync(() => native.loadGpt2(dir, device, dtype, scheduler)))
   }
 
   /** Raw logits (pre-softmax scores) for the input, computed in f32. */

@@ -6,6 +6,16 @@ import type { HubOptions } from './hub/index'
 
 export type Device = 'cpu' | 'cuda' | 'metal'
 
+/**
+ * What the weight matrices (and the token embeddings, which are also the output head) are held
+ * in; activations, the KV cache, layer norms and biases stay f32. `'fp32'`; `'bf16'` and
+ * `'fp16'` (half the memory and about twice the decoding speed); `'q8'` and `'q4'`, llama.cpp's
+ * Q8_0 and Q4_0 blocks (32 weights along the inputs with one f16 scale: 8.5 and 4.5 bits per
+ * weight). The spellings are transformers.js'; `'bf16'` is added. Other dtypes than `'fp32'` run
+ * on the CPU only.
+ */
+export type Dtype = 'fp32' | 'bf16' | 'fp16' | 'q8' | 'q4'
+
 /** Where the model runs and how its generations are batched, and, for Hub repo ids, how to fetch it. */
 export interface LoadOptions extends HubOptions {
   /**
@@ -14,6 +24,11 @@ export interface LoadOptions extends HubOptions {
    * @default 'cpu'
    */
   device?: Device
+  /**
+   * What the weights are held in (see {@link Dtype}); quantizing happens while the model loads.
+   * @default the checkpoint's own type: 'fp16' or 'bf16' for files stored so, else 'fp32'
+   */
+  dtype?: Dtype
   /**
    * Most generations decoded together: concurrent `generate` / `stream` / `generateBatch` calls
    * share forward passes (continuous batching); more wait, in order, for a free slot (waiting
@@ -51,16 +66,19 @@ export interface LoadOptions extends HubOptions {
 /** Checks the options' types; an absent option stays absent so that the core's default applies. */
 export function toNativeLoadOptions(options: LoadOptions): {
   device?: string
+  dtype?: string
   scheduler: native.NativeSchedulerOptions
 } {
-  const { device, maxBatchSize, streamIdleTimeoutMs, maxQueueLength, prefixCacheBytes } = options
+  const { device, dtype, maxBatchSize, streamIdleTimeoutMs, maxQueueLength, prefixCacheBytes } = options
   if (device !== undefined && typeof device !== 'string')
     throw invalidArg(`device must be 'cpu', 'cuda' or 'metal'; got ${String(device)}`)
+  if (dtype !== undefined && typeof dtype !== 'string')
+    throw invalidArg(`dtype must be 'fp32', 'bf16', 'fp16', 'q8' or 'q4'; got ${String(dtype)}`)
   checkNumber('maxBatchSize', maxBatchSize, { min: 1, integer: true, infinity: false })
   checkNumber('streamIdleTimeoutMs', streamIdleTimeoutMs, { min: 0, integer: false, infinity: true })
   checkNumber('maxQueueLength', maxQueueLength, { min: 0, integer: true, infinity: true })
   checkNumber('prefixCacheBytes', prefixCacheBytes, { min: 0, integer: true, infinity: false })
-  return { device, scheduler: { maxBatchSize, streamIdleTimeoutMs, maxQueueLength, prefixCacheBytes } }
+  return { device, dtype, scheduler: { maxBatchSize, streamIdleTimeoutMs, maxQueueLength, prefixCacheBytes } }
 }
 
 /**

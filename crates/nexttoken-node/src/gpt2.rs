@@ -5,7 +5,9 @@ use std::sync::{Arc, RwLock};
 
 use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
 use napi_derive::napi;
-use nexttoken::{CallOptions, Gpt2, Positions, Pretrained, SchedulerOptions, Session};
+use nexttoken::{
+    CallOptions, Gpt2, LoadOptions, Positions, Pretrained, SchedulerOptions, Session, WeightDtype,
+};
 
 use crate::errors::{disposed, guarded};
 use crate::generation::NativeGeneration;
@@ -21,23 +23,25 @@ pub struct NativeGpt2 {
     gpt2: RwLock<Option<Arc<Gpt2>>>,
 }
 
-/// Loads the GPT-2 in directory `path` onto `device` ('cpu', 'cuda', 'metal'; absent: the
-/// core's default) with a scheduler that batches its generations.
+/// Loads the GPT-2 in directory `path` onto `device` ('cpu', 'cuda', 'metal') with its weights
+/// in `dtype` ('fp32', 'bf16', 'fp16', 'q8', 'q4'), each absent for the core's default, and a
+/// scheduler that batches its generations.
 #[napi(ts_return_type = "Promise<NativeGpt2>")]
 pub fn load_gpt2(
     path: String,
     device: Option<String>,
+    dtype: Option<String>,
     scheduler: NativeSchedulerOptions,
 ) -> AsyncTask<Blocking<NativeGpt2, NativeGpt2>> {
     blocking(move || {
         let options = SchedulerOptions::try_from(scheduler)?;
+        let load = LoadOptions { device, dtype: dtype.as_deref().map(WeightDtype::parse).transpose()? };
         // On a thread of its own, which ends with the load: mimalloc keeps freed memory in the
         // heap of the thread that allocated it, so loads on libuv's (long-lived) pool threads
         // left each pool thread holding a model's worth after `dispose()` (RSS grew to 2.9 GiB
         // over 50 load + dispose cycles of the 124M shape; 1.5 GiB this way). See docs/reliability.md.
-        let gpt2 =
-            std::thread::scope(|scope| scope.spawn(|| Gpt2::load(&path, device.as_deref(), options)).join())
-                .map_err(|_| nexttoken::Error::Internal("the load panicked".into()))??;
+        let gpt2 = std::thread::scope(|scope| scope.spawn(|| Gpt2::load(&path, &load, options)).join())
+            .map_err(|_| nexttoken::Error::Internal("the load panicked".into()))??;
         Ok(NativeGpt2 { gpt2: RwLock::new(Some(Arc::new(gpt2))) })
     })
 }
@@ -47,6 +51,12 @@ impl NativeGpt2 {
     #[napi(getter)]
     pub fn config(&self) -> napi::Result<ModelConfig> {
         Ok(ModelConfig::from(self.pretrained()?.config()))
+    }
+
+    /// The dtype the weight matrices are held in ('fp32', 'bf16', 'fp16', 'q8', 'q4').
+    #[napi(getter)]
+    pub fn dtype(&self) -> napi::Result<String> {
+        Ok(self.pretrained()?.network.dtype().name().to_string())
     }
 
     #[napi(getter)]

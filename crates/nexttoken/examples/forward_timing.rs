@@ -2,11 +2,11 @@
 //! single-sequence decoding at depth 16 and 512, and one batched decode step per batch size.
 //! For quick before/after checks of a kernel change; `npm run bench` is the real benchmark.
 //!
-//!     cargo run --release --example forward_timing -- bench/models/gpt2-124m [reps]
+//!     cargo run --release --example forward_timing -- bench/models/gpt2-124m [reps] [pp|tg|batch] [dtype]
 
 use std::time::Instant;
 
-use nexttoken::{KvCache, Positions, Pretrained};
+use nexttoken::{KvCache, LoadOptions, Positions, Pretrained, WeightDtype};
 
 // The allocator of the Node addon, so that timings match it.
 #[global_allocator]
@@ -22,10 +22,11 @@ fn main() -> nexttoken::Result<()> {
     let dir = args.next().unwrap_or_else(|| "bench/models/gpt2-124m".into());
     let reps: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(5);
     let only = args.next().unwrap_or_default(); // "pp", "tg" or "batch": just that part
-    let runs = |part: &str| only.is_empty() || only == part;
+    let runs = |part: &str| only.is_empty() || only == "all" || only == part;
+    let dtype = args.next().map(|name| WeightDtype::parse(&name)).transpose()?;
     let start = Instant::now();
-    let model = Pretrained::load(&dir, "cpu")?;
-    println!("load: {:.0} ms", start.elapsed().as_secs_f64() * 1e3);
+    let model = Pretrained::load_with(&dir, &LoadOptions { dtype, ..LoadOptions::default() })?;
+    println!("load ({}): {:.0} ms", model.network.dtype(), start.elapsed().as_secs_f64() * 1e3);
     let network = &model.network;
     let vocab = network.config().vocab_size as u32;
     let ids: Vec<u32> = (0..1024u32).map(|i| (i * 7919 + 13) % vocab).collect();

@@ -1,7 +1,7 @@
 //! Reading a model directory's files: regular files only (after following symlinks), so that a
 //! FIFO or a device named `config.json` is refused instead of blocking the load forever, and
-//! read whole rather than mapped, so that a file truncated by another process while it loads is
-//! a short read (an error), never a SIGBUS that kills the process.
+//! read rather than mapped, so that a file truncated by another process while it loads is a
+//! short read (an error), never a SIGBUS that kills the process.
 
 use std::io::ErrorKind;
 use std::path::Path;
@@ -24,6 +24,32 @@ pub fn check_regular(path: &Path, what: &str) -> Result<()> {
 pub fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
     check_regular(path, what)?;
     std::fs::read(path).map_err(|err| Error::invalid_file(path, err))
+}
+
+/// Opens `path`, which must be a regular file, for reads at offsets (`read_at`).
+pub fn open(path: &Path, what: &str) -> Result<std::fs::File> {
+    check_regular(path, what)?;
+    std::fs::File::open(path).map_err(|err| Error::invalid_file(path, err))
+}
+
+/// Fills `buf` from `file` at `offset`. A file that ends early (truncated, even while it is
+/// read) is an `UnexpectedEof` error.
+pub fn read_at(file: &std::fs::File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let (mut done, mut offset) = (0, offset);
+        while done < buf.len() {
+            match std::os::windows::fs::FileExt::seek_read(file, &mut buf[done..], offset)? {
+                0 => return Err(ErrorKind::UnexpectedEof.into()),
+                read => (done, offset) = (done + read, offset + read as u64),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `read`, as UTF-8 text.

@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::device::DEFAULT_DEVICE;
 use crate::error::Result;
 use crate::generation::{CallOptions, Generation, Output};
-use crate::pretrained::Pretrained;
+use crate::pretrained::{LoadOptions, Pretrained};
 use crate::scheduler::{Request, Scheduler, SchedulerOptions};
 use crate::session::Session;
 
@@ -17,10 +16,10 @@ pub struct Gpt2 {
 }
 
 impl Gpt2 {
-    /// Loads the model directory `name_or_path` onto `device` (None: the default, the CPU).
-    pub fn load(name_or_path: &str, device: Option<&str>, scheduler: SchedulerOptions) -> Result<Self> {
+    /// Loads the model directory `name_or_path` as `options` say.
+    pub fn load(name_or_path: &str, options: &LoadOptions, scheduler: SchedulerOptions) -> Result<Self> {
         scheduler.validate()?; // before the weights are read: a bad option fails fast
-        let pretrained = Arc::new(Pretrained::load(name_or_path, device.unwrap_or(DEFAULT_DEVICE))?);
+        let pretrained = Arc::new(Pretrained::load_with(name_or_path, options)?);
         let scheduler = Scheduler::new(pretrained.clone(), scheduler)?;
         Ok(Gpt2 { pretrained, scheduler })
     }

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod device;
+pub mod dtype;
 pub mod error;
 mod files;
 pub mod generation;
@@ -19,11 +20,12 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::Config;
+pub use dtype::WeightDtype;
 pub use error::{Error, Result};
 pub use generation::{CallOptions, GenerateOptions, Generation, GenerationConfig, Output, Step, StopReason};
 pub use gpt2::Gpt2;
 pub use network::{KvCache, Network, Positions};
-pub use pretrained::Pretrained;
+pub use pretrained::{LoadOptions, Pretrained};
 pub use scheduler::{Delivery, Request, Scheduler, SchedulerOptions};
 pub use scores::{ScoredText, ScoredToken, TokenScore};
 pub use session::Session;

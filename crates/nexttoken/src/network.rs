@@ -11,6 +11,7 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::LayerNorm;
 
 use crate::config::{Activation, Config};
+use crate::dtype::WeightDtype;
 use crate::error::{Error, Result};
 use crate::ops::{attention, linear, write_heads, Epilogue, Weight};
 use crate::weights::Weights;
@@ -23,9 +24,14 @@ struct Conv1D {
 }
 
 impl Conv1D {
-    fn load(w: &mut Weights, prefix: &str, n_in: usize, n_out: usize) -> Result<Self> {
+    fn load(
+        w: &mut Weights,
+        prefix: &str,
+        (n_in, n_out): (usize, usize),
+        dtype: WeightDtype,
+    ) -> Result<Self> {
         Ok(Conv1D {
-            weight: linear_weight(w, &format!("{prefix}.weight"), (n_in, n_out), false)?,
+            weight: linear_weight(w, &format!("{prefix}.weight"), (n_in, n_out), false, dtype)?,
             bias: w.take(&format!("{prefix}.bias"), &[n_out])?,
         })
     }
@@ -125,10 +131,10 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(w: &mut Weights, prefix: &str, cfg: &Config) -> Result<Self> {
+    fn load(w: &mut Weights, prefix: &str, cfg: &Config, dtype: WeightDtype) -> Result<Self> {
         Ok(Attention {
-            c_attn: Conv1D::load(w, &format!("{prefix}.c_attn"), cfg.n_embd, 3 * cfg.n_embd)?,
-            c_proj: Conv1D::load(w, &format!("{prefix}.c_proj"), cfg.n_embd, cfg.n_embd)?,
+            c_attn: Conv1D::load(w, &format!("{prefix}.c_attn"), (cfg.n_embd, 3 * cfg.n_embd), dtype)?,
+            c_proj: Conv1D::load(w, &format!("{prefix}.c_proj"), (cfg.n_embd, cfg.n_embd), dtype)?,
             n_head: cfg.n_head,
             head_size: cfg.head_size(),
         })
@@ -166,10 +172,10 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn load(w: &mut Weights, prefix: &str, cfg: &Config) -> Result<Self> {
+    fn load(w: &mut Weights, prefix: &str, cfg: &Config, dtype: WeightDtype) -> Result<Self> {
         Ok(Mlp {
-            c_fc: Conv1D::load(w, &format!("{prefix}.c_fc"), cfg.n_embd, cfg.n_inner)?,
-            c_proj: Conv1D::load(w, &format!("{prefix}.c_proj"), cfg.n_inner, cfg.n_embd)?,
+            c_fc: Conv1D::load(w, &format!("{prefix}.c_fc"), (cfg.n_embd, cfg.n_inner), dtype)?,
+            c_proj: Conv1D::load(w, &format!("{prefix}.c_proj"), (cfg.n_inner, cfg.n_embd), dtype)?,
             activation: cfg.activation,
         })
     }
@@ -193,13 +199,13 @@ struct Block {
 }
 
 impl Block {
-    fn load(w: &mut Weights, layer: usize, cfg: &Config) -> Result<Self> {
+    fn load(w: &mut Weights, layer: usize, cfg: &Config, dtype: WeightDtype) -> Result<Self> {
         let prefix = format!("h.{layer}");
         Ok(Block {
             ln_1: layer_norm(w, &format!("{prefix}.ln_1"), cfg)?,
-            attn: Attention::load(w, &format!("{prefix}.attn"), cfg)?,
+            attn: Attention::load(w, &format!("{prefix}.attn"), cfg, dtype)?,
             ln_2: layer_norm(w, &format!("{prefix}.ln_2"), cfg)?,
-            mlp: Mlp::load(w, &format!("{prefix}.mlp"), cfg)?,
+            mlp: Mlp::load(w, &format!("{prefix}.mlp"), cfg, dtype)?,
         })
     }
 
@@ -209,13 +215,19 @@ impl Block {
     }
 }
 
-/// The weight `name`, stored `shape`, for `linear` (`transposed`: used as `x @ w^T`). Packed
-/// straight from the file when the CPU kernels pack, so the model is never held twice.
-fn linear_weight(w: &mut Weights, name: &str, shape: (usize, usize), transposed: bool) -> Result<Weight> {
-    let dims = [shape.0, shape.1];
-    match Weight::packs(w.device()) {
-        true => w.take_values(name, &dims, |values| Weight::packed(values, shape, transposed)),
-        false => Ok(Weight::tensor(w.take(name, &dims)?, transposed)?),
+/// The weight `name`, stored `shape`, for `linear` (`transposed`: used as `x @ w^T`), held in
+/// `dtype`. Packed straight from the file when the CPU kernels pack, so the model is never held
+/// twice.
+fn linear_weight(
+    w: &mut Weights,
+    name: &str,
+    shape: (usize, usize),
+    transposed: bool,
+    dtype: WeightDtype,
+) -> Result<Weight> {
+    match Weight::packs(w.device(), dtype) {
+        true => Ok(Weight::Packed(w.take_packed(name, shape, dtype, transposed)?)),
+        false => Ok(Weight::tensor(w.take(name, &[shape.0, shape.1])?, transposed)?),
     }
 }
 
@@ -235,25 +247,40 @@ pub struct Network {
     h: Vec<Block>,
     ln_f: LayerNorm,
     config: Config,
+    dtype: WeightDtype,
     device: Device,
 }
 
 impl Network {
-    pub fn load(w: &mut Weights, config: &Config, device: &Device) -> Result<Self> {
-        let h = (0..config.n_layer).map(|layer| Block::load(w, layer, config)).collect::<Result<_>>()?;
+    /// The network in `w`, its weight matrices held in `dtype` (other dtypes than fp32 run on
+    /// the CPU only).
+    pub fn load(w: &mut Weights, config: &Config, device: &Device, dtype: WeightDtype) -> Result<Self> {
+        if dtype != WeightDtype::F32 && !Weight::packs(device, dtype) {
+            return Err(Error::InvalidArg(format!(
+                "dtype {dtype} runs on the CPU only: use fp32 on this device"
+            )));
+        }
+        let h =
+            (0..config.n_layer).map(|layer| Block::load(w, layer, config, dtype)).collect::<Result<_>>()?;
         Ok(Network {
             // The output head is tied to the token embeddings wte (vocab, c).
-            head: linear_weight(w, "wte.weight", (config.vocab_size, config.n_embd), true)?,
+            head: linear_weight(w, "wte.weight", (config.vocab_size, config.n_embd), true, dtype)?,
             wpe: w.take("wpe.weight", &[config.n_positions, config.n_embd])?,
             h,
             ln_f: layer_norm(w, "ln_f", config)?,
             config: config.clone(),
+            dtype,
             device: device.clone(),
         })
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The dtype the weight matrices are held in.
+    pub fn dtype(&self) -> WeightDtype {
+        self.dtype
     }
 
     /// Checks that `ids` can be appended to a cache holding `past` positions.

@@ -5,13 +5,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::device::device_from_name;
+use crate::device::{device_from_name, DEFAULT_DEVICE};
+use crate::dtype::WeightDtype;
 use crate::error::{Error, Result};
 use crate::generation::GenerationConfig;
 use crate::network::{KvCache, Network, Positions};
 use crate::scores::{most_likely, score_text, softmax_in_place, ScoredText, TokenScore};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
+
+/// How to load a model; every field has a default.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// 'cpu', 'cuda' or 'metal'; default the CPU.
+    pub device: Option<String>,
+    /// What the weight matrices are held in; default the checkpoint's own type (f16 and bf16
+    /// files stay 16-bit, everything else fp32).
+    pub dtype: Option<WeightDtype>,
+}
 
 pub struct Pretrained {
     pub network: Network,
@@ -79,12 +90,21 @@ fn check_special_tokens(
 }
 
 impl Pretrained {
+    /// Loads the model directory `name_or_path` onto `device` in the checkpoint's dtype.
     pub fn load(name_or_path: &str, device: &str) -> Result<Self> {
-        let device = device_from_name(device)?;
+        Self::load_with(name_or_path, &LoadOptions { device: Some(device.into()), dtype: None })
+    }
+
+    pub fn load_with(name_or_path: &str, options: &LoadOptions) -> Result<Self> {
+        if let Some(reason) = crate::ops::simd::override_error() {
+            return Err(Error::InvalidArg(reason.into()));
+        }
+        let device = device_from_name(options.device.as_deref().unwrap_or(DEFAULT_DEVICE))?;
         let dir = resolve_model_dir(name_or_path)?;
         let config = Config::from_file(&dir.join("config.json"))?;
         let mut weights = Weights::from_dir(&dir, &device)?;
-        let network = Network::load(&mut weights, &config, &device)?;
+        let dtype = options.dtype.unwrap_or_else(|| weights.stored_dtype("wte.weight"));
+        let network = Network::load(&mut weights, &config, &device, dtype)?;
         let tokenizer = Tokenizer::from_dir(&dir)?;
         if tokenizer.vocab_size() > config.vocab_size {
             return Err(Error::ModelInvalid(format!(

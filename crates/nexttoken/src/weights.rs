@@ -6,29 +6,34 @@
 //! from them.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use safetensors::{Dtype as StDtype, SafeTensors};
+use half::{bf16, f16, slice::HalfFloatSliceExt};
+use safetensors::tensor::Metadata;
+use safetensors::Dtype as StDtype;
 use serde::Deserialize;
 
+use crate::dtype::WeightDtype;
 use crate::error::{Error, Result};
+use crate::ops::{PackError, PackedMatrix};
 
 /// Tensors of a GPT-2 checkpoint, keyed by their name without the optional `transformer.` prefix.
-/// Safetensors files are read whole (not mapped: a file truncated under a mapping kills the
-/// process with SIGBUS) and each tensor is decoded when it is taken, so a weight that is repacked
-/// for the CPU kernels goes straight from the file's bytes to its packed form; the bytes are
-/// freed with the `Weights` once the model is built.
+/// Safetensors files are read, not mapped (a file truncated under a mapping kills the process
+/// with SIGBUS), and only the header up front: each tensor's bytes are read when it is taken, a
+/// few MB at a time for a matrix that is packed, so a load never holds the file and the model
+/// at once.
 pub struct Weights {
-    files: Vec<FileBytes>,
+    files: Vec<SafetensorsFile>,
     tensors: HashMap<String, Stored>,
     device: Device,
 }
 
-struct FileBytes {
+struct SafetensorsFile {
     path: PathBuf,
-    bytes: Vec<u8>,
+    file: File,
 }
 
 /// A tensor's shape and where its values are.
@@ -40,11 +45,14 @@ struct Stored {
 }
 
 enum Values {
-    /// Bytes of `files[file]`, stored as `dtype`.
-    InFile { file: usize, dtype: DType, bytes: Range<usize> },
+    /// In `files[file]` from byte `start`, row-major, stored as `dtype` (F32, F16 or BF16).
+    InFile { file: usize, dtype: DType, start: u64 },
     /// Already read (pytorch_model.bin).
     Read(Tensor),
 }
+
+/// The largest safetensors header read, as the safetensors crate's own limit.
+const MAX_HEADER_BYTES: u64 = 100_000_000;
 
 /// `model.safetensors.index.json`: which shard holds each tensor.
 #[derive(Deserialize)]
@@ -75,15 +83,14 @@ impl Weights {
         )))
     }
 
-    /// Maps the safetensors file `path` and reads its header; tensors come out as f32 on
-    /// `device` (f16 and bf16 storage is widened when taken).
+    /// The safetensors file `path` (its header: tensors are read when taken).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let mut weights = Weights { files: Vec::new(), tensors: HashMap::new(), device: device.clone() };
-        weights.map_safetensors(path)?;
+        weights.open_safetensors(path)?;
         Ok(weights)
     }
 
-    /// The shards `index` names, each mapped.
+    /// The shards `index` names.
     fn load_sharded(dir: &Path, index: &Path, device: &Device) -> Result<Self> {
         let text = crate::files::read_text(index, "model.safetensors.index.json")?;
         let index_map: ShardIndex =
@@ -103,7 +110,7 @@ impl Weights {
             if !path.is_file() {
                 return Err(Error::missing_file(path, "a shard listed in model.safetensors.index.json"));
             }
-            weights.map_safetensors(&path)?;
+            weights.open_safetensors(&path)?;
         }
         Ok(weights)
     }
@@ -134,33 +141,59 @@ impl Weights {
         Ok(weights)
     }
 
-    fn map_safetensors(&mut self, path: &Path) -> Result<()> {
-        let bytes = crate::files::read(path, "model.safetensors")?;
+    /// Reads the header of safetensors file `path` and files its tensors, checked as the
+    /// safetensors crate checks a whole file (offsets in order, contiguous, sized for their
+    /// shape and dtype, ending where the file ends).
+    fn open_safetensors(&mut self, path: &Path) -> Result<()> {
+        let file = crate::files::open(path, "model.safetensors")?;
+        let invalid = |what: &dyn std::fmt::Display| {
+            Error::invalid_file(path, format!("not a valid safetensors file ({what})"))
+        };
+        let file_len = file.metadata().map_err(|err| Error::invalid_file(path, err))?.len();
+        let mut len_bytes = [0u8; 8];
+        crate::files::read_at(&file, 0, &mut len_bytes)
+            .map_err(|_| invalid(&"shorter than its 8-byte header length"))?;
+        let header_len = u64::from_le_bytes(len_bytes);
+        if header_len > MAX_HEADER_BYTES {
+            return Err(invalid(&format!(
+                "a header of {header_len} bytes; at most {MAX_HEADER_BYTES} are read"
+            )));
+        }
+        let data_start = 8 + header_len;
+        if data_start > file_len {
+            return Err(invalid(&format!("a header of {header_len} bytes in a file of {file_len}")));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        crate::files::read_at(&file, 8, &mut header).map_err(|err| invalid(&err))?;
+        let metadata: Metadata =
+            serde_json::from_slice(&header).map_err(|err| invalid(&format!("header: {err}")))?;
+        let data_len = metadata.data_len() as u64;
+        if data_start + data_len != file_len {
+            return Err(invalid(&format!(
+                "its tensors take {data_len} bytes after the header but the file has {}",
+                file_len - data_start
+            )));
+        }
         let index = self.files.len();
         let mut found = Vec::new();
-        {
-            let file = SafeTensors::deserialize(&bytes)
-                .map_err(|err| Error::invalid_file(path, format!("not a valid safetensors file ({err})")))?;
-            for (key, view) in file.tensors() {
-                let dtype = match view.dtype() {
-                    StDtype::F32 => DType::F32,
-                    StDtype::F16 => DType::F16,
-                    StDtype::BF16 => DType::BF16,
-                    _ if is_ignored(canonical(&key)) => continue,
-                    other => {
-                        return Err(Error::invalid_file(
-                            path,
-                            format!("tensor '{key}' is stored as {other:?}; expected F32, F16 or BF16"),
-                        ))
-                    }
-                };
-                let start = view.data().as_ptr() as usize - bytes.as_ptr() as usize;
-                let bytes = start..start + view.data().len();
-                let values = Values::InFile { file: index, dtype, bytes };
-                found.push((key, Stored { shape: view.shape().to_vec(), path: path.to_path_buf(), values }));
-            }
+        for (key, info) in metadata.tensors() {
+            let dtype = match info.dtype {
+                StDtype::F32 => DType::F32,
+                StDtype::F16 => DType::F16,
+                StDtype::BF16 => DType::BF16,
+                _ if is_ignored(canonical(&key)) => continue,
+                other => {
+                    return Err(Error::invalid_file(
+                        path,
+                        format!("tensor '{key}' is stored as {other:?}; expected F32, F16 or BF16"),
+                    ))
+                }
+            };
+            let values =
+                Values::InFile { file: index, dtype, start: data_start + info.data_offsets.0 as u64 };
+            found.push((key, Stored { shape: info.shape.clone(), path: path.to_path_buf(), values }));
         }
-        self.files.push(FileBytes { path: path.to_path_buf(), bytes });
+        self.files.push(SafetensorsFile { path: path.to_path_buf(), file });
         for (key, stored) in found {
             self.insert(path, &key, stored)?;
         }
@@ -191,45 +224,77 @@ impl Weights {
     /// Takes out the tensor called `name`, which must have exactly `shape`, as an f32 tensor.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let stored = self.take_stored(name, shape)?;
-        let tensor = self.decode(&stored)?;
-        check_finite(name, &stored.path, &tensor.flatten_all()?.to_vec1::<f32>()?)?;
-        Ok(tensor.to_device(&self.device)?)
+        let count = shape.iter().product();
+        let mut values = Vec::new();
+        self.read_values(name, &stored, 0..count, &mut values)?;
+        Ok(Tensor::from_vec(values, shape, &Device::Cpu)?.to_device(&self.device)?)
     }
 
-    /// Takes out the tensor called `name`, which must have exactly `shape`, and hands its values
-    /// (row-major, f32) to `read`: straight from the file when it stores them as aligned f32.
-    pub fn take_values<R>(
+    /// The dtype the matrix `name` is stored in, as a weight dtype (f32 when absent: `take`
+    /// reports that).
+    pub fn stored_dtype(&self, name: &str) -> WeightDtype {
+        match self.tensors.get(name).map(|stored| &stored.values) {
+            Some(Values::InFile { dtype, .. }) => WeightDtype::of_stored(*dtype),
+            Some(Values::Read(tensor)) => WeightDtype::of_stored(tensor.dtype()),
+            None => WeightDtype::F32,
+        }
+    }
+
+    /// Takes out the matrix called `name`, stored `(rows, cols)`, packed in `dtype` for `x @ w`
+    /// or, when `transposed`, `x @ w^T`. Its values go from the file to the packed form a few
+    /// MB at a time, read by several threads at once.
+    pub(crate) fn take_packed(
         &mut self,
         name: &str,
-        shape: &[usize],
-        read: impl FnOnce(&[f32]) -> R,
-    ) -> Result<R> {
-        let stored = self.take_stored(name, shape)?;
-        if let Values::InFile { file, dtype: DType::F32, bytes } = &stored.values {
-            let bytes = &self.files[*file].bytes[bytes.clone()];
-            if cfg!(target_endian = "little") {
-                // SAFETY: any 4 bytes are a valid f32; align_to only yields whole aligned values.
-                if let ([], values, []) = unsafe { bytes.align_to::<f32>() } {
-                    check_finite(name, &stored.path, values)?;
-                    return Ok(read(values));
-                }
-            }
-        }
-        let values = self.decode(&stored)?.flatten_all()?.to_vec1::<f32>()?;
-        check_finite(name, &stored.path, &values)?;
-        Ok(read(&values))
+        (rows, cols): (usize, usize),
+        dtype: WeightDtype,
+        transposed: bool,
+    ) -> Result<PackedMatrix> {
+        let stored = self.take_stored(name, &[rows, cols])?;
+        let (k, n) = if transposed { (cols, rows) } else { (rows, cols) };
+        let read = |rows: Range<usize>, values: &mut Vec<f32>| {
+            self.read_values(name, &stored, rows.start * cols..rows.end * cols, values)
+        };
+        PackedMatrix::pack(dtype, k, n, transposed, read).map_err(|err| match err {
+            PackError::Read(err) => err,
+            PackError::Memory(err) => Error::Internal(format!("no memory for tensor '{name}' ({err})")),
+            PackError::OutOfRange(value) => Error::invalid_file(
+                &stored.path,
+                format!(
+                    "tensor '{name}' holds {value}, beyond what {dtype} can hold: load it as fp32 or bf16"
+                ),
+            ),
+        })
     }
 
-    /// A stored tensor as f32 on the CPU.
-    fn decode(&self, stored: &Stored) -> Result<Tensor> {
-        let tensor = match &stored.values {
-            Values::InFile { file, dtype, bytes } => {
-                let bytes = &self.files[*file].bytes[bytes.clone()];
-                Tensor::from_raw_buffer(bytes, *dtype, &stored.shape, &Device::Cpu)?
+    /// Values `range` (flat, row-major) of `stored` as f32 into `values`, checked finite.
+    fn read_values(
+        &self,
+        name: &str,
+        stored: &Stored,
+        range: Range<usize>,
+        values: &mut Vec<f32>,
+    ) -> Result<()> {
+        values.clear();
+        match &stored.values {
+            Values::InFile { file, dtype, start } => {
+                let size = dtype.size_in_bytes();
+                let mut bytes = vec![0u8; range.len() * size];
+                let file = &self.files[*file];
+                crate::files::read_at(&file.file, start + (range.start * size) as u64, &mut bytes).map_err(
+                    |err| {
+                        Error::invalid_file(&file.path, format!("tensor '{name}' could not be read ({err})"))
+                    },
+                )?;
+                values.resize(range.len(), 0.0);
+                widen(*dtype, &bytes, values);
             }
-            Values::Read(tensor) => tensor.clone(),
-        };
-        Ok(tensor.to_dtype(DType::F32)?)
+            Values::Read(tensor) => {
+                let all = tensor.flatten_all()?.narrow(0, range.start, range.len())?;
+                values.extend(all.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+            }
+        }
+        check_finite(name, &stored.path, values, range.start)
     }
 
     /// Where the checkpoint is, for messages: its (first) file.
@@ -252,9 +317,30 @@ impl Weights {
     }
 }
 
+/// Little-endian `bytes` stored as `dtype` (F32, F16 or BF16) into `out` as f32.
+fn widen(dtype: DType, bytes: &[u8], out: &mut [f32]) {
+    match dtype {
+        DType::F16 => {
+            let halves: Vec<f16> = bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect();
+            halves.convert_to_f32_slice(out);
+        }
+        DType::BF16 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = bf16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        _ => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+    }
+}
+
 /// A weight that is NaN or infinite makes every logit NaN (and greedy decoding pick id 0 forever):
-/// refused at load, naming the tensor, rather than discovered in the output.
-fn check_finite(name: &str, path: &Path, values: &[f32]) -> Result<()> {
+/// refused at load, naming the tensor, rather than discovered in the output. `values` start at
+/// flat index `first` of the tensor.
+fn check_finite(name: &str, path: &Path, values: &[f32], first: usize) -> Result<()> {
     // v * 0 is 0 for every finite v and NaN for NaN or an infinity: the sum is 0 exactly when all
     // are finite. Summing vectorises; searching would not.
     let sum: f32 = values.chunks(4096).map(|c| c.iter().map(|v| v * 0.0).sum::<f32>()).sum();
@@ -262,6 +348,7 @@ fn check_finite(name: &str, path: &Path, values: &[f32]) -> Result<()> {
         return Ok(());
     }
     let (index, value) = values.iter().enumerate().find(|(_, v)| !v.is_finite()).unwrap_or((0, &f32::NAN));
+    let index = first + index;
     Err(Error::invalid_file(
         path,
         format!("tensor '{name}' holds {value} at index {index}: its weights must be finite"),

@@ -80,19 +80,36 @@ fn refuses_wrong_shapes_integer_tensors_and_truncated_files() {
 }
 
 #[test]
-fn hands_out_values_straight_from_f32_and_widened_from_f16() {
+fn hands_out_f32_values_and_widens_f16_and_tells_the_stored_type() {
     let values: Vec<f32> = (0..8).map(|i| i as f32 - 3.5).collect();
     let f32_raw = Raw(Dtype::F32, vec![4, 2], values.iter().flat_map(|v| v.to_le_bytes()).collect());
     let half = Raw(Dtype::F16, vec![2], [0x3c00u16, 0xc000].iter().flat_map(|h| h.to_le_bytes()).collect());
     let path = write("values", &[("wte.weight", f32_raw), ("wpe.weight", half)]);
     let mut weights = Weights::load(&path, &Device::Cpu).unwrap();
-    assert_eq!(weights.take_values("wte.weight", &[4, 2], |v| v.to_vec()).unwrap(), values);
-    assert_eq!(weights.take_values("wpe.weight", &[2], |v| v.to_vec()).unwrap(), vec![1.0, -2.0]);
+    assert_eq!(weights.stored_dtype("wte.weight"), nexttoken::WeightDtype::F32);
+    assert_eq!(weights.stored_dtype("wpe.weight"), nexttoken::WeightDtype::F16);
+    assert_eq!(
+        weights.take("wte.weight", &[4, 2]).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        values
+    );
+    assert_eq!(weights.take("wpe.weight", &[2]).unwrap().to_vec1::<f32>().unwrap(), vec![1.0, -2.0]);
     // Taken means gone: a second take is a missing tensor.
     assert_eq!(weights.take("wte.weight", &[4, 2]).unwrap_err().code(), "ERR_MODEL_INVALID");
-    let err =
-        Weights::load(&path, &Device::Cpu).unwrap().take_values("wte.weight", &[8], |_| ()).unwrap_err();
+    let err = Weights::load(&path, &Device::Cpu).unwrap().take("wte.weight", &[8]).unwrap_err();
     assert!(err.to_string().contains("wte.weight"), "{err}");
+}
+
+#[test]
+fn a_file_truncated_after_its_header_was_read_is_an_error_when_its_tensors_are() {
+    // Another process shortening the file mid-load: with a mapping this was SIGBUS.
+    let values: Vec<u8> = (0..64u32).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let path = write("shrinks", &[("wte.weight", Raw(Dtype::F32, vec![8, 8], values))]);
+    let mut weights = Weights::load(&path, &Device::Cpu).unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 100).unwrap();
+    let err = weights.take("wte.weight", &[8, 8]).unwrap_err();
+    assert_eq!(err.code(), "ERR_MODEL_INVALID");
+    assert!(err.to_string().contains("could not be read"), "{err}");
 }
 
 fn fixtures() -> PathBuf {

@@ -413,15 +413,15 @@ mod tests {
         diff / scale
     }
 
-    /// Every path for `w` stored (rows, cols): the packed kernel (where the CPU has AVX-512) and
-    /// the tensor paths (streaming for few rows, gemm for many).
+    /// Every path for `w` stored (rows, cols): the tensor paths (streaming for few rows, gemm
+    /// for many) and the packed kernel (fp32: exact products to compare).
     fn weights(w: &Tensor, transposed: bool) -> Vec<Weight> {
-        let mut forms = vec![Weight::tensor(w.clone(), transposed).unwrap()];
-        if Weight::packs(w.device()) {
-            let values = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            forms.push(Weight::packed(&values, w.dims2().unwrap(), transposed));
-        }
-        forms
+        let values = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (rows, cols) = w.dims2().unwrap();
+        let (k, n) = if transposed { (cols, rows) } else { (rows, cols) };
+        let packed =
+            PackedMatrix::from_values(crate::dtype::WeightDtype::F32, &values, k, n, transposed).unwrap();
+        vec![Weight::tensor(w.clone(), transposed).unwrap(), Weight::Packed(packed)]
     }
 
     #[test]

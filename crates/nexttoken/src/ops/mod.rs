@@ -9,8 +9,8 @@
 //! - `gelu`: the tanh GELU with a vectorised exponential (for `linear`'s epilogue).
 
 /// Defines `$name`, which runs `$body` (an `#[inline(always)]` fn) compiled for AVX-512 or
-/// AVX2+FMA when the CPU has them, chosen at run time (builds never assume a CPU), and portable
-/// code otherwise. The body is written so the compiler vectorises it for the chosen width.
+/// AVX2+FMA when the CPU has them (`simd::level()`, chosen at run time: builds never assume a
+/// CPU), and portable code otherwise. The body is written so the compiler vectorises it for the chosen width.
 macro_rules! simd_dispatch {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
         simd_dispatch! { $(#[$meta])* $vis fn $name($($arg: $ty),*) -> () => $body }
@@ -28,11 +28,12 @@ macro_rules! simd_dispatch {
                 unsafe fn avx2($($arg: $ty),*) -> $ret {
                     $body($($arg),*)
                 }
-                if is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports the enabled feature.
+                let level = $crate::ops::simd::level();
+                if level >= $crate::ops::simd::Level::Avx512 {
+                    // SAFETY: the CPU supports the enabled feature (`simd::level` detected it).
                     return unsafe { avx512($($arg),*) };
                 }
-                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                if level >= $crate::ops::simd::Level::Avx2 {
                     // SAFETY: as above.
                     return unsafe { avx2($($arg),*) };
                 }
@@ -43,6 +44,9 @@ macro_rules! simd_dispatch {
 }
 
 mod attention;
+mod buffer;
+#[cfg(target_arch = "x86_64")]
+mod direct_tile;
 mod gelu;
 mod gemv;
 mod kv_write;
@@ -50,12 +54,14 @@ mod linear;
 mod math;
 mod packed;
 mod panel_matmul;
+pub mod simd;
 mod weight;
 
 pub use attention::attention;
 pub use kv_write::write_heads;
 pub use linear::{linear, Epilogue};
 pub use math::{max_value, sum_exp};
+pub use packed::{PackError, PackedMatrix};
 pub use weight::Weight;
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};

@@ -1,56 +1,155 @@
-//! Weights repacked once, at load, into the layout the AVX-512 matrix kernel streams: panels of
-//! `PANEL` output columns, each panel holding its columns' weights input by input, so the kernel
-//! reads every weight in address order whatever the number of rows it multiplies.
+//! Weights repacked once, at load, into the layout the matrix kernel streams: panels of `PANEL`
+//! output columns, each panel cut into blocks of `BLOCK` inputs, each block holding its inputs'
+//! weights for the panel's columns input by input, in the matrix's dtype. The kernel reads every
+//! weight in address order whatever the number of rows it multiplies.
 //!
-//! Panel `p` holds columns `p * PANEL .. (p + 1) * PANEL` (the last one zero-padded); within a
-//! panel, input `i` occupies `PANEL` consecutive floats. A (in, out) Conv1D weight and the
-//! transposed token embeddings (the tied output head) pack the same way; the embeddings are then
-//! read back from the packed head, so the model keeps a single copy of them.
+//! A block is `BLOCK` x `PANEL` values (input-major, the last panel and block zero-padded):
+//! - fp32, fp16, bf16: the values, 4 or 2 bytes each;
+//! - q8 (llama.cpp's Q8_0): the panel's 32 column scales as f16, then one int8 per value; each
+//!   column's 32 values in a block are quantized together, exactly as one Q8_0 block of a row of
+//!   llama.cpp's (out, in) weight;
+//! - q4 (Q4_0): 32 f16 scales, then 16 rows of 32 bytes: byte j of row r holds input r of
+//!   column j in its low nibble and input r + 16 in its high nibble (llama.cpp's pairing).
+//!
+//! A (in, out) Conv1D weight and the transposed token embeddings (the tied output head) pack the
+//! same way; the embeddings are read back from the packed head (`column`), so the model keeps a
+//! single copy of them. Each matrix has its own mapping (`PageBuffer`), freed to the system with it.
 
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+use half::{bf16, f16};
 use rayon::prelude::*;
+
+use super::buffer::PageBuffer;
+use super::simd::{self, Level};
+use crate::dtype::WeightDtype;
 
 /// Output columns per panel: two 512-bit registers of f32.
 pub const PANEL: usize = 32;
 
+/// Inputs per block: llama.cpp's block size for Q8_0 and Q4_0, so blocks of theirs and ours
+/// hold the same 32 weights.
+pub const BLOCK: usize = 32;
+
+/// Values per block.
+const BLOCK_VALUES: usize = BLOCK * PANEL;
+
+/// Bytes of the scales that start a quantized block: one f16 per column.
+const SCALE_BYTES: usize = PANEL * 2;
+
+/// Stored rows read and packed per task while loading: a few MB, so that tasks balance and the
+/// buffers they read into stay small.
+const LOAD_CHUNK_BYTES: usize = 4 << 20;
+
+/// Bytes of one block in `dtype`.
+pub fn block_bytes(dtype: WeightDtype) -> usize {
+    match dtype {
+        WeightDtype::F32 => BLOCK_VALUES * 4,
+        WeightDtype::Bf16 | WeightDtype::F16 => BLOCK_VALUES * 2,
+        WeightDtype::Q8_0 => SCALE_BYTES + BLOCK_VALUES,
+        WeightDtype::Q4_0 => SCALE_BYTES + BLOCK_VALUES / 2,
+    }
+}
+
 /// A (k, n) matrix in panels; see the module documentation.
 pub struct PackedMatrix {
-    data: Vec<f32>,
+    data: PageBuffer,
+    dtype: WeightDtype,
     k: usize,
     n: usize,
 }
 
+/// Where packing tasks write: disjoint blocks of one buffer (the callers' safety argument).
+#[derive(Clone, Copy)]
+struct SharedBytes(*mut u8);
+// SAFETY: only a pointer; every task that uses it writes a range no other task touches.
+unsafe impl Send for SharedBytes {}
+unsafe impl Sync for SharedBytes {}
+
 impl PackedMatrix {
-    /// Packs `w`, row-major (k, n): element (i, j) at `w[i * n + j]`.
-    pub fn from_rows(w: &[f32], k: usize, n: usize) -> Self {
-        assert_eq!(w.len(), k * n);
-        Self::pack(k, n, |first, cols, panel| {
-            for (i, row) in panel.chunks_exact_mut(PANEL).enumerate() {
-                row[..cols].copy_from_slice(&w[i * n + first..i * n + first + cols]);
-            }
-        })
-    }
-
-    /// Packs the transpose of `w`, row-major (n, k): element (i, j) of the packed matrix is
-    /// `w[j * k + i]` (the tied head: `x @ wte^T`).
-    pub fn from_transposed(w: &[f32], k: usize, n: usize) -> Self {
-        assert_eq!(w.len(), k * n);
-        Self::pack(k, n, |first, cols, panel| {
-            for j in 0..cols {
-                let column = &w[(first + j) * k..(first + j + 1) * k];
-                for (i, &value) in column.iter().enumerate() {
-                    panel[i * PANEL + j] = value;
+    /// Packs a (k, n) matrix in `dtype` from its stored form, read in chunks of stored rows by
+    /// `read(rows, values)` (row-major f32, into `values`), several chunks at once. Stored as
+    /// (k, n) (a Conv1D weight, `x @ w`) or, when `transposed`, as (n, k) (the tied head:
+    /// `x @ wte^T`).
+    pub fn pack<E: Send>(
+        dtype: WeightDtype,
+        k: usize,
+        n: usize,
+        transposed: bool,
+        read: impl Fn(std::ops::Range<usize>, &mut Vec<f32>) -> Result<(), E> + Sync,
+    ) -> Result<Self, PackError<E>> {
+        let blocks = k.div_ceil(BLOCK);
+        let panels = n.div_ceil(PANEL);
+        let mut data = PageBuffer::zeroed(panels * blocks * block_bytes(dtype)).map_err(PackError::Memory)?;
+        let packed_len = data.bytes().len();
+        let shared = SharedBytes(data.bytes_mut().as_mut_ptr());
+        let (stored_rows, stored_cols) = if transposed { (n, k) } else { (k, n) };
+        // Chunks are whole blocks of inputs (stored rows of a Conv1D weight) or whole panels of
+        // columns (stored rows of the transposed head), so each task writes whole blocks alone.
+        let row_bytes = stored_cols.max(1) * 4;
+        let rows_per_chunk = (LOAD_CHUNK_BYTES / row_bytes / BLOCK).max(1) * BLOCK;
+        let chunks = stored_rows.div_ceil(rows_per_chunk);
+        let layout = Layout { dtype, k, n, blocks };
+        (0..chunks).into_par_iter().try_for_each_init(
+            || (Vec::new(), vec![0f32; BLOCK_VALUES]),
+            |(values, block), chunk| {
+                let out = shared; // the whole wrapper, not its pointer field alone
+                let rows = chunk * rows_per_chunk..((chunk + 1) * rows_per_chunk).min(stored_rows);
+                read(rows.clone(), values).map_err(PackError::Read)?;
+                let (panels_here, blocks_here) = match transposed {
+                    false => (0..panels, rows.start / BLOCK..rows.end.div_ceil(BLOCK)),
+                    true => (rows.start / PANEL..rows.end.div_ceil(PANEL), 0..blocks),
+                };
+                for p in panels_here {
+                    for b in blocks_here.clone() {
+                        // Gathers the block's values (zero past the matrix's edge).
+                        let (i0, j0) = (b * BLOCK, p * PANEL);
+                        let (inputs, cols) = (BLOCK.min(k - i0), PANEL.min(n - j0));
+                        if inputs < BLOCK || cols < PANEL {
+                            block.fill(0.0);
+                        }
+                        for i in 0..inputs {
+                            let row = &mut block[i * PANEL..i * PANEL + cols];
+                            match transposed {
+                                false => {
+                                    row.copy_from_slice(&values[(i0 + i - rows.start) * n + j0..][..cols])
+                                }
+                                true => {
+                                    for (j, v) in row.iter_mut().enumerate() {
+                                        *v = values[(j0 + j - rows.start) * k + i0 + i];
+                                    }
+                                }
+                            }
+                        }
+                        let at = layout.block_offset(p, b);
+                        let size = block_bytes(dtype);
+                        assert!(at + size <= packed_len);
+                        // SAFETY: (p, b) is written by this task alone (chunks cover disjoint
+                        // blocks, see above), within the buffer (asserted), which outlives the tasks.
+                        let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(at), size) };
+                        encode(dtype, block, dst).map_err(PackError::OutOfRange)?;
+                    }
                 }
-            }
-        })
+                Ok(())
+            },
+        )?;
+        Ok(PackedMatrix { data, dtype, k, n })
     }
 
-    /// Fills every panel, in parallel, with `fill(first column, columns, panel)`.
-    fn pack(k: usize, n: usize, fill: impl Fn(usize, usize, &mut [f32]) + Sync) -> Self {
-        let mut data = vec![0f32; n.div_ceil(PANEL) * k * PANEL];
-        data.par_chunks_exact_mut(k * PANEL).enumerate().for_each(|(p, panel)| {
-            fill(p * PANEL, PANEL.min(n - p * PANEL), panel);
-        });
-        PackedMatrix { data, k, n }
+    /// Packs `w`, row-major (k, n), or its transpose when `transposed` (`w` is then (n, k)).
+    #[cfg(test)]
+    pub fn from_values(dtype: WeightDtype, w: &[f32], k: usize, n: usize, transposed: bool) -> Option<Self> {
+        assert_eq!(w.len(), k * n);
+        let cols = if transposed { k } else { n };
+        let read = |rows: std::ops::Range<usize>, values: &mut Vec<f32>| -> Result<(), ()> {
+            values.clear();
+            values.extend_from_slice(&w[rows.start * cols..rows.end * cols]);
+            Ok(())
+        };
+        Self::pack(dtype, k, n, transposed, read).ok()
+    }
+
+    pub fn dtype(&self) -> WeightDtype {
+        self.dtype
     }
 
     pub fn k(&self) -> usize {
@@ -65,14 +164,246 @@ impl PackedMatrix {
         self.n.div_ceil(PANEL)
     }
 
-    /// Panel `p`, inputs `inputs`: `inputs.len() * PANEL` floats.
-    pub fn panel(&self, p: usize, inputs: std::ops::Range<usize>) -> &[f32] {
-        &self.data[(p * self.k + inputs.start) * PANEL..(p * self.k + inputs.end) * PANEL]
+    fn layout(&self) -> Layout {
+        Layout { dtype: self.dtype, k: self.k, n: self.n, blocks: self.k.div_ceil(BLOCK) }
+    }
+
+    /// Panel `p`, inputs `inputs`, of an fp32 matrix: `inputs.len() * PANEL` floats.
+    pub fn f32_panel(&self, p: usize, inputs: std::ops::Range<usize>) -> &[f32] {
+        assert_eq!(self.dtype, WeightDtype::F32);
+        let start = self.layout().block_offset(p, 0) / 4;
+        &self.data.f32s()[start + inputs.start * PANEL..start + inputs.end * PANEL]
+    }
+
+    /// The bytes of panel `p` from input `first` (the start of a block) to the panel's end.
+    pub fn panel_bytes(&self, p: usize, first: usize) -> &[u8] {
+        assert_eq!(first % BLOCK, 0, "panels are read from the start of a block");
+        let layout = self.layout();
+        let end = layout.block_offset(p, 0) + layout.blocks * block_bytes(self.dtype);
+        &self.data.bytes()[layout.block_offset(p, 0) + first / BLOCK * block_bytes(self.dtype)..end]
+    }
+
+    /// Panel `p`, inputs `inputs` (starting on a block), as f32 values into `out`
+    /// (`inputs.len() * PANEL` floats, input-major).
+    pub fn decode_panel(&self, p: usize, inputs: std::ops::Range<usize>, out: &mut [f32]) {
+        assert_eq!(inputs.start % BLOCK, 0, "panels are decoded from the start of a block");
+        assert_eq!(out.len(), inputs.len() * PANEL);
+        let (layout, size) = (self.layout(), block_bytes(self.dtype));
+        for (b, out) in (inputs.start / BLOCK..).zip(out.chunks_mut(BLOCK_VALUES)) {
+            let at = layout.block_offset(p, b);
+            decode(self.dtype, &self.data.bytes()[at..at + size], out);
+        }
     }
 
     /// Column `j` (all k inputs): for the transposed embeddings, the embedding of token `j`.
-    pub fn column(&self, j: usize) -> impl Iterator<Item = f32> + '_ {
-        self.panel(j / PANEL, 0..self.k).iter().skip(j % PANEL).step_by(PANEL).copied()
+    pub fn column(&self, j: usize) -> Vec<f32> {
+        let (p, col) = (j / PANEL, j % PANEL);
+        let mut block = vec![0f32; BLOCK_VALUES];
+        let mut column = Vec::with_capacity(self.k);
+        for b in 0..self.k.div_ceil(BLOCK) {
+            self.decode_panel(p, b * BLOCK..(b * BLOCK + BLOCK), &mut block);
+            let inputs = BLOCK.min(self.k - b * BLOCK);
+            column.extend(block.iter().skip(col).step_by(PANEL).take(inputs));
+        }
+        column
+    }
+}
+
+/// Why a matrix could not be packed.
+#[derive(Debug)]
+pub enum PackError<E> {
+    /// What the reader failed with.
+    Read(E),
+    /// No memory for the packed matrix.
+    Memory(std::io::Error),
+    /// A value the dtype cannot hold (fp16 ends at ±65504).
+    OutOfRange(f32),
+}
+
+/// Where blocks are in a packed matrix.
+struct Layout {
+    dtype: WeightDtype,
+    k: usize,
+    n: usize,
+    blocks: usize,
+}
+
+impl Layout {
+    fn block_offset(&self, p: usize, b: usize) -> usize {
+        debug_assert!(p < self.n.div_ceil(PANEL) && b * BLOCK < self.k.max(1));
+        (p * self.blocks + b) * block_bytes(self.dtype)
+    }
+}
+
+/// Writes `block` (`BLOCK_VALUES` f32, input-major) into `dst` in `dtype`; fails with the first
+/// value `dtype` cannot hold.
+fn encode(dtype: WeightDtype, block: &[f32], dst: &mut [u8]) -> Result<(), f32> {
+    match dtype {
+        WeightDtype::F32 => {
+            for (d, v) in dst.chunks_exact_mut(4).zip(block) {
+                d.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        WeightDtype::Bf16 => {
+            for (d, v) in dst.chunks_exact_mut(2).zip(block) {
+                d.copy_from_slice(&bf16::from_f32(*v).to_le_bytes());
+            }
+        }
+        WeightDtype::F16 => {
+            for (d, v) in dst.chunks_exact_mut(2).zip(block) {
+                let half = f16::from_f32(*v);
+                if half.is_infinite() {
+                    return Err(*v);
+                }
+                d.copy_from_slice(&half.to_le_bytes());
+            }
+        }
+        WeightDtype::Q8_0 => {
+            let (scales, quants) = dst.split_at_mut(SCALE_BYTES);
+            for j in 0..PANEL {
+                let column = || block.iter().skip(j).step_by(PANEL);
+                // As llama.cpp's quantize_row_q8_0_ref: d = max |x| / 127, q = round(x / d)
+                // with the f32 d; the block keeps d as f16.
+                let amax = column().fold(0f32, |m, v| m.max(v.abs()));
+                let d = amax / 127.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                scales[j * 2..j * 2 + 2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+                for (i, v) in column().enumerate() {
+                    quants[i * PANEL + j] = (v * id).round() as i8 as u8;
+                }
+            }
+        }
+        WeightDtype::Q4_0 => {
+            let (scales, quants) = dst.split_at_mut(SCALE_BYTES);
+            quants.fill(0);
+            for j in 0..PANEL {
+                let column = || block.iter().skip(j).step_by(PANEL);
+                // As llama.cpp's quantize_row_q4_0_ref: d = (the value of largest magnitude) / -8,
+                // q = min(15, trunc(x / d + 8.5)).
+                let max = column().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+                let d = max / -8.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                scales[j * 2..j * 2 + 2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+                for (i, v) in column().enumerate() {
+                    let q = ((v * id + 8.5) as i8).min(15) as u8;
+                    quants[(i % 16) * PANEL + j] |= q << (4 * (i / 16));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads `src`, one block in `dtype`, into `out` (up to `BLOCK_VALUES` f32, input-major: a
+/// shorter `out` takes the block's first inputs).
+fn decode(dtype: WeightDtype, src: &[u8], out: &mut [f32]) {
+    match dtype {
+        WeightDtype::F32 => decode_f32(src, out),
+        WeightDtype::Bf16 => decode_bf16(src, out),
+        WeightDtype::F16 => decode_f16(&as_u16s(src)[..out.len()], out),
+        WeightDtype::Q8_0 => {
+            let (scales, quants) = src.split_at(SCALE_BYTES);
+            decode_q8(&scales_f32(scales), quants, out)
+        }
+        WeightDtype::Q4_0 => {
+            let (scales, quants) = src.split_at(SCALE_BYTES);
+            decode_q4(&scales_f32(scales), quants, out)
+        }
+    }
+}
+
+/// A block's bytes as u16 values (blocks start on even offsets of a page-aligned buffer).
+fn as_u16s(src: &[u8]) -> &[u16] {
+    // SAFETY: any two bytes are a u16; align_to yields only whole aligned values.
+    let (head, values, _) = unsafe { src.align_to::<u16>() };
+    assert!(head.is_empty(), "blocks are 2-byte aligned");
+    values
+}
+
+fn scales_f32(src: &[u8]) -> [f32; PANEL] {
+    let mut scales = [0f32; PANEL];
+    as_u16s(src).reinterpret_cast::<f16>().convert_to_f32_slice(&mut scales);
+    scales
+}
+
+simd_dispatch! {
+    fn decode_f32(src: &[u8], out: &mut [f32]) => decode_f32_body
+}
+
+#[inline(always)]
+fn decode_f32_body(src: &[u8], out: &mut [f32]) {
+    for (o, b) in out.iter_mut().zip(src.chunks_exact(4)) {
+        *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+}
+
+simd_dispatch! {
+    fn decode_bf16(src: &[u8], out: &mut [f32]) => decode_bf16_body
+}
+
+#[inline(always)]
+fn decode_bf16_body(src: &[u8], out: &mut [f32]) {
+    // A bf16 is the top half of an f32.
+    for (o, &v) in out.iter_mut().zip(as_u16s(src)) {
+        *o = f32::from_bits((v as u32) << 16);
+    }
+}
+
+/// IEEE halves to f32 with the CPU's conversion instruction (AVX-512F or F16C), else half's.
+fn decode_f16(src: &[u16], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd::level() >= Level::Avx512 {
+        // SAFETY: the CPU has AVX-512F (`simd::level`).
+        return unsafe { decode_f16_avx512(src, out) };
+    }
+    src.reinterpret_cast::<f16>().convert_to_f32_slice(out);
+}
+
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn decode_f16_avx512(src: &[u16], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let whole = src.len().min(out.len()) / 16 * 16;
+    for (s, o) in src[..whole].chunks_exact(16).zip(out[..whole].chunks_exact_mut(16)) {
+        // SAFETY: `s` holds 16 halves (32 bytes) and `o` 16 floats; unaligned loads and stores.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), _mm512_cvtph_ps(_mm256_loadu_si256(s.as_ptr().cast()))) };
+    }
+    src[whole..].reinterpret_cast::<f16>().convert_to_f32_slice(&mut out[whole..]);
+}
+
+simd_dispatch! {
+    fn decode_q8(scales: &[f32; PANEL], quants: &[u8], out: &mut [f32]) => decode_q8_body
+}
+
+#[inline(always)]
+fn decode_q8_body(scales: &[f32; PANEL], quants: &[u8], out: &mut [f32]) {
+    for (row, q) in out.chunks_exact_mut(PANEL).zip(quants.chunks_exact(PANEL)) {
+        for ((o, &q), s) in row.iter_mut().zip(q).zip(scales) {
+            *o = (q as i8) as f32 * s;
+        }
+    }
+}
+
+simd_dispatch! {
+    fn decode_q4(scales: &[f32; PANEL], quants: &[u8], out: &mut [f32]) => decode_q4_body
+}
+
+#[inline(always)]
+fn decode_q4_body(scales: &[f32; PANEL], quants: &[u8], out: &mut [f32]) {
+    let (low, high) = out.split_at_mut(out.len().min(16 * PANEL));
+    for (r, q) in quants.chunks_exact(PANEL).enumerate() {
+        if let Some(row) = low.get_mut(r * PANEL..(r + 1) * PANEL) {
+            for ((o, &q), s) in row.iter_mut().zip(q).zip(scales) {
+                *o = ((q & 15) as i32 - 8) as f32 * s;
+            }
+        }
+        if let Some(row) = high.get_mut(r * PANEL..(r + 1) * PANEL) {
+            for ((o, &q), s) in row.iter_mut().zip(q).zip(scales) {
+                *o = ((q >> 4) as i32 - 8) as f32 * s;
+            }
+        }
     }
 }
 
@@ -80,18 +411,98 @@ impl PackedMatrix {
 mod tests {
     use super::*;
 
+    fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len).map(|v| (((v + seed) * 37 % 101) as f32 - 50.0) / 25.0).collect()
+    }
+
+    /// The matrix as f32, column by column, through `decode_panel`.
+    fn unpacked(packed: &PackedMatrix) -> Vec<f32> {
+        let (k, n) = (packed.k(), packed.n());
+        let padded = k.div_ceil(BLOCK) * BLOCK;
+        let mut w = vec![0f32; k * n];
+        let mut panel = vec![0f32; padded * PANEL];
+        for p in 0..packed.panels() {
+            packed.decode_panel(p, 0..padded, &mut panel);
+            for i in 0..k {
+                for j in 0..PANEL.min(n - p * PANEL) {
+                    w[i * n + p * PANEL + j] = panel[i * PANEL + j];
+                }
+            }
+        }
+        w
+    }
+
     #[test]
-    fn packs_rows_and_transposes_with_a_padded_last_panel() {
-        let (k, n) = (3, 37);
-        let w: Vec<f32> = (0..k * n).map(|v| v as f32).collect();
-        let packed = PackedMatrix::from_rows(&w, k, n);
-        assert_eq!(packed.panels(), 2);
-        assert_eq!(packed.panel(1, 2..3)[..5], [2.0 * 37.0 + 32.0, 107.0, 108.0, 109.0, 110.0]);
-        assert!(packed.panel(1, 0..3).chunks(PANEL).all(|row| row[5..].iter().all(|&v| v == 0.0)));
+    fn fp32_packs_rows_and_transposes_exactly_with_padded_edges() {
+        let (k, n) = (37, 70);
+        let w = values(k * n, 0);
+        let packed = PackedMatrix::from_values(WeightDtype::F32, &w, k, n, false).unwrap();
+        assert_eq!(packed.panels(), 3);
+        assert_eq!(unpacked(&packed), w);
+        assert_eq!(packed.f32_panel(1, 2..3)[..2], [w[2 * n + 32], w[2 * n + 33]]);
+        assert!(packed.f32_panel(2, 0..k).chunks(PANEL).all(|row| row[6..].iter().all(|&v| v == 0.0)));
         // (n, k) transposed packs to the same matrix as its (k, n) transpose.
-        let wt: Vec<f32> = (0..n).flat_map(|j| (0..k).map(move |i| (i * n + j) as f32)).collect();
-        assert_eq!(PackedMatrix::from_transposed(&wt, k, n).data, packed.data);
-        let column: Vec<f32> = packed.column(33).collect();
-        assert_eq!(column, [33.0, 70.0, 107.0]);
+        let wt: Vec<f32> = (0..n).flat_map(|j| (0..k).map(|i| w[i * n + j]).collect::<Vec<_>>()).collect();
+        let from_transposed = PackedMatrix::from_values(WeightDtype::F32, &wt, k, n, true).unwrap();
+        assert_eq!(from_transposed.data.bytes(), packed.data.bytes());
+        assert_eq!(packed.column(33), (0..k).map(|i| w[i * n + 33]).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn sixteen_bit_types_round_each_value_to_nearest() {
+        let (k, n) = (40, 33);
+        let w = values(k * n, 3).iter().map(|v| v * 1.001).collect::<Vec<_>>();
+        let bf = unpacked(&PackedMatrix::from_values(WeightDtype::Bf16, &w, k, n, false).unwrap());
+        let fp = unpacked(&PackedMatrix::from_values(WeightDtype::F16, &w, k, n, false).unwrap());
+        for ((v, b), f) in w.iter().zip(&bf).zip(&fp) {
+            assert_eq!(*b, bf16::from_f32(*v).to_f32());
+            assert_eq!(*f, f16::from_f32(*v).to_f32());
+        }
+        assert!(PackedMatrix::from_values(WeightDtype::F16, &[7e4], 1, 1, false).is_none());
+    }
+
+    /// llama.cpp's reference quantizers, written out for one block of 32 values.
+    fn q8_0_reference(x: &[f32]) -> Vec<f32> {
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let d16 = f16::from_f32(d).to_f32();
+        x.iter().map(|v| (v * id).round() as i8 as f32 * d16).collect()
+    }
+
+    fn q4_0_reference(x: &[f32]) -> Vec<f32> {
+        let max = x.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+        let d = max / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let d16 = f16::from_f32(d).to_f32();
+        x.iter().map(|v| ((((v * id + 8.5) as i8).min(15)) as i32 - 8) as f32 * d16).collect()
+    }
+
+    #[test]
+    fn quantized_types_dequantize_as_llama_cpp_blocks_along_the_inputs() {
+        let (k, n) = (64, 40); // two blocks of inputs, a partial second panel
+        let mut w = values(k * n, 5);
+        w[..n].fill(0.0); // an all-zero column block scales by 0
+        for (dtype, reference) in [
+            (WeightDtype::Q8_0, q8_0_reference as fn(&[f32]) -> Vec<f32>),
+            (WeightDtype::Q4_0, q4_0_reference),
+        ] {
+            for transposed in [false, true] {
+                let stored: Vec<f32> = match transposed {
+                    false => w.clone(),
+                    true => (0..n).flat_map(|j| (0..k).map(|i| w[i * n + j]).collect::<Vec<_>>()).collect(),
+                };
+                let got = unpacked(&PackedMatrix::from_values(dtype, &stored, k, n, transposed).unwrap());
+                for j in 0..n {
+                    for b in 0..k / BLOCK {
+                        let block: Vec<f32> = (0..BLOCK).map(|i| w[(b * BLOCK + i) * n + j]).collect();
+                        let expected = reference(&block);
+                        for (i, e) in expected.iter().enumerate() {
+                            assert_eq!(got[(b * BLOCK + i) * n + j], *e, "{dtype} column {j} input {i}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,16 +1,26 @@
-//! `x @ W` for a packed `W` on AVX-512: one kernel for every number of rows, from a decoded
-//! token to a 1024-token prompt.
+//! `x @ W` for a packed `W`: one kernel for every number of rows, from a decoded token to a
+//! 1024-token prompt, and for every dtype.
 //!
-//! The kernel keeps a tile of up to 6 rows by two panels (64 columns) in registers while it
-//! walks the inputs: per input, one load per 16 weights, one broadcast per row and one fused
-//! multiply-add per row and 16 columns. One row streams the weights at memory speed (decoding); sixteen rows
-//! still read them once; hundreds of rows (a prompt) are compute-bound at the FMA units' pace.
-//! Threads take disjoint ranges of panels, so each streams its own part of the weights.
+//! The AVX-512 kernel keeps a tile of up to 6 rows by two panels (64 columns) in registers while
+//! it walks the inputs: per input, one load per 16 weights, one broadcast per row and one fused
+//! multiply-add per row and 16 columns. One row streams the weights at memory speed (decoding);
+//! sixteen rows still read them once; hundreds of rows (a prompt) are compute-bound at the FMA
+//! units' pace. Threads take disjoint ranges of panels, so each streams its own part of the
+//! weights. Weights held in another dtype are decoded to f32, a pair of panels and up to
+//! `INPUT_BLOCK` inputs at a time (256 KB, in L2), once for every row of a row block: the
+//! multiply-adds stay f32, and the conversion costs once per weight read, not once per row.
+//! Without AVX-512, a portable tile (vectorised by the compiler for AVX2) does the same work.
+
+use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::packed::{PackedMatrix, PANEL};
+#[cfg(target_arch = "x86_64")]
+use super::direct_tile;
+use super::packed::{self, PackedMatrix, BLOCK, PANEL};
+use super::simd::{self, Level};
 use super::SharedOut;
+use crate::dtype::WeightDtype;
 
 /// Rows of a register tile: 6 x 4 accumulators, 4 weight registers and 1 broadcast of the 32.
 /// (Tiles of 14 rows by one panel measured the same on prompts and a quarter slower on a batch
@@ -25,28 +35,21 @@ const TILE_PANELS: usize = 2;
 /// memory once. (Blocks of 60 rows made 128-token prompts 8% slower, 512-token ones 2%.)
 const ROW_BLOCK: usize = 43 * MAX_TILE_ROWS;
 
-/// Inputs per pass over a block.
+/// Inputs per pass over a block (a multiple of the packed blocks' 32 inputs).
 const INPUT_BLOCK: usize = 1024;
 
 /// Panel ranges per thread: enough to even out threads that are slowed down, few enough that
 /// each range is a long sequential read.
 const TASKS_PER_THREAD: usize = 4;
 
-/// True when this CPU runs the kernel (decided once per process).
-pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+thread_local! {
+    /// A pair of panels decoded to f32 (`INPUT_BLOCK` inputs each), reused by every task on
+    /// this thread.
+    static DECODED: RefCell<Vec<f32>> = RefCell::new(vec![0f32; TILE_PANELS * INPUT_BLOCK * PANEL]);
 }
 
 /// `out (m, n) = x (m, k) @ w`, then `finish(row, first column, values)` on every piece of a
-/// row once it is complete. `x` rows are `x_row_stride` apart; `out` is row-major. Only call
-/// when `available()`.
+/// row once it is complete. `x` rows are `x_row_stride` apart; `out` is row-major.
 pub fn matmul(
     x: &[f32],
     x_row_stride: usize,
@@ -55,7 +58,6 @@ pub fn matmul(
     out: &mut [f32],
     finish: &(dyn Fn(usize, usize, &mut [f32]) + Sync),
 ) {
-    assert!(available(), "panel_matmul needs AVX-512");
     let (k, n) = (w.k(), w.n());
     assert!(m == 0 || x.len() >= (m - 1) * x_row_stride + k, "x is too short");
     assert_eq!(out.len(), m * n, "out is not (m, n)");
@@ -64,44 +66,89 @@ pub fn matmul(
     let widths = panels.div_ceil(TILE_PANELS);
     let tasks = (rayon::current_num_threads() * TASKS_PER_THREAD).min(widths).max(1);
     let out_ptr = SharedOut(out.as_mut_ptr());
+    // A few rows (one tile: decoding) read a 16-bit or quantized matrix directly; more rows
+    // share the conversion of a decoded block of panels (see the module documentation).
+    let direct = w.dtype() != WeightDtype::F32 && simd::level() >= Level::Avx512 && m <= MAX_TILE_ROWS;
     (0..tasks).into_par_iter().for_each(|task| {
         let out = out_ptr;
         let (p0, p1) =
             (task * widths / tasks * TILE_PANELS, ((task + 1) * widths / tasks * TILE_PANELS).min(panels));
         let mut tile = [0f32; MAX_TILE_ROWS * TILE_PANELS * PANEL];
-        for rows in blocks(m, ROW_BLOCK) {
-            for inputs in blocks(k, INPUT_BLOCK) {
-                let first = inputs.start == 0;
-                for pair in blocks(p1 - p0, TILE_PANELS) {
-                    let (pa, pb) = (p0 + pair.start, p0 + pair.end - 1); // the same panel if alone
-                    let weights = [w.panel(pa, inputs.clone()), w.panel(pb, inputs.clone())];
-                    let (col, cols) = (pa * PANEL, (pb * PANEL + PANEL).min(n) - pa * PANEL);
-                    let width = pair.len() * PANEL;
-                    for tile_rows in tiles(rows.clone()) {
-                        let x = &x[tile_rows.start * x_row_stride + inputs.start..];
-                        // SAFETY: `available()` holds, and x, weights and tile are within their
-                        // bounds for these rows and inputs (checked by the slicing above).
-                        unsafe { run_tile(tile_rows.len(), x, x_row_stride, weights, pair.len(), &mut tile) };
-                        for (i, r) in tile_rows.enumerate() {
-                            // SAFETY: this task alone writes the columns of panels p0..p1.
-                            let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(r * n + col), cols) };
-                            let sums = &tile[i * width..i * width + cols];
-                            match first {
-                                true => dst.copy_from_slice(sums),
-                                false => dst.iter_mut().zip(sums).for_each(|(d, s)| *d += s),
+        DECODED.with_borrow_mut(|decoded| {
+            for rows in blocks(m, ROW_BLOCK) {
+                for inputs in blocks(k, INPUT_BLOCK) {
+                    let first = inputs.start == 0;
+                    for pair in blocks(p1 - p0, TILE_PANELS) {
+                        let (pa, pb) = (p0 + pair.start, p0 + pair.end - 1); // the same panel if alone
+                        let source = match (w.dtype(), direct) {
+                            (WeightDtype::F32, _) => Source::F32([
+                                w.f32_panel(pa, inputs.clone()),
+                                w.f32_panel(pb, inputs.clone()),
+                            ]),
+                            (_, true) => Source::Direct([
+                                w.panel_bytes(pa, inputs.start),
+                                w.panel_bytes(pb, inputs.start),
+                            ]),
+                            (_, false) => {
+                                let (a, b) = decoded.split_at_mut(INPUT_BLOCK * PANEL);
+                                let len = inputs.len() * PANEL;
+                                w.decode_panel(pa, inputs.clone(), &mut a[..len]);
+                                if pb != pa {
+                                    w.decode_panel(pb, inputs.clone(), &mut b[..len]);
+                                }
+                                Source::F32([&a[..len], if pb != pa { &b[..len] } else { &a[..len] }])
+                            }
+                        };
+                        let (col, cols) = (pa * PANEL, (pb * PANEL + PANEL).min(n) - pa * PANEL);
+                        let width = pair.len() * PANEL;
+                        for tile_rows in tiles(rows.clone()) {
+                            let x = &x[tile_rows.start * x_row_stride + inputs.start..];
+                            match source {
+                                Source::F32(weights) => {
+                                    run_tile(tile_rows.len(), x, x_row_stride, weights, pair.len(), &mut tile)
+                                }
+                                Source::Direct(bytes) => run_direct(
+                                    w.dtype(),
+                                    tile_rows.len(),
+                                    x,
+                                    x_row_stride,
+                                    bytes,
+                                    pair.len(),
+                                    inputs.len(),
+                                    &mut tile,
+                                ),
+                            }
+                            for (i, r) in tile_rows.enumerate() {
+                                // SAFETY: this task alone writes the columns of panels p0..p1.
+                                let dst =
+                                    unsafe { std::slice::from_raw_parts_mut(out.0.add(r * n + col), cols) };
+                                let sums = &tile[i * width..i * width + cols];
+                                match first {
+                                    true => dst.copy_from_slice(sums),
+                                    false => dst.iter_mut().zip(sums).for_each(|(d, s)| *d += s),
+                                }
                             }
                         }
                     }
                 }
+                // The block's rows are complete in this task's columns, and still in cache.
+                let (col, cols) = (p0 * PANEL, (p1 * PANEL).min(n) - p0 * PANEL);
+                for r in rows {
+                    // SAFETY: as above.
+                    finish(r, col, unsafe { std::slice::from_raw_parts_mut(out.0.add(r * n + col), cols) });
+                }
             }
-            // The block's rows are complete in this task's columns, and still in cache.
-            let (col, cols) = (p0 * PANEL, (p1 * PANEL).min(n) - p0 * PANEL);
-            for r in rows {
-                // SAFETY: as above.
-                finish(r, col, unsafe { std::slice::from_raw_parts_mut(out.0.add(r * n + col), cols) });
-            }
-        }
+        });
     });
+}
+
+/// Where a tile's weights come from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// f32 panels: an fp32 matrix's own, or another dtype's decoded.
+    F32([&'a [f32]; 2]),
+    /// The packed bytes of another dtype, from the first block of the inputs on.
+    Direct([&'a [u8]; 2]),
 }
 
 /// `0..len` in consecutive ranges of at most `size`.
@@ -115,25 +162,96 @@ fn tiles(rows: std::ops::Range<usize>) -> impl Iterator<Item = std::ops::Range<u
     (0..count).map(move |t| rows.start + t * rows.len() / count..rows.start + (t + 1) * rows.len() / count)
 }
 
-/// Runs the kernel for `mr` rows and `panels` (1 or 2) panels of `w`, over all inputs of `w[0]`;
+/// Runs a tile for `mr` rows and `panels` (1 or 2) panels of `w`, over all inputs of `w[0]`;
 /// `tile` receives their sums, `panels * PANEL` per row.
-unsafe fn run_tile(mr: usize, x: &[f32], ldx: usize, w: [&[f32]; 2], panels: usize, tile: &mut [f32]) {
-    let (kc, w, x, tile) =
-        (w[0].len() / PANEL, [w[0].as_ptr(), w[1].as_ptr()], x.as_ptr(), tile.as_mut_ptr());
+fn run_tile(mr: usize, x: &[f32], ldx: usize, w: [&[f32]; 2], panels: usize, tile: &mut [f32]) {
+    let kc = w[0].len() / PANEL;
+    assert!((1..=MAX_TILE_ROWS).contains(&mr) && (1..=TILE_PANELS).contains(&panels));
+    assert!(w[1].len() == w[0].len() && x.len() >= (mr - 1) * ldx + kc && tile.len() >= mr * panels * PANEL);
+    if simd::level() < Level::Avx512 {
+        return portable_tile(mr, x, ldx, w, panels, tile);
+    }
+    let (w, x, tile) = ([w[0].as_ptr(), w[1].as_ptr()], x.as_ptr(), tile.as_mut_ptr());
     macro_rules! dispatch {
         ($($rows:literal)*) => {
-            match (mr, panels) {
-                $(($rows, 1) => kernel::<$rows, 2>(x, ldx, w, kc, tile),)*
-                $(($rows, 2) => kernel::<$rows, 4>(x, ldx, w, kc, tile),)*
-                _ => unreachable!("a tile has 1 to {MAX_TILE_ROWS} rows and 1 or 2 panels"),
+            // SAFETY: the CPU has AVX-512 (`simd::level`), and the kernel reads `mr` rows of `kc`
+            // inputs of x, `kc` inputs of each panel and writes `mr * panels * PANEL` sums, all
+            // within bounds (asserted above).
+            unsafe {
+                match (mr, panels) {
+                    $(($rows, 1) => kernel::<$rows, 2>(x, ldx, w, kc, tile),)*
+                    $(($rows, 2) => kernel::<$rows, 4>(x, ldx, w, kc, tile),)*
+                    _ => unreachable!("a tile has 1 to {MAX_TILE_ROWS} rows and 1 or 2 panels"),
+                }
             }
         };
     }
     dispatch!(1 2 3 4 5 6)
 }
 
+/// `run_tile` on packed bytes in `dtype` (not fp32) over `kc` inputs, on AVX-512.
+#[allow(clippy::too_many_arguments)]
+fn run_direct(
+    dtype: WeightDtype,
+    mr: usize,
+    x: &[f32],
+    ldx: usize,
+    w: [&[u8]; 2],
+    panels: usize,
+    kc: usize,
+    tile: &mut [f32],
+) {
+    assert!(simd::level() >= Level::Avx512 && dtype != WeightDtype::F32);
+    assert!((1..=MAX_TILE_ROWS).contains(&mr) && (1..=TILE_PANELS).contains(&panels));
+    let needed = kc.div_ceil(BLOCK) * packed::block_bytes(dtype);
+    assert!(
+        w.iter().all(|w| w.len() >= needed)
+            && x.len() >= (mr - 1) * ldx + kc
+            && tile.len() >= mr * panels * PANEL
+    );
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512 is there, and x, w and tile hold what the tile reads and writes (asserted).
+    unsafe {
+        direct_tile::run(
+            dtype,
+            mr,
+            x.as_ptr(),
+            ldx,
+            [w[0].as_ptr(), w[1].as_ptr()],
+            panels,
+            kc,
+            tile.as_mut_ptr(),
+        )
+    }
+}
+
+simd_dispatch! {
+    /// The tile without AVX-512: row by row, each panel row a loop the compiler vectorises.
+    fn portable_tile(mr: usize, x: &[f32], ldx: usize, w: [&[f32]; 2], panels: usize, tile: &mut [f32]) => portable_tile_body
+}
+
+#[inline(always)]
+fn portable_tile_body(mr: usize, x: &[f32], ldx: usize, w: [&[f32]; 2], panels: usize, tile: &mut [f32]) {
+    let (kc, width) = (w[0].len() / PANEL, panels * PANEL);
+    for (r, sums) in tile.chunks_exact_mut(width).take(mr).enumerate() {
+        sums.fill(0.0);
+        for i in 0..kc {
+            let xr = x[r * ldx + i];
+            for (sums, w) in sums.chunks_exact_mut(PANEL).zip(w) {
+                for (s, &wv) in sums.iter_mut().zip(&w[i * PANEL..(i + 1) * PANEL]) {
+                    *s += xr * wv;
+                }
+            }
+        }
+    }
+}
+
 /// `tile[r][..] = sum over i < kc of x[r * ldx + i] * w[i][..]` for `MR` rows and `V / 2` panels
 /// (`V` registers per row).
+///
+/// # Safety
+/// The CPU must have AVX-512F; `x` must hold `MR` rows of `kc` values `ldx` apart, each `w[v]`
+/// `kc * PANEL` values, and `tile` `MR * V * 16`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel<const MR: usize, const V: usize>(
@@ -164,6 +282,8 @@ unsafe fn kernel<const MR: usize, const V: usize>(
     }
 }
 
+/// # Safety
+/// Never called: `simd::level` is portable off x86_64.
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn kernel<const MR: usize, const V: usize>(
     _: *const f32,
@@ -179,12 +299,20 @@ unsafe fn kernel<const MR: usize, const V: usize>(
 mod tests {
     use super::*;
 
-    #[test]
-    fn equals_a_plain_product_for_any_rows_and_a_partial_panel() {
-        if !available() {
-            eprintln!("skipped: this CPU has no AVX-512");
-            return;
+    /// The packed matrix as plain (k, n) f32: what every dtype's product must equal.
+    fn dequantized(w: &PackedMatrix) -> Vec<f32> {
+        let (k, n) = (w.k(), w.n());
+        let mut all = vec![0f32; k * n];
+        for j in 0..n {
+            for (i, v) in w.column(j).into_iter().enumerate() {
+                all[i * n + j] = v;
+            }
         }
+        all
+    }
+
+    #[test]
+    fn equals_a_plain_product_for_any_rows_a_partial_panel_and_every_dtype() {
         // Shapes that take every path: one row, several input blocks (k > 1024), balanced tiles,
         // several row blocks (m > 258), a partial last panel, a lone last panel.
         for (m, k, n) in
@@ -192,19 +320,49 @@ mod tests {
         {
             let x: Vec<f32> = (0..m * (k + 3)).map(|v| ((v * 37 % 101) as f32 - 50.0) / 50.0).collect();
             let w: Vec<f32> = (0..k * n).map(|v| ((v * 53 % 97) as f32 - 48.0) / 48.0).collect();
-            let packed = PackedMatrix::from_rows(&w, k, n);
-            let mut out = vec![f32::NAN; m * n];
-            matmul(&x, k + 3, m, &packed, &mut out, &|row, col, values| {
-                values.iter_mut().enumerate().for_each(|(j, v)| *v += (row * 1000 + col + j) as f32)
-            });
-            for r in 0..m {
-                for j in 0..n {
-                    let sum: f32 = (0..k).map(|i| x[r * (k + 3) + i] * w[i * n + j]).sum();
-                    let expected = sum + (r * 1000 + j) as f32;
-                    let got = out[r * n + j];
+            for dtype in WeightDtype::ALL {
+                let packed = PackedMatrix::from_values(dtype, &w, k, n, false).unwrap();
+                let plain = dequantized(&packed);
+                let mut out = vec![f32::NAN; m * n];
+                matmul(&x, k + 3, m, &packed, &mut out, &|row, col, values| {
+                    values.iter_mut().enumerate().for_each(|(j, v)| *v += (row * 1000 + col + j) as f32)
+                });
+                for r in 0..m {
+                    for j in 0..n {
+                        let sum: f32 = (0..k).map(|i| x[r * (k + 3) + i] * plain[i * n + j]).sum();
+                        let expected = sum + (r * 1000 + j) as f32;
+                        let got = out[r * n + j];
+                        assert!(
+                            (got - expected).abs() <= 1e-3 * expected.abs().max(1.0),
+                            "{dtype} ({m},{k},{n}) [{r},{j}]: {got} vs {expected}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_portable_tile_equals_the_avx512_kernel() {
+        if simd::level() < Level::Avx512 {
+            eprintln!("skipped: this CPU (or NEXTTOKEN_SIMD) has no AVX-512; the product test covers the portable tile");
+            return;
+        }
+        let (kc, ldx) = (45, 50);
+        let x: Vec<f32> = (0..MAX_TILE_ROWS * ldx).map(|v| ((v * 31 % 89) as f32 - 44.0) / 44.0).collect();
+        let w: Vec<Vec<f32>> = (0..2)
+            .map(|p| (0..kc * PANEL).map(|v| (((v + p) * 17 % 83) as f32 - 41.0) / 41.0).collect())
+            .collect();
+        for mr in 1..=MAX_TILE_ROWS {
+            for panels in 1..=TILE_PANELS {
+                let (mut fast, mut plain) =
+                    (vec![0f32; mr * panels * PANEL], vec![0f32; mr * panels * PANEL]);
+                run_tile(mr, &x, ldx, [&w[0], &w[1]], panels, &mut fast);
+                portable_tile(mr, &x, ldx, [&w[0], &w[1]], panels, &mut plain);
+                for (f, p) in fast.iter().zip(&plain) {
                     assert!(
-                        (got - expected).abs() <= 1e-3 * expected.abs().max(1.0),
-                        "({m},{k},{n}) [{r},{j}]"
+                        (f - p).abs() <= 1e-4 * p.abs().max(1.0),
+                        "{mr} rows, {panels} panels: {f} vs {p}"
                     );
                 }
             }

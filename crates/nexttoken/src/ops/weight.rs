@@ -1,11 +1,13 @@
 //! A linear layer's weight in the form the fastest path on this machine reads: packed into
-//! panels for the AVX-512 kernel when the CPU has it and the weight is an f32 CPU tensor, else
-//! the tensor itself for gemm, the streaming kernels or candle.
+//! panels (`packed`) on the CPU, in any dtype, for the panel kernel; else the f32 tensor itself
+//! for gemm and the streaming kernels (fp32 on CPUs without AVX-512, where they are faster) or
+//! candle (other devices).
 
 use candle_core::{Device, Tensor};
 
 use super::packed::PackedMatrix;
-use super::panel_matmul;
+use super::simd::{self, Level};
+use crate::dtype::WeightDtype;
 
 pub enum Weight {
     /// (k, n), possibly a transposed view.
@@ -14,18 +16,10 @@ pub enum Weight {
 }
 
 impl Weight {
-    /// True when weights for `device` are packed (`Weight::packed`), else kept as tensors.
-    pub fn packs(device: &Device) -> bool {
-        device.is_cpu() && panel_matmul::available()
-    }
-
-    /// A weight stored `(rows, cols)` row-major, packed from its values: used as `x @ w`, or as
-    /// `x @ w^T` when `transposed` (the tied head, stored (vocab, c)).
-    pub fn packed(values: &[f32], (rows, cols): (usize, usize), transposed: bool) -> Self {
-        Weight::Packed(match transposed {
-            false => PackedMatrix::from_rows(values, rows, cols),
-            true => PackedMatrix::from_transposed(values, cols, rows),
-        })
+    /// True when weights in `dtype` for `device` are packed, else kept as f32 tensors (only
+    /// fp32 is held as tensors: other dtypes exist only packed, on the CPU).
+    pub fn packs(device: &Device, dtype: WeightDtype) -> bool {
+        device.is_cpu() && (dtype != WeightDtype::F32 || simd::level() >= Level::Avx512)
     }
 
     /// The same weight kept as a tensor (a transposed view when `transposed`).

@@ -1,0 +1,198 @@
+//! The AVX-512 register tile of `panel_matmul` reading a 16-bit or quantized panel directly:
+//! each 16 weights are loaded in their dtype, widened (and scaled) in registers and multiplied
+//! into the f32 sums. For a few rows (decoding), this reads each weight once from memory and
+//! nothing else; decoding whole panels to f32 first (what prompts do, to share the conversion
+//! among hundreds of rows) would write and read back four bytes per weight.
+
+use super::packed::{BLOCK, PANEL};
+use crate::dtype::WeightDtype;
+
+/// Runs the tile for `mr` rows (1 to 6) and `panels` (1 or 2) panels of `w` (each pointing at
+/// its first block), over `kc` inputs; `tile` receives the sums, `panels * PANEL` per row.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `x` must hold `mr` rows of `kc` values `ldx` apart; each `w[p]`
+/// must point at `kc.div_ceil(BLOCK)` blocks of a packed panel in `dtype` (not fp32); `tile`
+/// must hold `mr * panels * PANEL` values.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)] // the tile's shape, operands and dtype, as the fp32 kernel's
+pub unsafe fn run(
+    dtype: WeightDtype,
+    mr: usize,
+    x: *const f32,
+    ldx: usize,
+    w: [*const u8; 2],
+    panels: usize,
+    kc: usize,
+    tile: *mut f32,
+) {
+    macro_rules! by_shape {
+        ($format:ty; $($rows:literal)*) => {
+            // SAFETY: the caller's conditions are the kernel's.
+            unsafe {
+                match (mr, panels) {
+                    $(($rows, 1) => kernel::<$format, $rows, 2>(x, ldx, w, kc, tile),)*
+                    $(($rows, 2) => kernel::<$format, $rows, 4>(x, ldx, w, kc, tile),)*
+                    _ => unreachable!("a tile has 1 to 6 rows and 1 or 2 panels"),
+                }
+            }
+        };
+    }
+    match dtype {
+        WeightDtype::Bf16 => by_shape!(x86::Bf16; 1 2 3 4 5 6),
+        WeightDtype::F16 => by_shape!(x86::F16; 1 2 3 4 5 6),
+        WeightDtype::Q8_0 => by_shape!(x86::Q8; 1 2 3 4 5 6),
+        WeightDtype::Q4_0 => by_shape!(x86::Q4; 1 2 3 4 5 6),
+        WeightDtype::F32 => unreachable!("fp32 panels are read by panel_matmul's own kernel"),
+    }
+}
+
+/// `tile[r][..] = sum over i < kc of x[r * ldx + i] * w[i][..]` for `MR` rows and `V / 2`
+/// panels in format `F`.
+///
+/// # Safety
+/// As `run`, for `F`'s dtype.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel<F: x86::Format, const MR: usize, const V: usize>(
+    x: *const f32,
+    ldx: usize,
+    w: [*const u8; 2],
+    kc: usize,
+    tile: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); V]; MR];
+    for b in 0..kc.div_ceil(BLOCK) {
+        // SAFETY (all pointer arithmetic and loads below): block b < kc.div_ceil(BLOCK) of each
+        // panel exists (caller), and `F` reads only within one block.
+        let blocks = unsafe { [w[0].add(b * F::BLOCK_BYTES), w[1].add(b * F::BLOCK_BYTES)] };
+        let mut scales = [_mm512_setzero_ps(); V];
+        if F::SCALED {
+            for (v, s) in scales.iter_mut().enumerate() {
+                *s = unsafe { F::scales(blocks[v / 2], v % 2) };
+            }
+        }
+        for i in 0..BLOCK.min(kc - b * BLOCK) {
+            let mut ws = [_mm512_setzero_ps(); V];
+            for (v, wv) in ws.iter_mut().enumerate() {
+                *wv = unsafe { F::load(blocks[v / 2], i, v % 2) };
+                if F::SCALED {
+                    *wv = _mm512_mul_ps(*wv, scales[v]);
+                }
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: row r < MR, input b * BLOCK + i < kc (caller).
+                let xr = _mm512_set1_ps(unsafe { *x.add(r * ldx + b * BLOCK + i) });
+                for (a, &wv) in acc.iter_mut().zip(&ws) {
+                    *a = _mm512_fmadd_ps(xr, wv, *a);
+                }
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        for (v, &a) in acc.iter().enumerate() {
+            // SAFETY: the tile holds MR * V * 16 values (caller).
+            unsafe { _mm512_storeu_ps(tile.add(r * V * 16 + v * 16), a) };
+        }
+    }
+}
+
+/// How each packed dtype's block is read (see `packed`'s layout).
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{BLOCK, PANEL};
+
+    /// Bytes of the f16 column scales that start a quantized block.
+    const SCALES: usize = PANEL * 2;
+
+    pub trait Format {
+        const BLOCK_BYTES: usize;
+        /// Whether `load`'s values are multiplied by the block's `scales`.
+        const SCALED: bool;
+        /// The 16 values of input `i` (< BLOCK), columns `half * 16 ..`, of the block at `block`.
+        ///
+        /// # Safety
+        /// AVX-512F; `block` points at a whole block.
+        unsafe fn load(block: *const u8, i: usize, half: usize) -> __m512;
+        /// The scales of columns `half * 16 ..` of the block at `block`.
+        ///
+        /// # Safety
+        /// As `load`.
+        unsafe fn scales(_block: *const u8, _half: usize) -> __m512 {
+            _mm512_set1_ps(1.0)
+        }
+    }
+
+    pub struct Bf16;
+    pub struct F16;
+    pub struct Q8;
+    pub struct Q4;
+
+    impl Format for Bf16 {
+        const BLOCK_BYTES: usize = BLOCK * PANEL * 2;
+        const SCALED: bool = false;
+        #[inline(always)]
+        unsafe fn load(block: *const u8, i: usize, half: usize) -> __m512 {
+            // SAFETY: 16 bf16 of the block (caller); a bf16 is the top half of an f32.
+            unsafe {
+                let halves = _mm256_loadu_si256(block.add((i * PANEL + half * 16) * 2).cast());
+                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(halves)))
+            }
+        }
+    }
+
+    impl Format for F16 {
+        const BLOCK_BYTES: usize = BLOCK * PANEL * 2;
+        const SCALED: bool = false;
+        #[inline(always)]
+        unsafe fn load(block: *const u8, i: usize, half: usize) -> __m512 {
+            // SAFETY: 16 halves of the block (caller).
+            unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(block.add((i * PANEL + half * 16) * 2).cast())) }
+        }
+    }
+
+    impl Format for Q8 {
+        const BLOCK_BYTES: usize = SCALES + BLOCK * PANEL;
+        const SCALED: bool = true;
+        #[inline(always)]
+        unsafe fn load(block: *const u8, i: usize, half: usize) -> __m512 {
+            // SAFETY: 16 int8 of the block (caller).
+            unsafe {
+                let quants = _mm_loadu_si128(block.add(SCALES + i * PANEL + half * 16).cast());
+                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(quants))
+            }
+        }
+        #[inline(always)]
+        unsafe fn scales(block: *const u8, half: usize) -> __m512 {
+            // SAFETY: 16 f16 scales at the block's start (caller).
+            unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(block.add(half * 32).cast())) }
+        }
+    }
+
+    impl Format for Q4 {
+        const BLOCK_BYTES: usize = SCALES + BLOCK * PANEL / 2;
+        const SCALED: bool = true;
+        #[inline(always)]
+        unsafe fn load(block: *const u8, i: usize, half: usize) -> __m512 {
+            // SAFETY: 16 bytes of the block's row i % 16 (caller): inputs i < 16 in the low
+            // nibbles, i + 16 in the high ones, stored offset by 8.
+            unsafe {
+                let bytes = _mm_loadu_si128(block.add(SCALES + (i % 16) * PANEL + half * 16).cast());
+                let wide = _mm512_cvtepu8_epi32(bytes);
+                let nibbles = match i < 16 {
+                    true => _mm512_and_si512(wide, _mm512_set1_epi32(15)),
+                    false => _mm512_srli_epi32::<4>(wide),
+                };
+                _mm512_cvtepi32_ps(_mm512_sub_epi32(nibbles, _mm512_set1_epi32(8)))
+            }
+        }
+        #[inline(always)]
+        unsafe fn scales(block: *const u8, half: usize) -> __m512 {
+            // SAFETY: as Q8's.
+            unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(block.add(half * 32).cast())) }
+        }
+    }
+}

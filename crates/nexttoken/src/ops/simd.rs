@@ -1,0 +1,76 @@
+//! The instruction set the CPU kernels use, decided once per process: the best this CPU has, or
+//! a lower one named by the `NEXTTOKEN_SIMD` environment variable (`avx512`, `avx2`, `portable`),
+//! so that one machine can run the tests on every path.
+
+use std::sync::OnceLock;
+
+/// Instruction sets the kernels are compiled for, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Plain Rust, vectorised by the compiler for the build's baseline.
+    Portable,
+    /// AVX2 with FMA.
+    Avx2,
+    /// AVX-512 Foundation.
+    Avx512,
+}
+
+/// The variable that lowers the level.
+pub const OVERRIDE: &str = "NEXTTOKEN_SIMD";
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Portable => "portable",
+            Level::Avx2 => "avx2",
+            Level::Avx512 => "avx512",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        [Level::Portable, Level::Avx2, Level::Avx512].into_iter().find(|level| level.name() == name)
+    }
+
+    /// The best level this CPU runs.
+    fn detected() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Level::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return Level::Avx2;
+            }
+        }
+        Level::Portable
+    }
+}
+
+/// The level in force, with the reason an override was refused (unknown name, or a level this
+/// CPU lacks: forcing AVX-512 where there is none would crash, not test anything).
+fn decide() -> &'static (Level, Option<String>) {
+    static DECIDED: OnceLock<(Level, Option<String>)> = OnceLock::new();
+    DECIDED.get_or_init(|| {
+        let detected = Level::detected();
+        let Ok(wanted) = std::env::var(OVERRIDE) else { return (detected, None) };
+        match Level::parse(&wanted) {
+            Some(level) if level <= detected => (level, None),
+            Some(_) => (
+                detected,
+                Some(format!("{OVERRIDE}={wanted} asks for more than this CPU has ({})", detected.name())),
+            ),
+            None => (detected, Some(format!("{OVERRIDE}={wanted} is not one of avx512, avx2, portable"))),
+        }
+    })
+}
+
+/// The instruction set the kernels use.
+pub fn level() -> Level {
+    decide().0
+}
+
+/// Why `NEXTTOKEN_SIMD` was not followed, if it was set and could not be: loads fail with it
+/// rather than run on a path the user did not ask for.
+pub fn override_error() -> Option<&'static str> {
+    decide().1.as_deref()
+}
