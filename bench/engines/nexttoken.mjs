@@ -14,13 +14,15 @@ let model
 await runProtocol('nexttoken', {
   async load() {
     const { Gpt2 } = require(root)
-    model = await Gpt2.fromPretrained(config.models.hf)
+    // BENCH_DTYPE (bench/dtypes): the weights held in that dtype.
+    const dtype = process.env.BENCH_DTYPE
+    model = await Gpt2.fromPretrained(config.models.hf, dtype ? { dtype } : {})
   },
   async info() {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
     return {
       version: pkg.version,
-      weights: 'model.safetensors f32',
+      weights: `model.safetensors f32, held as ${model.dtype}`,
       threads: `RAYON_NUM_THREADS=${process.env.RAYON_NUM_THREADS}`,
     }
   },

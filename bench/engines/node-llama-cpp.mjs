@@ -1,10 +1,13 @@
 // node-llama-cpp 3.21.1 (llama.cpp's CPU backend, prebuilt binary), the same weights as an f32 GGUF
 // made by make_checkpoint.py; KV cache in F32 (its default is F16). Threads: maxThreads 2, threads 2.
+import { basename } from 'node:path'
 import { getLlama, LlamaLogLevel } from 'node-llama-cpp'
 import { pkgVersion, readArgs, runProtocol } from './driver.mjs'
 
 const { config } = readArgs()
 const threads = config.threads
+// BENCH_GGUF (bench/dtypes): another GGUF of the same weights (F16, BF16, Q8_0 or Q4_0 matrices).
+const ggufPath = process.env.BENCH_GGUF ?? config.models.gguf
 let llama, model, context, seq
 
 async function run(ids, n) {
@@ -24,7 +27,7 @@ async function run(ids, n) {
 await runProtocol('node-llama-cpp', {
   async load() {
     llama = await getLlama({ gpu: false, maxThreads: threads, build: 'never', logLevel: LlamaLogLevel.error })
-    model = await llama.loadModel({ modelPath: config.models.gguf, gpuLayers: 0 })
+    model = await llama.loadModel({ modelPath: ggufPath, gpuLayers: 0 })
     context = await model.createContext({
       contextSize: 1024,
       batchSize: 512,
@@ -42,7 +45,7 @@ await runProtocol('node-llama-cpp', {
       llamaCpp: llama.llamaCppRelease?.release ?? null,
       buildType: llama.buildType,
       systemInfo: llama.systemInfo,
-      weights: 'gpt2-124m.gguf f32, KV cache F32',
+      weights: `${basename(ggufPath)}, KV cache F32`,
       threads: `maxThreads=${threads}, context threads=${threads}`,
     }
   },

@@ -43,14 +43,16 @@ import_ms = now_ms() - t_import
 EOS = 50256
 result = {"engine": "pytorch", "importMs": import_ms, "rssBeforeLoadKb": mem_kb()["rss"], "tests": {}}
 t0 = now_ms()
-model = GPT2LMHeadModel.from_pretrained(cfg["models"]["hf"], local_files_only=True, dtype=torch.float32).eval()
+# BENCH_TORCH_DTYPE (bench/dtypes): the weights and activations in that dtype, e.g. bfloat16.
+DTYPE = getattr(torch, os.environ.get("BENCH_TORCH_DTYPE", "float32"))
+model = GPT2LMHeadModel.from_pretrained(cfg["models"]["hf"], local_files_only=True, dtype=DTYPE).eval()
 result["loadMs"] = now_ms() - t0
 result["rssAfterLoadKb"] = mem_kb()["rss"]
 log(f"loaded in {result['loadMs']:.0f} ms (import torch + transformers {import_ms:.0f} ms, not counted)")
 result["info"] = {
     "version": transformers.__version__,
     "torch": torch.__version__,
-    "weights": "model.safetensors f32",
+    "weights": f"model.safetensors f32, loaded as {str(DTYPE).removeprefix('torch.')}",
     "threads": f"torch.set_num_threads({THREADS}), interop 1",
 }
 

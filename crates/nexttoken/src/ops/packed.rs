@@ -240,22 +240,20 @@ impl Layout {
 fn encode(dtype: WeightDtype, block: &[f32], dst: &mut [u8]) -> Result<(), f32> {
     match dtype {
         WeightDtype::F32 => {
-            for (d, v) in dst.chunks_exact_mut(4).zip(block) {
-                d.copy_from_slice(&v.to_le_bytes());
-            }
+            // SAFETY: any 4 bytes are an f32; blocks start on multiples of 4 of a page-aligned buffer.
+            let (head, values, _) = unsafe { dst.align_to_mut::<f32>() };
+            assert!(head.is_empty(), "blocks are 4-byte aligned");
+            values.copy_from_slice(block);
         }
         WeightDtype::Bf16 => {
-            for (d, v) in dst.chunks_exact_mut(2).zip(block) {
-                d.copy_from_slice(&bf16::from_f32(*v).to_le_bytes());
-            }
+            let halves = as_u16s_mut(dst).reinterpret_cast_mut::<bf16>();
+            halves.convert_from_f32_slice(block);
         }
         WeightDtype::F16 => {
-            for (d, v) in dst.chunks_exact_mut(2).zip(block) {
-                let half = f16::from_f32(*v);
-                if half.is_infinite() {
-                    return Err(*v);
-                }
-                d.copy_from_slice(&half.to_le_bytes());
+            let halves = as_u16s_mut(dst).reinterpret_cast_mut::<f16>();
+            halves.convert_from_f32_slice(block);
+            if let Some(i) = halves.iter().position(|h| h.is_infinite()) {
+                return Err(block[i]);
             }
         }
         WeightDtype::Q8_0 => {
@@ -316,6 +314,13 @@ fn decode(dtype: WeightDtype, src: &[u8], out: &mut [f32]) {
 fn as_u16s(src: &[u8]) -> &[u16] {
     // SAFETY: any two bytes are a u16; align_to yields only whole aligned values.
     let (head, values, _) = unsafe { src.align_to::<u16>() };
+    assert!(head.is_empty(), "blocks are 2-byte aligned");
+    values
+}
+
+fn as_u16s_mut(dst: &mut [u8]) -> &mut [u16] {
+    // SAFETY: as `as_u16s`.
+    let (head, values, _) = unsafe { dst.align_to_mut::<u16>() };
     assert!(head.is_empty(), "blocks are 2-byte aligned");
     values
 }
