@@ -1,13 +1,14 @@
 //! `NativeGpt2`: a loaded GPT-2 (the core's `Gpt2`: weights, tokenizer, configs and the scheduler
 //! that batches its generations), shared by every call made on it until `dispose()`.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
+use napi::bindgen_prelude::{AsyncTask, Float32Array, Object, Uint32Array};
+use napi::Env;
 use napi_derive::napi;
 use nexttoken::{CallOptions, Gpt2, Positions, Pretrained, SchedulerOptions, Session};
 
-use crate::errors::{disposed, guarded};
+use crate::errors::{coded, disposed, guarded};
 use crate::generation::NativeGeneration;
 use crate::options::{NativeGenerateOptions, NativeSchedulerOptions};
 use crate::outputs::{GenerateOutput, GenerationDefaults, ModelConfig, ScoredText, TokenScore};
@@ -21,25 +22,47 @@ pub struct NativeGpt2 {
     gpt2: RwLock<Option<Arc<Gpt2>>>,
 }
 
+type ResolveModel = Box<dyn FnOnce(Env) -> napi::Result<NativeGpt2> + Send>;
+
 /// Loads the GPT-2 in directory `path` onto `device` ('cpu', 'cuda', 'metal'; absent: the
 /// core's default) with a scheduler that batches its generations.
 #[napi(ts_return_type = "Promise<NativeGpt2>")]
-pub fn load_gpt2(
+pub fn load_gpt2<'env>(
+    env: &'env Env,
     path: String,
     device: Option<String>,
     scheduler: NativeSchedulerOptions,
-) -> AsyncTask<Blocking<NativeGpt2, NativeGpt2>> {
-    blocking(move || {
-        let options = SchedulerOptions::try_from(scheduler)?;
-        // On a thread of its own, which ends with the load: mimalloc keeps freed memory in the
-        // heap of the thread that allocated it, so loads on libuv's (long-lived) pool threads
-        // left each pool thread holding a model's worth after `dispose()` (RSS grew to 2.9 GiB
-        // over 50 load + dispose cycles of the 124M shape; 1.5 GiB this way). See docs/reliability.md.
-        let gpt2 =
-            std::thread::scope(|scope| scope.spawn(|| Gpt2::load(&path, device.as_deref(), options)).join())
-                .map_err(|_| nexttoken::Error::Internal("the load panicked".into()))??;
-        Ok(NativeGpt2 { gpt2: RwLock::new(Some(Arc::new(gpt2))) })
-    })
+) -> napi::Result<Object<'env>> {
+    // On a thread of its own, which settles the promise when it is done: no libuv thread waits
+    // for a load (seconds for the larger checkpoints), so process.exit() and worker.terminate()
+    // are not held up until it ends (they were, by 1-2 s for the tiny model: races.spec.ts), and
+    // a thread that ends with the load takes its allocator heap with it (mimalloc keeps freed
+    // memory in the heap of the thread that allocated it: loads on libuv's long-lived pool
+    // threads left each holding a model's worth after dispose(); see docs/reliability.md).
+    let (deferred, promise) = env.create_deferred::<NativeGpt2, ResolveModel>()?;
+    // Shared with this function, so that it can reject the promise if the thread cannot start:
+    // an unsettled deferred would keep the event loop alive forever.
+    let pending = Arc::new(Mutex::new(Some(deferred)));
+    let settle = pending.clone();
+    let load = move || {
+        let loaded = guarded(|| Gpt2::load(&path, device.as_deref(), SchedulerOptions::try_from(scheduler)?));
+        let deferred = settle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        match (deferred, loaded) {
+            (Some(deferred), Ok(gpt2)) => {
+                let gpt2 = RwLock::new(Some(Arc::new(gpt2)));
+                deferred.resolve(Box::new(move |_| Ok(NativeGpt2 { gpt2 })))
+            }
+            (Some(deferred), Err(err)) => deferred.reject(err),
+            (None, _) => {}
+        }
+    };
+    if let Err(err) = std::thread::Builder::new().name("nexttoken-load".into()).spawn(load) {
+        if let Some(deferred) = pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
+            deferred
+                .reject(coded("ERR_INTERNAL", &format!("cannot start a thread to load the model: {err}")));
+        }
+    }
+    Ok(promise)
 }
 
 #[napi]
