@@ -214,11 +214,16 @@ test('a worker terminated with session calls and a dispose in flight', async (t)
   t.is(JSON.parse(child.stdout).newIds.length, 8)
 })
 
-test('process.exit(0) while four loads run exits within a second', async (t) => {
-  const child = await runChild([CHILD, 'exit-while-loading', TINY_MODEL], 60_000)
-  expectCleanExit(t, child)
-  const { exitingAt } = JSON.parse(child.stdout)
-  const exitMs = child.exitedAt - exitingAt
-  t.log(`exited ${exitMs.toFixed(0)} ms after process.exit(0)`)
-  t.true(exitMs < 1000, `exited ${exitMs.toFixed(0)} ms after process.exit(0)`)
-})
+for (const [what, scenario] of [
+  ['four loads', 'exit-while-loading'],
+  ['two long beam searches', 'exit-while-searching'],
+]) {
+  test(`process.exit(0) while ${what} run exits within a second`, async (t) => {
+    const child = await runChild([CHILD, scenario, TINY_MODEL], 60_000)
+    expectCleanExit(t, child)
+    const { exitingAt } = JSON.parse(child.stdout)
+    const exitMs = child.exitedAt - exitingAt
+    t.log(`exited ${exitMs.toFixed(0)} ms after process.exit(0)`)
+    t.true(exitMs < 1000, `exited ${exitMs.toFixed(0)} ms after process.exit(0)`)
+  })
+}

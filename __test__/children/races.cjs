@@ -129,6 +129,16 @@ const scenarios = {
     console.log(JSON.stringify({ exitingAt: performance.timeOrigin + performance.now() }))
     process.exit(0)
   },
+  // process.exit() while two long beam searches run (seconds each).
+  async 'exit-while-searching'() {
+    const { Gpt2 } = require(LIBRARY)
+    const model = await Gpt2.fromPretrained(modelDir)
+    for (let i = 0; i < 2; i++)
+      model.generate('Hello', { numBeams: 4, maxNewTokens: 900, eosTokenId: null }).catch(() => {})
+    await delay(100)
+    console.log(JSON.stringify({ exitingAt: performance.timeOrigin + performance.now() }))
+    process.exit(0)
+  },
 }
 
 scenarios[scenario]().then((result) => console.log(JSON.stringify(result)))

@@ -1,19 +1,19 @@
 //! `NativeGpt2`: a loaded GPT-2 (the core's `Gpt2`: weights, tokenizer, configs and the scheduler
 //! that batches its generations), shared by every call made on it until `dispose()`.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use napi::bindgen_prelude::{AsyncTask, Float32Array, Object, Uint32Array};
 use napi::Env;
 use napi_derive::napi;
 use nexttoken::{CallOptions, Gpt2, Positions, Pretrained, SchedulerOptions, Session};
 
-use crate::errors::{coded, disposed, guarded};
+use crate::errors::{disposed, guarded};
 use crate::generation::NativeGeneration;
 use crate::options::{NativeGenerateOptions, NativeSchedulerOptions};
 use crate::outputs::{GenerateOutput, GenerationDefaults, ModelConfig, ScoredText, TokenScore};
 use crate::session::NativeSession;
-use crate::task::{blocking, blocking_then, Blocking};
+use crate::task::{blocking, blocking_then, on_own_thread, Blocking};
 use crate::tokenizer::NativeTokenizer;
 
 #[napi]
@@ -21,8 +21,6 @@ pub struct NativeGpt2 {
     /// None once disposed. Running calls hold their own Arc, so they finish undisturbed.
     gpt2: RwLock<Option<Arc<Gpt2>>>,
 }
-
-type ResolveModel = Box<dyn FnOnce(Env) -> napi::Result<NativeGpt2> + Send>;
 
 /// Loads the GPT-2 in directory `path` onto `device` ('cpu', 'cuda', 'metal'; absent: the
 /// core's default) with a scheduler that batches its generations.
@@ -33,36 +31,12 @@ pub fn load_gpt2<'env>(
     device: Option<String>,
     scheduler: NativeSchedulerOptions,
 ) -> napi::Result<Object<'env>> {
-    // On a thread of its own, which settles the promise when it is done: no libuv thread waits
-    // for a load (seconds for the larger checkpoints), so process.exit() and worker.terminate()
-    // are not held up until it ends (they were, by 1-2 s for the tiny model: races.spec.ts), and
-    // a thread that ends with the load takes its allocator heap with it (mimalloc keeps freed
-    // memory in the heap of the thread that allocated it: loads on libuv's long-lived pool
-    // threads left each holding a model's worth after dispose(); see docs/reliability.md).
-    let (deferred, promise) = env.create_deferred::<NativeGpt2, ResolveModel>()?;
-    // Shared with this function, so that it can reject the promise if the thread cannot start:
-    // an unsettled deferred would keep the event loop alive forever.
-    let pending = Arc::new(Mutex::new(Some(deferred)));
-    let settle = pending.clone();
-    let load = move || {
-        let loaded = guarded(|| Gpt2::load(&path, device.as_deref(), SchedulerOptions::try_from(scheduler)?));
-        let deferred = settle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-        match (deferred, loaded) {
-            (Some(deferred), Ok(gpt2)) => {
-                let gpt2 = RwLock::new(Some(Arc::new(gpt2)));
-                deferred.resolve(Box::new(move |_| Ok(NativeGpt2 { gpt2 })))
-            }
-            (Some(deferred), Err(err)) => deferred.reject(err),
-            (None, _) => {}
-        }
-    };
-    if let Err(err) = std::thread::Builder::new().name("nexttoken-load".into()).spawn(load) {
-        if let Some(deferred) = pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
-            deferred
-                .reject(coded("ERR_INTERNAL", &format!("cannot start a thread to load the model: {err}")));
-        }
-    }
-    Ok(promise)
+    // On a thread of its own (not libuv's pool, where process.exit() and worker.terminate()
+    // waited for it to end), which also ends with the load: mimalloc keeps freed memory in the
+    // heap of the thread that allocated it, so loads on libuv's long-lived pool threads left each
+    // pool thread holding a model's worth after dispose() (see docs/reliability.md).
+    let load = move || Gpt2::load(&path, device.as_deref(), SchedulerOptions::try_from(scheduler)?);
+    on_own_thread(env, "nexttoken-load", load, |gpt2| NativeGpt2 { gpt2: RwLock::new(Some(Arc::new(gpt2))) })
 }
 
 #[napi]
@@ -141,19 +115,22 @@ impl NativeGpt2 {
         Ok(NativeGeneration::new(request))
     }
 
-    /// Beam search from the prompt `ids` (on libuv's pool, as one task): the best finished
-    /// sequences, best first.
+    /// Beam search from the prompt `ids` (on a thread of its own: it can run for minutes, and
+    /// must not hold up process.exit() as a libuv task would): the best finished sequences, best
+    /// first.
     #[napi(ts_return_type = "Promise<GenerateOutput[]>")]
-    pub fn beam_search(
+    pub fn beam_search<'env>(
         &self,
+        env: &'env Env,
         ids: Uint32Array,
         options: NativeGenerateOptions,
-    ) -> napi::Result<AsyncTask<Blocking<Vec<GenerateOutput>, Vec<GenerateOutput>>>> {
+    ) -> napi::Result<Object<'env>> {
         let (pretrained, ids, options) = (self.pretrained()?, ids.to_vec(), CallOptions::from(options));
-        Ok(blocking(move || {
+        let search = move || {
             let outputs = nexttoken::generation::beam_search(pretrained, ids, options)?;
-            Ok(outputs.into_iter().map(GenerateOutput::from).collect())
-        }))
+            Ok(outputs.into_iter().map(GenerateOutput::from).collect::<Vec<_>>())
+        };
+        on_own_thread(env, "nexttoken-beams", search, |outputs| outputs)
     }
 
     /// A new, empty session (see `NativeSession`).
