@@ -5,7 +5,7 @@
 // cache holds no partial or corrupt blob afterwards. A raw socket server (not node:http) so that a
 // response can lie about its length or stop half-way.
 import { createHash } from 'node:crypto'
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -321,13 +321,19 @@ for (const [i, [name, fault, code, message]] of CASES.entries()) {
     FAULTS.set(repo, fault)
     const root = mkdtempSync(join(tmpdir(), 'nexttoken-hubfault-'))
     const cacheDir = join(root, 'a', 'b', 'cache')
+    mkdirSync(join(root, 'a', 'b'), { recursive: true })
     const err = await t.throwsAsync(Gpt2.fromPretrained(repo, { endpoint: url, cacheDir }), {
       instanceOf: NexttokenError,
     })
     t.is(err?.code, code, err?.message)
     t.regex(err?.message ?? '', message)
     assertCacheClean(t, cacheDir)
-    t.false(existsSync(join(root, 'escaped')) || existsSync(join(root, 'a', 'escaped')), 'nothing outside the cache')
+    // Nothing written beside the cache or beside the repo's folder in it (where a path in a
+    // header would lead).
+    t.deepEqual(readdirSync(join(root, 'a', 'b')), existsSync(cacheDir) ? ['cache'] : [])
+    if (existsSync(cacheDir)) {
+      for (const entry of readdirSync(cacheDir)) t.regex(entry, /^(models--faulty--case-\d+|CACHEDIR\.TAG)$/)
+    }
   })
 }
 
