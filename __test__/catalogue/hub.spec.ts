@@ -16,10 +16,11 @@ import test from 'ava'
 import { type ErrorCode, Gpt2, NexttokenError } from '../../index'
 import { tinyModelFiles } from '../helpers/hub-server'
 
-// Small timeouts, so that stalls fail fast (read by lib/hub/settings.ts at each load; this file
-// runs in a process of its own).
-process.env.HF_HUB_ETAG_TIMEOUT = '0.5'
-process.env.HF_HUB_DOWNLOAD_TIMEOUT = '0.5'
+// Timeouts of 2 s instead of 10, so that stalls fail fast, yet not so short that a transfer on a
+// busy machine is taken for a stall (0.5 s was). Read by lib/hub/settings.ts at each load; this
+// file runs in a process of its own.
+process.env.HF_HUB_ETAG_TIMEOUT = '2'
+process.env.HF_HUB_DOWNLOAD_TIMEOUT = '2'
 
 const FILES = tinyModelFiles(['config.json', 'model.safetensors', 'generation_config.json', 'tokenizer.json'])
 const COMMIT = 'c0ffee0000000000000000000000000000000001'
