@@ -40,8 +40,9 @@ export declare class NativeGpt2 {
   /** Starts a generation of the prompt `ids`; tokens come from its `next()`. */
   startGeneration(ids: Uint32Array, options: NativeGenerateOptions): NativeGeneration
   /**
-   * Beam search from the prompt `ids` (on libuv's pool, as one task): the best finished
-   * sequences, best first.
+   * Beam search from the prompt `ids` (on a thread of its own: it can run for minutes, and
+   * must not hold up process.exit() as a libuv task would): the best finished sequences, best
+   * first.
    */
   beamSearch(ids: Uint32Array, options: NativeGenerateOptions): Promise<GenerateOutput[]>
   /** A new, empty session (see `NativeSession`). */

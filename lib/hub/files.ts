@@ -118,6 +118,8 @@ export class Repo {
           onBytes,
         })
         await fs.rename(incomplete, blob)
+      } catch (err) {
+        throw downloadError(this.repoId, file, err)
       } finally {
         await fs.rm(incomplete, { force: true })
       }
@@ -129,6 +131,14 @@ export class Repo {
 function describe(err: unknown): string {
   const cause = (err as { cause?: { code?: string; message?: string } })?.cause
   return cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err))
+}
+
+/** A failed download as a coded error (a dropped connection, a redirect loop, an error status). */
+function downloadError(repoId: string, file: string, err: unknown): NexttokenError {
+  if (err instanceof NexttokenError) return err // our own checks (size, sha256), and AbortError
+  if (err instanceof HubResponseError && err.auth) return authError(repoId, err)
+  const why = err instanceof HubResponseError ? err.message : describe(err)
+  return new NexttokenError('ERR_NETWORK', `${repoId}: downloading ${file} failed: ${why}`)
 }
 
 function notFound(repoId: string, revision: string, file: string, err: HubResponseError): NexttokenError {

@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import { AbortError, NexttokenError } from '../errors'
+import { COMMIT } from './cache'
 
 /** What the Hub says of a file. */
 export interface FileMetadata {
@@ -114,6 +115,14 @@ export async function fetchMetadata(url: string, options: RequestOptions): Promi
         'ERR_NETWORK',
         `${current} answered without ${commit ? 'an ETag' : 'an X-Repo-Commit header'}: it does not look like the Hugging Face Hub (check HF_ENDPOINT)`,
       )
+    }
+    // Both become names in the cache (snapshots/{commit}, blobs/{etag}): anything but a plain
+    // name there would read or write outside it.
+    if (!COMMIT.test(commit)) {
+      throw new NexttokenError('ERR_NETWORK', `${current} answered with a malformed X-Repo-Commit header: ${commit}`)
+    }
+    if (!/^[\w.-]{1,128}$/.test(etag) || /^\.+$/.test(etag)) {
+      throw new NexttokenError('ERR_NETWORK', `${current} answered with a malformed ETag: ${etag}`)
     }
     const linkedSize =
       response.headers.get('x-linked-size') ?? (redirect ? null : response.headers.get('content-length'))

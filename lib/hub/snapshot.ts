@@ -89,8 +89,14 @@ async function fetchNow(repo: Repo, located: Located): Promise<string> {
 
 /** The shard files a `model.safetensors.index.json` names. */
 async function shardsOf(indexPath: string): Promise<string[]> {
-  const index = JSON.parse(await fs.readFile(indexPath, 'utf8')) as { weight_map?: Record<string, string> }
-  const shards = [...new Set(Object.values(index.weight_map ?? {}))].sort()
+  let index: { weight_map?: unknown } | null
+  try {
+    index = JSON.parse(await fs.readFile(indexPath, 'utf8'))
+  } catch (err) {
+    throw new NexttokenError('ERR_MODEL_INVALID', `${indexPath}: not valid JSON (${(err as Error).message})`)
+  }
+  const map = index?.weight_map
+  const shards = [...new Set(map !== null && typeof map === 'object' ? Object.values(map) : [])].sort()
   if (shards.length === 0 || shards.some((s) => typeof s !== 'string' || s.includes('/') || s.includes('..'))) {
     throw new NexttokenError('ERR_MODEL_INVALID', `${indexPath} names no usable shard files`)
   }

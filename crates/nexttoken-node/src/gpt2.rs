@@ -3,7 +3,8 @@
 
 use std::sync::{Arc, RwLock};
 
-use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
+use napi::bindgen_prelude::{AsyncTask, Float32Array, Object, Uint32Array};
+use napi::Env;
 use napi_derive::napi;
 use nexttoken::{
     CallOptions, Gpt2, LoadOptions, Positions, Pretrained, SchedulerOptions, Session, WeightDtype,
@@ -14,7 +15,7 @@ use crate::generation::NativeGeneration;
 use crate::options::{NativeGenerateOptions, NativeSchedulerOptions};
 use crate::outputs::{GenerateOutput, GenerationDefaults, ModelConfig, ScoredText, TokenScore};
 use crate::session::NativeSession;
-use crate::task::{blocking, blocking_then, Blocking};
+use crate::task::{blocking, blocking_then, on_own_thread, Blocking};
 use crate::tokenizer::NativeTokenizer;
 
 #[napi]
@@ -27,23 +28,22 @@ pub struct NativeGpt2 {
 /// in `dtype` ('fp32', 'bf16', 'fp16', 'q8', 'q4'), each absent for the core's default, and a
 /// scheduler that batches its generations.
 #[napi(ts_return_type = "Promise<NativeGpt2>")]
-pub fn load_gpt2(
+pub fn load_gpt2<'env>(
+    env: &'env Env,
     path: String,
     device: Option<String>,
     dtype: Option<String>,
     scheduler: NativeSchedulerOptions,
-) -> AsyncTask<Blocking<NativeGpt2, NativeGpt2>> {
-    blocking(move || {
-        let options = SchedulerOptions::try_from(scheduler)?;
-        let load = LoadOptions { device, dtype: dtype.as_deref().map(WeightDtype::parse).transpose()? };
-        // On a thread of its own, which ends with the load: mimalloc keeps freed memory in the
-        // heap of the thread that allocated it, so loads on libuv's (long-lived) pool threads
-        // left each pool thread holding a model's worth after `dispose()` (RSS grew to 2.9 GiB
-        // over 50 load + dispose cycles of the 124M shape; 1.5 GiB this way). See docs/reliability.md.
-        let gpt2 = std::thread::scope(|scope| scope.spawn(|| Gpt2::load(&path, &load, options)).join())
-            .map_err(|_| nexttoken::Error::Internal("the load panicked".into()))??;
-        Ok(NativeGpt2 { gpt2: RwLock::new(Some(Arc::new(gpt2))) })
-    })
+) -> napi::Result<Object<'env>> {
+    // On a thread of its own (not libuv's pool, where process.exit() and worker.terminate()
+    // waited for it to end), which also ends with the load: mimalloc keeps freed memory in the
+    // heap of the thread that allocated it, so loads on libuv's long-lived pool threads left each
+    // pool thread holding a model's worth after dispose() (see docs/reliability.md).
+    let load = move || {
+        let options = LoadOptions { device, dtype: dtype.as_deref().map(WeightDtype::parse).transpose()? };
+        Gpt2::load(&path, &options, SchedulerOptions::try_from(scheduler)?)
+    };
+    on_own_thread(env, "nexttoken-load", load, |gpt2| NativeGpt2 { gpt2: RwLock::new(Some(Arc::new(gpt2))) })
 }
 
 #[napi]
@@ -128,19 +128,22 @@ impl NativeGpt2 {
         Ok(NativeGeneration::new(request))
     }
 
-    /// Beam search from the prompt `ids` (on libuv's pool, as one task): the best finished
-    /// sequences, best first.
+    /// Beam search from the prompt `ids` (on a thread of its own: it can run for minutes, and
+    /// must not hold up process.exit() as a libuv task would): the best finished sequences, best
+    /// first.
     #[napi(ts_return_type = "Promise<GenerateOutput[]>")]
-    pub fn beam_search(
+    pub fn beam_search<'env>(
         &self,
+        env: &'env Env,
         ids: Uint32Array,
         options: NativeGenerateOptions,
-    ) -> napi::Result<AsyncTask<Blocking<Vec<GenerateOutput>, Vec<GenerateOutput>>>> {
+    ) -> napi::Result<Object<'env>> {
         let (pretrained, ids, options) = (self.pretrained()?, ids.to_vec(), CallOptions::from(options));
-        Ok(blocking(move || {
+        let search = move || {
             let outputs = nexttoken::generation::beam_search(pretrained, ids, options)?;
-            Ok(outputs.into_iter().map(GenerateOutput::from).collect())
-        }))
+            Ok(outputs.into_iter().map(GenerateOutput::from).collect::<Vec<_>>())
+        };
+        on_own_thread(env, "nexttoken-beams", search, |outputs| outputs)
     }
 
     /// A new, empty session (see `NativeSession`).

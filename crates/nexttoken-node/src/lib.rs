@@ -9,6 +9,8 @@
 /// in again page by page (about a tenth of a prompt's time); mimalloc reuses them. Its v2 line:
 /// v3 (the crate's default) crashes in its thread initialisation when a second worker thread
 /// loads the addon after the first has exited.
+/// (Left out of sanitizer builds, which need the system allocator: see the crate's features.)
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

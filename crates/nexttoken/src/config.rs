@@ -23,9 +23,7 @@ impl Activation {
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
             "gelu" => Ok(Activation::GeluErf),
             "relu" => Ok(Activation::Relu),
-            other => {
-                Err(Error::ModelInvalid(format!("config.json: unsupported activation_function '{other}'")))
-            }
+            other => Err(Error::ModelInvalid(format!("unsupported activation_function '{other}'"))),
         }
     }
 }
@@ -72,6 +70,47 @@ pub struct Config {
     pub eos_token_id: Option<u32>,
 }
 
+/// The largest n_layer, n_head, n_embd, n_inner or n_positions accepted.
+const MAX_SIZE: usize = 1 << 24;
+
+/// serde_json places a value of the wrong type by line and column only: this names its field
+/// (`n_embd is "768": invalid type: string "768", expected usize`).
+fn wrong_field(text: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let Some(map) = value.as_object() else {
+        return Some(format!("the file holds {}, not a JSON object", json_kind(&value)));
+    };
+    fn check<T: serde::de::DeserializeOwned>(
+        map: &serde_json::Map<String, serde_json::Value>,
+        name: &str,
+    ) -> Option<String> {
+        let value = map.get(name)?;
+        let err = serde_json::from_value::<T>(value.clone()).err()?;
+        Some(format!("{name} is {value}: {err}"))
+    }
+    let sizes = ["n_layer", "n_head", "n_embd", "n_positions", "vocab_size"];
+    sizes
+        .iter()
+        .find_map(|name| check::<usize>(map, name))
+        .or_else(|| check::<Option<usize>>(map, "n_inner"))
+        .or_else(|| check::<f64>(map, "layer_norm_epsilon"))
+        .or_else(|| check::<Option<String>>(map, "model_type"))
+        .or_else(|| check::<String>(map, "activation_function"))
+        .or_else(|| check::<Option<u32>>(map, "bos_token_id"))
+        .or_else(|| check::<Option<u32>>(map, "eos_token_id"))
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 impl Config {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = crate::files::read_text(path, "config.json")?;
@@ -82,8 +121,12 @@ impl Config {
     }
 
     pub fn from_json(text: &str) -> Result<Self> {
-        let raw: RawConfig = serde_json::from_str(text)
-            .map_err(|err| Error::ModelInvalid(format!("not a GPT-2 config: {err}")))?;
+        let raw: RawConfig = serde_json::from_str(text).map_err(|err| {
+            Error::ModelInvalid(match wrong_field(text) {
+                Some(field) => format!("not a GPT-2 config: {field}"),
+                None => format!("not a GPT-2 config: {err}"),
+            })
+        })?;
         match raw.model_type.as_deref() {
             Some("gpt2") => {}
             Some(other) => {
@@ -102,6 +145,15 @@ impl Config {
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(Error::ModelInvalid(format!("{name} must be positive")));
+        }
+        // Far past any model, and small enough that no size computed from them (3 * n_embd,
+        // 4 * n_embd, shapes) can overflow.
+        let sizes = [("n_layer", raw.n_layer), ("n_head", raw.n_head), ("n_embd", raw.n_embd)];
+        let sizes = sizes.into_iter().chain([("n_positions", raw.n_positions)]);
+        if let Some((name, value)) =
+            sizes.chain(raw.n_inner.map(|n| ("n_inner", n))).find(|(_, v)| *v > MAX_SIZE)
+        {
+            return Err(Error::ModelInvalid(format!("{name} ({value}) is larger than {MAX_SIZE}")));
         }
         if !raw.n_embd.is_multiple_of(raw.n_head) {
             return Err(Error::ModelInvalid(format!(
@@ -161,6 +213,24 @@ mod tests {
     fn refuses_heads_that_do_not_divide_the_width() {
         let bad = GPT2.replace("\"n_head\":12", "\"n_head\":7");
         assert_eq!(Config::from_json(&bad).unwrap_err().code(), "ERR_MODEL_INVALID");
+    }
+
+    #[test]
+    fn names_the_field_of_the_wrong_type() {
+        for (field, bad) in
+            [("n_embd", "\"768\""), ("n_layer", "2.5"), ("n_head", "-12"), ("eos_token_id", "-1")]
+        {
+            let json = GPT2.replacen(&format!("\"{field}\":"), &format!("\"{field}\":{bad},\"was\":"), 1);
+            let err = Config::from_json(&json).unwrap_err().to_string();
+            assert!(err.contains(&format!("{field} is {bad}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn refuses_sizes_past_any_model() {
+        let huge = GPT2.replace("\"n_embd\":768", &format!("\"n_embd\":{}", 1usize << 62));
+        let err = Config::from_json(&huge).unwrap_err().to_string();
+        assert!(err.contains("n_embd (4611686018427387904) is larger than"), "{err}");
     }
 
     #[test]

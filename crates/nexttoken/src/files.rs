@@ -20,6 +20,13 @@ pub fn check_regular(path: &Path, what: &str) -> Result<()> {
     }
 }
 
+/// Whether anything is at `path`, including what `Path::exists` calls absent (a symlink loop, a
+/// dangling symlink): `check_regular` then refuses it as what it is instead of the loader moving
+/// on to another kind of file and reporting the wrong one.
+pub fn present(path: &Path) -> bool {
+    path.symlink_metadata().is_ok()
+}
+
 /// The bytes of `path`, which must be a regular file; `what` names it in messages.
 pub fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
     check_regular(path, what)?;

@@ -19,12 +19,17 @@ pub struct Tokenizer {
 impl Tokenizer {
     /// Loads the tokenizer of the model directory `dir`.
     pub fn from_dir(dir: &Path) -> Result<Self> {
+        // A tokenizer.json that is there but unreadable (a directory, a FIFO, a symlink loop) is
+        // refused as such, not silently replaced by vocab.json + merges.txt.
         let json = dir.join("tokenizer.json");
-        if json.is_file() {
+        if crate::files::present(&json) {
+            crate::files::check_regular(&json, "tokenizer.json")?;
             return Self::from_tokenizer_json(&json);
         }
         let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
-        if vocab.is_file() && merges.is_file() {
+        if crate::files::present(&vocab) && crate::files::present(&merges) {
+            crate::files::check_regular(&vocab, "vocab.json")?;
+            crate::files::check_regular(&merges, "merges.txt")?;
             return Self::from_vocab_and_merges(&vocab, &merges);
         }
         Err(Error::ModelNotFound(format!(

@@ -63,18 +63,18 @@ struct ShardIndex {
 impl Weights {
     /// The checkpoint in model directory `dir`, in transformers' order of preference.
     pub fn from_dir(dir: &Path, device: &Device) -> Result<Self> {
-        // `exists`, not `is_file`: a FIFO or a directory under one of these names is refused as
-        // what it is (crate::files) rather than skipped for the next kind of checkpoint.
+        // `present`, not `is_file`: a FIFO, a directory or a symlink loop under one of these names
+        // is refused as what it is (crate::files) rather than skipped for the next kind of checkpoint.
         let single = dir.join("model.safetensors");
-        if single.exists() {
+        if crate::files::present(&single) {
             return Self::load(&single, device);
         }
         let index = dir.join("model.safetensors.index.json");
-        if index.exists() {
+        if crate::files::present(&index) {
             return Self::load_sharded(dir, &index, device);
         }
         let pickle = dir.join("pytorch_model.bin");
-        if pickle.exists() {
+        if crate::files::present(&pickle) {
             return Self::load_pickle(&pickle, device);
         }
         Err(Error::ModelNotFound(format!(
