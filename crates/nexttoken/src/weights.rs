@@ -51,6 +51,12 @@ enum Values {
     Read(Tensor),
 }
 
+thread_local! {
+    /// The bytes of the chunk a thread reads, reused: a fresh buffer of a few MB per chunk would
+    /// be faulted in (and zeroed by the kernel) again for every chunk.
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The largest safetensors header read, as the safetensors crate's own limit.
 const MAX_HEADER_BYTES: u64 = 100_000_000;
 
@@ -277,18 +283,19 @@ impl Weights {
     ) -> Result<()> {
         values.clear();
         match &stored.values {
-            Values::InFile { file, dtype, start } => {
+            Values::InFile { file, dtype, start } => READ_BUFFER.with_borrow_mut(|bytes| {
                 let size = dtype.size_in_bytes();
-                let mut bytes = vec![0u8; range.len() * size];
+                bytes.resize(range.len() * size, 0);
                 let file = &self.files[*file];
-                crate::files::read_at(&file.file, start + (range.start * size) as u64, &mut bytes).map_err(
+                crate::files::read_at(&file.file, start + (range.start * size) as u64, bytes).map_err(
                     |err| {
                         Error::invalid_file(&file.path, format!("tensor '{name}' could not be read ({err})"))
                     },
                 )?;
                 values.resize(range.len(), 0.0);
-                widen(*dtype, &bytes, values);
-            }
+                widen(*dtype, bytes, values);
+                Ok::<_, Error>(())
+            })?,
             Values::Read(tensor) => {
                 let all = tensor.flatten_all()?.narrow(0, range.start, range.len())?;
                 values.extend(all.to_dtype(DType::F32)?.to_vec1::<f32>()?);

@@ -257,34 +257,41 @@ fn encode(dtype: WeightDtype, block: &[f32], dst: &mut [u8]) -> Result<(), f32> 
             }
         }
         WeightDtype::Q8_0 => {
+            // As llama.cpp's quantize_row_q8_0_ref, per column (the loops run over the panel's
+            // columns, which the compiler vectorises): d = max |x| / 127, q = round(x / d) with
+            // the f32 d; the block keeps d as f16.
             let (scales, quants) = dst.split_at_mut(SCALE_BYTES);
-            for j in 0..PANEL {
-                let column = || block.iter().skip(j).step_by(PANEL);
-                // As llama.cpp's quantize_row_q8_0_ref: d = max |x| / 127, q = round(x / d)
-                // with the f32 d; the block keeps d as f16.
-                let amax = column().fold(0f32, |m, v| m.max(v.abs()));
-                let d = amax / 127.0;
-                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                scales[j * 2..j * 2 + 2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
-                for (i, v) in column().enumerate() {
-                    quants[i * PANEL + j] = (v * id).round() as i8 as u8;
+            let mut amax = [0f32; PANEL];
+            for row in block.chunks_exact(PANEL) {
+                amax.iter_mut().zip(row).for_each(|(m, v)| *m = m.max(v.abs()));
+            }
+            let d = amax.map(|m| m / 127.0);
+            let id = d.map(|d| if d != 0.0 { 1.0 / d } else { 0.0 });
+            write_scales(scales, &d);
+            for (q, row) in quants.chunks_exact_mut(PANEL).zip(block.chunks_exact(PANEL)) {
+                for ((q, v), id) in q.iter_mut().zip(row).zip(&id) {
+                    *q = (v * id).round() as i8 as u8;
                 }
             }
         }
         WeightDtype::Q4_0 => {
+            // As llama.cpp's quantize_row_q4_0_ref: d = (the value of largest magnitude) / -8,
+            // q = min(15, trunc(x / d + 8.5)); inputs i and i + 16 share a byte.
             let (scales, quants) = dst.split_at_mut(SCALE_BYTES);
-            quants.fill(0);
-            for j in 0..PANEL {
-                let column = || block.iter().skip(j).step_by(PANEL);
-                // As llama.cpp's quantize_row_q4_0_ref: d = (the value of largest magnitude) / -8,
-                // q = min(15, trunc(x / d + 8.5)).
-                let max = column().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
-                let d = max / -8.0;
-                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                scales[j * 2..j * 2 + 2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
-                for (i, v) in column().enumerate() {
-                    let q = ((v * id + 8.5) as i8).min(15) as u8;
-                    quants[(i % 16) * PANEL + j] |= q << (4 * (i / 16));
+            let mut max = [0f32; PANEL];
+            for row in block.chunks_exact(PANEL) {
+                max.iter_mut().zip(row).for_each(|(m, &v)| *m = if v.abs() > m.abs() { v } else { *m });
+            }
+            let d = max.map(|m| m / -8.0);
+            let id = d.map(|d| if d != 0.0 { 1.0 / d } else { 0.0 });
+            write_scales(scales, &d);
+            let quantize = |v: f32, id: f32| ((v * id + 8.5) as i8).min(15) as u8;
+            let (low, high) = block.split_at(16 * PANEL);
+            for ((q, low), high) in
+                quants.chunks_exact_mut(PANEL).zip(low.chunks_exact(PANEL)).zip(high.chunks_exact(PANEL))
+            {
+                for (((q, &l), &h), &id) in q.iter_mut().zip(low).zip(high).zip(&id) {
+                    *q = quantize(l, id) | quantize(h, id) << 4;
                 }
             }
         }
@@ -323,6 +330,11 @@ fn as_u16s_mut(dst: &mut [u8]) -> &mut [u16] {
     let (head, values, _) = unsafe { dst.align_to_mut::<u16>() };
     assert!(head.is_empty(), "blocks are 2-byte aligned");
     values
+}
+
+/// Column scales `d` as the f16 that start a quantized block.
+fn write_scales(dst: &mut [u8], d: &[f32; PANEL]) {
+    as_u16s_mut(dst).reinterpret_cast_mut::<f16>().convert_from_f32_slice(d);
 }
 
 fn scales_f32(src: &[u8]) -> [f32; PANEL] {
