@@ -5,6 +5,9 @@
                                      model.safetensors (f32), tokenizer.json, vocab.json, merges.txt ...
     bench/models/gpt2-124m-onnx/     transformers.js layout: config.json, tokenizer*.json,
                                      generation_config.json, onnx/model.onnx (fp32, with KV cache)
+                                     + onnx/model_quantized.onnx (int8 MatMul weights, onnxruntime's
+                                     quantize_dynamic) and onnx/model_fp16.onnx, transformers.js'
+                                     files for dtype 'q8' and 'fp16' (bench/dtypes)
     bench/models/gpt2-124m.gguf      llama.cpp GGUF (all f32), for node-llama-cpp
     bench/models/gpt2-124m-<type>.gguf  the same in F16, BF16, Q8_0 and Q4_0 (matrices in that type,
                                      1-D tensors f32, as llama.cpp's converter does), for bench/dtypes
@@ -230,6 +233,27 @@ def make_onnx(hf_dir, out):
     os.replace(path, final)
 
 
+def make_onnx_variants(onnx_dir):
+    """transformers.js' q8 and fp16 files beside the fp32 one, made as its conversion scripts make
+    them: dynamic int8 quantization of the MatMul weights, and a float16 graph."""
+    import onnx
+    from onnxconverter_common import float16
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src = os.path.join(onnx_dir, "onnx", "model.onnx")
+    q8 = os.path.join(onnx_dir, "onnx", "model_quantized.onnx")
+    if not os.path.exists(q8):
+        quantize_dynamic(src, q8 + ".tmp.onnx", weight_type=QuantType.QInt8)
+        os.replace(q8 + ".tmp.onnx", q8)
+        log("wrote", q8, f"{os.path.getsize(q8) / 1e6:.0f} MB")
+    fp16 = os.path.join(onnx_dir, "onnx", "model_fp16.onnx")
+    if not os.path.exists(fp16):
+        model = float16.convert_float_to_float16(onnx.load(src), keep_io_types=False)
+        onnx.save(model, fp16 + ".tmp.onnx")
+        os.replace(fp16 + ".tmp.onnx", fp16)
+        log("wrote", fp16, f"{os.path.getsize(fp16) / 1e6:.0f} MB")
+
+
 # --------------------------------------------------------------------------------------------
 # 3. GGUF (f32) for node-llama-cpp, written directly with the gguf package
 # --------------------------------------------------------------------------------------------
@@ -322,6 +346,7 @@ def main():
         make_hf(hf_dir)
     if a.force or not os.path.exists(os.path.join(onnx_dir, "onnx", "model.onnx")):
         make_onnx(hf_dir, onnx_dir)
+    make_onnx_variants(onnx_dir)
     if a.force or not os.path.exists(gguf_path):
         tmp = gguf_path + ".tmp"
         make_gguf(hf_dir, tmp)

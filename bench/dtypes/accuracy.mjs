@@ -71,7 +71,9 @@ for (const dtype of ['bf16', 'fp16', 'q8', 'q4']) {
 }
 
 const f = (x) => (x < 1e-3 ? x.toExponential(2) : x.toFixed(4))
-console.log(`Against fp32 on ${dir.replace(`${root}/`, '')}, ${TOKENS} tokens of ${textFile.replace(`${root}/`, '')}:\n`)
+console.log(
+  `Against fp32 on ${dir.replace(`${root}/`, '')}, ${TOKENS} tokens of ${textFile.replace(`${root}/`, '')}:\n`,
+)
 console.log('| dtype | max abs logit diff | mean abs logit diff | KL mean (nats) | KL p99 (nats) | top-1 agreement |')
 console.log('| --- | --: | --: | --: | --: | --: |')
 for (const r of rows)

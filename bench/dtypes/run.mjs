@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // Lower-precision weights, each engine at its own types, on the same 124M-shaped checkpoint:
 // nexttoken's dtypes, llama.cpp (node-llama-cpp) on GGUFs of the same weights in F32 / F16 / BF16 /
-// Q8_0 / Q4_0 (bench/make_checkpoint.py), PyTorch in float32 and bfloat16. One process per run,
+// Q8_0 / Q4_0, transformers.js on its fp32 / fp16 / q8 ONNX files (all made by
+// bench/make_checkpoint.py), PyTorch in float32 and bfloat16. One process per run,
 // one after another, 2 threads each, the protocol of engines/driver.mjs (pp512, tg128).
 //
-//   node bench/dtypes/run.mjs [--reps 5] [--only nexttoken,node-llama-cpp,pytorch] [--date YYYY-MM-DD]
+//   node bench/dtypes/run.mjs [--reps 5] [--only nexttoken,node-llama-cpp,transformers.js,pytorch] [--date YYYY-MM-DD]
 //
 // Writes bench/results/<date>-dtypes.{json,md}.
 import { spawnSync } from 'node:child_process'
@@ -43,6 +44,12 @@ const RUNS = [
     cmd: ['node', 'engines/node-llama-cpp.mjs'],
     env: { BENCH_GGUF: gguf(type) },
   })),
+  ...['fp32', 'fp16', 'q8'].map((dtype) => ({
+    engine: 'transformers.js',
+    dtype,
+    cmd: ['node', 'engines/transformersjs.mjs'],
+    env: { BENCH_TJS_DTYPE: dtype },
+  })),
   ...[
     ['fp32', 'float32'],
     ['bf16', 'bfloat16'],
@@ -69,14 +76,15 @@ function parseArgs(argv) {
 const args = parseArgs(process.argv.slice(2))
 const say = (...m) => console.error('[dtypes]', ...m)
 for (const r of RUNS)
-  if (r.env.BENCH_GGUF && !existsSync(r.env.BENCH_GGUF)) throw new Error(`${r.env.BENCH_GGUF} missing: run bench/make_checkpoint.py`)
+  if (r.env.BENCH_GGUF && !existsSync(r.env.BENCH_GGUF))
+    throw new Error(`${r.env.BENCH_GGUF} missing: run bench/make_checkpoint.py`)
 
 const config = {
   threads: THREADS,
   reps: args.reps,
   warmup: 1,
   promptIds: promptIds(512),
-  models: { hf: join(models, 'gpt2-124m'), gguf: gguf(null) },
+  models: { hf: join(models, 'gpt2-124m'), gguf: gguf(null), onnx: join(models, 'gpt2-124m-onnx') },
   crossCheck: { promptTokens: 128, newTokens: 64 },
   tests: TESTS,
 }
@@ -124,7 +132,8 @@ for (const run of RUNS.filter((r) => !args.only || args.only.includes(r.engine))
 
 // ----------------------------------------------------------------------------------------------
 const ours = (dtype) => results.find((r) => r.engine === 'nexttoken' && r.dtype === dtype && !r.error)
-const fmt = (x, digits = 0) => x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+const fmt = (x, digits = 0) =>
+  x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
 const lines = [
   `# Weight dtypes, ${args.date}`,
   '',
@@ -153,6 +162,9 @@ lines.push('', 'Weights as each run describes them:', '')
 for (const r of results.filter((x) => !x.error)) lines.push(`- ${r.engine} ${r.dtype}: ${r.info.weights}`)
 const md = `${lines.join('\n')}\n`
 const out = join(bench, 'results', `${args.date}-dtypes`)
-writeFileSync(`${out}.json`, `${JSON.stringify({ date: args.date, machine, bandwidth, config: { ...config, promptIds: undefined }, results }, null, 1)}\n`)
+writeFileSync(
+  `${out}.json`,
+  `${JSON.stringify({ date: args.date, machine, bandwidth, config: { ...config, promptIds: undefined }, results }, null, 1)}\n`,
+)
 writeFileSync(`${out}.md`, md)
 console.log(md)

@@ -6,6 +6,9 @@ import { pkgVersion, readArgs, runProtocol, topK } from './driver.mjs'
 
 const { config } = readArgs()
 const threads = config.threads
+// BENCH_TJS_DTYPE (bench/dtypes): 'q8' loads onnx/model_quantized.onnx, 'fp16' onnx/model_fp16.onnx.
+const dtype = process.env.BENCH_TJS_DTYPE ?? 'fp32'
+const file = { fp32: 'model.onnx', q8: 'model_quantized.onnx', fp16: 'model_fp16.onnx' }[dtype]
 let model
 
 const inputs = (ids) => ({
@@ -19,7 +22,7 @@ await runProtocol('transformers.js', {
     env.allowLocalModels = true
     env.localModelPath = dirname(config.models.onnx)
     model = await AutoModelForCausalLM.from_pretrained(basename(config.models.onnx), {
-      dtype: 'fp32',
+      dtype,
       device: 'cpu',
       session_options: { intraOpNumThreads: threads, interOpNumThreads: 1 },
     })
@@ -28,7 +31,7 @@ await runProtocol('transformers.js', {
     return {
       version: pkgVersion('@huggingface/transformers'),
       onnxruntimeNode: pkgVersion('onnxruntime-node'),
-      weights: 'onnx/model.onnx fp32',
+      weights: `onnx/${file} ${dtype}`,
       threads: `intraOpNumThreads=${threads}`,
     }
   },
