@@ -43,6 +43,18 @@ function cli(args: string[], options: { env?: Record<string, string>; input?: st
 const hubEnv = async (cacheDir: string) => ({ HF_ENDPOINT: (await hub).hubUrl, HF_HUB_CACHE: cacheDir })
 const freshCache = () => mkdtempSync(join(tmpdir(), 'nexttoken-cli-'))
 
+test('--dtype holds the weights in that type: next --dtype q8 gives the q8 model’s top tokens', async (t) => {
+  const run = await cli(['next', '--model', TINY_MODEL, '--dtype', 'q8', '--json', TEXT])
+  t.is(run.code, 0, run.stderr)
+  const model = await Gpt2.fromPretrained(TINY_MODEL, { dtype: 'q8' })
+  const expected = await model.topK(TEXT, 5)
+  t.deepEqual(
+    JSON.parse(run.stdout).top.map((c: { id: number }) => c.id),
+    expected.map((c) => c.id),
+  )
+  await model.dispose()
+})
+
 test('next prints the top-k table and the greedy token; --json gives the same numbers', async (t) => {
   const m = await model
   const top = await m.topK(TEXT, 5)
@@ -113,6 +125,9 @@ test('exit codes: 2 for bad usage (with the usage), 1 for a coded library error,
   const library = await cli(['generate', '-m', TINY_MODEL, '--sample', '--temperature', '0', 'x'])
   t.is(library.code, 1)
   t.regex(library.stderr, /^ERR_INVALID_ARG: temperature must be a positive number/)
+  const dtype = await cli(['next', '-m', TINY_MODEL, '--dtype', 'q3', 'x'])
+  t.is(dtype.code, 1)
+  t.regex(dtype.stderr, /^ERR_INVALID_ARG: unknown dtype 'q3'/)
   const missing = await cli(['next', '-m', '/no/such/model', 'x'])
   t.is(missing.code, 1)
   t.regex(missing.stderr, /^ERR_MODEL_NOT_FOUND: /)

@@ -21,7 +21,8 @@ if (mode === 'calls') {
   // Warm-up: the allocator's caches fill for about 4,000 calls (RSS rises ~10 MiB, then stays
   // within ±1 MiB up to 30,000 calls), so growth is measured from the end of the warm-up.
   const WARM_UP = 4000
-  for (let i = 0; i < WARM_UP; i++) await model.generate(prompt, { maxNewTokens: 8, doSample: true, seed: 1_000_000 + i })
+  for (let i = 0; i < WARM_UP; i++)
+    await model.generate(prompt, { maxNewTokens: 8, doSample: true, seed: 1_000_000 + i })
   await settle()
   const start = rss()
   const series = []

@@ -2,6 +2,7 @@
 import { promises as fs } from 'node:fs'
 import { join } from 'node:path'
 import { Gpt2 } from '../gpt2'
+import type { Dtype } from '../load-options'
 import { resolvePretrained } from '../hub/index'
 import { hubSettings } from '../hub/settings'
 import { bytes, canDrawBar, ProgressReporter, table, visible } from './format'
@@ -11,7 +12,8 @@ import { type Io, numberOption, oneText, UsageError, type Values } from './main'
 export async function loadModel(values: Values, io: Io): Promise<Gpt2> {
   const progress = new ProgressReporter(io.stderr, canDrawBar(io.stderr, io.env))
   try {
-    return await Gpt2.fromPretrained(String(values.model), { onProgress: progress.report, signal: io.signal })
+    const dtype = values.dtype as Dtype | undefined // checked by the library (ERR_INVALID_ARG)
+    return await Gpt2.fromPretrained(String(values.model), { dtype, onProgress: progress.report, signal: io.signal })
   } finally {
     progress.done()
   }
