@@ -3,6 +3,10 @@
 //! Pure Rust: the Node binding (`nexttoken-node`) only converts types and moves work off the
 //! JavaScript thread; everything a GPT-2 computes is here.
 
+// Every unsafe operation, in an `unsafe fn` too, needs its own `unsafe` block with a SAFETY
+// comment, and every `unsafe fn` a `# Safety` section.
+#![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
 pub mod config;
 pub mod device;
 pub mod dtype;

@@ -59,7 +59,9 @@ struct Attention {
 /// contiguous). Shared across threads read-only.
 #[derive(Clone, Copy)]
 struct Mat(*const f32, usize);
+// SAFETY: a read-only view of a tensor that outlives the tasks sharing it.
 unsafe impl Send for Mat {}
+// SAFETY: as above: no one writes through it.
 unsafe impl Sync for Mat {}
 
 thread_local! {
@@ -124,44 +126,92 @@ struct Head {
 
 impl Head {
     /// Attention of queries `rows` (of t) after `past` cached positions.
+    ///
+    /// # Safety
+    /// The views must hold the rows they are read at (queries `rows`, keys and values up to
+    /// `past + rows.end`), and no other thread may write this head's columns of these rows.
     unsafe fn attend(&self, rows: std::ops::Range<usize>, past: usize, scale: f32, scores: &mut Vec<f32>) {
         let (m, keys) = (rows.len(), past + rows.end); // keys seen by the block's last query
         scores.clear();
         scores.resize(m * keys, 0.0);
-        let q = self.q.0.add(rows.start * self.q.1 + self.column);
-        let out = self.out.0.add(rows.start * self.c + self.column);
+        // SAFETY: the block's first query lies in q's view (the caller's conditions).
+        let q = unsafe { self.q.0.add(rows.start * self.q.1 + self.column) };
+        // SAFETY: the block's first output row lies in out, this head's columns (the caller's).
+        let out = unsafe { self.out.0.add(rows.start * self.c + self.column) };
         if m < MIN_PRODUCT_ROWS {
             for i in 0..m {
                 let visible = past + rows.start + i + 1;
-                let query = std::slice::from_raw_parts(q.add(i * self.q.1), self.hs);
-                let k = std::slice::from_raw_parts(self.k.0, (visible - 1) * self.k.1 + self.hs);
-                let v = std::slice::from_raw_parts(self.v.0, (visible - 1) * self.v.1 + self.hs);
-                let out = std::slice::from_raw_parts_mut(out.add(i * self.c), self.hs);
+                // SAFETY: query i, the `visible` keys and values, and row i of this head's output
+                // lie in their views (the caller's conditions); the output row is this task's alone.
+                let (query, k, v, out) = unsafe {
+                    (
+                        std::slice::from_raw_parts(q.add(i * self.q.1), self.hs),
+                        std::slice::from_raw_parts(self.k.0, (visible - 1) * self.k.1 + self.hs),
+                        std::slice::from_raw_parts(self.v.0, (visible - 1) * self.v.1 + self.hs),
+                        std::slice::from_raw_parts_mut(out.add(i * self.c), self.hs),
+                    )
+                };
                 attend_row(query, (k, self.k.1), (v, self.v.1), scale, &mut scores[..visible], out);
             }
             return;
         }
+        // SAFETY: the operands are the views' (caller) and `scores` (m, keys), as the products read.
+        unsafe { self.attend_block(m, keys, q, out, past + rows.start, scale, scores) }
+    }
+
+    /// The block of `m` queries at `q` as two matrix products, writing `out`.
+    ///
+    /// # Safety
+    /// As `attend`'s, for the block's queries and their `keys` keys; `scores` holds `m * keys`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn attend_block(
+        &self,
+        m: usize,
+        keys: usize,
+        q: *const f32,
+        out: *mut f32,
+        first_visible: usize,
+        scale: f32,
+        scores: &mut [f32],
+    ) {
         // scores (m, keys) = scale * q (m, hs) @ k^T (hs, keys)
-        self.product(
-            m,
-            keys,
-            self.hs,
-            scores.as_mut_ptr(),
-            keys,
-            (q, 1, self.q.1),
-            (self.k.0, self.k.1, 1),
-            scale,
-        );
+        // SAFETY: q (m, hs) and k (keys, hs) lie in their views; scores is (m, keys).
+        unsafe {
+            self.product(
+                m,
+                keys,
+                self.hs,
+                scores.as_mut_ptr(),
+                keys,
+                (q, 1, self.q.1),
+                (self.k.0, self.k.1, 1),
+                scale,
+            )
+        };
         for (i, row) in scores.chunks_exact_mut(keys).enumerate() {
-            let visible = past + rows.start + i + 1;
-            softmax_prefix(row, visible);
+            softmax_prefix(row, first_visible + i + 1);
         }
         // out (m, hs) = p (m, keys) @ v (keys, hs)
-        self.product(m, self.hs, keys, out, self.c, (scores.as_ptr(), 1, keys), (self.v.0, 1, self.v.1), 1.0);
+        // SAFETY: v (keys, hs) lies in its view; out is this block's rows of this head alone.
+        unsafe {
+            self.product(
+                m,
+                self.hs,
+                keys,
+                out,
+                self.c,
+                (scores.as_ptr(), 1, keys),
+                (self.v.0, 1, self.v.1),
+                1.0,
+            )
+        }
     }
 
     /// `dst (m, n) = beta * lhs (m, k) @ rhs (k, n)` on this thread; operands as (pointer,
     /// column stride, row stride).
+    ///
+    /// # Safety
+    /// Each operand must hold its matrix at those strides, and `dst` be written by no one else.
     #[allow(clippy::too_many_arguments)]
     unsafe fn product(
         &self,
@@ -174,27 +224,30 @@ impl Head {
         rhs: (*const f32, usize, usize),
         beta: f32,
     ) {
-        gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_row_stride as isize,
-            false,
-            lhs.0,
-            lhs.1 as isize,
-            lhs.2 as isize,
-            rhs.0,
-            rhs.1 as isize,
-            rhs.2 as isize,
-            0.0,
-            beta,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        )
+        // SAFETY: the operands and dst are as gemm reads and writes them (the caller's conditions).
+        unsafe {
+            gemm(
+                m,
+                n,
+                k,
+                dst,
+                1,
+                dst_row_stride as isize,
+                false,
+                lhs.0,
+                lhs.1 as isize,
+                lhs.2 as isize,
+                rhs.0,
+                rhs.1 as isize,
+                rhs.2 as isize,
+                0.0,
+                beta,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            )
+        }
     }
 }
 

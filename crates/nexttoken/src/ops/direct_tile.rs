@@ -64,18 +64,19 @@ unsafe fn kernel<F: x86::Format, const MR: usize, const V: usize>(
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); V]; MR];
     for b in 0..kc.div_ceil(BLOCK) {
-        // SAFETY (all pointer arithmetic and loads below): block b < kc.div_ceil(BLOCK) of each
-        // panel exists (caller), and `F` reads only within one block.
+        // SAFETY: block b < kc.div_ceil(BLOCK) of each panel exists (the caller's conditions).
         let blocks = unsafe { [w[0].add(b * F::BLOCK_BYTES), w[1].add(b * F::BLOCK_BYTES)] };
         let mut scales = [_mm512_setzero_ps(); V];
         if F::SCALED {
             for (v, s) in scales.iter_mut().enumerate() {
+                // SAFETY: AVX-512F and a whole block (the caller's conditions).
                 *s = unsafe { F::scales(blocks[v / 2], v % 2) };
             }
         }
         for i in 0..BLOCK.min(kc - b * BLOCK) {
             let mut ws = [_mm512_setzero_ps(); V];
             for (v, wv) in ws.iter_mut().enumerate() {
+                // SAFETY: as above; i < BLOCK.
                 *wv = unsafe { F::load(blocks[v / 2], i, v % 2) };
                 if F::SCALED {
                     *wv = _mm512_mul_ps(*wv, scales[v]);
@@ -122,7 +123,8 @@ mod x86 {
         /// # Safety
         /// As `load`.
         unsafe fn scales(_block: *const u8, _half: usize) -> __m512 {
-            _mm512_set1_ps(1.0)
+            // SAFETY: the CPU has AVX-512F (the caller's condition).
+            unsafe { _mm512_set1_ps(1.0) }
         }
     }
 

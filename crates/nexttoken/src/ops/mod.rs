@@ -20,10 +20,14 @@ macro_rules! simd_dispatch {
         $vis fn $name($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
+                /// # Safety
+                /// The CPU must have AVX-512F.
                 #[target_feature(enable = "avx512f")]
                 unsafe fn avx512($($arg: $ty),*) -> $ret {
                     $body($($arg),*)
                 }
+                /// # Safety
+                /// The CPU must have AVX2 and FMA.
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) -> $ret {
                     $body($($arg),*)
@@ -70,7 +74,9 @@ use candle_core::{CpuStorage, DType, Layout, Tensor};
 /// callers' safety argument); the pointer alone may not cross threads.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
+// SAFETY: only a pointer; every user writes a part no other thread touches (see above).
 unsafe impl Send for SharedOut {}
+// SAFETY: as above.
 unsafe impl Sync for SharedOut {}
 
 /// True when the CPU fast path applies to these tensors.

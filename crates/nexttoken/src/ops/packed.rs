@@ -63,6 +63,7 @@ pub struct PackedMatrix {
 struct SharedBytes(*mut u8);
 // SAFETY: only a pointer; every task that uses it writes a range no other task touches.
 unsafe impl Send for SharedBytes {}
+// SAFETY: as above.
 unsafe impl Sync for SharedBytes {}
 
 impl PackedMatrix {

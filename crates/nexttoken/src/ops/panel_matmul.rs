@@ -266,10 +266,12 @@ unsafe fn kernel<const MR: usize, const V: usize>(
     for i in 0..kc {
         let mut ws = [_mm512_setzero_ps(); V];
         for (v, wv) in ws.iter_mut().enumerate() {
-            *wv = _mm512_loadu_ps(w[v / 2].add(i * PANEL + (v % 2) * 16));
+            // SAFETY: input i < kc of panel v / 2 (the caller's conditions).
+            *wv = unsafe { _mm512_loadu_ps(w[v / 2].add(i * PANEL + (v % 2) * 16)) };
         }
         for (r, acc) in acc.iter_mut().enumerate() {
-            let xr = _mm512_set1_ps(*x.add(r * ldx + i));
+            // SAFETY: row r < MR, input i < kc.
+            let xr = _mm512_set1_ps(unsafe { *x.add(r * ldx + i) });
             for (a, &wv) in acc.iter_mut().zip(&ws) {
                 *a = _mm512_fmadd_ps(xr, wv, *a);
             }
@@ -277,13 +279,12 @@ unsafe fn kernel<const MR: usize, const V: usize>(
     }
     for (r, acc) in acc.iter().enumerate() {
         for (v, &a) in acc.iter().enumerate() {
-            _mm512_storeu_ps(tile.add(r * V * 16 + v * 16), a);
+            // SAFETY: the tile holds MR * V * 16 values.
+            unsafe { _mm512_storeu_ps(tile.add(r * V * 16 + v * 16), a) };
         }
     }
 }
 
-/// # Safety
-/// Never called: `simd::level` is portable off x86_64.
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn kernel<const MR: usize, const V: usize>(
     _: *const f32,
