@@ -105,9 +105,10 @@ impl KvCache {
     ) -> candle_core::Result<(Tensor, Tensor)> {
         let (t, c) = k.dims2()?;
         let needed = self.len + t;
-        if self.layers.len() == layer {
+        // Each layer's buffers are made at its first append, whatever order layers come in.
+        if self.layers.len() <= layer {
             let empty = Tensor::zeros((1, n_head, 0, c / n_head), k.dtype(), k.device())?;
-            self.layers.push((empty.clone(), empty));
+            self.layers.resize(layer + 1, (empty.clone(), empty));
         }
         let (cache_k, cache_v) = &mut self.layers[layer];
         if cache_k.dim(2)? < needed {
