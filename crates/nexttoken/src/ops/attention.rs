@@ -14,7 +14,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, D};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use super::math::{dot, exp};
+use super::math::{dot, exp, fold16, larger};
 use super::{cpu_f32, SharedOut};
 
 /// Queries per task: the block's scores (rows x keys) fit in a core's L2 at GPT-2's 1024 keys.
@@ -291,30 +291,15 @@ simd_dispatch! {
     fn softmax_prefix(row: &mut [f32], visible: usize) => softmax_prefix_body
 }
 
-/// Float reductions do not vectorise as written (their order is fixed), so max and sum keep
-/// sixteen running lanes explicitly; the exponentials are a separate, vectorisable map.
+/// Max and sum as `fold16`s; the exponentials are a separate, vectorisable map.
 #[inline(always)]
 fn softmax_prefix_body(row: &mut [f32], visible: usize) {
     let (seen, masked) = row.split_at_mut(visible);
     masked.fill(0.0);
-    let max = reduce(seen, f32::NEG_INFINITY, f32::max);
+    let max = fold16(seen, f32::NEG_INFINITY, larger, larger);
     seen.iter_mut().for_each(|s| *s = exp(*s - max));
-    let sum = reduce(seen, 0.0, |a, b| a + b);
+    let sum = fold16(seen, 0.0, |a, b| a + b, |a, b| a + b);
     seen.iter_mut().for_each(|s| *s /= sum);
-}
-
-/// `op` over all values, as sixteen interleaved partial results combined at the end.
-#[inline(always)]
-fn reduce(values: &[f32], init: f32, op: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut lanes = [init; 16];
-    let chunks = values.chunks_exact(16);
-    let tail = chunks.remainder().iter().fold(init, |a, &b| op(a, b));
-    for chunk in chunks {
-        for i in 0..16 {
-            lanes[i] = op(lanes[i], chunk[i]);
-        }
-    }
-    lanes.into_iter().fold(tail, op)
 }
 
 #[cfg(test)]

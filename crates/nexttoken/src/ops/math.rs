@@ -44,19 +44,37 @@ simd_dispatch! {
     pub fn max_value(values: &[f32]) -> f32 => max_value_body
 }
 
-/// Sixteen running maxima, combined at the end.
 #[inline(always)]
 fn max_value_body(values: &[f32]) -> f32 {
-    let larger = |a: f32, b: f32| if b > a { b } else { a };
-    let mut lanes = [f32::NEG_INFINITY; 16];
+    fold16(values, f32::NEG_INFINITY, larger, larger)
+}
+
+/// The larger of `a` and `b`; a NaN `b` is passed over (and a fold starting from a number never
+/// holds a NaN). One comparison and a select, which vectorises without `f32::max`'s NaN fix-ups.
+#[inline(always)]
+pub fn larger(a: f32, b: f32) -> f32 {
+    if b > a {
+        b
+    } else {
+        a
+    }
+}
+
+/// `op` folded over `values` as sixteen interleaved partial results, combined at the end with
+/// `combine`: a float fold in order does not vectorise (its order is fixed), sixteen independent
+/// lanes do (one 512-bit register of f32, two of f64 or 256-bit ones). The one reduction helper
+/// of the kernels.
+#[inline(always)]
+pub fn fold16<T: Copy>(values: &[f32], init: T, op: impl Fn(T, f32) -> T, combine: impl Fn(T, T) -> T) -> T {
+    let mut lanes = [init; 16];
     let chunks = values.chunks_exact(16);
-    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &b| larger(a, b));
+    let tail = chunks.remainder().iter().fold(init, |a, &b| op(a, b));
     for chunk in chunks {
         for i in 0..16 {
-            lanes[i] = larger(lanes[i], chunk[i]);
+            lanes[i] = op(lanes[i], chunk[i]);
         }
     }
-    lanes.into_iter().fold(tail, larger)
+    lanes.into_iter().fold(tail, combine)
 }
 
 simd_dispatch! {
@@ -65,18 +83,9 @@ simd_dispatch! {
     pub fn sum_exp(values: &[f32], max: f32) -> f64 => sum_exp_body
 }
 
-/// Sixteen running sums (two 512-bit registers of f64), combined at the end.
 #[inline(always)]
 fn sum_exp_body(values: &[f32], max: f32) -> f64 {
-    let mut lanes = [0f64; 16];
-    let chunks = values.chunks_exact(16);
-    let tail: f64 = chunks.remainder().iter().map(|&v| exp(v - max) as f64).sum();
-    for chunk in chunks {
-        for i in 0..16 {
-            lanes[i] += exp(chunk[i] - max) as f64;
-        }
-    }
-    lanes.iter().sum::<f64>() + tail
+    fold16(values, 0f64, |sum, v| sum + exp(v - max) as f64, |a, b| a + b)
 }
 
 #[cfg(test)]
