@@ -15,7 +15,7 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::math::{dot, exp, fold16, larger};
-use super::{cpu_f32, SharedOut};
+use super::{cpu_f32, SharedOut, View};
 
 /// Queries per task: the block's scores (rows x keys) fit in a core's L2 at GPT-2's 1024 keys.
 const QUERY_BLOCK: usize = 64;
@@ -55,15 +55,6 @@ struct Attention {
     scale: f32,
 }
 
-/// A strided matrix: pointer to element (0, 0) and the row stride, in elements (columns are
-/// contiguous). Shared across threads read-only.
-#[derive(Clone, Copy)]
-struct Mat(*const f32, usize);
-// SAFETY: a read-only view of a tensor that outlives the tasks sharing it.
-unsafe impl Send for Mat {}
-// SAFETY: as above: no one writes through it.
-unsafe impl Sync for Mat {}
-
 thread_local! {
     /// One block's scores, reused by every task this thread runs.
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -92,12 +83,12 @@ impl CustomOp3 for Attention {
             candle_core::bail!("attention: q {:?}, k {:?}, v {:?}", lq.shape(), lk.shape(), lv.shape());
         }
         let past = total - t;
-        let q = Mat(q[lq.start_offset()..].as_ptr(), lq.stride()[0]);
+        let q = View { ptr: q[lq.start_offset()..].as_ptr(), row_stride: lq.stride()[0], col_stride: 1 };
         let (ks, vs) = (lk.stride(), lv.stride());
         let (k, v) = (&k[lk.start_offset()..], &v[lv.start_offset()..]);
         // Each head's keys and values: (total, hs) with their own row stride.
-        let head_k = |h: usize| Mat(k[h * ks[1]..].as_ptr(), ks[2]);
-        let head_v = |h: usize| Mat(v[h * vs[1]..].as_ptr(), vs[2]);
+        let head_k = |h: usize| View { ptr: k[h * ks[1]..].as_ptr(), row_stride: ks[2], col_stride: 1 };
+        let head_v = |h: usize| View { ptr: v[h * vs[1]..].as_ptr(), row_stride: vs[2], col_stride: 1 };
         let mut out = vec![0f32; t * c];
         let out_ptr = SharedOut(out.as_mut_ptr());
         let blocks = t.div_ceil(QUERY_BLOCK);
@@ -115,9 +106,9 @@ impl CustomOp3 for Attention {
 
 /// One head's part of the operation.
 struct Head {
-    q: Mat,
-    k: Mat,
-    v: Mat,
+    q: View,
+    k: View,
+    v: View,
     out: SharedOut,
     column: usize,
     hs: usize,
@@ -135,7 +126,7 @@ impl Head {
         scores.clear();
         scores.resize(m * keys, 0.0);
         // SAFETY: the block's first query lies in q's view (the caller's conditions).
-        let q = unsafe { self.q.0.add(rows.start * self.q.1 + self.column) };
+        let q = unsafe { self.q.ptr.add(rows.start * self.q.row_stride + self.column) };
         // SAFETY: the block's first output row lies in out, this head's columns (the caller's).
         let out = unsafe { self.out.0.add(rows.start * self.c + self.column) };
         if m < MIN_PRODUCT_ROWS {
@@ -145,13 +136,20 @@ impl Head {
                 // lie in their views (the caller's conditions); the output row is this task's alone.
                 let (query, k, v, out) = unsafe {
                     (
-                        std::slice::from_raw_parts(q.add(i * self.q.1), self.hs),
-                        std::slice::from_raw_parts(self.k.0, (visible - 1) * self.k.1 + self.hs),
-                        std::slice::from_raw_parts(self.v.0, (visible - 1) * self.v.1 + self.hs),
+                        std::slice::from_raw_parts(q.add(i * self.q.row_stride), self.hs),
+                        std::slice::from_raw_parts(self.k.ptr, (visible - 1) * self.k.row_stride + self.hs),
+                        std::slice::from_raw_parts(self.v.ptr, (visible - 1) * self.v.row_stride + self.hs),
                         std::slice::from_raw_parts_mut(out.add(i * self.c), self.hs),
                     )
                 };
-                attend_row(query, (k, self.k.1), (v, self.v.1), scale, &mut scores[..visible], out);
+                attend_row(
+                    query,
+                    (k, self.k.row_stride),
+                    (v, self.v.row_stride),
+                    scale,
+                    &mut scores[..visible],
+                    out,
+                );
             }
             return;
         }
@@ -183,8 +181,8 @@ impl Head {
                 self.hs,
                 scores.as_mut_ptr(),
                 keys,
-                (q, 1, self.q.1),
-                (self.k.0, self.k.1, 1),
+                (q, 1, self.q.row_stride),
+                (self.k.ptr, self.k.row_stride, 1),
                 scale,
             )
         };
@@ -201,7 +199,7 @@ impl Head {
                 out,
                 self.c,
                 (scores.as_ptr(), 1, keys),
-                (self.v.0, 1, self.v.1),
+                (self.v.ptr, 1, self.v.row_stride),
                 1.0,
             )
         }

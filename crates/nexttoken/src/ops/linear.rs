@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use super::packed::PackedMatrix;
 use super::weight::Weight;
-use super::{cpu_f32, gelu, gemv, panel_matmul, SharedOut};
+use super::{cpu_f32, gelu, gemv, panel_matmul, SharedOut, View};
 
 /// Up to this many rows, stream the weights once for all rows (or split gemm by columns); above
 /// it gemm's blocking and threading win.
@@ -132,26 +132,13 @@ impl Finish<'_> {
     }
 }
 
-/// A matrix view: pointer to element (0, 0) and the row and column strides, in elements.
-#[derive(Clone, Copy)]
-struct View {
-    ptr: *const f32,
-    row_stride: isize,
-    col_stride: isize,
-}
-
-// SAFETY: a read-only view of a tensor's storage that outlives the tasks sharing it.
-unsafe impl Send for View {}
-// SAFETY: as above: no one writes through it.
-unsafe impl Sync for View {}
-
 fn f32_view<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<(&'a [f32], View)> {
     let CpuStorage::F32(data) = storage else { candle_core::bail!("linear takes f32 tensors") };
     let data = &data[layout.start_offset()..];
     let stride = layout.stride();
     let (row_stride, col_stride) = match stride.len() {
-        1 => (0, stride[0] as isize),
-        2 => (stride[0] as isize, stride[1] as isize),
+        1 => (0, stride[0]),
+        2 => (stride[0], stride[1]),
         rank => candle_core::bail!("linear takes 1-D or 2-D tensors, not rank {rank}"),
     };
     Ok((data, View { ptr: data.as_ptr(), row_stride, col_stride }))
@@ -173,7 +160,7 @@ fn with_finish<R>(
             let (b, bv) = f32_view(storage, layout)?;
             Some(match bv.col_stride {
                 1 => Cow::Borrowed(&b[..n]),
-                stride => Cow::Owned((0..n).map(|j| b[j * stride as usize]).collect()),
+                stride => Cow::Owned((0..n).map(|j| b[j * stride]).collect()),
             })
         }
         None => None,
@@ -247,7 +234,7 @@ fn run_packed(
     let n = w.n();
     let mut out = vec![0f32; m * n];
     with_finish(bias, epilogue, (m, n), |finish| {
-        panel_matmul::matmul(x_data, xv.row_stride as usize, m, w, &mut out, &|row, col, values| {
+        panel_matmul::matmul(x_data, xv.row_stride, m, w, &mut out, &|row, col, values| {
             finish.apply(row, col, values)
         });
         Ok(())
@@ -268,7 +255,7 @@ fn streamed(
     finish: &Finish,
     out: &mut [f32],
 ) {
-    let xs: Vec<&[f32]> = (0..m).map(|r| &x[r * xv.row_stride as usize..][..k]).collect();
+    let xs: Vec<&[f32]> = (0..m).map(|r| &x[r * xv.row_stride..][..k]).collect();
     let row_major = wv.col_stride == 1; // (in, out), else a transposed (out, in) like the tied head
     let width = match row_major {
         true => n.div_ceil(threads).next_multiple_of(COLUMN_ALIGN),
@@ -285,9 +272,9 @@ fn streamed(
             block.resize(m * cols, 0.0);
             let mut ys: Vec<&mut [f32]> = block.chunks_mut(cols).collect();
             match row_major {
-                true => gemv::axpy_rows(&xs, &w[j0..], wv.row_stride as usize, &mut ys),
+                true => gemv::axpy_rows(&xs, &w[j0..], wv.row_stride, &mut ys),
                 false => {
-                    let stride = wv.col_stride as usize;
+                    let stride = wv.col_stride;
                     gemv::dot_rows(&xs, &w[j0 * stride..], stride, &mut ys)
                 }
             }
@@ -320,11 +307,11 @@ fn with_gemm(xv: View, wv: View, (m, k, n): (usize, usize, usize), threads: usiz
             n as isize,
             false,
             xv.ptr,
-            xv.col_stride,
-            xv.row_stride,
-            wv.ptr.offset(j0 as isize * wv.col_stride),
-            wv.col_stride,
-            wv.row_stride,
+            xv.col_stride as isize,
+            xv.row_stride as isize,
+            wv.ptr.add(j0 * wv.col_stride),
+            wv.col_stride as isize,
+            wv.row_stride as isize,
             1.0,
             1.0,
             false,

@@ -79,6 +79,20 @@ unsafe impl Send for SharedOut {}
 // SAFETY: as above.
 unsafe impl Sync for SharedOut {}
 
+/// A read-only matrix view into a tensor's storage: element (0, 0) and the row and column
+/// strides, in elements. The kernels' one strided view (linear's operands, attention's heads).
+#[derive(Clone, Copy)]
+struct View {
+    ptr: *const f32,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+// SAFETY: a read-only view of a tensor's storage that outlives the tasks sharing it.
+unsafe impl Send for View {}
+// SAFETY: as above: no one writes through it.
+unsafe impl Sync for View {}
+
 /// True when the CPU fast path applies to these tensors.
 fn cpu_f32(tensors: &[&Tensor]) -> bool {
     tensors.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
