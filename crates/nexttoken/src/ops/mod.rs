@@ -1,16 +1,21 @@
 //! CPU fast paths for the few operations that dominate GPT-2's time, each with the plain candle
 //! composition as the fallback on other devices and dtypes (and as the reference in tests).
 //!
-//! - `linear`: `x @ W + b` with what follows it (GELU, residual add) fused into one pass over the
-//!   output, and both cores busy even for one row (candle's gemm runs matrix-vector products on
-//!   one thread). With AVX-512, weights are packed at load (`Weight`, `packed`) for one register-
-//!   tiled kernel (`panel_matmul`); elsewhere gemm and the streaming kernels of `gemv` serve.
+//! - `linear`: `x @ W + b` with what follows it (`epilogue`: GELU, residual add) fused into one
+//!   pass over the output, and both cores busy even for one row (candle's gemm runs
+//!   matrix-vector products on one thread). Weights are packed at load (`weight`, `packed`, in
+//!   memory of their own: `buffer`) in their dtype for one register-tiled kernel
+//!   (`panel_matmul`, with `direct_tile` reading 16-bit and quantized panels while decoding);
+//!   fp32 weights on CPUs without AVX-512 stay tensors for gemm and the streaming kernels of
+//!   `gemv` (`tensor_product`).
 //! - `attention`: causal attention fused per head and block of queries, masked scores skipped.
-//! - `gelu`: the tanh GELU with a vectorised exponential (for `linear`'s epilogue).
+//! - `gelu`, `math`: the tanh GELU, a vectorised exponential, and the one reduction helper.
+//! - `simd`: which instruction set the kernels use (`NEXTTOKEN_SIMD` lowers it).
 
 /// Defines `$name`, which runs `$body` (an `#[inline(always)]` fn) compiled for AVX-512 or
 /// AVX2+FMA when the CPU has them (`simd::level()`, chosen at run time: builds never assume a
-/// CPU), and portable code otherwise. The body is written so the compiler vectorises it for the chosen width.
+/// CPU), and portable code otherwise. The body is written so the compiler vectorises it for the
+/// chosen width.
 macro_rules! simd_dispatch {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
         simd_dispatch! { $(#[$meta])* $vis fn $name($($arg: $ty),*) -> () => $body }
@@ -51,6 +56,7 @@ mod attention;
 mod buffer;
 #[cfg(target_arch = "x86_64")]
 mod direct_tile;
+mod epilogue;
 mod gelu;
 mod gemv;
 mod kv_write;
@@ -59,6 +65,7 @@ mod math;
 mod packed;
 mod panel_matmul;
 pub mod simd;
+mod tensor_product;
 mod weight;
 
 pub use attention::attention;
