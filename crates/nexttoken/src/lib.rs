@@ -9,6 +9,7 @@ pub mod dtype;
 pub mod error;
 mod files;
 pub mod generation;
+pub mod gguf;
 mod gpt2;
 pub mod network;
 mod ops;
@@ -16,6 +17,7 @@ pub mod pretrained;
 pub mod scheduler;
 pub mod scores;
 mod session;
+pub mod source;
 pub mod tokenizer;
 pub mod weights;
 
