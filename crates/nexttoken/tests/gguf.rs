@@ -97,7 +97,7 @@ fn the_tokenizer_from_metadata_is_tokenizer_json_s() {
 }
 
 /// A GGUF file (version 3) of `metadata` and `tensors` (name, ggml dims, ggml type id, data).
-fn write_gguf(metadata: &[(String, Value)], tensors: &[(String, Vec<u64>, u32, Vec<u8>)]) -> Vec<u8> {
+fn write_gguf(metadata: &[(String, Value)], tensors: &[TensorData]) -> Vec<u8> {
     fn string(out: &mut Vec<u8>, s: &str) {
         out.extend((s.len() as u64).to_le_bytes());
         out.extend(s.as_bytes());
@@ -170,9 +170,16 @@ fn write_gguf(metadata: &[(String, Value)], tensors: &[(String, Vec<u64>, u32, V
     out
 }
 
+/// A tensor to write: name, ggml dims, ggml type id, data.
+type TensorData = (String, Vec<u64>, u32, Vec<u8>);
+type Tensors = Vec<TensorData>;
+
 /// The f16 fixture's metadata and tensors, each 2-D F16 tensor converted by `convert`
-/// (new type id, new data).
-fn rewritten(convert: impl Fn(&[u8]) -> (u32, Vec<u8>)) -> Vec<u8> {
+/// (new type id, new data), then changed by `edit`.
+fn rewritten(
+    convert: impl Fn(&[u8]) -> (u32, Vec<u8>),
+    edit: impl Fn(&mut Vec<(String, Value)>, &mut Tensors),
+) -> Vec<u8> {
     let source = GgufFile::open(&fixtures().join("tiny-gpt2-f16.gguf")).unwrap();
     let bytes = std::fs::read(&source.path).unwrap();
     let mut metadata: Vec<(String, Value)> = source.metadata.clone().into_iter().collect();
@@ -190,6 +197,8 @@ fn rewritten(convert: impl Fn(&[u8]) -> (u32, Vec<u8>)) -> Vec<u8> {
             (t.name.clone(), t.dims.clone(), kind, data)
         })
         .collect::<Vec<_>>();
+    let mut tensors = tensors;
+    edit(&mut metadata, &mut tensors);
     write_gguf(&metadata, &tensors)
 }
 
@@ -206,10 +215,11 @@ fn halves(data: &[u8]) -> impl Iterator<Item = f32> + '_ {
 #[test]
 fn f32_and_bf16_files_load_in_their_own_type() {
     let tiny = fixtures().join("tiny-gpt2");
-    let f32_file = temp_file("f32", &rewritten(|d| (0, halves(d).flat_map(f32::to_le_bytes).collect())));
+    let f32_file =
+        temp_file("f32", &rewritten(|d| (0, halves(d).flat_map(f32::to_le_bytes).collect()), |_, _| ()));
     let bf16_file = temp_file(
         "bf16",
-        &rewritten(|d| (30, halves(d).flat_map(|v| bf16::from_f32(v).to_le_bytes()).collect())),
+        &rewritten(|d| (30, halves(d).flat_map(|v| bf16::from_f32(v).to_le_bytes()).collect()), |_, _| ()),
     );
     for (path, dtype) in [(&f32_file, WeightDtype::F32), (&bf16_file, WeightDtype::Bf16)] {
         let gguf = load(path, None).unwrap();
@@ -281,12 +291,47 @@ fn damaged_files_are_refused_with_a_code() {
     // A file of another architecture, or without a tensor the model needs.
     let llama = write_gguf(&[("general.architecture".into(), Value::String("llama".into()))], &[]);
     assert!(refused("llama", &llama).contains("'llama'"));
-    let no_ffn = rewritten(|d| (1, d.to_vec()));
+    let same = |d: &[u8]| (1, d.to_vec());
+    let no_ffn = rewritten(same, |_, _| ());
     let name_at = no_ffn.windows(21).position(|w| w == b"blk.1.ffn_down.weight").unwrap();
     let mut renamed = no_ffn.clone();
     renamed[name_at..name_at + 21].copy_from_slice(b"blk.1.ffn_dowX.weight");
     let message = refused("missing", &renamed);
     assert!(message.contains("'blk.1.ffn_down.weight' is missing"), "{message}");
+    let set = |key: &'static str, value: Value| {
+        move |m: &mut Vec<(String, Value)>, _: &mut Tensors| {
+            m.iter_mut().filter(|(k, _)| k == key).for_each(|(_, v)| *v = value.clone())
+        }
+    };
+    let message = refused("blocks", &rewritten(same, set("gpt2.block_count", Value::U32(u32::MAX))));
+    assert!(message.contains("block_count is 4294967295"), "{message}");
+    let message = refused("width", &rewritten(same, set("gpt2.embedding_length", Value::U32(64))));
+    assert!(message.contains("rows of 32"), "{message}");
+    let message =
+        refused("arch", &rewritten(same, set("tokenizer.ggml.model", Value::String("llama".into()))));
+    assert!(message.contains("tokenizer.ggml.model is 'llama'"), "{message}");
+    let message = refused("pre", &rewritten(same, set("tokenizer.ggml.pre", Value::String("qwen2".into()))));
+    assert!(message.contains("'qwen2'"), "{message}");
+    // An output head: loaded when it is token_embd's copy (convert_hf_to_gguf may write one),
+    // refused when it differs.
+    let with_head = |change: u8| {
+        move |_: &mut Vec<(String, Value)>, t: &mut Tensors| {
+            let mut head = t.iter().find(|t| t.0 == "token_embd.weight").unwrap().clone();
+            head.0 = "output.weight".into();
+            head.3[100] ^= change;
+            t.push(head);
+        }
+    };
+    let tied = temp_file("tied", &rewritten(same, with_head(0)));
+    assert!(load(&tied, None).is_ok());
+    std::fs::remove_file(&tied).unwrap();
+    assert!(refused("untied", &rewritten(same, with_head(1))).contains("untied"));
+    // A NaN scale in a quantized block.
+    let mut nan_scale = std::fs::read(fixtures().join("tiny-gpt2-q8_0.gguf")).unwrap();
+    let q8 = GgufFile::open(&fixtures().join("tiny-gpt2-q8_0.gguf")).unwrap();
+    let qkv = q8.tensors.iter().find(|t| t.name == "blk.0.attn_qkv.weight").unwrap().start as usize;
+    nan_scale[qkv..qkv + 2].copy_from_slice(&f16::NAN.to_le_bytes());
+    assert!(refused("nan-scale", &nan_scale).contains("finite"));
 }
 
 #[test]

@@ -44,8 +44,8 @@ pub fn config(g: &GgufFile) -> Result<Config> {
         }
     };
     let token_embd = find(g, "token_embd.weight")?;
-    let vocab_size = match token_embd.shape()[..] {
-        [rows, _] => rows,
+    let (vocab_size, width) = match token_embd.shape()[..] {
+        [rows, cols] => (rows, cols),
         _ => {
             return Err(invalid(format!(
                 "tensor 'token_embd.weight' has shape {:?}; expected 2 dimensions",
@@ -56,11 +56,26 @@ pub fn config(g: &GgufFile) -> Result<Config> {
     let token_id = |key: &str| -> Result<Option<u32>> {
         count(key)?.map(|id| u32::try_from(id).map_err(|_| invalid(format!("{key} is {id}")))).transpose()
     };
+    // The sizes the tensor names and shapes are computed from must be the file's: checked here,
+    // before `mappings` lists 12 tensors per layer and multiplies the width.
+    let n_embd = required("gpt2.embedding_length")?;
+    if n_embd != width {
+        return Err(invalid(format!(
+            "gpt2.embedding_length is {n_embd} but token_embd.weight has rows of {width}"
+        )));
+    }
+    let n_layer = required("gpt2.block_count")?;
+    if n_layer > g.tensors.len() / 12 {
+        return Err(invalid(format!(
+            "gpt2.block_count is {n_layer} but the file has only {} tensors (12 per block)",
+            g.tensors.len()
+        )));
+    }
     let raw = RawConfig {
         model_type: Some("gpt2".into()),
-        n_layer: required("gpt2.block_count")?,
+        n_layer,
         n_head: required("gpt2.attention.head_count")?,
-        n_embd: required("gpt2.embedding_length")?,
+        n_embd,
         n_positions: required("gpt2.context_length")?,
         vocab_size,
         layer_norm_epsilon: eps,

@@ -109,7 +109,7 @@ fn parse(c: &mut Cursor, file_len: u64) -> std::result::Result<Header, String> {
     match version {
         2 | 3 => {}
         1 => return Err("GGUF version 1 is not supported (versions 2 and 3 are)".into()),
-        v if v.swap_bytes() <= 3 => return Err("big-endian GGUF files are not supported".into()),
+        v if matches!(v.swap_bytes(), 2 | 3) => return Err("big-endian GGUF files are not supported".into()),
         v => return Err(format!("GGUF version {v} is not supported (versions 2 and 3 are)")),
     }
     let tensor_count = c.u64("the tensor count")?;
