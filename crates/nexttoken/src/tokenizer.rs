@@ -17,6 +17,14 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
+    /// The tokenizer of a model directory or GGUF file, as `source::resolve` finds it.
+    pub fn from_pretrained(name_or_path: &str) -> Result<Self> {
+        match crate::source::resolve(name_or_path)? {
+            crate::source::ModelSource::Dir(dir) => Self::from_dir(&dir),
+            crate::source::ModelSource::Gguf(path) => crate::gguf::load_tokenizer(&path),
+        }
+    }
+
     /// Loads the tokenizer of the model directory `dir`.
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let json = dir.join("tokenizer.json");

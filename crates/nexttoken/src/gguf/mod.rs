@@ -37,6 +37,11 @@ pub fn load(path: &std::path::Path, device: &Device) -> Result<GgufModel> {
     Ok(GgufModel { config, weights, tokenizer })
 }
 
+/// The tokenizer of the GGUF file at `path` (its metadata only: no tensor is read).
+pub fn load_tokenizer(path: &std::path::Path) -> Result<Tokenizer> {
+    tokenizer::tokenizer(&GgufFile::open(path)?)
+}
+
 /// Whether `path` names a GGUF file by its extension (`.gguf`, any case).
 pub fn is_gguf_name(path: &std::path::Path) -> bool {
     path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
