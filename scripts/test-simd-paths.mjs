@@ -20,11 +20,7 @@ function levels() {
     flags = readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? ''
   } catch {}
   const has = (flag) => flags.split(/\s+/).includes(flag)
-  return [
-    ...(has('avx512f') ? ['avx512'] : []),
-    ...(has('avx2') && has('fma') ? ['avx2'] : []),
-    'portable',
-  ]
+  return [...(has('avx512f') ? ['avx512'] : []), ...(has('avx2') && has('fma') ? ['avx2'] : []), 'portable']
 }
 
 function run(command, args, level) {
