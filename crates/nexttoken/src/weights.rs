@@ -27,12 +27,13 @@ use crate::ops::{PackError, PackedMatrix};
 /// few MB at a time for a matrix that is packed, so a load never holds the file and the model
 /// at once.
 pub struct Weights {
-    files: Vec<SafetensorsFile>,
+    files: Vec<OpenFile>,
     tensors: HashMap<String, Stored>,
     device: Device,
 }
 
-struct SafetensorsFile {
+/// A checkpoint file (safetensors or GGUF) held open for reads at offsets.
+struct OpenFile {
     path: PathBuf,
     file: File,
 }
@@ -113,7 +114,7 @@ impl Weights {
                 (t.name, Stored { shape: t.shape, path: shown, values })
             })
             .collect();
-        Weights { files: vec![SafetensorsFile { path, file }], tensors, device: device.clone() }
+        Weights { files: vec![OpenFile { path, file }], tensors, device: device.clone() }
     }
 
     /// The safetensors file `path` (its header: tensors are read when taken).
@@ -226,7 +227,7 @@ impl Weights {
                 Values::InFile { file: index, dtype, start: data_start + info.data_offsets.0 as u64 };
             found.push((key, Stored { shape: info.shape.clone(), path: path.to_path_buf(), values }));
         }
-        self.files.push(SafetensorsFile { path: path.to_path_buf(), file });
+        self.files.push(OpenFile { path: path.to_path_buf(), file });
         for (key, stored) in found {
             self.insert(path, &key, stored)?;
         }
