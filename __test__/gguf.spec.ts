@@ -70,6 +70,12 @@ test('damaged GGUF files are ERR_MODEL_INVALID and the process keeps working', a
     const err = await t.throwsAsync(Gpt2.fromPretrained(path), undefined, name)
     t.is((err as NodeJS.ErrnoException).code, 'ERR_MODEL_INVALID', `${name}: ${err?.message}`)
   }
+  // A .gguf path that does not exist is not looked up on the Hub (it also reads as a repo id).
+  const missing = await t.throwsAsync(Gpt2.fromPretrained(join(dir, 'missing.gguf'), { offline: false }))
+  t.is((missing as NodeJS.ErrnoException).code, 'ERR_MODEL_NOT_FOUND')
+  const relative = await t.throwsAsync(Gpt2.fromPretrained('no-such-model.gguf'))
+  t.is((relative as NodeJS.ErrnoException).code, 'ERR_MODEL_NOT_FOUND')
+  t.regex(relative?.message ?? '', /no model directory at .*no-such-model\.gguf/)
   const model = await Gpt2.fromPretrained(join(FIXTURES, 'tiny-gpt2-q4_0.gguf'))
   t.is((await model.nextToken(PROMPT)).id >= 0, true)
   await model.dispose()
