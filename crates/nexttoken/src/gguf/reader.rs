@@ -1,13 +1,15 @@
 //! The GGUF container (versions 2 and 3, little-endian): header, metadata, tensor infos. Only
 //! these are read here; tensor data is read later, a few MB at a time, by `Weights`.
 //!
-//! Our own reader rather than candle's `quantized::gguf_file`: candle allocates whatever a
-//! length or count field says (`Vec::with_capacity(n)` for arrays and strings), so a damaged or
-//! hostile file can make it ask for exabytes and abort the process, and it reads through a
-//! `Read + Seek` with no bound against the file's size. Here every length and count is checked
-//! against the bytes left in the file before anything is allocated, every tensor's bytes must
-//! lie inside the file, and the file is read with pread (`files::read_at`), never mapped (a file
-//! truncated under a mapping is a SIGBUS).
+//! Our own reader rather than candle's `quantized::gguf_file`: candle (0.11.1) allocates
+//! `vec![0u8; len]` for whatever length a string field says, before reading it, so one damaged
+//! or hostile length field asks for up to 16 EiB and the failed allocation aborts the process;
+//! and it reads through a `Read + Seek` with no bound against the file's size. Here every length
+//! and count is checked against the bytes left in the file before anything is allocated, every
+//! tensor's bytes must lie inside the file, and the file is read with pread (`files::read_at`),
+//! never mapped (a file truncated under a mapping is a SIGBUS). Metadata memory stays within a
+//! small multiple of the bytes the file spends on it (integer arrays are widened to i64: at most
+//! 8x, and at most 2^24 elements an array).
 
 use std::collections::HashMap;
 use std::fs::File;
