@@ -124,7 +124,10 @@ export class Gpt2 {
   readonly tokenizer: Tokenizer
   readonly config: Gpt2Config
   readonly generationConfig: GenerationConfig
-  /** What the weights are held in: `options.dtype`, or the checkpoint's own type. */
+  /**
+   * What the weights are held in: `options.dtype`, or the checkpoint's own type (for a GGUF file
+   * whose matrices differ in type, the token embeddings' type).
+   */
   readonly dtype: Dtype
 
   /** @internal */
@@ -155,7 +158,10 @@ export class Gpt2 {
    * downloaded to the Hugging Face cache that Python uses too, or a local directory in the Hub's
    * layout: `config.json`; `model.safetensors` (or its shards, or `pytorch_model.bin`; f32, f16
    * or bf16, held in `options.dtype`, computed in f32); `tokenizer.json` (or `vocab.json` + `merges.txt`); optionally
-   * `generation_config.json`.
+   * `generation_config.json`. Or a GGUF file of architecture `gpt2` (llama.cpp's format: F32,
+   * F16, BF16, Q8_0 or Q4_0 tensors; config and tokenizer from its metadata), by its path or as
+   * the only `.gguf` file of a directory without Hugging Face weights (which win when both are
+   * there); its matrices are held in their own types unless `options.dtype` says otherwise.
    */
   static async fromPretrained(nameOrPath: string, options: LoadOptions = {}): Promise<Gpt2> {
     if (typeof nameOrPath !== 'string') throw invalidArg('nameOrPath must be a string')

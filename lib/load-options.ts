@@ -26,7 +26,8 @@ export interface LoadOptions extends HubOptions {
   device?: Device
   /**
    * What the weights are held in (see {@link Dtype}); quantizing happens while the model loads.
-   * @default the checkpoint's own type: 'fp16' or 'bf16' for files stored so, else 'fp32'
+   * @default the checkpoint's own type: 'fp16' or 'bf16' for files stored so, else 'fp32'; a
+   * GGUF file's matrices each in their own type (Q8_0 as 'q8', Q4_0 as 'q4', F16 as 'fp16'...)
    */
   dtype?: Dtype
   /**

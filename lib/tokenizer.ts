@@ -37,7 +37,8 @@ export class Tokenizer {
 
   /**
    * Loads the tokenizer of a Hub repo id (`'gpt2'`; see `Gpt2.fromPretrained` for the cache and
-   * the options) or of a model directory: `tokenizer.json`, or `vocab.json` + `merges.txt`.
+   * the options) or of a model directory: `tokenizer.json`, or `vocab.json` + `merges.txt`; or
+   * of a GPT-2 GGUF file, from its `tokenizer.ggml.*` metadata (same rule as `Gpt2.fromPretrained`).
    */
   static async fromPretrained(nameOrPath: string, options: HubOptions = {}): Promise<Tokenizer> {
     if (typeof nameOrPath !== 'string') throw invalidArg('nameOrPath must be a string')

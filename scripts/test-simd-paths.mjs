@@ -32,6 +32,10 @@ function run(command, args, level) {
 const [best, ...lower] = levels()
 console.log(`this CPU runs ${best}; re-running the goldens on ${lower.join(', ') || 'nothing lower'}`)
 for (const level of lower) {
-  run('cargo', ['test', '--release', '--locked', '-p', 'nexttoken', '--lib', '--test', 'goldens'], level)
+  run(
+    'cargo',
+    ['test', '--release', '--locked', '-p', 'nexttoken', '--lib', '--test', 'goldens', '--test', 'gguf'],
+    level,
+  )
   run('npx', ['ava', ...GOLDEN_SPECS], level)
 }

@@ -7,14 +7,20 @@ import { isRepoId, snapshotDir, type Wanted } from './snapshot'
 
 export type { DownloadProgress, HubOptions } from './settings'
 
-/** The directory to load `nameOrPath` from: itself if it is one (or names no repo), else the Hub's. */
+/**
+ * What to load `nameOrPath` from: itself if it is a directory or a `.gguf` file (or names no
+ * repo), else the Hub's snapshot directory.
+ */
 export async function resolvePretrained(nameOrPath: string, options: HubOptions, wanted: Wanted): Promise<string> {
   checkHubOptions(options)
   const isDirectory = await fs.stat(nameOrPath).then(
     (stat) => stat.isDirectory(),
     () => false,
   )
-  if (isDirectory || !isRepoId(nameOrPath)) return nameOrPath
+  // `model.gguf` also reads as a repo id: a name ending in .gguf is a local file (GGUF from the
+  // Hub is not supported), reported as missing by the core rather than looked up online.
+  const isGguf = /\.gguf$/i.test(nameOrPath)
+  if (isDirectory || isGguf || !isRepoId(nameOrPath)) return nameOrPath
   if (options.signal?.aborted) throw new AbortError('download aborted', undefined, { cause: options.signal.reason })
   return snapshotDir(nameOrPath, hubSettings(options), wanted)
 }

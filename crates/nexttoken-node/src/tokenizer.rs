@@ -1,6 +1,5 @@
 //! `NativeTokenizer`: GPT-2's tokenizer, synchronous (encoding is fast).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::Uint32Array;
@@ -48,8 +47,7 @@ pub fn load_tokenizer(
     path: String,
 ) -> napi::bindgen_prelude::AsyncTask<Blocking<NativeTokenizer, NativeTokenizer>> {
     blocking(move || {
-        let dir = nexttoken::pretrained::resolve_model_dir(&path)?;
-        let inner = nexttoken::Tokenizer::from_dir(Path::new(&dir))?;
+        let inner = nexttoken::Tokenizer::from_pretrained(&path)?;
         Ok(NativeTokenizer::new(Arc::new(inner)))
     })
 }

@@ -28,21 +28,22 @@ impl Activation {
     }
 }
 
+/// config.json's fields as read; also what a GGUF file's metadata is mapped to.
 #[derive(Debug, Deserialize)]
-struct RawConfig {
-    model_type: Option<String>,
-    n_layer: usize,
-    n_head: usize,
-    n_embd: usize,
-    n_positions: usize,
-    vocab_size: usize,
+pub(crate) struct RawConfig {
+    pub(crate) model_type: Option<String>,
+    pub(crate) n_layer: usize,
+    pub(crate) n_head: usize,
+    pub(crate) n_embd: usize,
+    pub(crate) n_positions: usize,
+    pub(crate) vocab_size: usize,
     #[serde(default = "default_eps")]
-    layer_norm_epsilon: f64,
+    pub(crate) layer_norm_epsilon: f64,
     #[serde(default = "default_activation")]
-    activation_function: String,
-    n_inner: Option<usize>,
-    bos_token_id: Option<u32>,
-    eos_token_id: Option<u32>,
+    pub(crate) activation_function: String,
+    pub(crate) n_inner: Option<usize>,
+    pub(crate) bos_token_id: Option<u32>,
+    pub(crate) eos_token_id: Option<u32>,
 }
 
 fn default_eps() -> f64 {
@@ -127,6 +128,11 @@ impl Config {
                 None => format!("not a GPT-2 config: {err}"),
             })
         })?;
+        Self::from_raw(raw)
+    }
+
+    /// Checks `raw` (a config.json's fields, or a GGUF file's metadata under their names).
+    pub(crate) fn from_raw(raw: RawConfig) -> Result<Self> {
         match raw.model_type.as_deref() {
             Some("gpt2") => {}
             Some(other) => {

@@ -13,6 +13,7 @@ pub mod dtype;
 pub mod error;
 mod files;
 pub mod generation;
+pub mod gguf;
 mod gpt2;
 pub mod network;
 mod ops;
@@ -20,6 +21,7 @@ pub mod pretrained;
 pub mod scheduler;
 pub mod scores;
 mod session;
+pub mod source;
 pub mod tokenizer;
 pub mod weights;
 

@@ -28,7 +28,7 @@ impl Conv1D {
         w: &mut Weights,
         prefix: &str,
         (n_in, n_out): (usize, usize),
-        dtype: WeightDtype,
+        dtype: Option<WeightDtype>,
     ) -> Result<Self> {
         Ok(Conv1D {
             weight: linear_weight(w, &format!("{prefix}.weight"), (n_in, n_out), false, dtype)?,
@@ -132,7 +132,7 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(w: &mut Weights, prefix: &str, cfg: &Config, dtype: WeightDtype) -> Result<Self> {
+    fn load(w: &mut Weights, prefix: &str, cfg: &Config, dtype: Option<WeightDtype>) -> Result<Self> {
         Ok(Attention {
             c_attn: Conv1D::load(w, &format!("{prefix}.c_attn"), (cfg.n_embd, 3 * cfg.n_embd), dtype)?,
             c_proj: Conv1D::load(w, &format!("{prefix}.c_proj"), (cfg.n_embd, cfg.n_embd), dtype)?,
@@ -173,7 +173,7 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn load(w: &mut Weights, prefix: &str, cfg: &Config, dtype: WeightDtype) -> Result<Self> {
+    fn load(w: &mut Weights, prefix: &str, cfg: &Config, dtype: Option<WeightDtype>) -> Result<Self> {
         Ok(Mlp {
             c_fc: Conv1D::load(w, &format!("{prefix}.c_fc"), (cfg.n_embd, cfg.n_inner), dtype)?,
             c_proj: Conv1D::load(w, &format!("{prefix}.c_proj"), (cfg.n_inner, cfg.n_embd), dtype)?,
@@ -200,7 +200,7 @@ struct Block {
 }
 
 impl Block {
-    fn load(w: &mut Weights, layer: usize, cfg: &Config, dtype: WeightDtype) -> Result<Self> {
+    fn load(w: &mut Weights, layer: usize, cfg: &Config, dtype: Option<WeightDtype>) -> Result<Self> {
         let prefix = format!("h.{layer}");
         Ok(Block {
             ln_1: layer_norm(w, &format!("{prefix}.ln_1"), cfg)?,
@@ -217,18 +217,30 @@ impl Block {
 }
 
 /// The weight `name`, stored `shape`, for `linear` (`transposed`: used as `x @ w^T`), held in
-/// `dtype`. Packed straight from the file when the CPU kernels pack, so the model is never held
-/// twice.
+/// `dtype` (None: its own stored type). Packed straight from the file when the CPU kernels pack,
+/// so the model is never held twice.
 fn linear_weight(
     w: &mut Weights,
     name: &str,
     shape: (usize, usize),
     transposed: bool,
-    dtype: WeightDtype,
+    dtype: Option<WeightDtype>,
 ) -> Result<Weight> {
+    let dtype = dtype.unwrap_or_else(|| w.stored_dtype(name));
+    check_device(w.device(), dtype)?;
     match Weight::packs(w.device(), dtype) {
         true => Ok(Weight::Packed(w.take_packed(name, shape, dtype, transposed)?)),
         false => Ok(Weight::tensor(w.take(name, &[shape.0, shape.1])?, transposed)?),
+    }
+}
+
+/// Fails for a `dtype` other than fp32 on a device whose kernels do not pack.
+fn check_device(device: &Device, dtype: WeightDtype) -> Result<()> {
+    match dtype == WeightDtype::F32 || Weight::packs(device, dtype) {
+        true => Ok(()),
+        false => {
+            Err(Error::InvalidArg(format!("dtype {dtype} runs on the CPU only: use fp32 on this device")))
+        }
     }
 }
 
@@ -256,11 +268,24 @@ impl Network {
     /// The network in `w`, its weight matrices held in `dtype` (other dtypes than fp32 run on
     /// the CPU only).
     pub fn load(w: &mut Weights, config: &Config, device: &Device, dtype: WeightDtype) -> Result<Self> {
-        if dtype != WeightDtype::F32 && !Weight::packs(device, dtype) {
-            return Err(Error::InvalidArg(format!(
-                "dtype {dtype} runs on the CPU only: use fp32 on this device"
-            )));
-        }
+        check_device(device, dtype)?;
+        Self::load_as(w, config, device, Some(dtype))
+    }
+
+    /// The network in `w`, each weight matrix held in its own stored type (a GGUF file's Q8_0
+    /// as q8, Q4_0 as q4, F16 as fp16...). `dtype()` then reports the token embeddings' type:
+    /// the largest matrix, and the one type of every matrix in a file written in one type.
+    pub fn load_in_stored_types(w: &mut Weights, config: &Config, device: &Device) -> Result<Self> {
+        Self::load_as(w, config, device, None)
+    }
+
+    fn load_as(
+        w: &mut Weights,
+        config: &Config,
+        device: &Device,
+        dtype: Option<WeightDtype>,
+    ) -> Result<Self> {
+        let reported = dtype.unwrap_or_else(|| w.stored_dtype("wte.weight"));
         let h =
             (0..config.n_layer).map(|layer| Block::load(w, layer, config, dtype)).collect::<Result<_>>()?;
         Ok(Network {
@@ -270,7 +295,7 @@ impl Network {
             h,
             ln_f: layer_norm(w, "ln_f", config)?,
             config: config.clone(),
-            dtype,
+            dtype: reported,
             device: device.clone(),
         })
     }

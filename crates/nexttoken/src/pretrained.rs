@@ -1,7 +1,7 @@
-//! A model directory in the Hugging Face layout (config.json, model.safetensors, tokenizer),
-//! loaded into one object that answers next-token questions.
+//! A model directory in the Hugging Face layout (config.json, model.safetensors, tokenizer) or a
+//! GGUF file, loaded into one object that answers next-token questions.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::generation::GenerationConfig;
 use crate::network::{KvCache, Network, Positions};
 use crate::scores::{most_likely, score_text, softmax_in_place, ScoredText, TokenScore};
+use crate::source::ModelSource;
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
@@ -20,7 +21,8 @@ pub struct LoadOptions {
     /// 'cpu', 'cuda' or 'metal'; default the CPU.
     pub device: Option<String>,
     /// What the weight matrices are held in; default the checkpoint's own type (f16 and bf16
-    /// files stay 16-bit, everything else fp32).
+    /// files stay 16-bit, everything else fp32; a GGUF file's matrices each in their own type:
+    /// Q8_0 as q8, Q4_0 as q4, F16 as fp16, BF16 as bf16, F32 as fp32).
     pub dtype: Option<WeightDtype>,
 }
 
@@ -29,30 +31,6 @@ pub struct Pretrained {
     pub tokenizer: Arc<Tokenizer>,
     /// `generate`'s defaults from `generation_config.json` (or config.json's special tokens).
     pub generation_config: GenerationConfig,
-}
-
-/// The directory `name_or_path` names. Hub repo ids are resolved to a cache directory before they
-/// get here (by the JS API, which fetches them).
-pub fn resolve_model_dir(name_or_path: &str) -> Result<PathBuf> {
-    if name_or_path.is_empty() {
-        return Err(Error::InvalidArg("model name or path is empty".into()));
-    }
-    let path = Path::new(name_or_path);
-    if path.is_dir() {
-        return Ok(path.to_path_buf());
-    }
-    let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    if path.exists() {
-        return Err(Error::ModelNotFound(format!(
-            "{} is a file; expected a model directory (config.json, model.safetensors, tokenizer.json)",
-            shown.display()
-        )));
-    }
-    Err(Error::ModelNotFound(format!(
-        "no model directory at {}: pass a Hub repo id such as 'gpt2' or the path of a directory \
-         holding config.json, model.safetensors and tokenizer.json",
-        shown.display()
-    )))
 }
 
 /// The special tokens the configs name must be tokens of both the model and the tokenizer: a
@@ -100,7 +78,10 @@ impl Pretrained {
             return Err(Error::InvalidArg(reason.into()));
         }
         let device = device_from_name(options.device.as_deref().unwrap_or(DEFAULT_DEVICE))?;
-        let dir = resolve_model_dir(name_or_path)?;
+        let dir = match crate::source::resolve(name_or_path)? {
+            ModelSource::Dir(dir) => dir,
+            ModelSource::Gguf(path) => return Self::load_gguf(&path, &device, options.dtype),
+        };
         let config = Config::from_file(&dir.join("config.json"))?;
         let mut weights = Weights::from_dir(&dir, &device)?;
         let dtype = options.dtype.unwrap_or_else(|| weights.stored_dtype("wte.weight"));
@@ -115,6 +96,44 @@ impl Pretrained {
         }
         let generation_config = GenerationConfig::from_dir(&dir, &config)?;
         check_special_tokens(&dir, &config, &generation_config, tokenizer.vocab_size())?;
+        Ok(Pretrained { network, tokenizer: Arc::new(tokenizer), generation_config })
+    }
+
+    /// The GGUF file `path`, its weight matrices in `dtype` or, by default, each in its own
+    /// stored type; `generate`'s defaults from its bos and eos token ids.
+    fn load_gguf(path: &Path, device: &candle_core::Device, dtype: Option<WeightDtype>) -> Result<Self> {
+        let crate::gguf::GgufModel { config, mut weights, tokenizer } = crate::gguf::load(path, device)?;
+        let network = match dtype {
+            Some(dtype) => Network::load(&mut weights, &config, device, dtype)?,
+            None => Network::load_in_stored_types(&mut weights, &config, device)?,
+        };
+        if tokenizer.vocab_size() > config.vocab_size {
+            return Err(Error::invalid_file(
+                path,
+                format!(
+                    "the tokenizer has {} tokens but the token embeddings only {} rows",
+                    tokenizer.vocab_size(),
+                    config.vocab_size
+                ),
+            ));
+        }
+        let generation_config = GenerationConfig {
+            bos_token_id: config.bos_token_id,
+            eos_token_ids: config.eos_token_id.into_iter().collect(),
+            ..GenerationConfig::default()
+        };
+        for (name, id) in [("bos", config.bos_token_id), ("eos", config.eos_token_id)] {
+            if id.is_some_and(|id| id as usize >= tokenizer.vocab_size()) {
+                return Err(Error::invalid_file(
+                    path,
+                    format!(
+                        "tokenizer.ggml.{name}_token_id {} is not one of its {} tokens",
+                        id.unwrap_or(0),
+                        tokenizer.vocab_size()
+                    ),
+                ));
+            }
+        }
         Ok(Pretrained { network, tokenizer: Arc::new(tokenizer), generation_config })
     }
 

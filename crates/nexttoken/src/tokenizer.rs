@@ -17,6 +17,14 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
+    /// The tokenizer of a model directory or GGUF file, as `source::resolve` finds it.
+    pub fn from_pretrained(name_or_path: &str) -> Result<Self> {
+        match crate::source::resolve(name_or_path)? {
+            crate::source::ModelSource::Dir(dir) => Self::from_dir(&dir),
+            crate::source::ModelSource::Gguf(path) => crate::gguf::load_tokenizer(&path),
+        }
+    }
+
     /// Loads the tokenizer of the model directory `dir`.
     pub fn from_dir(dir: &Path) -> Result<Self> {
         // A tokenizer.json that is there but unreadable (a directory, a FIFO, a symlink loop) is
@@ -51,16 +59,44 @@ impl Tokenizer {
         let bpe = BPE::from_file(&vocab_str, &merges_str).build().map_err(|err| {
             Error::invalid_file(vocab, format!("cannot build BPE from vocab.json and merges.txt ({err})"))
         })?;
+        Self::byte_level(bpe, &[END_OF_TEXT]).map_err(|err| Error::invalid_file(vocab, err))
+    }
+
+    /// The same tokenizer from its parts (a GGUF file's `tokenizer.ggml.*`): the tokens in id
+    /// order, the merges in rank order, and the tokens that are special (`<|endoftext|>`).
+    pub(crate) fn from_parts(
+        tokens: &[String],
+        merges: Vec<(String, String)>,
+        specials: &[&str],
+    ) -> std::result::Result<Self, String> {
+        let vocab: tokenizers::models::bpe::Vocab =
+            tokens.iter().enumerate().map(|(id, token)| (token.clone(), id as u32)).collect();
+        if vocab.len() != tokens.len() {
+            return Err("a token appears twice in the vocabulary".into());
+        }
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
+            .map_err(|err| format!("cannot build BPE from its tokens and merges ({err})"))?;
+        Self::byte_level(bpe, specials)
+    }
+
+    /// GPT-2's pipeline around `bpe`: byte-level pre-tokenizing (no prefix space), decoding and
+    /// post-processing, with `specials` (those in the vocabulary) matched whole before BPE.
+    fn byte_level(bpe: BPE, specials: &[&str]) -> std::result::Result<Self, String> {
         let mut inner = tokenizers::Tokenizer::new(bpe);
         let byte_level = ByteLevel::new(false, true, true);
         inner
             .with_pre_tokenizer(Some(byte_level))
             .with_decoder(Some(byte_level))
             .with_post_processor(Some(byte_level));
-        if inner.token_to_id(END_OF_TEXT).is_some() {
-            inner
-                .add_special_tokens([AddedToken::from(END_OF_TEXT, true)])
-                .map_err(|err| Error::invalid_file(vocab, err))?;
+        let specials: Vec<AddedToken> = specials
+            .iter()
+            .filter(|s| inner.token_to_id(s).is_some())
+            .map(|s| AddedToken::from(s.to_string(), true))
+            .collect();
+        if !specials.is_empty() {
+            inner.add_special_tokens(specials).map_err(|err| err.to_string())?;
         }
         Ok(Tokenizer { inner })
     }

@@ -3,7 +3,7 @@
 //! `pytorch_model.bin` (read by candle's restricted unpickler, which builds tensors and never runs
 //! pickled code). Tensors are handed out by their canonical name (`wte.weight`,
 //! `h.0.attn.c_attn.weight`, ...), checked against the expected shape before anything is built
-//! from them.
+//! from them. A GGUF file's tensors (`crate::gguf`) are filed here under the same names.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::dtype::WeightDtype;
 use crate::error::{Error, Result};
+use crate::gguf::{GgmlType, TensorInfo};
 use crate::ops::{PackError, PackedMatrix};
 
 /// Tensors of a GPT-2 checkpoint, keyed by their name without the optional `transformer.` prefix.
@@ -26,12 +27,13 @@ use crate::ops::{PackError, PackedMatrix};
 /// few MB at a time for a matrix that is packed, so a load never holds the file and the model
 /// at once.
 pub struct Weights {
-    files: Vec<SafetensorsFile>,
+    files: Vec<OpenFile>,
     tensors: HashMap<String, Stored>,
     device: Device,
 }
 
-struct SafetensorsFile {
+/// A checkpoint file (safetensors or GGUF) held open for reads at offsets.
+struct OpenFile {
     path: PathBuf,
     file: File,
 }
@@ -49,6 +51,20 @@ enum Values {
     InFile { file: usize, dtype: DType, start: u64 },
     /// Already read (pytorch_model.bin).
     Read(Tensor),
+    /// In `files[file]` from byte `start`, as ggml stores `ggml`: row-major in the file's shape,
+    /// which is the canonical shape reversed when `transposed` (a Conv1D weight kept (out, in)).
+    Gguf { file: usize, ggml: GgmlType, start: u64, transposed: bool },
+}
+
+/// A GGUF file's tensor under its Hugging Face name and shape (`crate::gguf`).
+pub(crate) struct GgufTensor {
+    pub name: String,
+    /// Its name in the file, for messages.
+    pub file_name: String,
+    pub shape: Vec<usize>,
+    pub info: TensorInfo,
+    /// Stored as the transpose of `shape`.
+    pub transposed: bool,
 }
 
 thread_local! {
@@ -87,6 +103,24 @@ impl Weights {
             "no weights in {}: looked for model.safetensors, model.safetensors.index.json and pytorch_model.bin",
             dir.display()
         )))
+    }
+
+    /// The tensors of a GGUF file, already mapped and checked by `crate::gguf`.
+    pub(crate) fn from_gguf(path: PathBuf, file: File, tensors: Vec<GgufTensor>, device: &Device) -> Self {
+        let tensors = tensors
+            .into_iter()
+            .map(|t| {
+                let values = Values::Gguf {
+                    file: 0,
+                    ggml: t.info.ggml,
+                    start: t.info.start,
+                    transposed: t.transposed,
+                };
+                let shown = PathBuf::from(format!("{} (tensor '{}')", path.display(), t.file_name));
+                (t.name, Stored { shape: t.shape, path: shown, values })
+            })
+            .collect();
+        Weights { files: vec![OpenFile { path, file }], tensors, device: device.clone() }
     }
 
     /// The safetensors file `path` (its header: tensors are read when taken).
@@ -199,7 +233,7 @@ impl Weights {
                 Values::InFile { file: index, dtype, start: data_start + info.data_offsets.0 as u64 };
             found.push((key, Stored { shape: info.shape.clone(), path: path.to_path_buf(), values }));
         }
-        self.files.push(SafetensorsFile { path: path.to_path_buf(), file });
+        self.files.push(OpenFile { path: path.to_path_buf(), file });
         for (key, stored) in found {
             self.insert(path, &key, stored)?;
         }
@@ -233,7 +267,13 @@ impl Weights {
         let count = shape.iter().product();
         let mut values = Vec::new();
         self.read_values(name, &stored, 0..count, &mut values)?;
-        Ok(Tensor::from_vec(values, shape, &Device::Cpu)?.to_device(&self.device)?)
+        let tensor = match (&stored.values, shape) {
+            (Values::Gguf { transposed: true, .. }, &[rows, cols]) => {
+                Tensor::from_vec(values, (cols, rows), &Device::Cpu)?.t()?.contiguous()?
+            }
+            _ => Tensor::from_vec(values, shape, &Device::Cpu)?,
+        };
+        Ok(tensor.to_device(&self.device)?)
     }
 
     /// The dtype the matrix `name` is stored in, as a weight dtype (f32 when absent: `take`
@@ -242,6 +282,13 @@ impl Weights {
         match self.tensors.get(name).map(|stored| &stored.values) {
             Some(Values::InFile { dtype, .. }) => WeightDtype::of_stored(*dtype),
             Some(Values::Read(tensor)) => WeightDtype::of_stored(tensor.dtype()),
+            Some(Values::Gguf { ggml, .. }) => match ggml {
+                GgmlType::F32 => WeightDtype::F32,
+                GgmlType::F16 => WeightDtype::F16,
+                GgmlType::Bf16 => WeightDtype::Bf16,
+                GgmlType::Q8_0 => WeightDtype::Q8_0,
+                GgmlType::Q4_0 => WeightDtype::Q4_0,
+            },
             None => WeightDtype::F32,
         }
     }
@@ -258,10 +305,46 @@ impl Weights {
     ) -> Result<PackedMatrix> {
         let stored = self.take_stored(name, &[rows, cols])?;
         let (k, n) = if transposed { (cols, rows) } else { (rows, cols) };
-        let read = |rows: Range<usize>, values: &mut Vec<f32>| {
-            self.read_values(name, &stored, rows.start * cols..rows.end * cols, values)
+        // A GGUF Conv1D weight is stored (out, in): the transpose of what was asked for.
+        let (transposed, cols) = match stored.values {
+            Values::Gguf { transposed: true, .. } => (!transposed, rows),
+            _ => (transposed, cols),
         };
-        PackedMatrix::pack(dtype, k, n, transposed, read).map_err(|err| match err {
+        let packed = match stored.values {
+            // Quantized blocks kept as they are when asked for in their own type: llama.cpp's
+            // blocks of a stored (n, k) row are our blocks of a column, bit for bit.
+            Values::Gguf { file, ggml, start, .. }
+                if transposed
+                    && matches!(
+                        (ggml, dtype),
+                        (GgmlType::Q8_0, WeightDtype::Q8_0) | (GgmlType::Q4_0, WeightDtype::Q4_0)
+                    ) =>
+            {
+                let row_bytes = (cols / ggml.block_values() * ggml.block_bytes()) as u64;
+                let read = |rows: Range<usize>, bytes: &mut Vec<u8>| {
+                    bytes.resize(rows.len() * row_bytes as usize, 0);
+                    let file = &self.files[file];
+                    crate::files::read_at(&file.file, start + rows.start as u64 * row_bytes, bytes).map_err(
+                        |err| Error::invalid_file(&stored.path, format!("could not be read ({err})")),
+                    )?;
+                    match crate::gguf::bad_scale(ggml, bytes) {
+                        None => Ok(()),
+                        Some(d) => Err(Error::invalid_file(
+                            &stored.path,
+                            format!("a block scale is {d}: its weights must be finite"),
+                        )),
+                    }
+                };
+                PackedMatrix::from_ggml_blocks(dtype, k, n, read)
+            }
+            _ => {
+                let read = |rows: Range<usize>, values: &mut Vec<f32>| {
+                    self.read_values(name, &stored, rows.start * cols..rows.end * cols, values)
+                };
+                PackedMatrix::pack(dtype, k, n, transposed, read)
+            }
+        };
+        packed.map_err(|err| match err {
             PackError::Read(err) => err,
             PackError::Memory(err) => Error::Internal(format!("no memory for tensor '{name}' ({err})")),
             PackError::OutOfRange(value) => Error::invalid_file(
@@ -299,6 +382,19 @@ impl Weights {
             Values::Read(tensor) => {
                 let all = tensor.flatten_all()?.narrow(0, range.start, range.len())?;
                 values.extend(all.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+            }
+            Values::Gguf { file, ggml, start, .. } => {
+                // Ranges are whole rows (or whole 1-D tensors), and rows are whole blocks (the
+                // reader checked).
+                let block = ggml.block_values();
+                debug_assert!(range.start.is_multiple_of(block) && range.len().is_multiple_of(block));
+                let mut bytes = vec![0u8; range.len() / block * ggml.block_bytes()];
+                let file = &self.files[*file];
+                let at = start + (range.start / block * ggml.block_bytes()) as u64;
+                crate::files::read_at(&file.file, at, &mut bytes)
+                    .map_err(|err| Error::invalid_file(&stored.path, format!("could not be read ({err})")))?;
+                values.resize(range.len(), 0.0);
+                crate::gguf::to_f32(*ggml, &bytes, values);
             }
         }
         check_finite(name, &stored.path, values, range.start)
