@@ -75,11 +75,17 @@ impl Weights {
         )))
     }
 
-    /// Maps the safetensors file `path` and reads its header; tensors come out as f32 on
-    /// `device` (f16 and bf16 storage is widened when taken).
+    /// Reads the safetensors file `path` and its header; tensors come out as f32 on `device`
+    /// (f16 and bf16 storage is widened when taken).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        Self::from_safetensors_bytes(path, crate::files::read(path, "model.safetensors")?, device)
+    }
+
+    /// The checkpoint held in `bytes`, a safetensors file's contents (`path` names it in
+    /// messages): what `load` does once the file is read, and what the loader fuzz target feeds.
+    pub fn from_safetensors_bytes(path: &Path, bytes: Vec<u8>, device: &Device) -> Result<Self> {
         let mut weights = Weights { files: Vec::new(), tensors: HashMap::new(), device: device.clone() };
-        weights.map_safetensors(path)?;
+        weights.add_safetensors(path, bytes)?;
         Ok(weights)
     }
 
@@ -103,7 +109,7 @@ impl Weights {
             if !path.is_file() {
                 return Err(Error::missing_file(path, "a shard listed in model.safetensors.index.json"));
             }
-            weights.map_safetensors(&path)?;
+            weights.add_safetensors(&path, crate::files::read(&path, "model.safetensors")?)?;
         }
         Ok(weights)
     }
@@ -134,8 +140,7 @@ impl Weights {
         Ok(weights)
     }
 
-    fn map_safetensors(&mut self, path: &Path) -> Result<()> {
-        let bytes = crate::files::read(path, "model.safetensors")?;
+    fn add_safetensors(&mut self, path: &Path, bytes: Vec<u8>) -> Result<()> {
         let index = self.files.len();
         let mut found = Vec::new();
         {
