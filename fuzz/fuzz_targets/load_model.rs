@@ -32,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let network = match Network::load(&mut weights, &config, &device) {
         Ok(network) => network,
-        Err(err) => return assert_eq!(err.code(), "ERR_MODEL_INVALID", "{err}"),
+        Err(err) => {
+            assert_eq!(err.code(), "ERR_MODEL_INVALID", "{err}");
+            return;
+        }
     };
     // A loaded model must also run: one token at the first position.
     let mut cache = nexttoken::KvCache::new();
