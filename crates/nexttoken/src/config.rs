@@ -170,11 +170,16 @@ impl Config {
         if raw.vocab_size > u32::MAX as usize {
             return Err(Error::ModelInvalid("vocab_size does not fit token ids".into()));
         }
+        // 4 * n_embd is the default MLP width and the loader computes 3 * n_embd (c_attn): a width
+        // that overflows them is no model (its weights could not be stored either).
+        let Some(default_inner) = raw.n_embd.checked_mul(4) else {
+            return Err(Error::ModelInvalid(format!("n_embd ({}) is too large", raw.n_embd)));
+        };
         Ok(Config {
             n_layer: raw.n_layer,
             n_head: raw.n_head,
             n_embd: raw.n_embd,
-            n_inner: raw.n_inner.unwrap_or(4 * raw.n_embd),
+            n_inner: raw.n_inner.unwrap_or(default_inner),
             n_positions: raw.n_positions,
             vocab_size: raw.vocab_size,
             layer_norm_epsilon: raw.layer_norm_epsilon,
@@ -219,6 +224,14 @@ mod tests {
     fn refuses_heads_that_do_not_divide_the_width() {
         let bad = GPT2.replace("\"n_head\":12", "\"n_head\":7");
         assert_eq!(Config::from_json(&bad).unwrap_err().code(), "ERR_MODEL_INVALID");
+    }
+
+    /// 4 * n_embd overflowed (a panic where overflow is checked; a wrong n_inner elsewhere).
+    #[test]
+    fn refuses_a_width_whose_multiples_overflow() {
+        let huge = GPT2.replace("\"n_embd\":768", &format!("\"n_embd\":{}", 1usize << 62));
+        let huge = huge.replace("\"n_head\":12", "\"n_head\":1");
+        assert_eq!(Config::from_json(&huge).unwrap_err().code(), "ERR_MODEL_INVALID");
     }
 
     #[test]

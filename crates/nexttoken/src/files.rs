@@ -59,6 +59,41 @@ pub fn read_at(file: &std::fs::File, offset: u64, buf: &mut [u8]) -> std::io::Re
     }
 }
 
+/// Where a checkpoint's bytes are read from: its open file, or (for fuzzing and tests) its
+/// contents in memory, through the same reads at offsets.
+pub enum Source {
+    File(std::fs::File),
+    Bytes(Vec<u8>),
+}
+
+impl Source {
+    /// Its length in bytes.
+    pub fn size(&self) -> std::io::Result<u64> {
+        match self {
+            Source::File(file) => Ok(file.metadata()?.len()),
+            Source::Bytes(bytes) => Ok(bytes.len() as u64),
+        }
+    }
+
+    /// Fills `buf` from `offset`; past the end is an `UnexpectedEof` error.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        match self {
+            Source::File(file) => read_at(file, offset, buf),
+            Source::Bytes(bytes) => {
+                let range =
+                    usize::try_from(offset).ok().and_then(|start| Some(start..start.checked_add(buf.len())?));
+                match range.and_then(|range| bytes.get(range)) {
+                    Some(part) => {
+                        buf.copy_from_slice(part);
+                        Ok(())
+                    }
+                    None => Err(ErrorKind::UnexpectedEof.into()),
+                }
+            }
+        }
+    }
+}
+
 /// `read`, as UTF-8 text.
 pub fn read_text(path: &Path, what: &str) -> Result<String> {
     String::from_utf8(read(path, what)?)

@@ -11,7 +11,7 @@ pub mod config;
 pub mod device;
 pub mod dtype;
 pub mod error;
-mod files;
+pub mod files;
 pub mod generation;
 pub mod gguf;
 mod gpt2;

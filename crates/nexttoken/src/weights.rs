@@ -6,7 +6,6 @@
 //! from them. A GGUF file's tensors (`crate::gguf`) are filed here under the same names.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +17,7 @@ use serde::Deserialize;
 
 use crate::dtype::WeightDtype;
 use crate::error::{Error, Result};
+use crate::files::Source;
 use crate::gguf::{GgmlType, TensorInfo};
 use crate::ops::{PackError, PackedMatrix};
 
@@ -35,7 +35,7 @@ pub struct Weights {
 /// A checkpoint file (safetensors or GGUF) held open for reads at offsets.
 struct OpenFile {
     path: PathBuf,
-    file: File,
+    file: Source,
 }
 
 /// A tensor's shape and where its values are.
@@ -106,7 +106,7 @@ impl Weights {
     }
 
     /// The tensors of a GGUF file, already mapped and checked by `crate::gguf`.
-    pub(crate) fn from_gguf(path: PathBuf, file: File, tensors: Vec<GgufTensor>, device: &Device) -> Self {
+    pub(crate) fn from_gguf(path: PathBuf, file: Source, tensors: Vec<GgufTensor>, device: &Device) -> Self {
         let tensors = tensors
             .into_iter()
             .map(|t| {
@@ -127,6 +127,14 @@ impl Weights {
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let mut weights = Weights { files: Vec::new(), tensors: HashMap::new(), device: device.clone() };
         weights.open_safetensors(path)?;
+        Ok(weights)
+    }
+
+    /// The checkpoint whose safetensors bytes are `bytes` (`path` names it in messages): read
+    /// exactly as a file is, what the loader's fuzz target feeds.
+    pub fn from_safetensors_bytes(path: &Path, bytes: Vec<u8>, device: &Device) -> Result<Self> {
+        let mut weights = Weights { files: Vec::new(), tensors: HashMap::new(), device: device.clone() };
+        weights.add_safetensors(path, Source::Bytes(bytes))?;
         Ok(weights)
     }
 
@@ -186,13 +194,17 @@ impl Weights {
     /// shape and dtype, ending where the file ends).
     fn open_safetensors(&mut self, path: &Path) -> Result<()> {
         let file = crate::files::open(path, "model.safetensors")?;
+        self.add_safetensors(path, Source::File(file))
+    }
+
+    /// `open_safetensors` for a file's `source`.
+    fn add_safetensors(&mut self, path: &Path, file: Source) -> Result<()> {
         let invalid = |what: &dyn std::fmt::Display| {
             Error::invalid_file(path, format!("not a valid safetensors file ({what})"))
         };
-        let file_len = file.metadata().map_err(|err| Error::invalid_file(path, err))?.len();
+        let file_len = file.size().map_err(|err| Error::invalid_file(path, err))?;
         let mut len_bytes = [0u8; 8];
-        crate::files::read_at(&file, 0, &mut len_bytes)
-            .map_err(|_| invalid(&"shorter than its 8-byte header length"))?;
+        file.read_at(0, &mut len_bytes).map_err(|_| invalid(&"shorter than its 8-byte header length"))?;
         let header_len = u64::from_le_bytes(len_bytes);
         if header_len > MAX_HEADER_BYTES {
             return Err(invalid(&format!(
@@ -204,7 +216,7 @@ impl Weights {
             return Err(invalid(&format!("a header of {header_len} bytes in a file of {file_len}")));
         }
         let mut header = vec![0u8; header_len as usize];
-        crate::files::read_at(&file, 8, &mut header).map_err(|err| invalid(&err))?;
+        file.read_at(8, &mut header).map_err(|err| invalid(&err))?;
         let metadata: Metadata =
             serde_json::from_slice(&header).map_err(|err| invalid(&format!("header: {err}")))?;
         let data_len = metadata.data_len() as u64;
@@ -324,9 +336,9 @@ impl Weights {
                 let read = |rows: Range<usize>, bytes: &mut Vec<u8>| {
                     bytes.resize(rows.len() * row_bytes as usize, 0);
                     let file = &self.files[file];
-                    crate::files::read_at(&file.file, start + rows.start as u64 * row_bytes, bytes).map_err(
-                        |err| Error::invalid_file(&stored.path, format!("could not be read ({err})")),
-                    )?;
+                    file.file.read_at(start + rows.start as u64 * row_bytes, bytes).map_err(|err| {
+                        Error::invalid_file(&stored.path, format!("could not be read ({err})"))
+                    })?;
                     match crate::gguf::bad_scale(ggml, bytes) {
                         None => Ok(()),
                         Some(d) => Err(Error::invalid_file(
@@ -370,11 +382,9 @@ impl Weights {
                 let size = dtype.size_in_bytes();
                 bytes.resize(range.len() * size, 0);
                 let file = &self.files[*file];
-                crate::files::read_at(&file.file, start + (range.start * size) as u64, bytes).map_err(
-                    |err| {
-                        Error::invalid_file(&file.path, format!("tensor '{name}' could not be read ({err})"))
-                    },
-                )?;
+                file.file.read_at(start + (range.start * size) as u64, bytes).map_err(|err| {
+                    Error::invalid_file(&file.path, format!("tensor '{name}' could not be read ({err})"))
+                })?;
                 values.resize(range.len(), 0.0);
                 widen(*dtype, bytes, values);
                 Ok::<_, Error>(())
@@ -391,7 +401,8 @@ impl Weights {
                 let mut bytes = vec![0u8; range.len() / block * ggml.block_bytes()];
                 let file = &self.files[*file];
                 let at = start + (range.start / block * ggml.block_bytes()) as u64;
-                crate::files::read_at(&file.file, at, &mut bytes)
+                file.file
+                    .read_at(at, &mut bytes)
                     .map_err(|err| Error::invalid_file(&stored.path, format!("could not be read ({err})")))?;
                 values.resize(range.len(), 0.0);
                 crate::gguf::to_f32(*ggml, &bytes, values);

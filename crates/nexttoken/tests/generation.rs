@@ -414,3 +414,21 @@ fn beam_search_equals_transformers() {
         }
     }
 }
+
+/// A length as large as `generation_config.json` can write (`max_new_tokens`: 2^64 - 1) runs beam
+/// search to the context limit: prompt length + budget once overflowed, and the search ended
+/// after one token.
+#[test]
+fn beam_search_with_the_largest_length_runs_to_the_context_limit() {
+    let model = tiny_model();
+    let n_positions = model.config().n_positions;
+    let call = CallOptions {
+        num_beams: Some(2),
+        max_new_tokens: Some(usize::MAX),
+        eos_token_id: Some(vec![]),
+        ..Default::default()
+    };
+    let outputs =
+        nexttoken::generation::beam_search(model.clone(), vec![464; n_positions - 3], call).unwrap();
+    assert_eq!(outputs[0].ids.len(), n_positions);
+}

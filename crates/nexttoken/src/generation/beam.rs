@@ -57,7 +57,8 @@ pub fn beam_search(pretrained: Arc<Pretrained>, prompt: Vec<u32>, call: CallOpti
     network.check_input(&prompt, 0)?;
     let prompt_len = prompt.len();
     let budget = options.new_token_budget(prompt_len, config.n_positions)?;
-    let max_length = (prompt_len + budget).min(config.n_positions);
+    // Saturating: generation_config.json may ask for up to 2^64 - 1 new tokens.
+    let max_length = prompt_len.saturating_add(budget).min(config.n_positions);
     let num_beams = options.num_beams;
     let eos = &options.eos_token_ids;
     let beams_to_keep = 2.max(1 + eos.len()) * num_beams;

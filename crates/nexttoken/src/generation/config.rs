@@ -130,7 +130,7 @@ impl GenerationConfig {
     pub fn from_dir(dir: &Path, config: &Config) -> Result<Self> {
         let path = dir.join("generation_config.json");
         match crate::files::read_text(&path, "generation_config.json") {
-            Ok(text) => serde_json::from_str(&text).map_err(|err| Error::invalid_file(&path, err)),
+            Ok(text) => Self::from_json(&text).map_err(|err| Error::invalid_file(&path, err)),
             Err(Error::ModelNotFound(_)) => Ok(GenerationConfig {
                 bos_token_id: config.bos_token_id,
                 eos_token_ids: config.eos_token_id.into_iter().collect(),
@@ -138,6 +138,11 @@ impl GenerationConfig {
             }),
             Err(err) => Err(err),
         }
+    }
+
+    /// `generation_config.json`'s text: what `from_dir` parses once the file is read.
+    pub fn from_json(text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|err| Error::ModelInvalid(err.to_string()))
     }
 }
 

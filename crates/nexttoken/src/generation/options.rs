@@ -442,12 +442,17 @@ impl GenerateOptions {
     /// How many tokens may follow a prompt of `prompt_len` tokens, as transformers'
     /// `_prepare_generated_length` decides: `max_new_tokens`; else `max_length` minus the
     /// (padded) prompt; else 20 new tokens, the whole capped at `n_positions`. A prompt that
-    /// leaves no room under `max_length` is refused, as transformers refuses it.
+    /// leaves no room under `max_length` is refused, as transformers refuses it, and so is a
+    /// padded width past the context (a batch's padding never is; a larger one would overflow
+    /// the lengths computed from it).
     pub fn new_token_budget(&self, prompt_len: usize, n_positions: usize) -> Result<usize> {
+        let width = self.prompt_width(prompt_len);
+        if width > n_positions {
+            return Err(Error::ContextOverflow { len: width, n_positions });
+        }
         if let Some(n) = self.max_new_tokens {
             return Ok(n);
         }
-        let width = self.prompt_width(prompt_len);
         let max_length = match self.max_length {
             Some(max_length) => max_length,
             None => (width + DEFAULT_MAX_NEW_TOKENS).min(n_positions),
@@ -482,6 +487,20 @@ mod tests {
         assert_eq!(budget(GenerateOptions::default(), 27).unwrap(), 20);
         assert_eq!(budget(GenerateOptions::default(), 1010).unwrap(), 14);
         assert_eq!(budget(GenerateOptions::default(), 1024).unwrap_err().code(), "ERR_INVALID_ARG");
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/generate_options.rs): a padded width near
+    /// `usize::MAX` overflowed `width + 20` (a panic where overflow is checked).
+    #[test]
+    fn a_padded_width_past_the_context_is_refused() {
+        for max_new_tokens in [None, Some(5)] {
+            let options =
+                GenerateOptions { padded_length: Some(usize::MAX), max_new_tokens, ..Default::default() };
+            assert_eq!(options.new_token_budget(3, 1024).unwrap_err().code(), "ERR_CONTEXT_OVERFLOW");
+        }
+        let full =
+            GenerateOptions { padded_length: Some(1024), max_new_tokens: Some(5), ..Default::default() };
+        assert_eq!(full.new_token_budget(3, 1024).unwrap(), 5);
     }
 
     #[test]

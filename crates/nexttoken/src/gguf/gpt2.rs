@@ -219,5 +219,5 @@ fn check_tied(g: &GgufFile, output: &TensorInfo, token_embd: &TensorInfo) -> Res
 }
 
 fn read(g: &GgufFile, path: &Path, offset: u64, buf: &mut [u8]) -> Result<()> {
-    crate::files::read_at(&g.file, offset, buf).map_err(|err| Error::invalid_file(path, err))
+    g.file.read_at(offset, buf).map_err(|err| Error::invalid_file(path, err))
 }

@@ -29,7 +29,11 @@ pub struct GgufModel {
 
 /// Reads the GGUF file at `path`: its config, tokenizer and (not yet read) tensors.
 pub fn load(path: &std::path::Path, device: &Device) -> Result<GgufModel> {
-    let file = GgufFile::open(path)?;
+    from_file(GgufFile::open(path)?, device)
+}
+
+/// What the GGUF `file` (opened, or read from memory by the fuzz target) holds.
+pub fn from_file(file: GgufFile, device: &Device) -> Result<GgufModel> {
     let config = gpt2::config(&file)?;
     let tensors = gpt2::tensors(&file, &config)?;
     let tokenizer = tokenizer::tokenizer(&file)?;

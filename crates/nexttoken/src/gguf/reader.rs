@@ -12,12 +12,12 @@
 //! 8x, and at most 2^24 elements an array).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::types::GgmlType;
 use super::value::{Array, Value};
 use crate::error::{Error, Result};
+use crate::files::Source;
 
 /// The file's first four bytes.
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -67,7 +67,7 @@ impl TensorInfo {
 /// An open GGUF file: its metadata and tensor infos, read and checked.
 pub struct GgufFile {
     pub path: PathBuf,
-    pub file: File,
+    pub file: Source,
     pub version: u32,
     pub metadata: HashMap<String, Value>,
     /// In the file's order.
@@ -77,8 +77,12 @@ pub struct GgufFile {
 impl GgufFile {
     /// Opens and checks `path`; ERR_MODEL_INVALID for anything that is not a readable GGUF.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = crate::files::open(path, "the GGUF file")?;
-        let len = file.metadata().map_err(|err| Error::invalid_file(path, err))?.len();
+        Self::from_source(path, Source::File(crate::files::open(path, "the GGUF file")?))
+    }
+
+    /// `open` for a file's `source` (its bytes in memory for the fuzz target); `path` names it.
+    pub fn from_source(path: &Path, file: Source) -> Result<Self> {
+        let len = file.size().map_err(|err| Error::invalid_file(path, err))?;
         let invalid = |msg: String| Error::invalid_file(path, format!("not a valid GGUF file: {msg}"));
         let mut cursor = Cursor { file: &file, len, pos: 0, buf: Vec::new(), buf_start: 0 };
         let header = parse(&mut cursor, len).map_err(invalid)?;
@@ -279,7 +283,7 @@ fn int(c: &mut Cursor, kind: u32, key: &str) -> std::result::Result<i64, String>
 
 /// Reads the header from a file with pread, a chunk at a time, never past its end.
 struct Cursor<'a> {
-    file: &'a File,
+    file: &'a Source,
     len: u64,
     pos: u64,
     buf: Vec<u8>,
@@ -314,7 +318,8 @@ impl Cursor<'_> {
         if !buffered {
             let want = n.max(READ_CHUNK).min(self.left() as usize);
             self.buf.resize(want, 0);
-            crate::files::read_at(self.file, self.pos, &mut self.buf)
+            self.file
+                .read_at(self.pos, &mut self.buf)
                 .map_err(|err| format!("reading {what} at offset {} failed ({err})", self.pos))?;
             self.buf_start = self.pos;
         }
