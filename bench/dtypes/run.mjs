@@ -7,6 +7,7 @@
 //
 //   node bench/dtypes/run.mjs [--reps 5] [--only nexttoken,node-llama-cpp,transformers.js,pytorch] [--date YYYY-MM-DD]
 //
+// --only re-runs some engines and keeps the others' results of the same date.
 // Writes bench/results/<date>-dtypes.{json,md}.
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -130,6 +131,21 @@ for (const run of RUNS.filter((r) => !args.only || args.only.includes(r.engine))
   })
 }
 
+// With --only, the other engines' runs of the same date are kept from its results file.
+const out = join(bench, 'results', `${args.date}-dtypes`)
+if (args.only && existsSync(`${out}.json`)) {
+  const earlier = JSON.parse(readFileSync(`${out}.json`, 'utf8')).results
+  const kept = earlier.filter((r) => !args.only.includes(r.engine))
+  results.splice(
+    0,
+    results.length,
+    ...RUNS.flatMap((run) => {
+      const found = [...kept, ...results].find((r) => r.engine === run.engine && r.dtype === run.dtype)
+      return found ? [found] : []
+    }),
+  )
+}
+
 // ----------------------------------------------------------------------------------------------
 const ours = (dtype) => results.find((r) => r.engine === 'nexttoken' && r.dtype === dtype && !r.error)
 const fmt = (x, digits = 0) =>
@@ -161,7 +177,6 @@ for (const r of results) {
 lines.push('', 'Weights as each run describes them:', '')
 for (const r of results.filter((x) => !x.error)) lines.push(`- ${r.engine} ${r.dtype}: ${r.info.weights}`)
 const md = `${lines.join('\n')}\n`
-const out = join(bench, 'results', `${args.date}-dtypes`)
 writeFileSync(
   `${out}.json`,
   `${JSON.stringify({ date: args.date, machine, bandwidth, config: { ...config, promptIds: undefined }, results }, null, 1)}\n`,
