@@ -262,75 +262,13 @@ GGUF_TYPES = ("F16", "BF16", "Q8_0", "Q4_0")
 
 
 def make_gguf(hf_dir, path, matrix_type="F32"):
-    """The GGUF with its 2-D tensors (token and position embeddings, the blocks' matrices) in
-    `matrix_type`, quantized by the gguf package's reference quantizers (llama.cpp's)."""
-    import gguf
+    """The GGUF of the checkpoint with its matrices in `matrix_type` (scripts/gpt2_gguf.py: the
+    layout and quantizers of llama.cpp's converter)."""
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from gpt2_gguf import write_gguf
 
-    cfg = json.load(open(os.path.join(hf_dir, "config.json")))
-    L, E = cfg["n_layer"], cfg["n_embd"]
-    vocab = json.load(open(os.path.join(hf_dir, "vocab.json"), encoding="utf-8"))
-    tokens = [None] * len(vocab)
-    for t, i in vocab.items():
-        tokens[i] = t
-    assert all(t is not None for t in tokens) and len(tokens) == cfg["vocab_size"]
-    merges = [ln for ln in open(os.path.join(hf_dir, "merges.txt"), encoding="utf-8").read().split("\n")
-              if ln and not ln.startswith("#version")]
-    types = [gguf.TokenType.NORMAL] * len(tokens)
-    types[EOS] = gguf.TokenType.CONTROL
-
-    wr = gguf.GGUFWriter(path, "gpt2")
-    wr.add_name("nexttoken-bench gpt2-124m (seeded random)")
-    file_types = {"F32": "ALL_F32", "F16": "MOSTLY_F16", "BF16": "MOSTLY_BF16", "Q8_0": "MOSTLY_Q8_0",
-                  "Q4_0": "MOSTLY_Q4_0"}
-    wr.add_file_type(getattr(gguf.LlamaFileType, file_types[matrix_type]))
-    wr.add_context_length(cfg["n_positions"])
-    wr.add_embedding_length(E)
-    wr.add_feed_forward_length(cfg.get("n_inner") or 4 * E)
-    wr.add_block_count(L)
-    wr.add_head_count(cfg["n_head"])
-    wr.add_layer_norm_eps(cfg.get("layer_norm_epsilon", 1e-5))
-    wr.add_tokenizer_model("gpt2")
-    wr.add_tokenizer_pre("gpt-2")
-    wr.add_token_list(tokens)
-    wr.add_token_types(types)
-    wr.add_token_merges(merges)
-    wr.add_bos_token_id(EOS)
-    wr.add_eos_token_id(EOS)
-    wr.add_add_bos_token(False)
-
-    w = {k: v.numpy() for k, v in load_weights(hf_dir).items()}
-    T = lambda a: np.ascontiguousarray(a.T)  # HF Conv1D stores [in, out]; ggml wants [out, in] rows
-    qtype = getattr(gguf.GGMLQuantizationType, matrix_type)
-
-    # As llama.cpp's convert_hf_to_gguf.py: 1-D tensors and the position embeddings stay F32.
-    def add(name, array):
-        if array.ndim == 1 or name == "position_embd.weight" or matrix_type == "F32":
-            wr.add_tensor(name, array)
-        else:
-            wr.add_tensor(name, gguf.quants.quantize(array, qtype), raw_dtype=qtype)
-
-    add("token_embd.weight", w["wte.weight"])
-    add("position_embd.weight", w["wpe.weight"])
-    for i in range(L):
-        p, b = f"h.{i}.", f"blk.{i}."
-        add(b + "attn_norm.weight", w[p + "ln_1.weight"])
-        add(b + "attn_norm.bias", w[p + "ln_1.bias"])
-        add(b + "attn_qkv.weight", T(w[p + "attn.c_attn.weight"]))
-        add(b + "attn_qkv.bias", w[p + "attn.c_attn.bias"])
-        add(b + "attn_output.weight", T(w[p + "attn.c_proj.weight"]))
-        add(b + "attn_output.bias", w[p + "attn.c_proj.bias"])
-        add(b + "ffn_norm.weight", w[p + "ln_2.weight"])
-        add(b + "ffn_norm.bias", w[p + "ln_2.bias"])
-        add(b + "ffn_up.weight", T(w[p + "mlp.c_fc.weight"]))
-        add(b + "ffn_up.bias", w[p + "mlp.c_fc.bias"])
-        add(b + "ffn_down.weight", T(w[p + "mlp.c_proj.weight"]))
-        add(b + "ffn_down.bias", w[p + "mlp.c_proj.bias"])
-    add("output_norm.weight", w["ln_f.weight"])
-    add("output_norm.bias", w["ln_f.bias"])
-    wr.write_header_to_file()
-    wr.write_kv_data_to_file()
-    wr.write_tensors_to_file()
-    wr.close()
+    weights = {k: v.numpy() for k, v in load_weights(hf_dir).items()}
+    write_gguf(path, hf_dir, weights, matrix_type, "nexttoken-bench gpt2-124m (seeded random)")
     log("wrote", path, f"{os.path.getsize(path) / 1e6:.0f} MB")
 
 
