@@ -2,46 +2,15 @@
 // worker threads load, run and terminate in any order; process.exit() with streams running exits
 // at once. Each scenario runs in a child process (__test__/children/), so a crash is seen as its
 // exit signal instead of taking the test runner down.
-import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import test from 'ava'
 
+import { CHILDREN, type ChildExit, expectCleanExit, runNode } from './helpers/children'
 import { TINY_MODEL } from './helpers/fixtures'
 
-const CHILDREN = join(__dirname, 'children')
-
-interface ChildExit {
-  code: number | null
-  signal: NodeJS.Signals | null
-  stdout: string
-  stderr: string
-  /** Date.now() when the child had exited. */
-  exitedAt: number
-}
-
-/** Runs `node <script> ...args`; kills it after `timeoutMs` (then `signal` is SIGKILL). */
+/** Runs `node children/<script> ...args` (see helpers/children.ts). */
 function runChild(script: string, args: string[], timeoutMs: number): Promise<ChildExit> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(CHILDREN, script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk) => (stdout += chunk))
-    child.stderr.on('data', (chunk) => (stderr += chunk))
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('error', reject)
-    let exitedAt = 0
-    child.on('exit', () => (exitedAt = Date.now()))
-    // 'close' comes after 'exit', once the output has been read to its end.
-    child.on('close', (code, signal) => {
-      clearTimeout(timer)
-      resolve({ code, signal, stdout, stderr, exitedAt })
-    })
-  })
-}
-
-function expectCleanExit(t: { is: (a: unknown, b: unknown, m?: string) => void }, child: ChildExit) {
-  t.is(child.signal, null, `the child was killed by ${child.signal}; stderr: ${child.stderr}`)
-  t.is(child.code, 0, `exit code ${child.code}; stderr: ${child.stderr}`)
+  return runNode([join(CHILDREN, script), ...args], timeoutMs)
 }
 
 test('the addon loaded only in workers: in sequence, after terminations mid-generation and while waiting for a slot', async (t) => {

@@ -3,13 +3,13 @@
 // ERR_DISPOSED. Models dropped without dispose() are freed by the garbage collector; workers and
 // the process end promptly while loads run. (lifecycle.spec.ts covers workers that load and
 // generate at once and that are terminated mid-generation or waiting for a slot.)
-import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 
 import test, { type ExecutionContext } from 'ava'
 
 import { type ErrorCode, Gpt2, NexttokenError, type Session } from '../index'
+import { CHILDREN, expectCleanExit, runNode } from './helpers/children'
 import { TINY_MODEL } from './helpers/fixtures'
 
 const LONG = { maxNewTokens: 40, eosTokenId: null }
@@ -156,41 +156,10 @@ test('dispose() as a load resolves, with calls started in the same tick, for con
   t.is(refused.length, 4)
 })
 
-interface ChildExit {
-  code: number | null
-  signal: NodeJS.Signals | null
-  stdout: string
-  stderr: string
-  exitedAt: number
-}
-
-function runChild(args: string[], timeoutMs: number): Promise<ChildExit> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk) => (stdout += chunk))
-    child.stderr.on('data', (chunk) => (stderr += chunk))
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('error', reject)
-    let exitedAt = 0
-    child.on('exit', () => (exitedAt = Date.now()))
-    child.on('close', (code, signal) => {
-      clearTimeout(timer)
-      resolve({ code, signal, stdout, stderr, exitedAt })
-    })
-  })
-}
-
-const CHILD = join(__dirname, 'children', 'races.cjs')
-
-function expectCleanExit(t: ExecutionContext, child: ChildExit) {
-  t.is(child.signal, null, `the child was killed by ${child.signal}; stderr: ${child.stderr}`)
-  t.is(child.code, 0, `exit code ${child.code}; stderr: ${child.stderr}`)
-}
+const CHILD = join(CHILDREN, 'races.cjs')
 
 test('models dropped without dispose() are freed by the garbage collector', async (t) => {
-  const child = await runChild(['--expose-gc', CHILD, 'gc', TINY_MODEL], 120_000)
+  const child = await runNode(['--expose-gc', CHILD, 'gc', TINY_MODEL], 120_000)
   expectCleanExit(t, child)
   const { rounds, collected, threadsBefore, threadsAfter, rss } = JSON.parse(child.stdout)
   t.is(collected, rounds, 'every model object was collected')
@@ -203,7 +172,7 @@ test('models dropped without dispose() are freed by the garbage collector', asyn
 })
 
 test('a worker terminated at every stage of a load; the next worker loads and generates', async (t) => {
-  const child = await runChild([CHILD, 'terminate-while-loading', TINY_MODEL], 120_000)
+  const child = await runNode([CHILD, 'terminate-while-loading', TINY_MODEL], 120_000)
   expectCleanExit(t, child)
   const { terminated, newIds } = JSON.parse(child.stdout)
   t.is(newIds.length, 8)
@@ -212,7 +181,7 @@ test('a worker terminated at every stage of a load; the next worker loads and ge
 })
 
 test('a worker terminated with session calls and a dispose in flight', async (t) => {
-  const child = await runChild([CHILD, 'terminate-with-session-calls', TINY_MODEL], 60_000)
+  const child = await runNode([CHILD, 'terminate-with-session-calls', TINY_MODEL], 60_000)
   expectCleanExit(t, child)
   t.is(JSON.parse(child.stdout).newIds.length, 8)
 })
@@ -222,7 +191,7 @@ for (const [what, scenario] of [
   ['two long beam searches', 'exit-while-searching'],
 ]) {
   test(`process.exit(0) while ${what} run exits within a second`, async (t) => {
-    const child = await runChild([CHILD, scenario, TINY_MODEL], 60_000)
+    const child = await runNode([CHILD, scenario, TINY_MODEL], 60_000)
     expectCleanExit(t, child)
     const { exitingAt } = JSON.parse(child.stdout)
     const exitMs = child.exitedAt - exitingAt
