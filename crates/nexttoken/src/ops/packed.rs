@@ -252,12 +252,11 @@ impl PackedMatrix {
     /// Column `j` (all k inputs): for the transposed embeddings, the embedding of token `j`.
     pub fn column(&self, j: usize) -> Vec<f32> {
         let (p, col) = (j / PANEL, j % PANEL);
-        let mut block = vec![0f32; BLOCK_VALUES];
-        let mut column = Vec::with_capacity(self.k);
-        for b in 0..self.k.div_ceil(BLOCK) {
-            self.decode_panel(p, b * BLOCK..(b * BLOCK + BLOCK), &mut block);
-            let inputs = BLOCK.min(self.k - b * BLOCK);
-            column.extend(block.iter().skip(col).step_by(PANEL).take(inputs));
+        let (layout, size) = (self.layout(), block_bytes(self.dtype));
+        let mut column = vec![0f32; self.k];
+        for (b, out) in column.chunks_mut(BLOCK).enumerate() {
+            let at = layout.block_offset(p, b);
+            decode_column(self.dtype, &self.data.bytes()[at..at + size], col, out);
         }
         column
     }
@@ -367,6 +366,39 @@ fn decode(dtype: WeightDtype, src: &[u8], out: &mut [f32]) {
         WeightDtype::Q4_0 => {
             let (scales, quants) = src.split_at(SCALE_BYTES);
             decode_q4(&scales_f32(scales), quants, out)
+        }
+    }
+}
+
+/// Column `col` of one block in `dtype` into `out` (its first `out.len()` inputs): one token's
+/// embedding is read per block this way, not the block's 1024 values.
+fn decode_column(dtype: WeightDtype, src: &[u8], col: usize, out: &mut [f32]) {
+    let at = |i: usize| i * PANEL + col;
+    match dtype {
+        WeightDtype::F32 => {
+            for (i, o) in out.iter_mut().enumerate() {
+                let b = &src[at(i) * 4..at(i) * 4 + 4];
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        WeightDtype::Bf16 => {
+            out.iter_mut().enumerate().for_each(|(i, o)| *o = bf16::from_bits(as_u16s(src)[at(i)]).to_f32())
+        }
+        WeightDtype::F16 => {
+            out.iter_mut().enumerate().for_each(|(i, o)| *o = f16::from_bits(as_u16s(src)[at(i)]).to_f32())
+        }
+        WeightDtype::Q8_0 => {
+            let (scales, quants) = src.split_at(SCALE_BYTES);
+            let scale = scales_f32(scales)[col];
+            out.iter_mut().enumerate().for_each(|(i, o)| *o = (quants[at(i)] as i8) as f32 * scale);
+        }
+        WeightDtype::Q4_0 => {
+            let (scales, quants) = src.split_at(SCALE_BYTES);
+            let scale = scales_f32(scales)[col];
+            for (i, o) in out.iter_mut().enumerate() {
+                let nibble = (quants[at(i % 16)] >> (4 * (i / 16))) & 15;
+                *o = (nibble as i32 - 8) as f32 * scale;
+            }
         }
     }
 }
@@ -530,6 +562,20 @@ mod tests {
             assert_eq!(*f, f16::from_f32(*v).to_f32());
         }
         assert!(PackedMatrix::from_values(WeightDtype::F16, &[7e4], 1, 1, false).is_none());
+    }
+
+    #[test]
+    fn a_column_reads_the_same_values_as_its_panel_in_every_dtype() {
+        let (k, n) = (70, 40); // a partial last block and panel
+        let w = values(k * n, 7);
+        for dtype in WeightDtype::ALL {
+            let packed = PackedMatrix::from_values(dtype, &w, k, n, false).unwrap();
+            let all = unpacked(&packed);
+            for j in [0, 5, 31, 32, 39] {
+                let expected: Vec<f32> = (0..k).map(|i| all[i * n + j]).collect();
+                assert_eq!(packed.column(j), expected, "{dtype} column {j}");
+            }
+        }
     }
 
     /// llama.cpp's reference quantizers, written out for one block of 32 values.
