@@ -2,7 +2,8 @@
 //! each 16 weights are loaded in their dtype, widened (and scaled) in registers and multiplied
 //! into the f32 sums. For a few rows (decoding), this reads each weight once from memory and
 //! nothing else; decoding whole panels to f32 first (what prompts do, to share the conversion
-//! among hundreds of rows) would write and read back four bytes per weight.
+//! among hundreds of rows) would write and read back four bytes per weight. x86_64 only (the
+//! module is compiled there alone).
 
 use super::packed::{BLOCK, PANEL};
 use crate::dtype::WeightDtype;
@@ -14,7 +15,6 @@ use crate::dtype::WeightDtype;
 /// The CPU must have AVX-512F; `x` must hold `mr` rows of `kc` values `ldx` apart; each `w[p]`
 /// must point at `kc.div_ceil(BLOCK)` blocks of a packed panel in `dtype` (not fp32); `tile`
 /// must hold `mr * panels * PANEL` values.
-#[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)] // the tile's shape, operands and dtype, as the fp32 kernel's
 pub unsafe fn run(
     dtype: WeightDtype,
@@ -52,7 +52,6 @@ pub unsafe fn run(
 ///
 /// # Safety
 /// As `run`, for `F`'s dtype.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel<F: x86::Format, const MR: usize, const V: usize>(
     x: *const f32,
@@ -100,7 +99,6 @@ unsafe fn kernel<F: x86::Format, const MR: usize, const V: usize>(
 }
 
 /// How each packed dtype's block is read (see `packed`'s layout).
-#[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
