@@ -234,7 +234,18 @@ def make_onnx(hf_dir, out):
     os.replace(path, final)
 
 
-def make_onnx_variants(onnx_dir):
+def write_once(path, force, make):
+    """Runs `make(tmp)` and moves `tmp` to `path` (an interrupted run leaves no file under the final
+    name), unless `path` exists and `force` is off."""
+    if force or not os.path.exists(path):
+        root, ext = os.path.splitext(path)
+        tmp = f"{root}.tmp{ext}"  # the same extension: converters may read it
+        make(tmp)
+        os.replace(tmp, path)
+        log("wrote", path, f"{os.path.getsize(path) / 1e6:.0f} MB")
+
+
+def make_onnx_variants(onnx_dir, force):
     """transformers.js' q8 and fp16 files beside the fp32 one, made as its conversion scripts make
     them: dynamic int8 quantization of the MatMul weights, and a float16 graph."""
     import onnx
@@ -242,17 +253,10 @@ def make_onnx_variants(onnx_dir):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src = os.path.join(onnx_dir, "onnx", "model.onnx")
-    q8 = os.path.join(onnx_dir, "onnx", "model_quantized.onnx")
-    if not os.path.exists(q8):
-        quantize_dynamic(src, q8 + ".tmp.onnx", weight_type=QuantType.QInt8)
-        os.replace(q8 + ".tmp.onnx", q8)
-        log("wrote", q8, f"{os.path.getsize(q8) / 1e6:.0f} MB")
-    fp16 = os.path.join(onnx_dir, "onnx", "model_fp16.onnx")
-    if not os.path.exists(fp16):
-        model = float16.convert_float_to_float16(onnx.load(src), keep_io_types=False)
-        onnx.save(model, fp16 + ".tmp.onnx")
-        os.replace(fp16 + ".tmp.onnx", fp16)
-        log("wrote", fp16, f"{os.path.getsize(fp16) / 1e6:.0f} MB")
+    write_once(os.path.join(onnx_dir, "onnx", "model_quantized.onnx"), force,
+               lambda tmp: quantize_dynamic(src, tmp, weight_type=QuantType.QInt8))
+    write_once(os.path.join(onnx_dir, "onnx", "model_fp16.onnx"), force,
+               lambda tmp: onnx.save(float16.convert_float_to_float16(onnx.load(src), keep_io_types=False), tmp))
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,7 +273,6 @@ def make_gguf(hf_dir, path, matrix_type="F32"):
 
     weights = {k: v.numpy() for k, v in load_weights(hf_dir).items()}
     write_gguf(path, hf_dir, weights, matrix_type, "nexttoken-bench gpt2-124m (seeded random)")
-    log("wrote", path, f"{os.path.getsize(path) / 1e6:.0f} MB")
 
 
 def main():
@@ -280,22 +283,15 @@ def main():
     torch.set_num_threads(2)
     hf_dir = os.path.join(a.out, "gpt2-124m")
     onnx_dir = os.path.join(a.out, "gpt2-124m-onnx")
-    gguf_path = os.path.join(a.out, "gpt2-124m.gguf")
     t0 = time.time()
     if a.force or not os.path.exists(os.path.join(hf_dir, "model.safetensors")):
         make_hf(hf_dir)
     if a.force or not os.path.exists(os.path.join(onnx_dir, "onnx", "model.onnx")):
         make_onnx(hf_dir, onnx_dir)
-    make_onnx_variants(onnx_dir)
-    if a.force or not os.path.exists(gguf_path):
-        tmp = gguf_path + ".tmp"
-        make_gguf(hf_dir, tmp)
-        os.replace(tmp, gguf_path)
-    for matrix_type in GGUF_TYPES:
-        typed_path = os.path.join(a.out, f"gpt2-124m-{matrix_type.lower()}.gguf")
-        if a.force or not os.path.exists(typed_path):
-            make_gguf(hf_dir, typed_path + ".tmp", matrix_type)
-            os.replace(typed_path + ".tmp", typed_path)
+    make_onnx_variants(onnx_dir, a.force)
+    for matrix_type in ("F32",) + GGUF_TYPES:
+        name = "gpt2-124m.gguf" if matrix_type == "F32" else f"gpt2-124m-{matrix_type.lower()}.gguf"
+        write_once(os.path.join(a.out, name), a.force, lambda tmp: make_gguf(hf_dir, tmp, matrix_type))
     log(f"models ready in {a.out} ({time.time() - t0:.0f} s)")
 
 
