@@ -116,7 +116,7 @@ export async function* stream(
 }
 
 /**
- * Beam search from `ids`, as one task on libuv's pool: the best finished sequences, best first
+ * Beam search from `ids`, on a thread of its own: the best finished sequences, best first
  * (`numReturnSequences` of them, 1 by default). The signal is checked before it starts.
  */
 export async function beamSearch(

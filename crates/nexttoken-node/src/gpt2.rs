@@ -3,19 +3,20 @@
 
 use std::sync::{Arc, RwLock};
 
-use napi::bindgen_prelude::{AsyncTask, Float32Array, Object, Uint32Array};
+use napi::bindgen_prelude::{Float32Array, Object, Uint32Array};
 use napi::Env;
 use napi_derive::napi;
 use nexttoken::{
     CallOptions, Gpt2, LoadOptions, Positions, Pretrained, SchedulerOptions, Session, WeightDtype,
 };
 
+use crate::allocator::return_free_memory;
 use crate::errors::{disposed, guarded};
 use crate::generation::NativeGeneration;
 use crate::options::{NativeGenerateOptions, NativeSchedulerOptions};
 use crate::outputs::{GenerateOutput, GenerationDefaults, ModelConfig, ScoredText, TokenScore};
 use crate::session::NativeSession;
-use crate::task::{blocking, blocking_then, on_own_thread, Blocking};
+use crate::task::{on_own_thread, on_task_thread};
 use crate::tokenizer::NativeTokenizer;
 
 #[napi]
@@ -35,13 +36,14 @@ pub fn load_gpt2<'env>(
     dtype: Option<String>,
     scheduler: NativeSchedulerOptions,
 ) -> napi::Result<Object<'env>> {
-    // On a thread of its own (not libuv's pool, where process.exit() and worker.terminate()
-    // waited for it to end), which also ends with the load: mimalloc keeps freed memory in the
-    // heap of the thread that allocated it, so loads on libuv's long-lived pool threads left each
-    // pool thread holding a model's worth after dispose() (see docs/reliability.md).
+    // On a thread of its own, which ends with the load: mimalloc keeps freed memory in the heap
+    // of the thread that allocated it, so loads on long-lived threads left each holding a
+    // model's worth after dispose() (see docs/reliability.md).
     let load = move || {
         let options = LoadOptions { device, dtype: dtype.as_deref().map(WeightDtype::parse).transpose()? };
-        Gpt2::load(&path, &options, SchedulerOptions::try_from(scheduler)?)
+        let gpt2 = Gpt2::load(&path, &options, SchedulerOptions::try_from(scheduler)?);
+        return_free_memory(); // the buffers the file was read through
+        gpt2
     };
     on_own_thread(env, "nexttoken-load", load, |gpt2| NativeGpt2 { gpt2: RwLock::new(Some(Arc::new(gpt2))) })
 }
@@ -71,49 +73,43 @@ impl NativeGpt2 {
 
     /// Logits for the last position (`allPositions` false) or every position, flat row-major.
     #[napi(ts_return_type = "Promise<Float32Array>")]
-    pub fn logits(
+    pub fn logits<'env>(
         &self,
+        env: &'env Env,
         ids: Uint32Array,
         all_positions: bool,
-    ) -> napi::Result<AsyncTask<Blocking<Vec<f32>, Float32Array>>> {
+    ) -> napi::Result<Object<'env>> {
         let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
         let positions = if all_positions { Positions::All } else { Positions::Last };
         // Float32Array::new hands the Vec to JS without a copy.
-        Ok(blocking_then(move || pretrained.logits(&ids, positions), Float32Array::new))
+        on_task_thread(env, move || pretrained.logits(&ids, positions), Float32Array::new)
     }
 
     /// The next-token distribution: softmax of the last position's logits.
     #[napi(ts_return_type = "Promise<Float32Array>")]
-    pub fn probabilities(
-        &self,
-        ids: Uint32Array,
-    ) -> napi::Result<AsyncTask<Blocking<Vec<f32>, Float32Array>>> {
+    pub fn probabilities<'env>(&self, env: &'env Env, ids: Uint32Array) -> napi::Result<Object<'env>> {
         let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
-        Ok(blocking_then(move || pretrained.probabilities(&ids), Float32Array::new))
+        on_task_thread(env, move || pretrained.probabilities(&ids), Float32Array::new)
     }
 
     /// The `k` most likely next tokens, best first.
     #[napi(ts_return_type = "Promise<TokenScore[]>")]
-    pub fn top_k(
-        &self,
-        ids: Uint32Array,
-        k: u32,
-    ) -> napi::Result<AsyncTask<Blocking<Vec<TokenScore>, Vec<TokenScore>>>> {
+    pub fn top_k<'env>(&self, env: &'env Env, ids: Uint32Array, k: u32) -> napi::Result<Object<'env>> {
         let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
-        Ok(blocking(move || {
-            Ok(pretrained.top_k(&ids, k as usize)?.into_iter().map(TokenScore::from).collect())
-        }))
+        let top_k =
+            move || Ok(pretrained.top_k(&ids, k as usize)?.into_iter().map(TokenScore::from).collect());
+        on_task_thread(env, top_k, |scores: Vec<TokenScore>| scores)
     }
 
     /// How likely `ids` is, token by token, with the `topK` most likely tokens at each position.
     #[napi(ts_return_type = "Promise<ScoredText>")]
-    pub fn score(
-        &self,
-        ids: Uint32Array,
-        top_k: u32,
-    ) -> napi::Result<AsyncTask<Blocking<ScoredText, ScoredText>>> {
+    pub fn score<'env>(&self, env: &'env Env, ids: Uint32Array, top_k: u32) -> napi::Result<Object<'env>> {
         let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
-        Ok(blocking(move || Ok(ScoredText::from(pretrained.score(&ids, top_k as usize)?))))
+        on_task_thread(
+            env,
+            move || Ok(ScoredText::from(pretrained.score(&ids, top_k as usize)?)),
+            |scored| scored,
+        )
     }
 
     /// Starts a generation of the prompt `ids`; tokens come from its `next()`.
@@ -158,14 +154,23 @@ impl NativeGpt2 {
     /// ERR_DISPOSED.
     #[napi]
     pub fn dispose(&self) {
-        if let Ok(mut gpt2) = self.gpt2.write() {
-            gpt2.take();
+        let released = self.gpt2.write().map(|mut gpt2| gpt2.take()).ok().flatten();
+        if released.is_some() {
+            drop(released);
+            return_free_memory();
         }
     }
 
     #[napi(getter)]
     pub fn disposed(&self) -> bool {
         self.gpt2.read().map(|gpt2| gpt2.is_none()).unwrap_or(true)
+    }
+}
+
+/// A model the garbage collector takes without dispose(): released the same way.
+impl Drop for NativeGpt2 {
+    fn drop(&mut self) {
+        self.dispose();
     }
 }
 

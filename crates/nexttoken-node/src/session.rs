@@ -1,9 +1,10 @@
 //! `NativeSession`: a text kept with its KV cache (the core's `Session`). The JS class runs one
-//! call at a time on it, so the lock is never contended; model work runs on libuv's pool.
+//! call at a time on it, so the lock is never contended; model work runs on the task threads.
 
 use std::sync::{Arc, Mutex};
 
-use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
+use napi::bindgen_prelude::{Float32Array, Object, Uint32Array};
+use napi::Env;
 use napi_derive::napi;
 use nexttoken::{Gpt2, Session};
 
@@ -11,7 +12,7 @@ use crate::errors::guarded;
 use crate::generation::NativeGeneration;
 use crate::options::NativeGenerateOptions;
 use crate::outputs::TokenScore;
-use crate::task::{blocking, blocking_then, Blocking};
+use crate::task::on_task_thread;
 
 type Shared = Arc<Mutex<Option<Session>>>;
 
@@ -55,37 +56,46 @@ impl NativeSession {
 
     /// Reads `ids` after the text; only they go through the model.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn append(&self, ids: Uint32Array) -> AsyncTask<Blocking<(), ()>> {
+    pub fn append<'env>(&self, env: &'env Env, ids: Uint32Array) -> napi::Result<Object<'env>> {
         let (session, ids) = (self.session.clone(), ids.to_vec());
-        blocking(move || with_session(&session, |s| s.append(&ids)))
+        on_task_thread(env, move || with_session(&session, |s| s.append(&ids)), |()| ())
     }
 
     /// The logits for the token after the text.
     #[napi(ts_return_type = "Promise<Float32Array>")]
-    pub fn logits(&self) -> AsyncTask<Blocking<Vec<f32>, Float32Array>> {
+    pub fn logits<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
         let session = self.session.clone();
-        blocking_then(move || with_session(&session, |s| Ok(s.next_logits()?.to_vec())), Float32Array::new)
+        on_task_thread(
+            env,
+            move || with_session(&session, |s| Ok(s.next_logits()?.to_vec())),
+            Float32Array::new,
+        )
     }
 
     #[napi(ts_return_type = "Promise<Float32Array>")]
-    pub fn probabilities(&self) -> AsyncTask<Blocking<Vec<f32>, Float32Array>> {
+    pub fn probabilities<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
         let session = self.session.clone();
-        blocking_then(move || with_session(&session, |s| s.probabilities()), Float32Array::new)
+        on_task_thread(env, move || with_session(&session, |s| s.probabilities()), Float32Array::new)
     }
 
     #[napi(ts_return_type = "Promise<TokenScore[]>")]
-    pub fn top_k(&self, k: u32) -> AsyncTask<Blocking<Vec<TokenScore>, Vec<TokenScore>>> {
+    pub fn top_k<'env>(&self, env: &'env Env, k: u32) -> napi::Result<Object<'env>> {
         let session = self.session.clone();
-        blocking(move || {
+        let top_k = move || {
             with_session(&session, |s| Ok(s.top_k(k as usize)?.into_iter().map(TokenScore::from).collect()))
-        })
+        };
+        on_task_thread(env, top_k, |scores: Vec<TokenScore>| scores)
     }
 
     /// An independent copy (its own KV cache).
     #[napi(ts_return_type = "Promise<NativeSession>")]
-    pub fn fork(&self) -> AsyncTask<Blocking<NativeSession, NativeSession>> {
+    pub fn fork<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
         let (session, gpt2) = (self.session.clone(), self.gpt2.clone());
-        blocking(move || with_session(&session, |s| Ok(NativeSession::new(gpt2, s.fork()?))))
+        on_task_thread(
+            env,
+            move || with_session(&session, |s| Ok(NativeSession::new(gpt2, s.fork()?))),
+            |forked| forked,
+        )
     }
 
     /// Keeps the first `length` tokens.

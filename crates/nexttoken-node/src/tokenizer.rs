@@ -1,16 +1,20 @@
 //! `NativeTokenizer`: GPT-2's tokenizer, synchronous (encoding is fast).
 
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::Uint32Array;
+use napi::bindgen_prelude::{Object, Uint32Array};
+use napi::Env;
 use napi_derive::napi;
 
+use crate::allocator::return_free_memory;
 use crate::errors::to_napi;
-use crate::task::{blocking, Blocking};
+use crate::task::on_task_thread;
 
 #[napi]
 pub struct NativeTokenizer {
-    inner: Arc<nexttoken::Tokenizer>,
+    /// Taken only in `drop`, to learn whether this was the last holder.
+    inner: ManuallyDrop<Arc<nexttoken::Tokenizer>>,
 }
 
 #[napi]
@@ -43,17 +47,27 @@ impl NativeTokenizer {
 
 /// Loads the tokenizer of the model directory `path` (tokenizer.json, or vocab.json + merges.txt).
 #[napi(ts_return_type = "Promise<NativeTokenizer>")]
-pub fn load_tokenizer(
-    path: String,
-) -> napi::bindgen_prelude::AsyncTask<Blocking<NativeTokenizer, NativeTokenizer>> {
-    blocking(move || {
-        let inner = nexttoken::Tokenizer::from_pretrained(&path)?;
-        Ok(NativeTokenizer::new(Arc::new(inner)))
-    })
+pub fn load_tokenizer<'env>(env: &'env Env, path: String) -> napi::Result<Object<'env>> {
+    let load = move || Ok(NativeTokenizer::new(Arc::new(nexttoken::Tokenizer::from_pretrained(&path)?)));
+    on_task_thread(env, load, |tokenizer| tokenizer)
 }
 
 impl NativeTokenizer {
     pub(crate) fn new(inner: Arc<nexttoken::Tokenizer>) -> Self {
-        NativeTokenizer { inner }
+        NativeTokenizer { inner: ManuallyDrop::new(inner) }
+    }
+}
+
+/// A model's tokenizer usually outlives it (the JS `Tokenizer` until the garbage collector takes
+/// it): where this was its last holder, its tables (tens of MB for GPT-2's vocabulary) are
+/// returned to the system too, as the model's are on dispose().
+impl Drop for NativeTokenizer {
+    fn drop(&mut self) {
+        // SAFETY: `inner` is not used again; this is the wrapper's end.
+        let inner = unsafe { ManuallyDrop::take(&mut self.inner) };
+        let freed = Arc::into_inner(inner).map(drop).is_some();
+        if freed {
+            return_free_memory();
+        }
     }
 }
