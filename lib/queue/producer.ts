@@ -7,6 +7,7 @@ import type { ModelInput } from '../tokenizer'
 import { fromFailedReason } from './failure'
 import { batchIdOf, type GenerationJobData, JOB_NAME, jobIdOf, type QueuedGenerateOptions, toJobData } from './job'
 import { fromJson, type Json } from './json'
+import { Outcomes } from './outcomes'
 import type { GenerationProgress } from './progress'
 
 /** How `enqueueGenerations` and `generateMany` add their jobs. */
@@ -126,31 +127,49 @@ export async function generateMany(
     tokens[index] = (data as GenerationProgress).generatedTokens ?? tokens[index]
     report(index)
   }
+  const outcomes = new Outcomes([...positions.keys()])
+  const onCompleted = ({ jobId, returnvalue }: { jobId: string; returnvalue: unknown }) =>
+    outcomes.complete(jobId, returnvalue as Json)
+  const onFailed = ({ jobId, failedReason }: { jobId: string; failedReason: string }) =>
+    outcomes.fail(jobId, failedReason)
   events.on('progress', onJobProgress)
+  events.on('completed', onCompleted)
+  events.on('failed', onFailed)
   try {
     // Listening before the jobs exist: no event of theirs can be missed.
     await events.waitUntilReady()
-    const added = await queue.addBulk(jobs)
+    await queue.addBulk(jobs)
+    // Jobs that had finished before (the same batch added again) send no more events.
+    await Promise.all(
+      jobs.map(async ({ opts: { jobId } }) => {
+        const job = await queue.getJob(jobId)
+        const state = await job?.getState()
+        if (state === 'completed') outcomes.complete(jobId, job?.returnvalue)
+        else if (state === 'failed') outcomes.fail(jobId, job?.failedReason ?? '')
+      }),
+    )
     return await Promise.all(
-      added.map((job, index) =>
-        job.waitUntilFinished(events).then(
-          (value: Json) => {
+      outcomes.promises.map((outcome, index) =>
+        outcome.then(
+          (value) => {
             const result = fromJson<GenerateResult | GenerateResult[]>(value)
             finished[index] = true
             tokens[index] = tokensOf(result)
             report(index)
             return result
           },
-          (err: Error) => {
+          (reason: string) => {
             finished[index] = true
             report(index)
-            throw fromFailedReason(err.message)
+            throw fromFailedReason(reason)
           },
         ),
       ),
     )
   } finally {
     events.off('progress', onJobProgress)
+    events.off('completed', onCompleted)
+    events.off('failed', onFailed)
     if (!many.queueEvents) await events.close()
   }
 }
