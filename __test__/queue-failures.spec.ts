@@ -38,7 +38,7 @@ for (const [kind, options] of [
   ['greedy', GREEDY],
   ['sampled with a seed', SAMPLED],
 ] as const) {
-  test(`a worker SIGKILLed mid-job: its jobs are found stalled and completed by another, as one process gives them (${kind})`, async (t) => {
+  test(`queue: a worker SIGKILLed mid-job: its jobs are found stalled and completed by another, as one process gives them (${kind})`, async (t) => {
     const redis = await startRedis(t)
     const queue = queueOn(t, redis, `killed-${kind.replace(/\W/g, '')}`)
     const events = new QueueEvents(queue.name, { connection: redis.connection })
@@ -80,7 +80,7 @@ for (const [kind, options] of [
   })
 }
 
-test('Redis killed and restarted during a run (with an fsynced AOF): no job is lost or run into a wrong result', async (t) => {
+test('queue: Redis killed and restarted during a run (with an fsynced AOF): no job is lost or run into a wrong result', async (t) => {
   // Jobs live in Redis's memory: without persistence a restart empties the queue. This test
   // alone runs Redis with an append-only file (fsync on every write, in its temporary directory)
   // and SIGKILLs it, as a crash would; the others run without persistence.

@@ -57,7 +57,7 @@ const outcome = ({ timings: _, ...rest }: { timings: unknown }) => rest
 
 const PROMPTS = Array.from({ length: 10 }, (_, i) => `Prompt ${i}: the weather today is`)
 
-test('generateMany: the results of generate, in input order, decoded together up to maxBatchSize, with progress', async (t) => {
+test('queue: generateMany: the results of generate, in input order, decoded together up to maxBatchSize, with progress', async (t) => {
   const redis = await startRedis(t)
   const queue = queueOn(t, redis)
   const worker = await workerFor(t, queue, { maxBatchSize: 4 })
@@ -89,7 +89,7 @@ test('generateMany: the results of generate, in input order, decoded together up
   )
 })
 
-test('a bad option or input throws at enqueue the error generate throws, and queues nothing', async (t) => {
+test('queue: a bad option or input throws at enqueue the error generate throws, and queues nothing', async (t) => {
   const redis = await startRedis(t)
   const queue = queueOn(t, redis)
   const m = await model
@@ -118,7 +118,7 @@ test('a bad option or input throws at enqueue the error generate throws, and que
   )
 })
 
-test('the same batch added twice is run once; another batchId runs it again', async (t) => {
+test('queue: the same batch added twice is run once; another batchId runs it again', async (t) => {
   const redis = await startRedis(t)
   const queue = queueOn(t, redis)
   await workerFor(t, queue)
@@ -153,7 +153,7 @@ test('the same batch added twice is run once; another batchId runs it again', as
   t.not(twice[0].id, twice[1].id)
 })
 
-test('a job that cannot succeed fails once, with its code, and is not retried; the rest of the batch completes', async (t) => {
+test('queue: a job that cannot succeed fails once, with its code, and is not retried; the rest of the batch completes', async (t) => {
   const redis = await startRedis(t)
   const queue = queueOn(t, redis)
   await workerFor(t, queue)
@@ -186,7 +186,7 @@ test('a job that cannot succeed fails once, with its code, and is not retried; t
   }
 })
 
-test('non-finite numbers in options reach the worker: a -Infinity logit bias bans the token', async (t) => {
+test('queue: non-finite numbers in options reach the worker: a -Infinity logit bias bans the token', async (t) => {
   const redis = await startRedis(t)
   const queue = queueOn(t, redis)
   await workerFor(t, queue)
@@ -201,7 +201,7 @@ test('non-finite numbers in options reach the worker: a -Infinity logit bias ban
 /** Long enough (1000 tokens each) that a job is surely running when a test acts on it. */
 const LONG = { maxNewTokens: 1000, eosTokenId: null }
 
-test("worker.cancelJob aborts the job's generation: it fails with ABORT_ERR and is not retried", async (t) => {
+test("queue: worker.cancelJob aborts the job's generation: it fails with ABORT_ERR and is not retried", async (t) => {
   const redis = await startRedis(t)
   const queue = queueOn(t, redis)
   const worker = await workerFor(t, queue)
@@ -222,7 +222,7 @@ test("worker.cancelJob aborts the job's generation: it fails with ABORT_ERR and 
   t.true(job.progress !== undefined && (job.progress as { generatedTokens: number }).generatedTokens < 1000)
 })
 
-test('close() lets running jobs finish; close(true) hands them back to the queue at once, for another worker', async (t) => {
+test('queue: close() lets running jobs finish; close(true) hands them back to the queue at once, for another worker', async (t) => {
   const redis = await startRedis(t)
   const queue = queueOn(t, redis)
   const events = new QueueEvents(queue.name, { connection: redis.connection })
@@ -250,7 +250,7 @@ test('close() lets running jobs finish; close(true) hands them back to the queue
   t.deepEqual(results.map(outcome), (await reference(prompts, LONG)).map(outcome))
 })
 
-test('createGenerationWorker checks its options; a model that cannot load starts no worker', async (t) => {
+test('queue: createGenerationWorker checks its options; a model that cannot load starts no worker', async (t) => {
   const redis = await startRedis(t)
   const connection = redis.connection
   const m = await model
