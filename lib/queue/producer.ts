@@ -28,7 +28,7 @@ export interface EnqueueOptions {
 export interface GenerateManyOptions extends EnqueueOptions {
   /**
    * Where job events are read from. One per call is made (and closed) when left out; a caller
-   * awaiting many batches may share one.
+   * awaiting many batches may share one, started (and ready) before the call.
    */
   queueEvents?: QueueEvents
   /** Called when a job of the batch reports progress or finishes. */
@@ -46,6 +46,9 @@ export interface BatchProgress {
   /** The input whose job this call is about. */
   index: number
 }
+
+/** How far back a `generateMany`'s own QueueEvents starts reading (see there). */
+const EVENTS_REPLAY_MS = 60_000
 
 /** The jobs of a batch, every input checked before any job is added. */
 function prepare(queue: Queue, inputs: ModelInput[], options: QueuedGenerateOptions, enqueue: EnqueueOptions) {
@@ -110,7 +113,16 @@ export async function generateMany(
   const jobs = prepare(queue, inputs, options, many)
   const { onProgress } = many
   const events =
-    many.queueEvents ?? new QueueEvents(queue.name, { connection: queue.opts.connection, prefix: queue.opts.prefix })
+    many.queueEvents ??
+    new QueueEvents(queue.name, {
+      connection: queue.opts.connection,
+      prefix: queue.opts.prefix,
+      // From a stream id a little in the past rather than '$' (only events after its first
+      // read): a job that ends between connecting and that read would otherwise go unheard and
+      // never be awaited. Earlier events of other jobs are ignored; the margin covers a clock
+      // difference between this machine and Redis's.
+      lastEventId: `${Date.now() - EVENTS_REPLAY_MS}-0`,
+    })
   const positions = new Map(jobs.map((job, i) => [job.opts.jobId, i]))
   const tokens = new Array<number>(jobs.length).fill(0)
   const finished = new Array<boolean>(jobs.length).fill(false)
