@@ -6,7 +6,7 @@
  *
  * Needs the optional peer dependencies `bullmq` (and its Redis client `ioredis`): importing
  * `nexttoken` itself never loads them.
- * @module
+ * @module nexttoken/queue
  */
 export { type GenerationWorkerOptions, createGenerationWorker, GenerationWorker } from './worker'
 export {
