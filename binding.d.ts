@@ -28,6 +28,8 @@ export declare class NativeGpt2 {
   /** The dtype the weight matrices are held in ('fp32', 'bf16', 'fp16', 'q8', 'q4'). */
   get dtype(): string
   get generationConfig(): GenerationDefaults
+  /** Most generations the scheduler decodes together (the load option, or the core's default). */
+  get maxBatchSize(): number
   get tokenizer(): NativeTokenizer
   /** Logits for the last position (`allPositions` false) or every position, flat row-major. */
   logits(ids: Uint32Array, allPositions: boolean): Promise<Float32Array>

@@ -5,6 +5,7 @@
  * that touches the model returns a promise and runs off the JS thread (generations in the
  * model's scheduler, single forward passes on libuv's pool); tokenizer calls are synchronous
  * because they take microseconds.
+ * @module nexttoken
  */
 export { AbortError, NexttokenError } from './lib/errors'
 export type { ErrorCode } from './lib/errors'

@@ -112,3 +112,12 @@ test('maxBatchSize must be a positive integer', async (t) => {
     t.is((err as { code?: string }).code, 'ERR_INVALID_ARG')
   }
 })
+
+test('model.maxBatchSize is the load option, or the core default of 16 when it is left out', async (t) => {
+  t.is((await model).maxBatchSize, 8)
+  const defaulted = await Gpt2.fromPretrained(TINY_MODEL)
+  t.is(defaulted.maxBatchSize, 16)
+  await defaulted.dispose()
+  const err = t.throws(() => defaulted.maxBatchSize)
+  t.is((err as { code?: string }).code, 'ERR_DISPOSED')
+})

@@ -108,6 +108,12 @@ Gpt2.fromPretrained('gpt2').then((m) => m.generate('Hi', { maxNewTokens: 'five' 
 export { result }
 `
 
+const USE_QUEUE = `
+const { relative } = require('node:path')
+const resolved = relative('node_modules', require.resolve('nexttoken/queue'))
+try { require('nexttoken/queue') } catch (err) { console.log(resolved, err.code, /'bullmq'/.test(err.message) ? 'bullmq' : err.message) }
+`
+
 test('packed without Rust, installed offline without Rust: CommonJS, ESM and types work; alone the root names the missing package', async (t) => {
   t.timeout(5 * 60_000)
   const work = mkdtempSync(join(tmpdir(), 'nexttoken-pack-'))
@@ -148,6 +154,15 @@ test('packed without Rust, installed offline without Rust: CommonJS, ESM and typ
     (err: { stdout: string }) => err.stdout,
   )
   t.is(checked, 'ok')
+  // nexttoken/queue: packed and exported, but its peer bullmq is optional, so npm installed none
+  // and only the subpath (never the root, used above) needs it.
+  t.true(root.files.includes('lib/queue/index.js') && root.files.includes('lib/queue/index.d.ts'))
+  t.false(existsSync(join(app, 'node_modules', 'bullmq')))
+  writeFileSync(join(app, 'queue.cjs'), USE_QUEUE)
+  t.is(
+    (await node(app, 'queue.cjs')).trim(),
+    `${join('nexttoken', 'lib', 'queue', 'index.js')} MODULE_NOT_FOUND bullmq`,
+  )
   const bin = await node(app, join('node_modules', '.bin', 'nexttoken')).catch((err: { stdout: string }) => err.stdout)
   t.regex(bin, /nexttoken: GPT-2 from the command line/)
 

@@ -294,8 +294,19 @@ export class Gpt2 {
     return session
   }
 
-  /** Whether the options (or the model's defaults) ask for beam search: more than one beam. */
-  private beams(options: GenerateOptions | undefined): boolean {
+  /**
+   * Most generations decoded together in one forward pass (`LoadOptions.maxBatchSize`, or the
+   * core's default of 16); more wait for a free slot.
+   */
+  get maxBatchSize(): number {
+    return callNative(() => this.native.maxBatchSize)
+  }
+
+  /**
+   * Whether the options (or the model's defaults) ask for beam search: more than one beam.
+   * @internal (also for the queue worker, which gives beam search no per-token progress)
+   */
+  beams(options: GenerateOptions | undefined): boolean {
     const beams = options?.numBeams ?? this.generationConfig.numBeams
     return typeof beams === 'number' && beams > 1 // (a wrong type is refused where options are checked)
   }

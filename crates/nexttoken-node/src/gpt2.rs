@@ -66,6 +66,12 @@ impl NativeGpt2 {
         Ok(GenerationDefaults::from(&self.pretrained()?.generation_config))
     }
 
+    /// Most generations the scheduler decodes together (the load option, or the core's default).
+    #[napi(getter)]
+    pub fn max_batch_size(&self) -> napi::Result<u32> {
+        Ok(self.gpt2()?.max_batch_size() as u32)
+    }
+
     #[napi(getter)]
     pub fn tokenizer(&self) -> napi::Result<NativeTokenizer> {
         Ok(NativeTokenizer::new(self.pretrained()?.tokenizer.clone()))

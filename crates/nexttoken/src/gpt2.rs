@@ -29,6 +29,11 @@ impl Gpt2 {
         &self.pretrained
     }
 
+    /// Most generations its scheduler decodes together.
+    pub fn max_batch_size(&self) -> usize {
+        self.scheduler.max_batch_size()
+    }
+
     /// Queues a generation of `prompt`; its tokens come from the request's `next`.
     pub fn start(&self, prompt: Vec<u32>, options: CallOptions) -> Result<Request> {
         self.scheduler.submit(Generation::new(self.pretrained.clone(), prompt, options)?)

@@ -191,6 +191,8 @@ pub struct Scheduler {
     pending: Arc<AtomicUsize>,
     /// Most of them at once: the batch plus the queue.
     max_pending: usize,
+    /// Kept for callers that size their own concurrency to the batch (a queue worker's jobs).
+    max_batch_size: usize,
 }
 
 impl Scheduler {
@@ -203,7 +205,17 @@ impl Scheduler {
             .map_err(|err| Error::Internal(format!("cannot start the scheduler thread: {err}")))?;
         let max_pending =
             options.max_queue_length.map_or(usize::MAX, |n| n.saturating_add(options.max_batch_size));
-        Ok(Scheduler { messages, pending: Arc::default(), max_pending })
+        Ok(Scheduler {
+            messages,
+            pending: Arc::default(),
+            max_pending,
+            max_batch_size: options.max_batch_size,
+        })
+    }
+
+    /// Most generations decoded together (`SchedulerOptions::max_batch_size`).
+    pub fn max_batch_size(&self) -> usize {
+        self.max_batch_size
     }
 
     /// Queues `generation`; it runs as its caller asks for tokens (`Request::next`). Fails with
