@@ -1,4 +1,5 @@
 // nexttoken: B concurrent generate() calls on one model; its scheduler decodes them together.
+// BENCH_DTYPE (fp32, bf16, fp16, q8, q4) picks the weights' dtype; unset, the checkpoint's own.
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -7,7 +8,10 @@ import { readArgs, runProtocol } from './protocol.mjs'
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const { Gpt2 } = createRequire(import.meta.url)(root)
 const { config } = readArgs()
-const model = await Gpt2.fromPretrained(config.models.hf, { maxBatchSize: 16 })
+const model = await Gpt2.fromPretrained(config.models.hf, {
+  maxBatchSize: 16,
+  dtype: process.env.BENCH_DTYPE || undefined,
+})
 
 await runProtocol(
   'nexttoken',
@@ -26,7 +30,8 @@ await runProtocol(
     return { wallMs: performance.now() - start, stamps }
   },
   {
-    mode: 'continuous batching (maxBatchSize 16), concurrent generate() calls',
+    mode: `continuous batching (maxBatchSize 16), concurrent generate() calls, ${model.dtype} weights`,
+    dtype: model.dtype,
     threads: `RAYON_NUM_THREADS=${process.env.RAYON_NUM_THREADS}`,
   },
 )
