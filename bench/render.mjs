@@ -160,27 +160,53 @@ const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 
 function svg(doc) {
   const names = Object.keys(doc.engines)
-  const panels = [
-    {
-      title: 'Prefill, tokens/s',
-      tests: [
-        ['pp128', 'pp128'],
-        ['pp512', 'pp512'],
-      ],
-      ceiling: (id) => doc.ceilings.prefillTokPerS?.[id],
-      ceilingLabel: 'matmul peak',
-    },
-    {
-      title: 'Decode, tokens/s',
-      tests: [
-        ['tg128', 'tg128'],
-        ['tg128@d512', 'tg128 @ d512'],
-      ],
-      ceiling: () => doc.ceilings.decodeTokPerS,
-      ceilingLabel: 'DRAM bound',
-    },
-  ]
-  const W = 960
+  const stat = (n, id) => doc.engines[n]?.summary?.tests?.[id]?.tokPerS
+  const panel = (title, tests, ceiling, ceilingLabel) => ({
+    title,
+    groups: tests.map(([id, label]) => ({
+      label,
+      ceiling: ceiling(id) && { value: ceiling(id), label: `${ceilingLabel} ${fmt(ceiling(id), 0)}` },
+      bars: Object.fromEntries(names.map((n) => [n, stat(n, id)])),
+    })),
+  })
+  const m = doc.machine
+  return barChart({
+    title: `GPT-2 124M f32, ${doc.protocol.threads} threads, median of ${doc.protocol.reps}${doc.protocol.reps < 5 ? ' (trial)' : ''} — ${doc.date}`,
+    subtitle: `${m.cpu}; DRAM read ${fmt(m.dramRead?.bestGBps, 1)} GB/s; f32 matmul ${fmt(m.matmulPeak?.bestGflops, 0)} GFLOP/s; whiskers: min–max`,
+    names,
+    panels: [
+      panel(
+        'Prefill, tokens/s',
+        [
+          ['pp128', 'pp128'],
+          ['pp512', 'pp512'],
+        ],
+        (id) => doc.ceilings.prefillTokPerS?.[id],
+        'matmul peak',
+      ),
+      panel(
+        'Decode, tokens/s',
+        [
+          ['tg128', 'tg128'],
+          ['tg128@d512', 'tg128 @ d512'],
+        ],
+        () => doc.ceilings.decodeTokPerS,
+        'DRAM bound',
+      ),
+    ],
+    footnote:
+      'pp: prompt tokens/s (last-position logits); tg: decode tokens/s after the first token; same seeded-random weights in every engine. bench/README.md',
+  })
+}
+
+/**
+ * A hand-written SVG bar chart: panels side by side, each a row of groups with one bar per name
+ * (`{ median, min, max, n }`, whiskers min–max; a missing one shows "n/a") and an optional
+ * dashed ceiling `{ value, label }` per group. Colours follow the legend's names; `width` and
+ * the values' `labelSize` make room for more bars.
+ */
+export function barChart({ title, subtitle, names, panels, footnote, width = 960, labelSize = 11 }) {
+  const W = width
   const H = 400
   const top = 78
   const bottom = 60
@@ -190,12 +216,8 @@ function svg(doc) {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif" font-size="12">`,
   )
   out.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`)
-  const m = doc.machine
-  const title = `GPT-2 124M f32, ${doc.protocol.threads} threads, median of ${doc.protocol.reps}${doc.protocol.reps < 5 ? ' (trial)' : ''} — ${doc.date}`
   out.push(`<text x="16" y="22" font-size="15" font-weight="600" fill="#212529">${esc(title)}</text>`)
-  out.push(
-    `<text x="16" y="40" fill="#495057">${esc(`${m.cpu}; DRAM read ${fmt(m.dramRead?.bestGBps, 1)} GB/s; f32 matmul ${fmt(m.matmulPeak?.bestGflops, 0)} GFLOP/s; whiskers: min–max`)}</text>`,
-  )
+  out.push(`<text x="16" y="40" fill="#495057">${esc(subtitle)}</text>`)
   let lx = 16
   names.forEach((n, i) => {
     out.push(
@@ -209,13 +231,12 @@ function svg(doc) {
     const y0 = top + 18
     const y1 = H - bottom
     const vals = []
-    for (const [id] of panel.tests) {
+    for (const group of panel.groups) {
       for (const n of names) {
-        const v = doc.engines[n]?.summary?.tests?.[id]?.tokPerS
+        const v = group.bars[n]
         if (v) vals.push(v.max)
       }
-      const c = panel.ceiling(id)
-      if (c) vals.push(c)
+      if (group.ceiling) vals.push(group.ceiling.value)
     }
     const vmax = niceMax(Math.max(1, ...vals))
     const y = (v) => y1 - ((y1 - y0) * v) / vmax
@@ -230,22 +251,22 @@ function svg(doc) {
       )
     }
     out.push(`<line x1="${x0}" x2="${x1}" y1="${y1}" y2="${y1}" stroke="#adb5bd"/>`)
-    const groupW = (x1 - x0) / panel.tests.length
-    panel.tests.forEach(([id, label], ti) => {
-      const gx = x0 + ti * groupW
+    const groupW = (x1 - x0) / panel.groups.length
+    panel.groups.forEach((group, gi) => {
+      const gx = x0 + gi * groupW
       const barW = Math.min(44, (groupW - 40) / names.length)
       const bx0 = gx + (groupW - barW * names.length) / 2
-      const c = panel.ceiling(id)
+      const c = group.ceiling
       if (c) {
         out.push(
-          `<line x1="${(gx + 8).toFixed(1)}" x2="${(gx + groupW - 8).toFixed(1)}" y1="${y(c).toFixed(1)}" y2="${y(c).toFixed(1)}" stroke="#495057" stroke-dasharray="5 4"/>`,
+          `<line x1="${(gx + 8).toFixed(1)}" x2="${(gx + groupW - 8).toFixed(1)}" y1="${y(c.value).toFixed(1)}" y2="${y(c.value).toFixed(1)}" stroke="#495057" stroke-dasharray="5 4"/>`,
         )
         out.push(
-          `<text x="${(gx + groupW - 8).toFixed(1)}" y="${(y(c) - 4).toFixed(1)}" text-anchor="end" fill="#495057">${esc(`${panel.ceilingLabel} ${fmt(c, 0)}`)}</text>`,
+          `<text x="${(gx + groupW - 8).toFixed(1)}" y="${(y(c.value) - 4).toFixed(1)}" text-anchor="end" fill="#495057">${esc(c.label)}</text>`,
         )
       }
       names.forEach((n, i) => {
-        const v = doc.engines[n]?.summary?.tests?.[id]?.tokPerS
+        const v = group.bars[n]
         const bx = bx0 + i * barW
         if (!v) {
           out.push(
@@ -254,7 +275,7 @@ function svg(doc) {
           return
         }
         out.push(
-          `<rect x="${(bx + 2).toFixed(1)}" y="${y(v.median).toFixed(1)}" width="${(barW - 4).toFixed(1)}" height="${(y1 - y(v.median)).toFixed(1)}" fill="${color(n, i)}"><title>${esc(`${n} ${label}: ${fmt(v.median)} tok/s (${fmt(v.min)}–${fmt(v.max)})`)}</title></rect>`,
+          `<rect x="${(bx + 2).toFixed(1)}" y="${y(v.median).toFixed(1)}" width="${(barW - 4).toFixed(1)}" height="${(y1 - y(v.median)).toFixed(1)}" fill="${color(n, i)}"><title>${esc(`${n} ${group.label}: ${fmt(v.median)} tok/s (${fmt(v.min)}–${fmt(v.max)})`)}</title></rect>`,
         )
         if (v.n > 1) {
           const cx = (bx + barW / 2).toFixed(1)
@@ -263,17 +284,15 @@ function svg(doc) {
           )
         }
         out.push(
-          `<text x="${(bx + barW / 2).toFixed(1)}" y="${(y(v.max) - 5).toFixed(1)}" text-anchor="middle" font-size="11" fill="#212529">${fmt(v.median, v.median >= 100 ? 0 : 1)}</text>`,
+          `<text x="${(bx + barW / 2).toFixed(1)}" y="${(y(v.max) - 5).toFixed(1)}" text-anchor="middle" font-size="${labelSize}" fill="#212529">${fmt(v.median, v.median >= 100 ? 0 : 1)}</text>`,
         )
       })
       out.push(
-        `<text x="${(gx + groupW / 2).toFixed(1)}" y="${y1 + 18}" text-anchor="middle" font-size="13" fill="#212529">${esc(label)}</text>`,
+        `<text x="${(gx + groupW / 2).toFixed(1)}" y="${y1 + 18}" text-anchor="middle" font-size="13" fill="#212529">${esc(group.label)}</text>`,
       )
     })
   })
-  out.push(
-    `<text x="16" y="${H - 14}" fill="#868e96">${esc('pp: prompt tokens/s (last-position logits); tg: decode tokens/s after the first token; same seeded-random weights in every engine. bench/README.md')}</text>`,
-  )
+  out.push(`<text x="16" y="${H - 14}" fill="#868e96">${esc(footnote)}</text>`)
   out.push('</svg>')
   return `${out.join('\n')}\n`
 }

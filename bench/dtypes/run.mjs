@@ -8,13 +8,14 @@
 //   node bench/dtypes/run.mjs [--reps 5] [--only nexttoken,node-llama-cpp,transformers.js,pytorch] [--date YYYY-MM-DD]
 //
 // --only re-runs some engines and keeps the others' results of the same date.
-// Writes bench/results/<date>-dtypes.{json,md}.
+// Writes bench/results/<date>-dtypes.{json,md,svg}.
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { machineInfo, measureBandwidth, promptIds, stat } from '../harness.mjs'
+import { dtypeChart } from './chart.mjs'
 
 const bench = join(dirname(fileURLToPath(import.meta.url)), '..')
 const models = join(bench, 'models')
@@ -177,9 +178,8 @@ for (const r of results) {
 lines.push('', 'Weights as each run describes them:', '')
 for (const r of results.filter((x) => !x.error)) lines.push(`- ${r.engine} ${r.dtype}: ${r.info.weights}`)
 const md = `${lines.join('\n')}\n`
-writeFileSync(
-  `${out}.json`,
-  `${JSON.stringify({ date: args.date, machine, bandwidth, config: { ...config, promptIds: undefined }, results }, null, 1)}\n`,
-)
+const doc = { date: args.date, machine, bandwidth, config: { ...config, promptIds: undefined }, results }
+writeFileSync(`${out}.json`, `${JSON.stringify(doc, null, 1)}\n`)
 writeFileSync(`${out}.md`, md)
+writeFileSync(`${out}.svg`, dtypeChart(doc))
 console.log(md)
