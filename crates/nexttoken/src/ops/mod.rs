@@ -59,6 +59,8 @@ mod direct_tile;
 mod epilogue;
 mod gelu;
 mod gemv;
+#[cfg(target_arch = "x86_64")]
+mod int8_tile;
 mod kv_write;
 mod linear;
 mod math;
