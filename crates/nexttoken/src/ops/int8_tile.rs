@@ -5,8 +5,8 @@
 //! and the weight's scale into the f32 result. One `vpdpbusd` does 64 multiply-adds where an f32
 //! FMA does 16.
 //!
-//! `vpdpbusd` multiplies unsigned bytes by signed ones. The activations stay signed (and are read
-//! straight from memory as a broadcast operand); the weights are offset by 128 to unsigned when a
+//! `vpdpbusd` multiplies unsigned bytes by signed ones. The activations stay signed (4 of a row's
+//! bytes broadcast to every lane); the weights are offset by 128 to unsigned when a
 //! pair of panels is re-laid for the kernel, and 128 times the sum of the block's activations is
 //! taken off the block's sum (it starts at that value). The re-laid block is what `vpdpbusd`
 //! reads: each 32-bit lane holds 4 consecutive inputs of one column. Like `panel_matmul`'s f32
@@ -27,12 +27,13 @@ const PACKED_SCALE_BYTES: usize = PANEL * 2;
 /// Inputs per `vpdpbusd` lane: four bytes make one 32-bit lane.
 const LANE_INPUTS: usize = 4;
 
-/// Bytes of a re-laid block: the 32 column scales as f32, then `BLOCK / LANE_INPUTS` groups of
+/// A re-laid block holds the 32 column scales as f32, then `BLOCK / LANE_INPUTS` groups of
 /// `PANEL` lanes of 4 unsigned bytes.
 const RELAID_SCALE_BYTES: usize = PANEL * 4;
+/// Bytes of a re-laid block: its scales and lanes.
 pub const RELAID_BLOCK_BYTES: usize = RELAID_SCALE_BYTES + BLOCK * PANEL;
 
-/// The activations' offset: int8 weights plus 128 are the unsigned bytes `vpdpbusd` wants.
+/// The weights' offset: int8 weights plus 128 are the unsigned bytes `vpdpbusd` wants.
 const UNSIGNED_OFFSET: i32 = 128;
 
 /// The largest |int8| of a quantized activation (llama.cpp's Q8_0: scale = max |x| / 127).
