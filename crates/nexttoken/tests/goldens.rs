@@ -114,10 +114,11 @@ fn lower_precision_dtypes_stay_near_transformers_logits() {
     }
 }
 
-/// Measured on the tiny fixture (AMD EPYC, every SIMD path): bf16 0.095, q8 0.30, q4 6.0 (its
+/// Measured on the tiny fixture (AMD EPYC, every SIMD path): bf16 0.095, q8 0.30 (0.38 where
+/// prompts also round the activations to int8: AVX-512 VNNI, ops/int8_tile.rs), q4 6.0 (its
 /// random 32-wide weights quantize badly in 4 bits; docs/dtypes.md has the 124M-shaped numbers).
 const BF16_BOUND: f32 = 0.2;
-const Q8_BOUND: f32 = 0.6;
+const Q8_BOUND: f32 = 0.8;
 const Q4_BOUND: f32 = 12.0;
 
 fn argmax(row: &[f32]) -> usize {

@@ -10,6 +10,9 @@
 //! `INPUT_BLOCK` inputs at a time (256 KB, in L2), once for every row of a row block: the
 //! multiply-adds stay f32, and the conversion costs once per weight read, not once per row.
 //! Without AVX-512, a portable tile (vectorised by the compiler for AVX2) does the same work.
+//! Prompts on q8 weights, on a CPU with AVX-512 VNNI, take integer dot products instead
+//! (`int8_tile`): the activations are quantized to int8 once per call, and each pair of panels
+//! is re-laid for `vpdpbusd` once per row block, where other dtypes decode it to f32.
 
 use std::cell::RefCell;
 
@@ -17,6 +20,8 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 use super::direct_tile;
+#[cfg(target_arch = "x86_64")]
+use super::int8_tile::{self, QuantizedRows};
 use super::packed::{self, PackedMatrix, BLOCK, PANEL};
 use super::simd::{self, Level};
 use super::SharedOut;
@@ -46,6 +51,9 @@ thread_local! {
     /// A pair of panels decoded to f32 (`INPUT_BLOCK` inputs each), reused by every task on
     /// this thread.
     static DECODED: RefCell<Vec<f32>> = RefCell::new(vec![0f32; TILE_PANELS * INPUT_BLOCK * PANEL]);
+    /// A pair of q8 panels re-laid for integer dot products (sized on first use: only q8
+    /// prompts on VNNI take it).
+    static RELAID: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `out (m, n) = x (m, k) @ w`, then `finish(row, first column, values)` on every piece of a
@@ -69,27 +77,36 @@ pub fn matmul(
     // A few rows (one tile: decoding) read a 16-bit or quantized matrix directly; more rows
     // share the conversion of a decoded block of panels (see the module documentation).
     let direct = w.dtype() != WeightDtype::F32 && simd::level() >= Level::Avx512 && m <= MAX_TILE_ROWS;
+    // More rows of q8 take integer dot products where the CPU has them; their activations are
+    // quantized once, for every task.
+    let quantized = (w.dtype() == WeightDtype::Q8_0 && !direct && simd::int8_dot())
+        .then(|| QuantizedRows::new(x, x_row_stride, m, k));
     (0..tasks).into_par_iter().for_each(|task| {
         let out = out_ptr;
         let (p0, p1) =
             (task * widths / tasks * TILE_PANELS, ((task + 1) * widths / tasks * TILE_PANELS).min(panels));
         let mut tile = [0f32; MAX_TILE_ROWS * TILE_PANELS * PANEL];
+        // Taken for the task and put back, so that the next task on this thread reuses it.
+        let mut relaid = RELAID.take();
         DECODED.with_borrow_mut(|decoded| {
             for rows in blocks(m, ROW_BLOCK) {
                 for inputs in blocks(k, INPUT_BLOCK) {
                     let first = inputs.start == 0;
                     for pair in blocks(p1 - p0, TILE_PANELS) {
                         let (pa, pb) = (p0 + pair.start, p0 + pair.end - 1); // the same panel if alone
-                        let source = match (w.dtype(), direct) {
-                            (WeightDtype::F32, _) => Source::F32([
+                        let source = match (w.dtype(), direct, &quantized) {
+                            (WeightDtype::F32, _, _) => Source::F32([
                                 w.f32_panel(pa, inputs.clone()),
                                 w.f32_panel(pb, inputs.clone()),
                             ]),
-                            (_, true) => Source::Direct([
+                            (_, true, _) => Source::Direct([
                                 w.panel_bytes(pa, inputs.start),
                                 w.panel_bytes(pb, inputs.start),
                             ]),
-                            (_, false) => {
+                            (_, false, Some(rows)) => {
+                                Source::Int8(rows, relay_pair(w, [pa, pb], inputs.clone(), &mut relaid))
+                            }
+                            (_, false, None) => {
                                 let (a, b) = decoded.split_at_mut(INPUT_BLOCK * PANEL);
                                 let len = inputs.len() * PANEL;
                                 w.decode_panel(pa, inputs.clone(), &mut a[..len]);
@@ -117,6 +134,15 @@ pub fn matmul(
                                     inputs.len(),
                                     &mut tile,
                                 ),
+                                Source::Int8(quantized, relaid) => run_int8(
+                                    quantized,
+                                    tile_rows.clone(),
+                                    inputs.clone(),
+                                    relaid,
+                                    pair.len(),
+                                    &mut tile,
+                                    width,
+                                ),
                             }
                             for (i, r) in tile_rows.enumerate() {
                                 // SAFETY: this task alone writes the columns of panels p0..p1.
@@ -139,6 +165,7 @@ pub fn matmul(
                 }
             }
         });
+        RELAID.set(relaid);
     });
 }
 
@@ -149,6 +176,83 @@ enum Source<'a> {
     F32([&'a [f32]; 2]),
     /// The packed bytes of another dtype, from the first block of the inputs on.
     Direct([&'a [u8]; 2]),
+    /// q8 panels re-laid for integer dot products with the quantized rows.
+    Int8(&'a QuantizedRows, [&'a [u8]; 2]),
+}
+
+/// Never built off x86_64: `simd::int8_dot` is false there.
+#[cfg(not(target_arch = "x86_64"))]
+pub enum QuantizedRows {}
+
+#[cfg(not(target_arch = "x86_64"))]
+impl QuantizedRows {
+    fn new(_: &[f32], _: usize, _: usize, _: usize) -> Self {
+        unreachable!("integer dot products are x86_64 only")
+    }
+}
+
+/// Re-lays q8 panels `panels` (the same one twice if alone), inputs `inputs`, into `relaid` for
+/// `int8_tile`; returns each panel's part.
+#[cfg(target_arch = "x86_64")]
+fn relay_pair<'a>(
+    w: &PackedMatrix,
+    panels: [usize; 2],
+    inputs: std::ops::Range<usize>,
+    relaid: &'a mut Vec<u8>,
+) -> [&'a [u8]; 2] {
+    assert!(simd::int8_dot() && w.dtype() == WeightDtype::Q8_0);
+    let panel_bytes = INPUT_BLOCK / BLOCK * int8_tile::RELAID_BLOCK_BYTES;
+    relaid.resize(TILE_PANELS * panel_bytes, 0); // once per thread
+    let len = inputs.len().div_ceil(BLOCK) * int8_tile::RELAID_BLOCK_BYTES;
+    let (a, b) = relaid.split_at_mut(panel_bytes);
+    // SAFETY: the CPU has AVX-512 F, BW and VBMI (`simd::int8_dot`).
+    unsafe { int8_tile::relay(w.panel_bytes(panels[0], inputs.start), &mut a[..len]) };
+    if panels[1] == panels[0] {
+        return [&a[..len], &a[..len]];
+    }
+    // SAFETY: as above.
+    unsafe { int8_tile::relay(w.panel_bytes(panels[1], inputs.start), &mut b[..len]) };
+    [&a[..len], &b[..len]]
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn relay_pair<'a>(
+    _: &PackedMatrix,
+    _: [usize; 2],
+    _: std::ops::Range<usize>,
+    _: &'a mut Vec<u8>,
+) -> [&'a [u8]; 2] {
+    unreachable!("integer dot products are x86_64 only")
+}
+
+/// The integer tile for rows `rows` of `x` over `inputs` of `panels` (1 or 2) re-laid panels;
+/// `tile` receives the sums, `ldt` per row.
+#[cfg(target_arch = "x86_64")]
+fn run_int8(
+    x: &QuantizedRows,
+    rows: std::ops::Range<usize>,
+    inputs: std::ops::Range<usize>,
+    w: [&[u8]; 2],
+    panels: usize,
+    tile: &mut [f32],
+    ldt: usize,
+) {
+    assert!(simd::int8_dot() && rows.len() <= int8_tile::MAX_TILE_ROWS);
+    // SAFETY: the CPU has AVX-512 F, BW and VNNI (`simd::int8_dot`); `run` asserts the bounds.
+    unsafe { int8_tile::run(x, rows, inputs.start, inputs.len().div_ceil(BLOCK), w, panels, tile, ldt) }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn run_int8(
+    _: &QuantizedRows,
+    _: std::ops::Range<usize>,
+    _: std::ops::Range<usize>,
+    _: [&[u8]; 2],
+    _: usize,
+    _: &mut [f32],
+    _: usize,
+) {
+    unreachable!("integer dot products are x86_64 only")
 }
 
 /// `0..len` in consecutive ranges of at most `size`.
@@ -312,6 +416,21 @@ mod tests {
         all
     }
 
+    /// `x` as the product multiplies it: q8 prompts on a CPU with VNNI quantize it to int8 per
+    /// block of 32 inputs (`int8_tile`, whose own test checks that product to float rounding).
+    fn as_multiplied(dtype: WeightDtype, x: &[f32], ldx: usize, m: usize, k: usize) -> Vec<f32> {
+        #[cfg(target_arch = "x86_64")]
+        if dtype == WeightDtype::Q8_0 && m > MAX_TILE_ROWS && simd::int8_dot() {
+            let rows = QuantizedRows::new(x, ldx, m, k);
+            let value = |r: usize, i: usize| match i < k {
+                true => rows.value(r, i).0 as f32 * rows.value(r, i).1,
+                false => 0.0,
+            };
+            return (0..m * ldx).map(|v| value(v / ldx, v % ldx)).collect();
+        }
+        x.to_vec()
+    }
+
     #[test]
     fn equals_a_plain_product_for_any_rows_a_partial_panel_and_every_dtype() {
         // Shapes that take every path: one row, several input blocks (k > 1024), balanced tiles,
@@ -324,13 +443,14 @@ mod tests {
             for dtype in WeightDtype::ALL {
                 let packed = PackedMatrix::from_values(dtype, &w, k, n, false).unwrap();
                 let plain = dequantized(&packed);
+                let multiplied = as_multiplied(dtype, &x, k + 3, m, k);
                 let mut out = vec![f32::NAN; m * n];
                 matmul(&x, k + 3, m, &packed, &mut out, &|row, col, values| {
                     values.iter_mut().enumerate().for_each(|(j, v)| *v += (row * 1000 + col + j) as f32)
                 });
                 for r in 0..m {
                     for j in 0..n {
-                        let sum: f32 = (0..k).map(|i| x[r * (k + 3) + i] * plain[i * n + j]).sum();
+                        let sum: f32 = (0..k).map(|i| multiplied[r * (k + 3) + i] * plain[i * n + j]).sum();
                         let expected = sum + (r * 1000 + j) as f32;
                         let got = out[r * n + j];
                         assert!(

@@ -69,6 +69,24 @@ pub fn level() -> Level {
     decide().0
 }
 
+/// Whether q8 prompts multiply with integer dot products (`int8_tile`): AVX-512 VNNI, with BW and
+/// VBMI for re-laying the weights (Zen 4, Ice Lake and later; not Skylake-X or Cascade Lake).
+/// Lowering the level with `NEXTTOKEN_SIMD` turns it off, so the f32 path is still tested here.
+pub fn int8_dot() -> bool {
+    static INT8: OnceLock<bool> = OnceLock::new();
+    *INT8.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            level() >= Level::Avx512
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vbmi")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
 /// Why `NEXTTOKEN_SIMD` was not followed, if it was set and could not be: loads fail with it
 /// rather than run on a path the user did not ask for.
 pub fn override_error() -> Option<&'static str> {
