@@ -9,12 +9,16 @@
 //! weights. Weights held in another dtype are decoded to f32, a pair of panels and up to
 //! `INPUT_BLOCK` inputs at a time (256 KB, in L2), once for every row of a row block: the
 //! multiply-adds stay f32, and the conversion costs once per weight read, not once per row.
+//! Except bf16 weights on CPUs with AVX-512 BF16 (`simd::bf16_dot`): there the activations are
+//! rounded to bf16 once per product and the panels re-laid as input pairs in the same place, for
+//! `bf16_tile`'s dot product, which does twice the multiply-adds per instruction.
 //! Without AVX-512, a portable tile (vectorised by the compiler for AVX2) does the same work.
 
 use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::bf16_tile::{self, PAIR};
 #[cfg(target_arch = "x86_64")]
 use super::direct_tile;
 use super::packed::{self, PackedMatrix, BLOCK, PANEL};
@@ -38,14 +42,62 @@ const ROW_BLOCK: usize = 43 * MAX_TILE_ROWS;
 /// Inputs per pass over a block (a multiple of the packed blocks' 32 inputs).
 const INPUT_BLOCK: usize = 1024;
 
+/// Rows of activations rounded to bf16 per task: a few hundred KB, enough to be worth a task.
+const ROWS_PER_PAIRING: usize = 32;
+
 /// Panel ranges per thread: enough to even out threads that are slowed down, few enough that
 /// each range is a long sequential read.
 const TASKS_PER_THREAD: usize = 4;
 
+/// A thread's buffers for the pair of panels its tasks are on, in the form the tile reads.
+struct Scratch {
+    /// Decoded to f32 (`INPUT_BLOCK` inputs each).
+    decoded: Vec<f32>,
+    /// bf16 panels re-laid as input pairs for `bf16_tile` (the same inputs in half the bytes),
+    /// allocated on the thread's first bf16 prompt.
+    paired: Vec<u32>,
+}
+
 thread_local! {
-    /// A pair of panels decoded to f32 (`INPUT_BLOCK` inputs each), reused by every task on
-    /// this thread.
-    static DECODED: RefCell<Vec<f32>> = RefCell::new(vec![0f32; TILE_PANELS * INPUT_BLOCK * PANEL]);
+    /// Reused by every task on this thread.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
+        decoded: vec![0f32; TILE_PANELS * INPUT_BLOCK * PANEL],
+        paired: Vec::new(),
+    });
+}
+
+/// How a product reads its weights (see the module documentation).
+enum Path {
+    /// fp32 panels as they are.
+    F32,
+    /// A few rows (one tile: decoding) read a 16-bit or quantized matrix directly.
+    Direct,
+    /// More rows share the conversion of a block of panels decoded to f32.
+    Decoded,
+    /// More rows on bf16 with AVX-512 BF16: the activations as bf16 pairs, rounded once for all
+    /// tasks (row r at `r * k.div_ceil(PAIR)`), and the panels re-laid as pairs per block.
+    Paired(Vec<u32>),
+}
+
+impl Path {
+    fn new(x: &[f32], x_row_stride: usize, m: usize, w: &PackedMatrix) -> Self {
+        if w.dtype() == WeightDtype::F32 {
+            return Path::F32;
+        }
+        if simd::level() >= Level::Avx512 && m <= MAX_TILE_ROWS {
+            return Path::Direct;
+        }
+        if w.dtype() != WeightDtype::Bf16 || !simd::bf16_dot() {
+            return Path::Decoded;
+        }
+        let (k, pairs) = (w.k(), w.k().div_ceil(PAIR).max(1));
+        let mut paired = vec![0u32; m * pairs];
+        paired.par_chunks_mut(pairs * ROWS_PER_PAIRING).enumerate().for_each(|(chunk, out)| {
+            let rows = out.len() / pairs;
+            bf16_tile::pair_rows(&x[chunk * ROWS_PER_PAIRING * x_row_stride..], x_row_stride, rows, k, out)
+        });
+        Path::Paired(paired)
+    }
 }
 
 /// `out (m, n) = x (m, k) @ w`, then `finish(row, first column, values)` on every piece of a
@@ -66,39 +118,19 @@ pub fn matmul(
     let widths = panels.div_ceil(TILE_PANELS);
     let tasks = (rayon::current_num_threads() * TASKS_PER_THREAD).min(widths).max(1);
     let out_ptr = SharedOut(out.as_mut_ptr());
-    // A few rows (one tile: decoding) read a 16-bit or quantized matrix directly; more rows
-    // share the conversion of a decoded block of panels (see the module documentation).
-    let direct = w.dtype() != WeightDtype::F32 && simd::level() >= Level::Avx512 && m <= MAX_TILE_ROWS;
+    let path = Path::new(x, x_row_stride, m, w);
     (0..tasks).into_par_iter().for_each(|task| {
         let out = out_ptr;
         let (p0, p1) =
             (task * widths / tasks * TILE_PANELS, ((task + 1) * widths / tasks * TILE_PANELS).min(panels));
         let mut tile = [0f32; MAX_TILE_ROWS * TILE_PANELS * PANEL];
-        DECODED.with_borrow_mut(|decoded| {
+        SCRATCH.with_borrow_mut(|scratch| {
             for rows in blocks(m, ROW_BLOCK) {
                 for inputs in blocks(k, INPUT_BLOCK) {
                     let first = inputs.start == 0;
                     for pair in blocks(p1 - p0, TILE_PANELS) {
                         let (pa, pb) = (p0 + pair.start, p0 + pair.end - 1); // the same panel if alone
-                        let source = match (w.dtype(), direct) {
-                            (WeightDtype::F32, _) => Source::F32([
-                                w.f32_panel(pa, inputs.clone()),
-                                w.f32_panel(pb, inputs.clone()),
-                            ]),
-                            (_, true) => Source::Direct([
-                                w.panel_bytes(pa, inputs.start),
-                                w.panel_bytes(pb, inputs.start),
-                            ]),
-                            (_, false) => {
-                                let (a, b) = decoded.split_at_mut(INPUT_BLOCK * PANEL);
-                                let len = inputs.len() * PANEL;
-                                w.decode_panel(pa, inputs.clone(), &mut a[..len]);
-                                if pb != pa {
-                                    w.decode_panel(pb, inputs.clone(), &mut b[..len]);
-                                }
-                                Source::F32([&a[..len], if pb != pa { &b[..len] } else { &a[..len] }])
-                            }
-                        };
+                        let source = source(&path, w, [pa, pb], inputs.clone(), scratch);
                         let (col, cols) = (pa * PANEL, (pb * PANEL + PANEL).min(n) - pa * PANEL);
                         let width = pair.len() * PANEL;
                         for tile_rows in tiles(rows.clone()) {
@@ -106,6 +138,20 @@ pub fn matmul(
                             match source {
                                 Source::F32(weights) => {
                                     run_tile(tile_rows.len(), x, x_row_stride, weights, pair.len(), &mut tile)
+                                }
+                                Source::Paired(weights, pairs) => {
+                                    let rows =
+                                        &pairs[tile_rows.start * k.div_ceil(PAIR) + inputs.start / PAIR..];
+                                    let (lda, kc) = (k.div_ceil(PAIR), inputs.len().div_ceil(PAIR));
+                                    bf16_tile::run(
+                                        tile_rows.len(),
+                                        rows,
+                                        lda,
+                                        weights,
+                                        pair.len(),
+                                        kc,
+                                        &mut tile,
+                                    )
                                 }
                                 Source::Direct(bytes) => run_direct(
                                     w.dtype(),
@@ -142,6 +188,43 @@ pub fn matmul(
     });
 }
 
+/// Panels `pa` and `pb` (the same if alone), inputs `inputs`, of `w` as `path` reads them:
+/// decoded or re-laid into `scratch`, or `w`'s own.
+fn source<'a>(
+    path: &'a Path,
+    w: &'a PackedMatrix,
+    [pa, pb]: [usize; 2],
+    inputs: std::ops::Range<usize>,
+    scratch: &'a mut Scratch,
+) -> Source<'a> {
+    match path {
+        Path::F32 => Source::F32([w.f32_panel(pa, inputs.clone()), w.f32_panel(pb, inputs)]),
+        Path::Direct => Source::Direct([w.panel_bytes(pa, inputs.start), w.panel_bytes(pb, inputs.start)]),
+        Path::Decoded => {
+            let (a, b) = scratch.decoded.split_at_mut(INPUT_BLOCK * PANEL);
+            let len = inputs.len() * PANEL;
+            w.decode_panel(pa, inputs.clone(), &mut a[..len]);
+            if pb != pa {
+                w.decode_panel(pb, inputs, &mut b[..len]);
+            }
+            Source::F32([&a[..len], if pb != pa { &b[..len] } else { &a[..len] }])
+        }
+        Path::Paired(x) => {
+            if scratch.paired.is_empty() {
+                scratch.paired.resize(TILE_PANELS * INPUT_BLOCK / PAIR * PANEL, 0);
+            }
+            let (a, b) = scratch.paired.split_at_mut(INPUT_BLOCK / PAIR * PANEL);
+            let pairs = inputs.len().div_ceil(PAIR);
+            let len = pairs * PANEL;
+            bf16_tile::pair_panel(w.panel_bytes(pa, inputs.start), pairs, &mut a[..len]);
+            if pb != pa {
+                bf16_tile::pair_panel(w.panel_bytes(pb, inputs.start), pairs, &mut b[..len]);
+            }
+            Source::Paired([&a[..len], if pb != pa { &b[..len] } else { &a[..len] }], x)
+        }
+    }
+}
+
 /// Where a tile's weights come from.
 #[derive(Clone, Copy)]
 enum Source<'a> {
@@ -149,6 +232,8 @@ enum Source<'a> {
     F32([&'a [f32]; 2]),
     /// The packed bytes of another dtype, from the first block of the inputs on.
     Direct([&'a [u8]; 2]),
+    /// bf16 panels re-laid as input pairs, and all rows of the activations as pairs (`bf16_tile`).
+    Paired([&'a [u32]; 2], &'a [u32]),
 }
 
 /// `0..len` in consecutive ranges of at most `size`.
@@ -324,6 +409,12 @@ mod tests {
             for dtype in WeightDtype::ALL {
                 let packed = PackedMatrix::from_values(dtype, &w, k, n, false).unwrap();
                 let plain = dequantized(&packed);
+                // Prompts on bf16 with AVX-512 BF16 round the activations to bf16 too (`bf16_tile`).
+                let rounded = dtype == WeightDtype::Bf16 && m > MAX_TILE_ROWS && simd::bf16_dot();
+                let x: Vec<f32> = match rounded {
+                    true => x.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect(),
+                    false => x.clone(),
+                };
                 let mut out = vec![f32::NAN; m * n];
                 matmul(&x, k + 3, m, &packed, &mut out, &|row, col, values| {
                     values.iter_mut().enumerate().for_each(|(j, v)| *v += (row * 1000 + col + j) as f32)
