@@ -22,6 +22,10 @@ pub const PAIR: usize = 2;
 /// 32-bit elements (input pairs of one column) per pair of inputs of a paired panel.
 const PAIRED_WIDTH: usize = PANEL;
 
+/// Rows of a register tile: 6 x 4 accumulators, 4 weight registers and 1 broadcast of the 32,
+/// as `panel_matmul`'s f32 tile.
+pub const MAX_ROWS: usize = 6;
+
 /// `x`'s first `k` values of each of `m` rows (`ldx` apart) rounded to bf16, into `out`: row r
 /// at `r * k.div_ceil(PAIR)` 32-bit elements, each holding inputs 2q (low half) and 2q + 1
 /// (high half), an odd last input paired with zero.
@@ -59,7 +63,7 @@ pub fn pair_panel(panel: &[u8], pairs: usize, out: &mut [u32]) {
 /// `panels * PANEL` per row.
 pub fn run(mr: usize, a: &[u32], lda: usize, w: [&[u32]; 2], panels: usize, pairs: usize, tile: &mut [f32]) {
     assert!(simd::bf16_dot(), "the bf16 tile needs AVX-512 BF16");
-    assert!((1..=x86::MAX_ROWS).contains(&mr) && (1..=2).contains(&panels));
+    assert!((1..=MAX_ROWS).contains(&mr) && (1..=2).contains(&panels));
     assert!(
         a.len() >= (mr - 1) * lda + pairs
             && w.iter().all(|w| w.len() >= pairs * PAIRED_WIDTH)
@@ -77,15 +81,13 @@ pub fn run(mr: usize, a: &[u32], lda: usize, w: [&[u32]; 2], panels: usize, pair
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{PAIR, PAIRED_WIDTH, PANEL};
-
-    /// Rows of a register tile: 6 x 4 accumulators, 4 weight registers and 1 broadcast of the
-    /// 32, as the f32 tile.
-    pub const MAX_ROWS: usize = 6;
+    use super::{MAX_ROWS, PAIR, PAIRED_WIDTH, PANEL};
 
     /// f32 values per conversion of `pair_row`: two registers, one register of bf16.
     const CHUNK: usize = 32;
 
+    /// One row of `super::pair_rows`.
+    ///
     /// # Safety
     /// AVX-512 BF16, F and BW; `x` holds `k` values, `out` `k.div_ceil(2)` elements.
     #[target_feature(enable = "avx512bf16,avx512f,avx512bw")]
@@ -102,7 +104,7 @@ mod x86 {
             unsafe {
                 let first = _mm512_maskz_loadu_ps(first, x.wrapping_add(start));
                 let second = _mm512_maskz_loadu_ps(second, x.wrapping_add(start + 16));
-                // The low 16 bf16 come from the second operand.
+                // The instruction takes the low 16 bf16 from its second operand.
                 let bf16 = _mm512_cvtne2ps_pbh(second, first);
                 let store = lanes(len.div_ceil(PAIR) * PAIR);
                 _mm512_mask_storeu_epi16(
@@ -119,6 +121,8 @@ mod x86 {
         ((1u64 << len) - 1) as u32
     }
 
+    /// `super::pair_panel`.
+    ///
     /// # Safety
     /// AVX-512 BF16, F and BW; `panel` holds `2 * pairs` inputs of `PANEL` bf16, `out`
     /// `pairs * PANEL` elements.

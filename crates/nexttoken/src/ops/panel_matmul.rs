@@ -31,6 +31,9 @@ use crate::dtype::WeightDtype;
 /// of 16 decoded tokens.)
 const MAX_TILE_ROWS: usize = 6;
 
+// Tiles of rows are cut once for every path, so the bf16 tile takes as many rows as the f32 one.
+const _: () = assert!(bf16_tile::MAX_ROWS == MAX_TILE_ROWS);
+
 /// Panels of a register tile (the last one of a range may be alone).
 const TILE_PANELS: usize = 2;
 
