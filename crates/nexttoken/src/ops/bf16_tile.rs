@@ -367,3 +367,51 @@ mod tests {
         }
     }
 }
+
+/// The products' speed per second of CPU time on one thread (Linux), which a busy machine
+/// slows less than wall time: `cargo test --release -p nexttoken --lib speed -- --ignored
+/// --nocapture`. On the 2-vCPU AMD EPYC (Zen 4), two runs: fp32 102-108 GFLOP/s, bf16 179-202 (the dot
+/// product's 2x on one core is 1.8x here).
+#[cfg(test)]
+mod speed {
+    use super::super::packed::PackedMatrix;
+    use super::super::panel_matmul::matmul;
+    use crate::dtype::WeightDtype;
+
+    /// Seconds of CPU time this thread has used (user + system), to 10 ms.
+    fn thread_cpu() -> f64 {
+        const TICKS_PER_SECOND: f64 = 100.0;
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Fields after the command's closing parenthesis: state is 0, utime 11, stime 12.
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / TICKS_PER_SECOND
+    }
+
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn prompt_products_per_cpu_second() {
+        const SECONDS: f64 = 3.0;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        // The 124M shape's MLP up and down projections and its attention input, for 512 tokens.
+        for (m, k, n) in [(512, 768, 3072), (512, 3072, 768), (512, 768, 2304)] {
+            let x: Vec<f32> = (0..m * k).map(|v| ((v * 37 % 101) as f32 - 50.0) / 50.0).collect();
+            let w: Vec<f32> = (0..k * n).map(|v| ((v * 53 % 97) as f32 - 48.0) / 48.0).collect();
+            for dtype in [WeightDtype::F32, WeightDtype::Bf16] {
+                let packed = PackedMatrix::from_values(dtype, &w, k, n, false).unwrap();
+                let mut out = vec![0f32; m * n];
+                let (cpu, reps) = pool.install(|| {
+                    matmul(&x, k, m, &packed, &mut out, &|_, _, _| {}); // warm-up
+                    let start = thread_cpu();
+                    let mut reps = 0;
+                    while thread_cpu() - start < SECONDS {
+                        matmul(&x, k, m, &packed, &mut out, &|_, _, _| {});
+                        reps += 1;
+                    }
+                    (thread_cpu() - start, reps)
+                });
+                let gflops = 2.0 * (m * k * n) as f64 * reps as f64 / cpu / 1e9;
+                eprintln!("({m}, {k}) @ ({k}, {n}) {dtype}: {gflops:.1} GFLOP/s per CPU second");
+            }
+        }
+    }
+}
