@@ -370,8 +370,8 @@ mod tests {
 
 /// The products' speed per second of CPU time on one thread (Linux), which a busy machine
 /// slows less than wall time: `cargo test --release -p nexttoken --lib speed -- --ignored
-/// --nocapture`. On the 2-vCPU AMD EPYC (Zen 4), two runs: fp32 102-108 GFLOP/s, bf16 179-202 (the dot
-/// product's 2x on one core is 1.8x here).
+/// --nocapture`. On the 2-vCPU AMD EPYC (Zen 4), two runs: fp32 102-108 GFLOP/s, bf16 179-202
+/// (the dot product's 2x on one core is 1.8x here).
 #[cfg(test)]
 mod speed {
     use super::super::packed::PackedMatrix;
