@@ -9,6 +9,9 @@
 //! weights. Weights held in another dtype are decoded to f32, a pair of panels and up to
 //! `INPUT_BLOCK` inputs at a time (256 KB, in L2), once for every row of a row block: the
 //! multiply-adds stay f32, and the conversion costs once per weight read, not once per row.
+//! Except bf16 weights on CPUs with AVX-512 BF16 (`simd::bf16_dot`): there the activations are
+//! rounded to bf16 once per product and the panels re-laid as input pairs in the same place, for
+//! `bf16_tile`'s dot product, which does twice the multiply-adds per instruction.
 //! Without AVX-512, a portable tile (vectorised by the compiler for AVX2) does the same work.
 //! Prompts on q8 weights, on a CPU with AVX-512 VNNI, take integer dot products instead
 //! (`int8_tile`): the activations are quantized to int8 once per call, and each pair of panels
@@ -18,6 +21,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::bf16_tile::{self, PAIR};
 #[cfg(target_arch = "x86_64")]
 use super::direct_tile;
 #[cfg(target_arch = "x86_64")]
@@ -32,6 +36,9 @@ use crate::dtype::WeightDtype;
 /// of 16 decoded tokens.)
 const MAX_TILE_ROWS: usize = 6;
 
+// Tiles of rows are cut once for every path, so the bf16 tile takes as many rows as the f32 one.
+const _: () = assert!(bf16_tile::MAX_ROWS == MAX_TILE_ROWS);
+
 /// Panels of a register tile (the last one of a range may be alone).
 const TILE_PANELS: usize = 2;
 
@@ -43,17 +50,71 @@ const ROW_BLOCK: usize = 43 * MAX_TILE_ROWS;
 /// Inputs per pass over a block (a multiple of the packed blocks' 32 inputs).
 const INPUT_BLOCK: usize = 1024;
 
+/// Rows of activations rounded to bf16 per task: a few hundred KB, enough to be worth a task.
+const ROWS_PER_PAIRING: usize = 32;
+
 /// Panel ranges per thread: enough to even out threads that are slowed down, few enough that
 /// each range is a long sequential read.
 const TASKS_PER_THREAD: usize = 4;
 
+/// A thread's buffers for the pair of panels its tasks are on, in the form the tile reads.
+struct Scratch {
+    /// Decoded to f32 (`INPUT_BLOCK` inputs each).
+    decoded: Vec<f32>,
+    /// bf16 panels re-laid as input pairs for `bf16_tile` (the same inputs in half the bytes),
+    /// allocated on the thread's first bf16 prompt.
+    paired: Vec<u32>,
+    /// q8 panels re-laid for `int8_tile`, allocated on the thread's first q8 prompt.
+    relaid: Vec<u8>,
+}
+
 thread_local! {
-    /// A pair of panels decoded to f32 (`INPUT_BLOCK` inputs each), reused by every task on
-    /// this thread.
-    static DECODED: RefCell<Vec<f32>> = RefCell::new(vec![0f32; TILE_PANELS * INPUT_BLOCK * PANEL]);
-    /// A pair of q8 panels re-laid for integer dot products (sized on first use: only q8
-    /// prompts on VNNI take it).
-    static RELAID: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Reused by every task on this thread.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
+        decoded: vec![0f32; TILE_PANELS * INPUT_BLOCK * PANEL],
+        paired: Vec::new(),
+        relaid: Vec::new(),
+    });
+}
+
+/// How a product reads its weights (see the module documentation).
+enum Path {
+    /// fp32 panels as they are.
+    F32,
+    /// A few rows (one tile: decoding) read a 16-bit or quantized matrix directly.
+    Direct,
+    /// More rows share the conversion of a block of panels decoded to f32.
+    Decoded,
+    /// More rows on bf16 with AVX-512 BF16: the activations as bf16 pairs, rounded once for all
+    /// tasks (row r at `r * k.div_ceil(PAIR)`), and the panels re-laid as pairs per block.
+    Paired(Vec<u32>),
+    /// More rows on q8 with AVX-512 VNNI: the activations quantized to int8 once for all tasks,
+    /// and the panels re-laid for `vpdpbusd` per block (`int8_tile`).
+    Quantized(QuantizedRows),
+}
+
+impl Path {
+    fn new(x: &[f32], x_row_stride: usize, m: usize, w: &PackedMatrix) -> Self {
+        if w.dtype() == WeightDtype::F32 {
+            return Path::F32;
+        }
+        if simd::level() >= Level::Avx512 && m <= MAX_TILE_ROWS {
+            return Path::Direct;
+        }
+        if w.dtype() == WeightDtype::Q8_0 && simd::int8_dot() {
+            return Path::Quantized(QuantizedRows::new(x, x_row_stride, m, w.k()));
+        }
+        if w.dtype() != WeightDtype::Bf16 || !simd::bf16_dot() {
+            return Path::Decoded;
+        }
+        let (k, pairs) = (w.k(), w.k().div_ceil(PAIR).max(1));
+        let mut paired = vec![0u32; m * pairs];
+        paired.par_chunks_mut(pairs * ROWS_PER_PAIRING).enumerate().for_each(|(chunk, out)| {
+            let rows = out.len() / pairs;
+            bf16_tile::pair_rows(&x[chunk * ROWS_PER_PAIRING * x_row_stride..], x_row_stride, rows, k, out)
+        });
+        Path::Paired(paired)
+    }
 }
 
 /// `out (m, n) = x (m, k) @ w`, then `finish(row, first column, values)` on every piece of a
@@ -74,48 +135,19 @@ pub fn matmul(
     let widths = panels.div_ceil(TILE_PANELS);
     let tasks = (rayon::current_num_threads() * TASKS_PER_THREAD).min(widths).max(1);
     let out_ptr = SharedOut(out.as_mut_ptr());
-    // A few rows (one tile: decoding) read a 16-bit or quantized matrix directly; more rows
-    // share the conversion of a decoded block of panels (see the module documentation).
-    let direct = w.dtype() != WeightDtype::F32 && simd::level() >= Level::Avx512 && m <= MAX_TILE_ROWS;
-    // More rows of q8 take integer dot products where the CPU has them; their activations are
-    // quantized once, for every task.
-    let quantized = (w.dtype() == WeightDtype::Q8_0 && !direct && simd::int8_dot())
-        .then(|| QuantizedRows::new(x, x_row_stride, m, k));
+    let path = Path::new(x, x_row_stride, m, w);
     (0..tasks).into_par_iter().for_each(|task| {
         let out = out_ptr;
         let (p0, p1) =
             (task * widths / tasks * TILE_PANELS, ((task + 1) * widths / tasks * TILE_PANELS).min(panels));
         let mut tile = [0f32; MAX_TILE_ROWS * TILE_PANELS * PANEL];
-        // Taken for the task and put back, so that the next task on this thread reuses it.
-        let mut relaid = RELAID.take();
-        DECODED.with_borrow_mut(|decoded| {
+        SCRATCH.with_borrow_mut(|scratch| {
             for rows in blocks(m, ROW_BLOCK) {
                 for inputs in blocks(k, INPUT_BLOCK) {
                     let first = inputs.start == 0;
                     for pair in blocks(p1 - p0, TILE_PANELS) {
                         let (pa, pb) = (p0 + pair.start, p0 + pair.end - 1); // the same panel if alone
-                        let source = match (w.dtype(), direct, &quantized) {
-                            (WeightDtype::F32, _, _) => Source::F32([
-                                w.f32_panel(pa, inputs.clone()),
-                                w.f32_panel(pb, inputs.clone()),
-                            ]),
-                            (_, true, _) => Source::Direct([
-                                w.panel_bytes(pa, inputs.start),
-                                w.panel_bytes(pb, inputs.start),
-                            ]),
-                            (_, false, Some(rows)) => {
-                                Source::Int8(rows, relay_pair(w, [pa, pb], inputs.clone(), &mut relaid))
-                            }
-                            (_, false, None) => {
-                                let (a, b) = decoded.split_at_mut(INPUT_BLOCK * PANEL);
-                                let len = inputs.len() * PANEL;
-                                w.decode_panel(pa, inputs.clone(), &mut a[..len]);
-                                if pb != pa {
-                                    w.decode_panel(pb, inputs.clone(), &mut b[..len]);
-                                }
-                                Source::F32([&a[..len], if pb != pa { &b[..len] } else { &a[..len] }])
-                            }
-                        };
+                        let source = source(&path, w, [pa, pb], inputs.clone(), scratch);
                         let (col, cols) = (pa * PANEL, (pb * PANEL + PANEL).min(n) - pa * PANEL);
                         let width = pair.len() * PANEL;
                         for tile_rows in tiles(rows.clone()) {
@@ -123,6 +155,20 @@ pub fn matmul(
                             match source {
                                 Source::F32(weights) => {
                                     run_tile(tile_rows.len(), x, x_row_stride, weights, pair.len(), &mut tile)
+                                }
+                                Source::Paired(weights, pairs) => {
+                                    let rows =
+                                        &pairs[tile_rows.start * k.div_ceil(PAIR) + inputs.start / PAIR..];
+                                    let (lda, kc) = (k.div_ceil(PAIR), inputs.len().div_ceil(PAIR));
+                                    bf16_tile::run(
+                                        tile_rows.len(),
+                                        rows,
+                                        lda,
+                                        weights,
+                                        pair.len(),
+                                        kc,
+                                        &mut tile,
+                                    )
                                 }
                                 Source::Direct(bytes) => run_direct(
                                     w.dtype(),
@@ -165,8 +211,45 @@ pub fn matmul(
                 }
             }
         });
-        RELAID.set(relaid);
     });
+}
+
+/// Panels `pa` and `pb` (the same if alone), inputs `inputs`, of `w` as `path` reads them:
+/// decoded or re-laid into `scratch`, or `w`'s own.
+fn source<'a>(
+    path: &'a Path,
+    w: &'a PackedMatrix,
+    [pa, pb]: [usize; 2],
+    inputs: std::ops::Range<usize>,
+    scratch: &'a mut Scratch,
+) -> Source<'a> {
+    match path {
+        Path::F32 => Source::F32([w.f32_panel(pa, inputs.clone()), w.f32_panel(pb, inputs)]),
+        Path::Direct => Source::Direct([w.panel_bytes(pa, inputs.start), w.panel_bytes(pb, inputs.start)]),
+        Path::Decoded => {
+            let (a, b) = scratch.decoded.split_at_mut(INPUT_BLOCK * PANEL);
+            let len = inputs.len() * PANEL;
+            w.decode_panel(pa, inputs.clone(), &mut a[..len]);
+            if pb != pa {
+                w.decode_panel(pb, inputs, &mut b[..len]);
+            }
+            Source::F32([&a[..len], if pb != pa { &b[..len] } else { &a[..len] }])
+        }
+        Path::Paired(x) => {
+            if scratch.paired.is_empty() {
+                scratch.paired.resize(TILE_PANELS * INPUT_BLOCK / PAIR * PANEL, 0);
+            }
+            let (a, b) = scratch.paired.split_at_mut(INPUT_BLOCK / PAIR * PANEL);
+            let pairs = inputs.len().div_ceil(PAIR);
+            let len = pairs * PANEL;
+            bf16_tile::pair_panel(w.panel_bytes(pa, inputs.start), pairs, &mut a[..len]);
+            if pb != pa {
+                bf16_tile::pair_panel(w.panel_bytes(pb, inputs.start), pairs, &mut b[..len]);
+            }
+            Source::Paired([&a[..len], if pb != pa { &b[..len] } else { &a[..len] }], x)
+        }
+        Path::Quantized(rows) => Source::Int8(rows, relay_pair(w, [pa, pb], inputs, &mut scratch.relaid)),
+    }
 }
 
 /// Where a tile's weights come from.
@@ -176,6 +259,8 @@ enum Source<'a> {
     F32([&'a [f32]; 2]),
     /// The packed bytes of another dtype, from the first block of the inputs on.
     Direct([&'a [u8]; 2]),
+    /// bf16 panels re-laid as input pairs, and all rows of the activations as pairs (`bf16_tile`).
+    Paired([&'a [u32]; 2], &'a [u32]),
     /// q8 panels re-laid for integer dot products with the quantized rows.
     Int8(&'a QuantizedRows, [&'a [u8]; 2]),
 }
@@ -417,7 +502,8 @@ mod tests {
     }
 
     /// `x` as the product multiplies it: q8 prompts on a CPU with VNNI quantize it to int8 per
-    /// block of 32 inputs (`int8_tile`, whose own test checks that product to float rounding).
+    /// block of 32 inputs (`int8_tile`, whose own test checks that product to float rounding),
+    /// bf16 prompts on a CPU with AVX-512 BF16 round it to bf16 (`bf16_tile`).
     fn as_multiplied(dtype: WeightDtype, x: &[f32], ldx: usize, m: usize, k: usize) -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
         if dtype == WeightDtype::Q8_0 && m > MAX_TILE_ROWS && simd::int8_dot() {
@@ -427,6 +513,9 @@ mod tests {
                 false => 0.0,
             };
             return (0..m * ldx).map(|v| value(v / ldx, v % ldx)).collect();
+        }
+        if dtype == WeightDtype::Bf16 && m > MAX_TILE_ROWS && simd::bf16_dot() {
+            return x.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect();
         }
         x.to_vec()
     }
@@ -443,6 +532,8 @@ mod tests {
             for dtype in WeightDtype::ALL {
                 let packed = PackedMatrix::from_values(dtype, &w, k, n, false).unwrap();
                 let plain = dequantized(&packed);
+                // Prompts on bf16 with AVX-512 BF16 round the activations to bf16 too (`bf16_tile`),
+                // q8 prompts with AVX-512 VNNI quantize them to int8 (`int8_tile`).
                 let multiplied = as_multiplied(dtype, &x, k + 3, m, k);
                 let mut out = vec![f32::NAN; m * n];
                 matmul(&x, k + 3, m, &packed, &mut out, &|row, col, values| {

@@ -1,6 +1,7 @@
 //! The instruction set the CPU kernels use, decided once per process: the best this CPU has, or
 //! a lower one named by the `NEXTTOKEN_SIMD` environment variable (`avx512`, `avx2`, `portable`),
-//! so that one machine can run the tests on every path.
+//! so that one machine can run the tests on every path. AVX-512 BF16's dot product is an
+//! extension of the AVX-512 level (`bf16_dot`): forcing a lower level turns it off too.
 
 use std::sync::OnceLock;
 
@@ -91,4 +92,24 @@ pub fn int8_dot() -> bool {
 /// rather than run on a path the user did not ask for.
 pub fn override_error() -> Option<&'static str> {
     decide().1.as_deref()
+}
+
+/// Whether prompts on bf16 weights use AVX-512 BF16's dot product (`vdpbf16ps`, `bf16_tile`):
+/// the CPU has it and the level in force is AVX-512 (a lower `NEXTTOKEN_SIMD` turns it off, so
+/// that forcing a level still tests the widening path on bf16 weights).
+pub fn bf16_dot() -> bool {
+    static DETECTED: OnceLock<bool> = OnceLock::new();
+    level() >= Level::Avx512 && *DETECTED.get_or_init(detect_bf16_dot)
+}
+
+/// The CPU has AVX-512 BF16 and the AVX-512 parts its kernel also uses (BW for 16-bit shuffles).
+fn detect_bf16_dot() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bf16")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
