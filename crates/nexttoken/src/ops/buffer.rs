@@ -1,8 +1,11 @@
 //! Memory of its own for each packed weight matrix: an anonymous mapping, page-aligned, that goes
 //! back to the system the moment the matrix is dropped. Through the allocator, a disposed model's
-//! hundreds of megabytes stayed in mimalloc's per-thread heaps (docs/reliability.md); a mapping
-//! also lets the kernel back it with transparent huge pages (fewer page faults while a model
-//! loads, fewer TLB misses while it decodes).
+//! hundreds of megabytes stayed in mimalloc's per-thread heaps (docs/reliability.md).
+//!
+//! Not advised as transparent huge pages (`MADV_HUGEPAGE`), which it was: where the kernel's THP
+//! defrag setting is `madvise` (the default), every fault in such a mapping may compact memory
+//! first, and 124M fp32 loads took 350–1,230 ms (median 546 of 5) against 418–479 ms (median 442)
+//! without the advice, with no difference in decoding speed measured (`forward_timing`).
 
 use memmap2::MmapMut;
 
@@ -16,12 +19,6 @@ impl PageBuffer {
     pub fn zeroed(len: usize) -> std::io::Result<Self> {
         // A zero-length mapping is refused by mmap; one page holds nothing just as well.
         let map = MmapMut::map_anon(len.max(1))?;
-        #[cfg(target_os = "linux")]
-        {
-            // Advice only: where transparent huge pages are off, this is a no-op or an error that
-            // changes nothing, so it is ignored.
-            let _ = map.advise(memmap2::Advice::HugePage);
-        }
         Ok(PageBuffer { map })
     }
 
