@@ -97,5 +97,6 @@ writeFileSync(
   ),
 )
 writeFileSync(join(resultsDir, `${date}-batch.md`), lines.join('\n'))
-writeFileSync(join(resultsDir, 'latest-batch.md'), lines.join('\n'))
+// latest-batch.md (the README's table) only from a run of every engine.
+if (!only) writeFileSync(join(resultsDir, 'latest-batch.md'), lines.join('\n'))
 console.log(lines.join('\n'))
