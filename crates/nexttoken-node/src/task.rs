@@ -131,7 +131,11 @@ fn task_threads() -> Result<&'static Sender<Job>, String> {
 /// A task thread's life: the next job, whichever thread is free takes it. A thread that has run
 /// a job and then waited `IDLE_BEFORE_RETURNING_MEMORY` for the next gives back the memory its
 /// heap holds free (the allocator would keep it until the thread's next job, however far off);
-/// not after every job, which would cost each call a few tens of microseconds.
+/// not after every job, which would cost each call a few tens of microseconds. Only the thread
+/// holding the queue waits with that timeout; one that finished a job while another waits on the
+/// queue gives its memory back on its next turn. (A condition-variable queue, where every idle
+/// thread times out, measured worse: 50 load + dispose cycles ended at 85 MiB instead of 71-73,
+/// as jobs spread over all four threads' heaps.)
 fn run_jobs(receiver: &Mutex<Receiver<Job>>) {
     let mut holds_free_memory = false;
     loop {
