@@ -3,6 +3,8 @@
 // ERR_DISPOSED. Models dropped without dispose() are freed by the garbage collector; workers and
 // the process end promptly while loads run. (lifecycle.spec.ts covers workers that load and
 // generate at once and that are terminated mid-generation or waiting for a slot.)
+import { cp, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 
@@ -199,3 +201,32 @@ for (const [what, scenario] of [
     t.true(exitMs < 1000 * SLOWDOWN, `exited ${exitMs.toFixed(0)} ms after process.exit(0)`)
   })
 }
+
+// Issue 15's first defect: a model.safetensors truncated by another process while a load mapped
+// it killed Node with SIGBUS. Loads now read the file (crates/nexttoken/src/files.rs), so a file
+// cut short at any moment of a load is a refused load or, if the cut came after the reads, a
+// model; never a signal (which would end this test's process).
+test('model.safetensors truncated by another process at many moments of its load', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'nexttoken-truncated-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  await cp(TINY_MODEL, dir, { recursive: true })
+  const weights = join(dir, 'model.safetensors')
+  const original = await readFile(weights)
+  const LOADS = 30
+  let refused = 0
+  for (let i = 0; i < LOADS; i++) {
+    await writeFile(weights, original)
+    const load = Gpt2.fromPretrained(dir)
+    await delay(i % 6) // 0-5 ms into the load (a tiny model's load takes a few)
+    await truncate(weights, original.length >> (1 + (i % 3))) // to a half, a quarter, an eighth
+    const [outcome] = await within(Promise.allSettled([load]), 60_000, `load ${i}`)
+    if (outcome.status === 'fulfilled') {
+      await outcome.value.dispose()
+      continue
+    }
+    t.true(outcome.reason instanceof NexttokenError, String(outcome.reason))
+    t.is((outcome.reason as NexttokenError).code, 'ERR_MODEL_INVALID', String(outcome.reason))
+    refused++
+  }
+  t.log(`${refused} of ${LOADS} loads refused, the others done before the cut`)
+})

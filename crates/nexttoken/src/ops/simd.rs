@@ -1,7 +1,8 @@
 //! The instruction set the CPU kernels use, decided once per process: the best this CPU has, or
 //! a lower one named by the `NEXTTOKEN_SIMD` environment variable (`avx512`, `avx2`, `portable`),
-//! so that one machine can run the tests on every path. AVX-512 BF16's dot product is an
-//! extension of the AVX-512 level (`bf16_dot`): forcing a lower level turns it off too.
+//! so that one machine can run the tests on every path. AVX-512 BF16's and VNNI's dot products
+//! are extensions of the AVX-512 level (`bf16_dot`, `int8_dot`): forcing a lower level turns them
+//! off too.
 
 use std::sync::OnceLock;
 
