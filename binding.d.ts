@@ -161,10 +161,11 @@ export interface GenerationDefaults {
 
 /**
  * Loads the GPT-2 in directory `path` onto `device` ('cpu', 'cuda', 'metal') with its weights
- * in `dtype` ('fp32', 'bf16', 'fp16', 'q8', 'q4'), each absent for the core's default, and a
- * scheduler that batches its generations.
+ * in `dtype` ('fp32', 'bf16', 'fp16', 'q8', 'q4'), its packed matrices found in or recorded to
+ * `packed_cache_dir`, each absent for the core's default, and a scheduler that batches its
+ * generations.
  */
-export declare function loadGpt2(path: string, device: string | undefined | null, dtype: string | undefined | null, scheduler: NativeSchedulerOptions): Promise<NativeGpt2>
+export declare function loadGpt2(path: string, device: string | undefined | null, dtype: string | undefined | null, packedCacheDir: string | undefined | null, scheduler: NativeSchedulerOptions): Promise<NativeGpt2>
 
 /** Loads the tokenizer of the model directory `path` (tokenizer.json, or vocab.json + merges.txt). */
 export declare function loadTokenizer(path: string): Promise<NativeTokenizer>

@@ -166,9 +166,9 @@ export class Gpt2 {
   static async fromPretrained(nameOrPath: string, options: LoadOptions = {}): Promise<Gpt2> {
     if (typeof nameOrPath !== 'string') throw invalidArg('nameOrPath must be a string')
     checkOptionsObject(options)
-    const { device, dtype, scheduler } = toNativeLoadOptions(options)
+    const { device, dtype, packedCacheDir, scheduler } = toNativeLoadOptions(options)
     const dir = await resolvePretrained(nameOrPath, options, 'model')
-    return new Gpt2(await callNativeAsync(() => native.loadGpt2(dir, device, dtype, scheduler)))
+    return new Gpt2(await callNativeAsync(() => native.loadGpt2(dir, device, dtype, packedCacheDir, scheduler)))
   }
 
   /** Raw logits (pre-softmax scores) for the input, computed in f32. */

@@ -1,6 +1,7 @@
 //! `NativeGpt2`: a loaded GPT-2 (the core's `Gpt2`: weights, tokenizer, configs and the scheduler
 //! that batches its generations), shared by every call made on it until `dispose()`.
 
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use napi::bindgen_prelude::{Float32Array, Object, Uint32Array};
@@ -26,21 +27,27 @@ pub struct NativeGpt2 {
 }
 
 /// Loads the GPT-2 in directory `path` onto `device` ('cpu', 'cuda', 'metal') with its weights
-/// in `dtype` ('fp32', 'bf16', 'fp16', 'q8', 'q4'), each absent for the core's default, and a
-/// scheduler that batches its generations.
+/// in `dtype` ('fp32', 'bf16', 'fp16', 'q8', 'q4'), its packed matrices found in or recorded to
+/// `packed_cache_dir`, each absent for the core's default, and a scheduler that batches its
+/// generations.
 #[napi(ts_return_type = "Promise<NativeGpt2>")]
 pub fn load_gpt2<'env>(
     env: &'env Env,
     path: String,
     device: Option<String>,
     dtype: Option<String>,
+    packed_cache_dir: Option<String>,
     scheduler: NativeSchedulerOptions,
 ) -> napi::Result<Object<'env>> {
     // On a thread of its own, which ends with the load: mimalloc keeps freed memory in the heap
     // of the thread that allocated it, so loads on long-lived threads left each holding a
     // model's worth after dispose() (see docs/reliability.md).
     let load = move || {
-        let options = LoadOptions { device, dtype: dtype.as_deref().map(WeightDtype::parse).transpose()? };
+        let options = LoadOptions {
+            device,
+            dtype: dtype.as_deref().map(WeightDtype::parse).transpose()?,
+            packed_cache_dir: packed_cache_dir.map(PathBuf::from),
+        };
         let gpt2 = Gpt2::load(&path, &options, SchedulerOptions::try_from(scheduler)?);
         return_free_memory(); // the buffers the file was read through
         gpt2

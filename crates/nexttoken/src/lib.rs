@@ -17,6 +17,7 @@ pub mod gguf;
 mod gpt2;
 pub mod network;
 mod ops;
+mod packed_cache;
 pub mod pretrained;
 pub mod scheduler;
 pub mod scores;

@@ -1,7 +1,7 @@
 //! A model directory in the Hugging Face layout (config.json, model.safetensors, tokenizer) or a
 //! GGUF file, loaded into one object that answers next-token questions.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -24,6 +24,10 @@ pub struct LoadOptions {
     /// files stay 16-bit, everything else fp32; a GGUF file's matrices each in their own type:
     /// Q8_0 as q8, Q4_0 as q4, F16 as fp16, BF16 as bf16, F32 as fp32).
     pub dtype: Option<WeightDtype>,
+    /// A directory for packed-cache files: the first load of a checkpoint writes its packed
+    /// matrices there, later loads map them (`crate::packed_cache`, which says what it risks).
+    /// Default none: every load reads and packs the checkpoint.
+    pub packed_cache_dir: Option<PathBuf>,
 }
 
 pub struct Pretrained {
@@ -70,7 +74,7 @@ fn check_special_tokens(
 impl Pretrained {
     /// Loads the model directory `name_or_path` onto `device` in the checkpoint's dtype.
     pub fn load(name_or_path: &str, device: &str) -> Result<Self> {
-        Self::load_with(name_or_path, &LoadOptions { device: Some(device.into()), dtype: None })
+        Self::load_with(name_or_path, &LoadOptions { device: Some(device.into()), ..LoadOptions::default() })
     }
 
     pub fn load_with(name_or_path: &str, options: &LoadOptions) -> Result<Self> {
@@ -80,13 +84,24 @@ impl Pretrained {
         let device = device_from_name(options.device.as_deref().unwrap_or(DEFAULT_DEVICE))?;
         let dir = match crate::source::resolve(name_or_path)? {
             ModelSource::Dir(dir) => dir,
-            ModelSource::Gguf(path) => return Self::load_gguf(&path, &device, options.dtype),
+            ModelSource::Gguf(path) => return Self::load_gguf(&path, &device, options),
         };
         let config = Config::from_file(&dir.join("config.json"))?;
         let mut weights = Weights::from_dir(&dir, &device)?;
+        if let Some(cache_dir) = &options.packed_cache_dir {
+            weights.use_packed_cache(cache_dir, options.dtype);
+        }
         let dtype = options.dtype.unwrap_or_else(|| weights.stored_dtype("wte.weight"));
-        let network = Network::load(&mut weights, &config, &device, dtype)?;
-        let tokenizer = Tokenizer::from_dir(&dir)?;
+        // The tokenizer (60-70 ms for GPT-2's 50,257 tokens and merges) is built on a thread of
+        // its own while the weights load; the network's error, if both fail, is the one reported,
+        // as when they loaded one after the other.
+        let (network, tokenizer) = std::thread::scope(|scope| {
+            let tokenizer = scope.spawn(|| Tokenizer::from_dir(&dir));
+            let network = Network::load(&mut weights, &config, &device, dtype);
+            let tokenizer = tokenizer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            Ok::<_, Error>((network?, tokenizer?))
+        })?;
+        weights.finish_packed_cache();
         if tokenizer.vocab_size() > config.vocab_size {
             return Err(Error::ModelInvalid(format!(
                 "the tokenizer has {} tokens but the model only {}",
@@ -101,12 +116,16 @@ impl Pretrained {
 
     /// The GGUF file `path`, its weight matrices in `dtype` or, by default, each in its own
     /// stored type; `generate`'s defaults from its bos and eos token ids.
-    fn load_gguf(path: &Path, device: &candle_core::Device, dtype: Option<WeightDtype>) -> Result<Self> {
+    fn load_gguf(path: &Path, device: &candle_core::Device, options: &LoadOptions) -> Result<Self> {
         let crate::gguf::GgufModel { config, mut weights, tokenizer } = crate::gguf::load(path, device)?;
-        let network = match dtype {
+        if let Some(cache_dir) = &options.packed_cache_dir {
+            weights.use_packed_cache(cache_dir, options.dtype);
+        }
+        let network = match options.dtype {
             Some(dtype) => Network::load(&mut weights, &config, device, dtype)?,
             None => Network::load_in_stored_types(&mut weights, &config, device)?,
         };
+        weights.finish_packed_cache();
         if tokenizer.vocab_size() > config.vocab_size {
             return Err(Error::invalid_file(
                 path,

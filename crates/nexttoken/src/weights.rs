@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::files::Source;
 use crate::gguf::{GgmlType, TensorInfo};
 use crate::ops::{PackError, PackedMatrix};
+use crate::packed_cache::PackedCache;
 
 /// Tensors of a GPT-2 checkpoint, keyed by their name without the optional `transformer.` prefix.
 /// Safetensors files are read, not mapped (a file truncated under a mapping kills the process
@@ -30,6 +31,8 @@ pub struct Weights {
     files: Vec<OpenFile>,
     tensors: HashMap<String, Stored>,
     device: Device,
+    /// Where packed matrices are found or recorded, if the load asked for a cache.
+    packed_cache: Option<PackedCache>,
 }
 
 /// A checkpoint file (safetensors or GGUF) held open for reads at offsets.
@@ -83,6 +86,28 @@ struct ShardIndex {
 }
 
 impl Weights {
+    fn empty(device: &Device) -> Self {
+        Weights { files: Vec::new(), tensors: HashMap::new(), device: device.clone(), packed_cache: None }
+    }
+
+    /// Takes packed matrices from the packed-cache file in `dir` for these checkpoint files and
+    /// `dtype` (None: stored types) if there is one, else records them there until
+    /// `finish_packed_cache` (`crate::packed_cache`). Not for a checkpoint read whole up front
+    /// (pytorch_model.bin) or given as bytes: nothing to save there, or nothing to name it by.
+    pub fn use_packed_cache(&mut self, dir: &Path, dtype: Option<WeightDtype>) {
+        let files = self.files.iter().map(|f| matches!(f.file, Source::File(_)).then(|| f.path.clone()));
+        if let Some(sources) = files.collect::<Option<Vec<_>>>().filter(|s| !s.is_empty()) {
+            self.packed_cache = PackedCache::open(dir, &sources, dtype);
+        }
+    }
+
+    /// Completes the packed-cache file being recorded, once the model's every matrix is taken.
+    pub fn finish_packed_cache(&mut self) {
+        if let Some(cache) = self.packed_cache.take() {
+            cache.finish();
+        }
+    }
+
     /// The checkpoint in model directory `dir`, in transformers' order of preference.
     pub fn from_dir(dir: &Path, device: &Device) -> Result<Self> {
         // `present`, not `is_file`: a FIFO, a directory or a symlink loop under one of these names
@@ -120,12 +145,12 @@ impl Weights {
                 (t.name, Stored { shape: t.shape, path: shown, values })
             })
             .collect();
-        Weights { files: vec![OpenFile { path, file }], tensors, device: device.clone() }
+        Weights { files: vec![OpenFile { path, file }], tensors, ..Weights::empty(device) }
     }
 
     /// The safetensors file `path` (its header: tensors are read when taken).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let mut weights = Weights { files: Vec::new(), tensors: HashMap::new(), device: device.clone() };
+        let mut weights = Weights::empty(device);
         weights.open_safetensors(path)?;
         Ok(weights)
     }
@@ -133,7 +158,7 @@ impl Weights {
     /// The checkpoint whose safetensors bytes are `bytes` (`path` names it in messages): read
     /// exactly as a file is, what the loader's fuzz target feeds.
     pub fn from_safetensors_bytes(path: &Path, bytes: Vec<u8>, device: &Device) -> Result<Self> {
-        let mut weights = Weights { files: Vec::new(), tensors: HashMap::new(), device: device.clone() };
+        let mut weights = Weights::empty(device);
         weights.add_safetensors(path, Source::Bytes(bytes))?;
         Ok(weights)
     }
@@ -146,7 +171,7 @@ impl Weights {
         let mut shards: Vec<&String> = index_map.weight_map.values().collect();
         shards.sort();
         shards.dedup();
-        let mut weights = Weights { files: Vec::new(), tensors: HashMap::new(), device: device.clone() };
+        let mut weights = Weights::empty(device);
         for shard in shards {
             if Path::new(shard).components().count() != 1 {
                 return Err(Error::invalid_file(
@@ -168,7 +193,7 @@ impl Weights {
         crate::files::check_regular(path, "pytorch_model.bin")?;
         let all = candle_core::pickle::read_all(path)
             .map_err(|err| Error::invalid_file(path, format!("not a readable PyTorch checkpoint ({err})")))?;
-        let mut weights = Weights { files: Vec::new(), tensors: HashMap::new(), device: device.clone() };
+        let mut weights = Weights::empty(device);
         for (key, tensor) in all {
             if !matches!(tensor.dtype(), DType::F32 | DType::F16 | DType::BF16) {
                 if is_ignored(canonical(&key)) {
@@ -317,6 +342,9 @@ impl Weights {
     ) -> Result<PackedMatrix> {
         let stored = self.take_stored(name, &[rows, cols])?;
         let (k, n) = if transposed { (cols, rows) } else { (rows, cols) };
+        if let Some(found) = self.packed_cache.as_mut().and_then(|cache| cache.take(name, dtype, k, n)) {
+            return Ok(found);
+        }
         // A GGUF Conv1D weight is stored (out, in): the transpose of what was asked for.
         let (transposed, cols) = match stored.values {
             Values::Gguf { transposed: true, .. } => (!transposed, rows),
@@ -356,7 +384,7 @@ impl Weights {
                 PackedMatrix::pack(dtype, k, n, transposed, read)
             }
         };
-        packed.map_err(|err| match err {
+        let packed = packed.map_err(|err| match err {
             PackError::Read(err) => err,
             PackError::Memory(err) => Error::Internal(format!("no memory for tensor '{name}' ({err})")),
             PackError::OutOfRange(value) => Error::invalid_file(
@@ -365,7 +393,11 @@ impl Weights {
                     "tensor '{name}' holds {value}, beyond what {dtype} can hold: load it as fp32 or bf16"
                 ),
             ),
-        })
+        })?;
+        if let Some(cache) = &mut self.packed_cache {
+            cache.record(name, &packed);
+        }
+        Ok(packed)
     }
 
     /// Values `range` (flat, row-major) of `stored` as f32 into `values`, checked finite.

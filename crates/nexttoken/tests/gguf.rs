@@ -13,7 +13,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn load(path: &std::path::Path, dtype: Option<WeightDtype>) -> nexttoken::Result<Pretrained> {
-    Pretrained::load_with(path.to_str().unwrap(), &LoadOptions { device: None, dtype })
+    Pretrained::load_with(path.to_str().unwrap(), &LoadOptions { dtype, ..LoadOptions::default() })
 }
 
 /// Ids of a few prompts: every position of each is compared.

@@ -7,7 +7,9 @@
 //! first, and 124M fp32 loads took 350–1,230 ms (median 546 of 5) against 418–479 ms (median 442)
 //! without the advice, with no difference in decoding speed measured (`forward_timing`).
 
-use memmap2::MmapMut;
+use std::sync::Arc;
+
+use memmap2::{Mmap, MmapMut};
 
 /// Zero-filled bytes, page-aligned.
 pub struct PageBuffer {
@@ -29,11 +31,34 @@ impl PageBuffer {
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         &mut self.map
     }
+}
+
+/// A packed matrix's bytes: memory of its own, or its part of a packed-cache file mapped by the
+/// load (`crate::packed_cache`), shared with the model's other matrices.
+pub enum WeightBytes {
+    Own(PageBuffer),
+    /// `len` bytes of `map` from `start`, a multiple of the page size.
+    Mapped {
+        map: Arc<Mmap>,
+        start: usize,
+        len: usize,
+    },
+}
+
+impl WeightBytes {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            WeightBytes::Own(buffer) => buffer.bytes(),
+            WeightBytes::Mapped { map, start, len } => &map[*start..*start + *len],
+        }
+    }
 
     /// The bytes as f32 values (whole values only).
     pub fn f32s(&self) -> &[f32] {
-        // SAFETY: a mapping is page-aligned, so the prefix is empty, and every bit pattern is an f32.
-        let (_, values, _) = unsafe { self.map.align_to::<f32>() };
+        // SAFETY: both kinds start on a page boundary (a mapping, and a page-aligned offset into
+        // one), so the prefix is empty; every bit pattern is an f32.
+        let (head, values, _) = unsafe { self.bytes().align_to::<f32>() };
+        debug_assert!(head.is_empty());
         values
     }
 }

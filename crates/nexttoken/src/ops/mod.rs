@@ -74,10 +74,11 @@ mod tensor_product;
 mod weight;
 
 pub use attention::attention;
+pub use buffer::WeightBytes;
 pub use kv_write::write_heads;
 pub use linear::{linear, Epilogue};
 pub use math::{max_value, sum_exp};
-pub use packed::{PackError, PackedMatrix};
+pub use packed::{PackError, PackedMatrix, LAYOUT_VERSION};
 pub use weight::Weight;
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};

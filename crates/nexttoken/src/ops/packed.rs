@@ -19,7 +19,7 @@ use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-use super::buffer::PageBuffer;
+use super::buffer::{PageBuffer, WeightBytes};
 use super::simd::{self, Level};
 use crate::dtype::WeightDtype;
 
@@ -40,6 +40,11 @@ const SCALE_BYTES: usize = PANEL * 2;
 /// buffers they read into stay small.
 const LOAD_CHUNK_BYTES: usize = 4 << 20;
 
+/// The version of the packed layouts: packed-cache files (`crate::packed_cache`) record it, and
+/// a file of another version is packed again. Changing any layout this module describes must
+/// bump it, or a file of the old layout would be read as the new one.
+pub const LAYOUT_VERSION: u32 = 1;
+
 /// Bytes of one block in `dtype`.
 pub fn block_bytes(dtype: WeightDtype) -> usize {
     match dtype {
@@ -52,7 +57,7 @@ pub fn block_bytes(dtype: WeightDtype) -> usize {
 
 /// A (k, n) matrix in panels; see the module documentation.
 pub struct PackedMatrix {
-    data: PageBuffer,
+    data: WeightBytes,
     dtype: WeightDtype,
     k: usize,
     n: usize,
@@ -133,7 +138,7 @@ impl PackedMatrix {
                 Ok(())
             },
         )?;
-        Ok(PackedMatrix { data, dtype, k, n })
+        Ok(PackedMatrix { data: WeightBytes::Own(data), dtype, k, n })
     }
 
     /// Packs a (k, n) matrix of q8 or q4 from llama.cpp's Q8_0 or Q4_0 blocks of its (n, k)
@@ -186,7 +191,7 @@ impl PackedMatrix {
             }
             Ok(())
         })?;
-        Ok(PackedMatrix { data, dtype, k, n })
+        Ok(PackedMatrix { data: WeightBytes::Own(data), dtype, k, n })
     }
 
     /// Packs `w`, row-major (k, n), or its transpose when `transposed` (`w` is then (n, k)).
@@ -200,6 +205,23 @@ impl PackedMatrix {
             Ok(())
         };
         Self::pack(dtype, k, n, transposed, read).ok()
+    }
+
+    /// Bytes a (k, n) matrix in `dtype` packs into.
+    pub fn packed_len(dtype: WeightDtype, k: usize, n: usize) -> usize {
+        n.div_ceil(PANEL) * k.div_ceil(BLOCK) * block_bytes(dtype)
+    }
+
+    /// A (k, n) matrix in `dtype` whose packed bytes are `data` (a packed-cache file's, written
+    /// from `packed_bytes` with the same `LAYOUT_VERSION` and CPU paths); None if it is not
+    /// `packed_len` long.
+    pub fn from_packed_bytes(data: WeightBytes, dtype: WeightDtype, k: usize, n: usize) -> Option<Self> {
+        (data.bytes().len() == Self::packed_len(dtype, k, n)).then_some(PackedMatrix { data, dtype, k, n })
+    }
+
+    /// The packed bytes, exactly `packed_len` of them (to write a packed-cache file).
+    pub fn packed_bytes(&self) -> &[u8] {
+        &self.data.bytes()[..Self::packed_len(self.dtype, self.k, self.n)]
     }
 
     pub fn dtype(&self) -> WeightDtype {

@@ -89,6 +89,12 @@ pub fn int8_dot() -> bool {
     })
 }
 
+/// The paths in force, in words: what a packed-cache file records, since the kernels' packed
+/// layouts may depend on them (`crate::packed_cache`).
+pub fn paths() -> String {
+    format!("{} bf16_dot={} int8_dot={}", level().name(), bf16_dot(), int8_dot())
+}
+
 /// Why `NEXTTOKEN_SIMD` was not followed, if it was set and could not be: loads fail with it
 /// rather than run on a path the user did not ask for.
 pub fn override_error() -> Option<&'static str> {
