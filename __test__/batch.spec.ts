@@ -26,24 +26,33 @@ test("generateBatch equals transformers' left-padded batch generate, row for row
   })
 })
 
-test('every row of a mixed-length batch equals generate on its prompt alone', async (t) => {
-  const m = await model
-  const prompts = [
-    'A',
-    'The cat sat on the mat',
-    'Once upon a time, generative models',
-    '日本語のテキスト',
-    'x '.repeat(150),
-  ]
-  const options = { maxNewTokens: 30, eosTokenId: null }
-  const alone: GenerateResult[] = []
-  for (const prompt of prompts) alone.push(await m.generate(prompt, options))
-  const together = await m.generateBatch(prompts, options)
-  together.forEach((row, i) => {
-    t.deepEqual(row.newIds, alone[i].newIds, JSON.stringify(prompts[i]))
-    t.is(row.completion, alone[i].completion)
+// q8 too: its products take integer dot products for every number of rows (decoding alone and a
+// batch step alike), so a row's numbers never depend on its neighbours there either.
+const q8 = Gpt2.fromPretrained(TINY_MODEL, { maxBatchSize: 8, dtype: 'q8' })
+
+for (const [name, loaded] of [
+  ['the checkpoint’s dtype', model],
+  ['q8', q8],
+] as const) {
+  test(`every row of a mixed-length batch equals generate on its prompt alone (${name})`, async (t) => {
+    const m = await loaded
+    const prompts = [
+      'A',
+      'The cat sat on the mat',
+      'Once upon a time, generative models',
+      '日本語のテキスト',
+      'x '.repeat(150),
+    ]
+    const options = { maxNewTokens: 30, eosTokenId: null }
+    const alone: GenerateResult[] = []
+    for (const prompt of prompts) alone.push(await m.generate(prompt, options))
+    const together = await m.generateBatch(prompts, options)
+    together.forEach((row, i) => {
+      t.deepEqual(row.newIds, alone[i].newIds, JSON.stringify(prompts[i]))
+      t.is(row.completion, alone[i].completion)
+    })
   })
-})
+}
 
 test('rows stop on their own: lengths, eos and stop strings per row', async (t) => {
   const m = await model

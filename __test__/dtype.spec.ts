@@ -84,14 +84,21 @@ test('NEXTTOKEN_SIMD picks a lower instruction set with the same results, and a 
     Gpt2.fromPretrained(${JSON.stringify(TINY_MODEL)}, { dtype: 'q8' })
       .then(async (m) => console.log(JSON.stringify(Array.from(await m.logits([464, 3290, 318])).slice(0, 50))))
       .catch((err) => console.log(JSON.stringify({ code: err.code, message: err.message })))`
-  const run = (simd: string) =>
-    JSON.parse(
-      execFileSync(process.execPath, ['-e', script], { env: { ...process.env, NEXTTOKEN_SIMD: simd } }).toString(),
-    )
-  const portable = run('portable') as number[]
+  const run = (simd?: string) => {
+    const env = { ...process.env, NEXTTOKEN_SIMD: simd }
+    if (simd === undefined) delete env.NEXTTOKEN_SIMD
+    return JSON.parse(execFileSync(process.execPath, ['-e', script], { env }).toString())
+  }
+  const best = run() as number[]
   const avx2 = run('avx2') as number[]
+  const portable = run('portable') as number[]
   t.is(portable.length, 50)
-  t.true(maxAbsDiff(portable, avx2) <= 1e-4)
+  // q8 products take integer dot products on AVX2 and AVX-512 VNNI alike, with the same bits:
+  // only the f32 parts' summation order differs.
+  t.true(maxAbsDiff(best, avx2) <= 1e-4)
+  // Portable code multiplies by the f32 activations instead of int8 ones: within the q8 golden
+  // bound of each other (measured 0.11; AVX2 and AVX-512 measured 0).
+  t.true(maxAbsDiff(portable, avx2) <= 0.8)
   const bad = run('sse9') as { code: string; message: string }
   t.is(bad.code, 'ERR_INVALID_ARG')
   t.regex(bad.message, /NEXTTOKEN_SIMD=sse9/)

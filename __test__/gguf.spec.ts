@@ -47,12 +47,14 @@ test('an explicit dtype converts, and a directory with one .gguf file loads it',
   const fp32 = await Gpt2.fromPretrained(dir, { dtype: 'fp32' })
   t.is(fp32.dtype, 'fp32')
   const q8 = await Gpt2.fromPretrained(join(dir, 'model.gguf'))
-  // Up to 6 tokens multiply the q8 blocks by the f32 activations: the dequantized fp32 model's
-  // numbers. Longer prompts on a CPU with AVX-512 VNNI also round the activations to int8 per
-  // block of 32, as llama.cpp does (measured 0.25 on this fixture; the q8 golden bound).
+  // The same weights; q8 products on a CPU with integer dot products (AVX2, AVX-512 VNNI) also
+  // round the activations to int8 per block of 32, as llama.cpp does, for any number of tokens:
+  // measured 0.25 on this fixture (the q8 golden bound). With f32 activations
+  // (NEXTTOKEN_SIMD=portable) the numbers of the dequantized fp32 model (measured 8.6e-6).
+  const bound = process.env.NEXTTOKEN_SIMD === 'portable' ? 1e-4 : 0.8
   const short = [40, 716, 4673, 546]
-  t.true(maxAbsDiff(await fp32.logits(short), await q8.logits(short)) <= 1e-4)
-  t.true(maxAbsDiff(await fp32.logits(PROMPT), await q8.logits(PROMPT)) <= 0.8)
+  t.true(maxAbsDiff(await fp32.logits(short), await q8.logits(short)) <= bound)
+  t.true(maxAbsDiff(await fp32.logits(PROMPT), await q8.logits(PROMPT)) <= bound)
   copyFileSync(join(FIXTURES, 'tiny-gpt2-q4_0.gguf'), join(dir, 'other.gguf'))
   const ambiguous = await t.throwsAsync(Gpt2.fromPretrained(dir))
   t.is((ambiguous as NodeJS.ErrnoException).code, 'ERR_INVALID_ARG')

@@ -33,7 +33,7 @@ fn worst_diff(a: &Pretrained, b: &Pretrained) -> f32 {
 }
 
 /// Largest |logit difference| over every position of `PROMPTS` fed one token at a time (the
-/// decoding path, which multiplies by the f32 activations whatever the dtype).
+/// decoding path).
 fn worst_diff_decoding(a: &Pretrained, b: &Pretrained) -> f32 {
     let mut worst = 0f32;
     for prompt in PROMPTS {
@@ -81,18 +81,20 @@ fn an_explicit_dtype_converts_the_file_s_types() {
     let q8 = fixtures().join("tiny-gpt2-q8_0.gguf");
     let as_f32 = load(&q8, Some(WeightDtype::F32)).unwrap();
     assert_eq!(as_f32.network.dtype(), WeightDtype::F32);
-    // Decoding, dequantized Q8_0 in fp32 computes the same numbers as the q8 blocks (both
-    // multiply the same weights by the f32 activations; only the summation differs).
+    // Dequantized Q8_0 in fp32 multiplies by the same weights as the q8 blocks. Where q8 products
+    // take integer dot products (AVX2 or AVX-512 VNNI), they also round the activations to int8
+    // per block of 32, as llama.cpp does (ops/int8_tile.rs), decoding and prompts alike: measured
+    // 0.25 on this fixture for both; the bound is the goldens' q8 one. With f32 activations
+    // (`NEXTTOKEN_SIMD=portable`) only the summation order differs: measured 0 to 6e-6.
+    let f32_activations = std::env::var("NEXTTOKEN_SIMD").as_deref() == Ok("portable");
+    let bound = if f32_activations { 1e-4 } else { 0.8 };
     let held = load(&q8, None).unwrap();
     let diff = worst_diff_decoding(&as_f32, &held);
     println!("q8_0 file as fp32 vs as q8, decoding: {diff:e}");
-    assert!(diff <= 1e-4, "{diff}");
-    // Prompts (over 6 rows) on a CPU with AVX-512 VNNI also round the activations to int8 per
-    // block of 32, as llama.cpp does (ops/int8_tile.rs): measured 0.25 on this fixture (0 without
-    // VNNI); the bound is the goldens' q8 one.
+    assert!(diff <= bound, "{diff}");
     let diff = worst_diff(&as_f32, &held);
     println!("q8_0 file as fp32 vs as q8, whole prompts: {diff:e}");
-    assert!(diff <= 0.8, "{diff}");
+    assert!(diff <= bound, "{diff}");
     // Q8_0 requantized to q4 is another model: close to the q4 fixture, not equal.
     let as_q4 = load(&q8, Some(WeightDtype::Q4_0)).unwrap();
     assert_eq!(as_q4.network.dtype(), WeightDtype::Q4_0);

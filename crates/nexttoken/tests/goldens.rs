@@ -116,9 +116,10 @@ fn lower_precision_dtypes_stay_near_transformers_logits() {
 
 /// Measured on the tiny fixture (AMD EPYC, every SIMD path): bf16 0.095, q8 0.30, q4 6.0 (its
 /// random 32-wide weights quantize badly in 4 bits; the README's Weight dtypes section has the
-/// 124M-shaped numbers). Where prompts round their activations too, bf16 is 0.133 (AVX-512 BF16,
+/// 124M-shaped numbers). Where products round their activations too, bf16 is 0.133 (AVX-512 BF16,
 /// `simd::bf16_dot`: the bound keeps 1.5x headroom there, as that rounding is deterministic and
-/// only the summation order may vary) and q8 0.38 (AVX-512 VNNI, int8 activations: ops/int8_tile.rs).
+/// only the summation order may vary) and q8 0.38 (integer dot products, AVX2 or AVX-512 VNNI,
+/// whose int8 activations give both the same bits: ops/int8_tile.rs; 0.30 with f32 activations).
 const BF16_BOUND: f32 = 0.2;
 const Q8_BOUND: f32 = 0.8;
 const Q4_BOUND: f32 = 12.0;

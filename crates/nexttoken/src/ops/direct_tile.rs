@@ -1,4 +1,4 @@
-//! The AVX-512 register tile of `panel_matmul` reading a 16-bit or quantized panel directly:
+//! The AVX-512 register tile of `panel_matmul` reading a 16-bit or q4 panel directly:
 //! each 16 weights are loaded in their dtype, widened (and scaled) in registers and multiplied
 //! into the f32 sums. For a few rows (decoding), this reads each weight once from memory and
 //! nothing else; decoding whole panels to f32 first (what prompts do, to share the conversion
@@ -13,7 +13,7 @@ use crate::dtype::WeightDtype;
 ///
 /// # Safety
 /// The CPU must have AVX-512F; `x` must hold `mr` rows of `kc` values `ldx` apart; each `w[p]`
-/// must point at `kc.div_ceil(BLOCK)` blocks of a packed panel in `dtype` (not fp32); `tile`
+/// must point at `kc.div_ceil(BLOCK)` blocks of a packed panel in `dtype` (not fp32 or q8); `tile`
 /// must hold `mr * panels * PANEL` values.
 #[allow(clippy::too_many_arguments)] // the tile's shape, operands and dtype, as the fp32 kernel's
 pub unsafe fn run(
@@ -41,9 +41,9 @@ pub unsafe fn run(
     match dtype {
         WeightDtype::Bf16 => by_shape!(x86::Bf16; 1 2 3 4 5 6),
         WeightDtype::F16 => by_shape!(x86::F16; 1 2 3 4 5 6),
-        WeightDtype::Q8_0 => by_shape!(x86::Q8; 1 2 3 4 5 6),
         WeightDtype::Q4_0 => by_shape!(x86::Q4; 1 2 3 4 5 6),
         WeightDtype::F32 => unreachable!("fp32 panels are read by panel_matmul's own kernel"),
+        WeightDtype::Q8_0 => unreachable!("q8 panels are read by int8_tile's integer dot products"),
     }
 }
 
@@ -128,7 +128,6 @@ mod x86 {
 
     pub struct Bf16;
     pub struct F16;
-    pub struct Q8;
     pub struct Q4;
 
     impl Format for Bf16 {
@@ -154,24 +153,6 @@ mod x86 {
         }
     }
 
-    impl Format for Q8 {
-        const BLOCK_BYTES: usize = SCALES + BLOCK * PANEL;
-        const SCALED: bool = true;
-        #[inline(always)]
-        unsafe fn load(block: *const u8, i: usize, half: usize) -> __m512 {
-            // SAFETY: 16 int8 of the block (caller).
-            unsafe {
-                let quants = _mm_loadu_si128(block.add(SCALES + i * PANEL + half * 16).cast());
-                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(quants))
-            }
-        }
-        #[inline(always)]
-        unsafe fn scales(block: *const u8, half: usize) -> __m512 {
-            // SAFETY: 16 f16 scales at the block's start (caller).
-            unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(block.add(half * 32).cast())) }
-        }
-    }
-
     impl Format for Q4 {
         const BLOCK_BYTES: usize = SCALES + BLOCK * PANEL / 2;
         const SCALED: bool = true;
@@ -191,7 +172,7 @@ mod x86 {
         }
         #[inline(always)]
         unsafe fn scales(block: *const u8, half: usize) -> __m512 {
-            // SAFETY: as Q8's.
+            // SAFETY: 16 f16 scales at the block's start (caller).
             unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(block.add(half * 32).cast())) }
         }
     }

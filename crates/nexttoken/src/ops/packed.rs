@@ -5,9 +5,11 @@
 //!
 //! A block is `BLOCK` x `PANEL` values (input-major, the last panel and block zero-padded):
 //! - fp32, fp16, bf16: the values, 4 or 2 bytes each;
-//! - q8 (llama.cpp's Q8_0): the panel's 32 column scales as f16, then one int8 per value; each
-//!   column's 32 values in a block are quantized together, exactly as one Q8_0 block of a row of
-//!   llama.cpp's (out, in) weight;
+//! - q8 (llama.cpp's Q8_0): the panel's 32 column scales as f16, then the values in the layout
+//!   the integer dot products read (`q8_offset`): 8 groups of 4 inputs, each group 32 lanes of
+//!   4 bytes, lane j holding inputs 4g..4g + 4 of column j as unsigned bytes (the int8 value with
+//!   its sign bit flipped: value + 128). Each column's 32 values in a block are quantized
+//!   together, exactly as one Q8_0 block of a row of llama.cpp's (out, in) weight;
 //! - q4 (Q4_0): 32 f16 scales, then 16 rows of 32 bytes: byte j of row r holds input r of
 //!   column j in its low nibble and input r + 16 in its high nibble (llama.cpp's pairing).
 //!
@@ -33,8 +35,27 @@ pub const BLOCK: usize = 32;
 /// Values per block.
 const BLOCK_VALUES: usize = BLOCK * PANEL;
 
-/// Bytes of the scales that start a quantized block: one f16 per column.
-const SCALE_BYTES: usize = PANEL * 2;
+/// Bytes of the scales that start a quantized block: one f16 per column. q8 scales stay f16 (not
+/// widened to f32 at load) so that q8 weights stay 1.06 bytes each: decoding reads every weight
+/// once per token and is bound by memory, and the kernels widen 32 scales per 1024 weights.
+pub const SCALE_BYTES: usize = PANEL * 2;
+
+/// Consecutive inputs of one column in a 32-bit lane of a q8 block: what `vpdpbusd` (AVX-512
+/// VNNI) and `vpmaddubsw` + `vpmaddwd` (AVX2) sum into one 32-bit lane.
+pub const Q8_LANE_INPUTS: usize = 4;
+
+/// What q8 values are stored XOR'ed with: int8 + 128, the unsigned operand `vpdpbusd` wants (its
+/// other operand, the activations, is signed). The AVX2 kernel flips it back. A lossless bit
+/// flip, so llama.cpp's blocks are still moved bit for bit up to it, and never requantized.
+pub const Q8_SIGN_FLIP: u8 = 0x80;
+
+/// Where the q8 value of input `i` (< BLOCK) of column `j` is in a block's values: the one
+/// place that decides the q8 layout (see the module documentation). It is the integer kernels'
+/// operand as it is, so that products of any number of rows read the weights once, with no
+/// re-laying per product; the f32 paths (no AVX2) decode it like any other layout.
+pub const fn q8_offset(i: usize, j: usize) -> usize {
+    (i / Q8_LANE_INPUTS * PANEL + j) * Q8_LANE_INPUTS + i % Q8_LANE_INPUTS
+}
 
 /// Stored rows read and packed per task while loading: a few MB, so that tasks balance and the
 /// buffers they read into stay small.
@@ -193,10 +214,13 @@ impl PackedMatrix {
                         let row = p * PANEL + j - rows.start;
                         let src = &bytes[row * row_bytes + b * ggml_block..][..ggml_block];
                         scales[j * 2..j * 2 + 2].copy_from_slice(&src[..2]);
-                        // Q8_0: input i is quant i. Q4_0: byte r holds inputs r and r + 16, as
-                        // our row r of 32 bytes does for each column.
+                        // Q8_0: input i is quant i, sign flipped. Q4_0: byte r holds inputs r
+                        // and r + 16, as our row r of 32 bytes does for each column.
                         for (i, &q) in src[2..].iter().enumerate() {
-                            quants[i * PANEL + j] = q;
+                            match dtype {
+                                WeightDtype::Q8_0 => quants[q8_offset(i, j)] = q ^ Q8_SIGN_FLIP,
+                                _ => quants[i * PANEL + j] = q,
+                            }
                         }
                     }
                 }
@@ -355,9 +379,9 @@ fn encode(dtype: WeightDtype, block: &[f32], dst: &mut [u8]) -> Result<(), f32> 
             let d = amax.map(|m| m / 127.0);
             let id = d.map(|d| if d != 0.0 { 1.0 / d } else { 0.0 });
             write_scales(scales, &d);
-            for (q, row) in quants.chunks_exact_mut(PANEL).zip(block.chunks_exact(PANEL)) {
-                for ((q, v), id) in q.iter_mut().zip(row).zip(&id) {
-                    *q = round_half_away(v * id) as u8;
+            for (i, row) in block.chunks_exact(PANEL).enumerate() {
+                for (j, (v, id)) in row.iter().zip(&id).enumerate() {
+                    quants[q8_offset(i, j)] = round_half_away(v * id) as u8 ^ Q8_SIGN_FLIP;
                 }
             }
         }
@@ -424,7 +448,9 @@ fn decode_column(dtype: WeightDtype, src: &[u8], col: usize, out: &mut [f32]) {
         WeightDtype::Q8_0 => {
             let (scales, quants) = src.split_at(SCALE_BYTES);
             let scale = scales_f32(scales)[col];
-            out.iter_mut().enumerate().for_each(|(i, o)| *o = (quants[at(i)] as i8) as f32 * scale);
+            out.iter_mut()
+                .enumerate()
+                .for_each(|(i, o)| *o = q8_value(quants[q8_offset(i, col)]) as f32 * scale);
         }
         WeightDtype::Q4_0 => {
             let (scales, quants) = src.split_at(SCALE_BYTES);
@@ -516,11 +542,18 @@ simd_dispatch! {
 
 #[inline(always)]
 fn decode_q8_body(scales: &[f32; PANEL], quants: &[u8], out: &mut [f32]) {
-    for (row, q) in out.chunks_exact_mut(PANEL).zip(quants.chunks_exact(PANEL)) {
-        for ((o, &q), s) in row.iter_mut().zip(q).zip(scales) {
-            *o = (q as i8) as f32 * s;
+    // Input by input (out's rows); each row's 32 columns are 4 bytes apart in their group.
+    for (i, row) in out.chunks_exact_mut(PANEL).enumerate() {
+        for (j, (o, s)) in row.iter_mut().zip(scales).enumerate() {
+            *o = q8_value(quants[q8_offset(i, j)]) as f32 * s;
         }
     }
+}
+
+/// A stored q8 byte's int8 value.
+#[inline(always)]
+fn q8_value(stored: u8) -> i8 {
+    (stored ^ Q8_SIGN_FLIP) as i8
 }
 
 simd_dispatch! {
@@ -620,6 +653,26 @@ mod tests {
                 assert_eq!(packed.column(j), expected, "{dtype} column {j}");
             }
         }
+    }
+
+    #[test]
+    fn q8_values_are_stored_in_lanes_of_four_inputs_plus_128() {
+        // Integers, each column's largest 127: the scale is 1 and each value its own int8.
+        let (k, n) = (BLOCK, PANEL);
+        let value =
+            |i: usize, j: usize| if i == BLOCK - 1 { 127 } else { ((i * 7 + j * 13) % 200) as i32 - 100 };
+        let w: Vec<f32> = (0..k * n).map(|v| value(v / n, v % n) as f32).collect();
+        let packed = PackedMatrix::from_values(WeightDtype::Q8_0, &w, k, n, false).unwrap();
+        let quants = &packed.panel_bytes(0, 0)[SCALE_BYTES..];
+        for i in 0..k {
+            for j in 0..n {
+                // Lanes of 4 consecutive inputs, one per column, each value + 128.
+                let at = (i / 4 * PANEL + j) * 4 + i % 4;
+                assert_eq!(quants[at] as i32, value(i, j) + 128, "input {i}, column {j}");
+            }
+        }
+        assert_eq!(q8_value(0x80), 0);
+        assert_eq!(q8_value(0), -128);
     }
 
     /// llama.cpp's reference quantizers, written out for one block of 32 values.

@@ -13,9 +13,10 @@
 //! rounded to bf16 once per product and the panels re-laid as input pairs in the same place, for
 //! `bf16_tile`'s dot product, which does twice the multiply-adds per instruction.
 //! Without AVX-512, a portable tile (vectorised by the compiler for AVX2) does the same work.
-//! Prompts on q8 weights, on a CPU with AVX-512 VNNI, take integer dot products instead
-//! (`int8_tile`): the activations are quantized to int8 once per call, and each pair of panels
-//! is re-laid for `vpdpbusd` once per row block, where other dtypes decode it to f32.
+//! Products on q8 weights of any number of rows, on a CPU with AVX2 or AVX-512 VNNI, take
+//! integer dot products instead (`int8_tile`): the activations are quantized to int8 once per
+//! call, and the tile reads the packed panels as they are (they are packed in the layout it
+//! reads), so a row's numbers are the same alone or among many.
 
 use std::cell::RefCell;
 
@@ -36,8 +37,11 @@ use crate::dtype::WeightDtype;
 /// of 16 decoded tokens.)
 const MAX_TILE_ROWS: usize = 6;
 
-// Tiles of rows are cut once for every path, so the bf16 tile takes as many rows as the f32 one.
+// Tiles of rows are cut once for every path, so the bf16 and int8 tiles take as many rows as the
+// f32 one.
 const _: () = assert!(bf16_tile::MAX_ROWS == MAX_TILE_ROWS);
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(int8_tile::MAX_TILE_ROWS == MAX_TILE_ROWS);
 
 /// Panels of a register tile (the last one of a range may be alone).
 const TILE_PANELS: usize = 2;
@@ -64,8 +68,6 @@ struct Scratch {
     /// bf16 panels re-laid as input pairs for `bf16_tile` (the same inputs in half the bytes),
     /// allocated on the thread's first bf16 prompt.
     paired: Vec<u32>,
-    /// q8 panels re-laid for `int8_tile`, allocated on the thread's first q8 prompt.
-    relaid: Vec<u8>,
 }
 
 thread_local! {
@@ -73,7 +75,6 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
         decoded: vec![0f32; TILE_PANELS * INPUT_BLOCK * PANEL],
         paired: Vec::new(),
-        relaid: Vec::new(),
     });
 }
 
@@ -81,15 +82,15 @@ thread_local! {
 enum Path {
     /// fp32 panels as they are.
     F32,
-    /// A few rows (one tile: decoding) read a 16-bit or quantized matrix directly.
+    /// A few rows (one tile: decoding) read a 16-bit or q4 matrix directly.
     Direct,
     /// More rows share the conversion of a block of panels decoded to f32.
     Decoded,
     /// More rows on bf16 with AVX-512 BF16: the activations as bf16 pairs, rounded once for all
     /// tasks (row r at `r * k.div_ceil(PAIR)`), and the panels re-laid as pairs per block.
     Paired(Vec<u32>),
-    /// More rows on q8 with AVX-512 VNNI: the activations quantized to int8 once for all tasks,
-    /// and the panels re-laid for `vpdpbusd` per block (`int8_tile`).
+    /// Any rows on q8 with an integer dot product (`simd::int8_dot`): the activations quantized
+    /// to int8 once for all tasks, the panels read as packed (`int8_tile`).
     Quantized(QuantizedRows),
 }
 
@@ -98,11 +99,14 @@ impl Path {
         if w.dtype() == WeightDtype::F32 {
             return Path::F32;
         }
-        if simd::level() >= Level::Avx512 && m <= MAX_TILE_ROWS {
-            return Path::Direct;
-        }
-        if w.dtype() == WeightDtype::Q8_0 && simd::int8_dot() {
+        // Before the few-row paths: q8 rows take integer products however many they are.
+        if w.dtype() == WeightDtype::Q8_0 && simd::int8_dot().is_some() {
             return Path::Quantized(QuantizedRows::new(x, x_row_stride, m, w.k()));
+        }
+        // (q8 without integer products is only the portable level in practice, as every AVX-512
+        // CPU has AVX2: `direct_tile` does not read q8's layout.)
+        if simd::level() >= Level::Avx512 && m <= MAX_TILE_ROWS && w.dtype() != WeightDtype::Q8_0 {
+            return Path::Direct;
         }
         if w.dtype() != WeightDtype::Bf16 || !simd::bf16_dot() {
             return Path::Decoded;
@@ -248,7 +252,9 @@ fn source<'a>(
             }
             Source::Paired([&a[..len], if pb != pa { &b[..len] } else { &a[..len] }], x)
         }
-        Path::Quantized(rows) => Source::Int8(rows, relay_pair(w, [pa, pb], inputs, &mut scratch.relaid)),
+        Path::Quantized(rows) => {
+            Source::Int8(rows, [w.panel_bytes(pa, inputs.start), w.panel_bytes(pb, inputs.start)])
+        }
     }
 }
 
@@ -261,11 +267,12 @@ enum Source<'a> {
     Direct([&'a [u8]; 2]),
     /// bf16 panels re-laid as input pairs, and all rows of the activations as pairs (`bf16_tile`).
     Paired([&'a [u32]; 2], &'a [u32]),
-    /// q8 panels re-laid for integer dot products with the quantized rows.
+    /// Packed q8 panels, from the first block of the inputs on, for integer dot products with
+    /// the quantized rows.
     Int8(&'a QuantizedRows, [&'a [u8]; 2]),
 }
 
-/// Never built off x86_64: `simd::int8_dot` is false there.
+/// Never built off x86_64: `simd::int8_dot` is `None` there.
 #[cfg(not(target_arch = "x86_64"))]
 pub enum QuantizedRows {}
 
@@ -276,42 +283,8 @@ impl QuantizedRows {
     }
 }
 
-/// Re-lays q8 panels `panels` (the same one twice if alone), inputs `inputs`, into `relaid` for
-/// `int8_tile`; returns each panel's part.
-#[cfg(target_arch = "x86_64")]
-fn relay_pair<'a>(
-    w: &PackedMatrix,
-    panels: [usize; 2],
-    inputs: std::ops::Range<usize>,
-    relaid: &'a mut Vec<u8>,
-) -> [&'a [u8]; 2] {
-    assert!(simd::int8_dot() && w.dtype() == WeightDtype::Q8_0);
-    let panel_bytes = INPUT_BLOCK / BLOCK * int8_tile::RELAID_BLOCK_BYTES;
-    relaid.resize(TILE_PANELS * panel_bytes, 0); // once per thread
-    let len = inputs.len().div_ceil(BLOCK) * int8_tile::RELAID_BLOCK_BYTES;
-    let (a, b) = relaid.split_at_mut(panel_bytes);
-    // SAFETY: the CPU has AVX-512 F, BW and VBMI (`simd::int8_dot`).
-    unsafe { int8_tile::relay(w.panel_bytes(panels[0], inputs.start), &mut a[..len]) };
-    if panels[1] == panels[0] {
-        return [&a[..len], &a[..len]];
-    }
-    // SAFETY: as above.
-    unsafe { int8_tile::relay(w.panel_bytes(panels[1], inputs.start), &mut b[..len]) };
-    [&a[..len], &b[..len]]
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn relay_pair<'a>(
-    _: &PackedMatrix,
-    _: [usize; 2],
-    _: std::ops::Range<usize>,
-    _: &'a mut Vec<u8>,
-) -> [&'a [u8]; 2] {
-    unreachable!("integer dot products are x86_64 only")
-}
-
-/// The integer tile for rows `rows` of `x` over `inputs` of `panels` (1 or 2) re-laid panels;
-/// `tile` receives the sums, `ldt` per row.
+/// The integer tile for rows `rows` of `x` over `inputs` of `panels` (1 or 2) packed q8 panels
+/// (from the inputs' first block); `tile` receives the sums, `ldt` per row.
 #[cfg(target_arch = "x86_64")]
 fn run_int8(
     x: &QuantizedRows,
@@ -322,9 +295,7 @@ fn run_int8(
     tile: &mut [f32],
     ldt: usize,
 ) {
-    assert!(simd::int8_dot() && rows.len() <= int8_tile::MAX_TILE_ROWS);
-    // SAFETY: the CPU has AVX-512 F, BW and VNNI (`simd::int8_dot`); `run` asserts the bounds.
-    unsafe { int8_tile::run(x, rows, inputs.start, inputs.len().div_ceil(BLOCK), w, panels, tile, ldt) }
+    int8_tile::run(x, rows, inputs.start, inputs.len().div_ceil(BLOCK), w, panels, tile, ldt)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -501,12 +472,13 @@ mod tests {
         all
     }
 
-    /// `x` as the product multiplies it: q8 prompts on a CPU with VNNI quantize it to int8 per
-    /// block of 32 inputs (`int8_tile`, whose own test checks that product to float rounding),
-    /// bf16 prompts on a CPU with AVX-512 BF16 round it to bf16 (`bf16_tile`).
+    /// `x` as the product multiplies it: q8 products on a CPU with an integer dot product
+    /// quantize it to int8 per block of 32 inputs, for any number of rows (`int8_tile`, whose own
+    /// test checks that product to float rounding), bf16 prompts on a CPU with AVX-512 BF16 round
+    /// it to bf16 (`bf16_tile`).
     fn as_multiplied(dtype: WeightDtype, x: &[f32], ldx: usize, m: usize, k: usize) -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
-        if dtype == WeightDtype::Q8_0 && m > MAX_TILE_ROWS && simd::int8_dot() {
+        if dtype == WeightDtype::Q8_0 && simd::int8_dot().is_some() {
             let rows = QuantizedRows::new(x, ldx, m, k);
             let value = |r: usize, i: usize| match i < k {
                 true => rows.value(r, i).0 as f32 * rows.value(r, i).1,
@@ -533,7 +505,7 @@ mod tests {
                 let packed = PackedMatrix::from_values(dtype, &w, k, n, false).unwrap();
                 let plain = dequantized(&packed);
                 // Prompts on bf16 with AVX-512 BF16 round the activations to bf16 too (`bf16_tile`),
-                // q8 prompts with AVX-512 VNNI quantize them to int8 (`int8_tile`).
+                // q8 products with integer dot products quantize them to int8 (`int8_tile`).
                 let multiplied = as_multiplied(dtype, &x, k + 3, m, k);
                 let mut out = vec![f32::NAN; m * n];
                 matmul(&x, k + 3, m, &packed, &mut out, &|row, col, values| {
@@ -550,6 +522,28 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_q8_row_gives_the_same_bits_alone_and_among_many() {
+        // Batch invariance: decoding one sequence, a batch step and a prompt compute each row
+        // alike, on every path (integer dot products, or f32 without AVX2).
+        let (k, n, ldx) = (1100, 70, 1103); // two input blocks, a partial last panel
+        let x: Vec<f32> = (0..300 * ldx).map(|v| ((v * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        let w: Vec<f32> = (0..k * n).map(|v| ((v * 53 % 97) as f32 - 48.0) / 48.0).collect();
+        let packed = PackedMatrix::from_values(WeightDtype::Q8_0, &w, k, n, false).unwrap();
+        let product = |x: &[f32], m: usize| {
+            let mut out = vec![f32::NAN; m * n];
+            matmul(x, ldx, m, &packed, &mut out, &|_, _, _| {});
+            out.into_iter().map(f32::to_bits).collect::<Vec<_>>()
+        };
+        let alone: Vec<Vec<u32>> = (0..300).map(|r| product(&x[r * ldx..], 1)).collect();
+        for m in [1, 5, 7, 16, 300] {
+            let many = product(&x, m);
+            for (r, alone) in alone.iter().take(m).enumerate() {
+                assert_eq!(&many[r * n..(r + 1) * n], alone, "row {r} of {m}");
             }
         }
     }

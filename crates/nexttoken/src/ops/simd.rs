@@ -2,7 +2,7 @@
 //! a lower one named by the `NEXTTOKEN_SIMD` environment variable (`avx512`, `avx2`, `portable`),
 //! so that one machine can run the tests on every path. AVX-512 BF16's and VNNI's dot products
 //! are extensions of the AVX-512 level (`bf16_dot`, `int8_dot`): forcing a lower level turns them
-//! off too.
+//! off too (the integer one falls back to AVX2's, which `portable` turns off).
 
 use std::sync::OnceLock;
 
@@ -71,28 +71,44 @@ pub fn level() -> Level {
     decide().0
 }
 
-/// Whether q8 prompts multiply with integer dot products (`int8_tile`): AVX-512 VNNI, with BW and
-/// VBMI for re-laying the weights (Zen 4, Ice Lake and later; not Skylake-X or Cascade Lake).
-/// Lowering the level with `NEXTTOKEN_SIMD` turns it off, so the f32 path is still tested here.
-pub fn int8_dot() -> bool {
-    static INT8: OnceLock<bool> = OnceLock::new();
+/// The integer dot product q8 products use (`int8_tile`), or `None`: then they multiply the
+/// f32 activations by the weights decoded to f32 (`NEXTTOKEN_SIMD=portable`, or a CPU without
+/// AVX2). Every number of rows takes the same one, so a row's numbers never depend on the
+/// rows multiplied with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Int8Dot {
+    /// AVX-512 VNNI's `vpdpbusd` on 16 lanes (with BW), at the AVX-512 level (Zen 4, Cascade Lake,
+    /// Ice Lake and later; not Skylake-X, which takes `Avx2`).
+    Avx512Vnni,
+    /// AVX2's `vpmaddubsw` + `vpmaddwd` on 8 lanes (F16C widens the scales), at the AVX2 level and
+    /// above: `NEXTTOKEN_SIMD=avx2` runs it on an AVX-512 CPU, so one machine tests both.
+    Avx2,
+}
+
+/// The integer dot product in force, decided once per process (see `Int8Dot`).
+pub fn int8_dot() -> Option<Int8Dot> {
+    static INT8: OnceLock<Option<Int8Dot>> = OnceLock::new();
     *INT8.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            level() >= Level::Avx512
+            if level() >= Level::Avx512
                 && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512vbmi")
                 && std::arch::is_x86_feature_detected!("avx512vnni")
+            {
+                return Some(Int8Dot::Avx512Vnni);
+            }
+            if level() >= Level::Avx2 && std::arch::is_x86_feature_detected!("f16c") {
+                return Some(Int8Dot::Avx2);
+            }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
+        None
     })
 }
 
 /// The paths in force, in words: what a packed-cache file records, since the kernels' packed
 /// layouts may depend on them (`crate::packed_cache`).
 pub fn paths() -> String {
-    format!("{} bf16_dot={} int8_dot={}", level().name(), bf16_dot(), int8_dot())
+    format!("{} bf16_dot={} int8_dot={:?}", level().name(), bf16_dot(), int8_dot())
 }
 
 /// Why `NEXTTOKEN_SIMD` was not followed, if it was set and could not be: loads fail with it
