@@ -55,6 +55,17 @@ test('--dtype holds the weights in that type: next --dtype q8 gives the q8 model
   await model.dispose()
 })
 
+test('--packed-cache writes the packed weights once; the next run maps them and prints the same', async (t) => {
+  const cacheDir = freshCache()
+  const args = ['next', '--model', TINY_MODEL, '--dtype', 'q4', '--packed-cache', cacheDir, '--json', TEXT]
+  const first = await cli(args)
+  t.is(first.code, 0, first.stderr)
+  t.is(readdirSync(cacheDir).filter((name) => name.endsWith('.packed')).length, 1)
+  const second = await cli(args)
+  t.is(second.code, 0, second.stderr)
+  t.deepEqual(JSON.parse(second.stdout), JSON.parse(first.stdout))
+})
+
 test('next prints the top-k table and the greedy token; --json gives the same numbers', async (t) => {
   const m = await model
   const top = await m.topK(TEXT, 5)

@@ -13,7 +13,13 @@ export async function loadModel(values: Values, io: Io): Promise<Gpt2> {
   const progress = new ProgressReporter(io.stderr, canDrawBar(io.stderr, io.env))
   try {
     const dtype = values.dtype as Dtype | undefined // checked by the library (ERR_INVALID_ARG)
-    return await Gpt2.fromPretrained(String(values.model), { dtype, onProgress: progress.report, signal: io.signal })
+    const packedCacheDir = values['packed-cache'] as string | undefined
+    return await Gpt2.fromPretrained(String(values.model), {
+      dtype,
+      packedCacheDir,
+      onProgress: progress.report,
+      signal: io.signal,
+    })
   } finally {
     progress.done()
   }

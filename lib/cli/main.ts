@@ -19,7 +19,11 @@ export interface Io {
 type Options = NonNullable<ParseArgsConfig['options']>
 export type Values = Record<string, string | boolean | undefined>
 
-const MODEL: Options = { model: { type: 'string', short: 'm', default: 'gpt2' }, dtype: { type: 'string' } }
+const MODEL: Options = {
+  model: { type: 'string', short: 'm', default: 'gpt2' },
+  dtype: { type: 'string' },
+  'packed-cache': { type: 'string' },
+}
 const JSON_OUT: Options = { json: { type: 'boolean' } }
 
 interface Command {
@@ -76,7 +80,7 @@ const COMMANDS: Record<string, Command> = {
 
 function help(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(9)} ${c.about}`)
-  return `nexttoken: GPT-2 from the command line, one token at a time.\n\nCommands:\n${lines.join('\n')}\n\nnexttoken <command> --help for its options. --model takes a Hub repo id (default gpt2, through the\nHugging Face cache) or a model directory; --dtype (fp32, bf16, fp16, q8, q4) what its weights are held in.\n`
+  return `nexttoken: GPT-2 from the command line, one token at a time.\n\nCommands:\n${lines.join('\n')}\n\nnexttoken <command> --help for its options. --model takes a Hub repo id (default gpt2, through the\nHugging Face cache) or a model directory; --dtype (fp32, bf16, fp16, q8, q4) what its weights are held in;\n--packed-cache DIR keeps the packed weights in DIR, so that later runs load in milliseconds.\n`
 }
 
 /** Runs the command line `argv` (without node and the script); resolves with the exit code. */
