@@ -26,13 +26,15 @@ test("generateBatch equals transformers' left-padded batch generate, row for row
   })
 })
 
-// q8 too: its products take integer dot products for every number of rows (decoding alone and a
-// batch step alike), so a row's numbers never depend on its neighbours there either.
+// q8 and q4 too: their products take integer dot products for every number of rows (decoding
+// alone and a batch step alike), so a row's numbers never depend on its neighbours there either.
 const q8 = Gpt2.fromPretrained(TINY_MODEL, { maxBatchSize: 8, dtype: 'q8' })
+const q4 = Gpt2.fromPretrained(TINY_MODEL, { maxBatchSize: 8, dtype: 'q4' })
 
 for (const [name, loaded] of [
   ['the checkpoint’s dtype', model],
   ['q8', q8],
+  ['q4', q4],
 ] as const) {
   test(`every row of a mixed-length batch equals generate on its prompt alone (${name})`, async (t) => {
     const m = await loaded

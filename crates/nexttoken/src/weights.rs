@@ -415,8 +415,9 @@ impl Weights {
                 values.truncate(range.len());
                 values.resize(range.len(), 0.0);
                 // SAFETY: the bytes of `values`' initialised f32s; every bit pattern is an f32.
-                let bytes =
-                    unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), values.len() * 4) };
+                let bytes = unsafe {
+                    std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), values.len() * 4)
+                };
                 let file = &self.files[*file];
                 file.file.read_at(start + (range.start * 4) as u64, bytes).map_err(|err| {
                     Error::invalid_file(&file.path, format!("tensor '{name}' could not be read ({err})"))

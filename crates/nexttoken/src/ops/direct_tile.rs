@@ -1,7 +1,7 @@
-//! The AVX-512 register tile of `panel_matmul` reading a 16-bit or q4 panel directly:
-//! each 16 weights are loaded in their dtype, widened (and scaled) in registers and multiplied
-//! into the f32 sums. For a few rows (decoding), this reads each weight once from memory and
-//! nothing else; decoding whole panels to f32 first (what prompts do, to share the conversion
+//! The AVX-512 register tile of `panel_matmul` reading a 16-bit panel directly: each 16
+//! weights are loaded in their dtype, widened in registers and multiplied into the f32 sums
+//! (q8 and q4 panels are read by `int8_tile`'s integer dot products). For a few rows
+//! (decoding), this reads each weight once from memory and nothing else; decoding whole panels to f32 first (what prompts do, to share the conversion
 //! among hundreds of rows) would write and read back four bytes per weight. x86_64 only (the
 //! module is compiled there alone).
 
@@ -13,7 +13,7 @@ use crate::dtype::WeightDtype;
 ///
 /// # Safety
 /// The CPU must have AVX-512F; `x` must hold `mr` rows of `kc` values `ldx` apart; each `w[p]`
-/// must point at `kc.div_ceil(BLOCK)` blocks of a packed panel in `dtype` (not fp32 or q8); `tile`
+/// must point at `kc.div_ceil(BLOCK)` blocks of a packed panel in `dtype` (bf16 or fp16); `tile`
 /// must hold `mr * panels * PANEL` values.
 #[allow(clippy::too_many_arguments)] // the tile's shape, operands and dtype, as the fp32 kernel's
 pub unsafe fn run(
@@ -41,9 +41,10 @@ pub unsafe fn run(
     match dtype {
         WeightDtype::Bf16 => by_shape!(x86::Bf16; 1 2 3 4 5 6),
         WeightDtype::F16 => by_shape!(x86::F16; 1 2 3 4 5 6),
-        WeightDtype::Q4_0 => by_shape!(x86::Q4; 1 2 3 4 5 6),
         WeightDtype::F32 => unreachable!("fp32 panels are read by panel_matmul's own kernel"),
-        WeightDtype::Q8_0 => unreachable!("q8 panels are read by int8_tile's integer dot products"),
+        WeightDtype::Q8_0 | WeightDtype::Q4_0 => {
+            unreachable!("q8 and q4 panels are read by int8_tile's integer dot products")
+        }
     }
 }
 
@@ -65,21 +66,11 @@ unsafe fn kernel<F: x86::Format, const MR: usize, const V: usize>(
     for b in 0..kc.div_ceil(BLOCK) {
         // SAFETY: block b < kc.div_ceil(BLOCK) of each panel exists (the caller's conditions).
         let blocks = unsafe { [w[0].add(b * F::BLOCK_BYTES), w[1].add(b * F::BLOCK_BYTES)] };
-        let mut scales = [_mm512_setzero_ps(); V];
-        if F::SCALED {
-            for (v, s) in scales.iter_mut().enumerate() {
-                // SAFETY: AVX-512F and a whole block (the caller's conditions).
-                *s = unsafe { F::scales(blocks[v / 2], v % 2) };
-            }
-        }
         for i in 0..BLOCK.min(kc - b * BLOCK) {
             let mut ws = [_mm512_setzero_ps(); V];
             for (v, wv) in ws.iter_mut().enumerate() {
                 // SAFETY: as above; i < BLOCK.
                 *wv = unsafe { F::load(blocks[v / 2], i, v % 2) };
-                if F::SCALED {
-                    *wv = _mm512_mul_ps(*wv, scales[v]);
-                }
             }
             for (r, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: row r < MR, input b * BLOCK + i < kc (caller).
@@ -104,35 +95,20 @@ mod x86 {
 
     use super::{BLOCK, PANEL};
 
-    /// Bytes of the f16 column scales that start a quantized block.
-    const SCALES: usize = PANEL * 2;
-
     pub trait Format {
         const BLOCK_BYTES: usize;
-        /// Whether `load`'s values are multiplied by the block's `scales`.
-        const SCALED: bool;
         /// The 16 values of input `i` (< BLOCK), columns `half * 16 ..`, of the block at `block`.
         ///
         /// # Safety
         /// AVX-512F; `block` points at a whole block.
         unsafe fn load(block: *const u8, i: usize, half: usize) -> __m512;
-        /// The scales of columns `half * 16 ..` of the block at `block`.
-        ///
-        /// # Safety
-        /// As `load`.
-        unsafe fn scales(_block: *const u8, _half: usize) -> __m512 {
-            // SAFETY: the CPU has AVX-512F (the caller's condition).
-            unsafe { _mm512_set1_ps(1.0) }
-        }
     }
 
     pub struct Bf16;
     pub struct F16;
-    pub struct Q4;
 
     impl Format for Bf16 {
         const BLOCK_BYTES: usize = BLOCK * PANEL * 2;
-        const SCALED: bool = false;
         #[inline(always)]
         unsafe fn load(block: *const u8, i: usize, half: usize) -> __m512 {
             // SAFETY: 16 bf16 of the block (caller); a bf16 is the top half of an f32.
@@ -145,35 +121,10 @@ mod x86 {
 
     impl Format for F16 {
         const BLOCK_BYTES: usize = BLOCK * PANEL * 2;
-        const SCALED: bool = false;
         #[inline(always)]
         unsafe fn load(block: *const u8, i: usize, half: usize) -> __m512 {
             // SAFETY: 16 halves of the block (caller).
             unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(block.add((i * PANEL + half * 16) * 2).cast())) }
-        }
-    }
-
-    impl Format for Q4 {
-        const BLOCK_BYTES: usize = SCALES + BLOCK * PANEL / 2;
-        const SCALED: bool = true;
-        #[inline(always)]
-        unsafe fn load(block: *const u8, i: usize, half: usize) -> __m512 {
-            // SAFETY: 16 bytes of the block's row i % 16 (caller): inputs i < 16 in the low
-            // nibbles, i + 16 in the high ones, stored offset by 8.
-            unsafe {
-                let bytes = _mm_loadu_si128(block.add(SCALES + (i % 16) * PANEL + half * 16).cast());
-                let wide = _mm512_cvtepu8_epi32(bytes);
-                let nibbles = match i < 16 {
-                    true => _mm512_and_si512(wide, _mm512_set1_epi32(15)),
-                    false => _mm512_srli_epi32::<4>(wide),
-                };
-                _mm512_cvtepi32_ps(_mm512_sub_epi32(nibbles, _mm512_set1_epi32(8)))
-            }
-        }
-        #[inline(always)]
-        unsafe fn scales(block: *const u8, half: usize) -> __m512 {
-            // SAFETY: 16 f16 scales at the block's start (caller).
-            unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(block.add(half * 32).cast())) }
         }
     }
 }

@@ -1,26 +1,31 @@
-//! `panel_matmul`'s register tile for every product on q8 weights, from one decoded token to a
-//! prompt of a thousand, with integer dot products (`simd::int8_dot`).
+//! `panel_matmul`'s register tile for every product on q8 or q4 weights, from one decoded token
+//! to a prompt of a thousand, with integer dot products (`simd::int8_dot`).
 //!
 //! The activations are quantized once per product, per row and block of 32 inputs, as llama.cpp
-//! quantizes them for its Q8_0 products (`QuantizedRows`: scale = max |x| / 127, kept as f32).
-//! The weights are read as they are packed (`packed::q8_offset`): per block, 32 f16 column scales,
-//! then per 4 inputs one 32-bit lane per column of 4 unsigned bytes (int8 + 128). Per block, the
-//! integer sum of a row's and a column's 32 products is exact; then `total += (sum * column
-//! scale) * row scale`, one rounding of the product and one fused multiply-add, block after block.
-//! A row goes through the same operations in the same order whatever rows are multiplied with it,
-//! and on both kernels, so a row alone and in a batch give the same bits (batch invariance).
+//! quantizes them for its Q8_0 and Q4_0 products (`QuantizedRows`: scale = max |x| / 127, kept
+//! as f32). The weights are read as they are packed: per block, 32 f16 column scales, then per 4
+//! inputs one 32-bit lane per column of 4 unsigned bytes: int8 + 128 for q8 (`packed::q8_offset`),
+//! value + 8 for q4, whose bytes hold two lanes, inputs 16 apart, in their low and high nibbles
+//! (`packed::q4_position`: an AND, or a shift and an AND, of a loaded register gives one lane's
+//! unsigned bytes). Per block, the integer sum of a row's and a column's 32 products is exact;
+//! then `total += (sum * column scale) * row scale`, one rounding of the product and one fused
+//! multiply-add, block after block. A row goes through the same operations in the same order
+//! whatever rows are multiplied with it, and on both kernels, so a row alone and in a batch give
+//! the same bits (batch invariance).
 //!
 //! - AVX-512 VNNI (`avx512`): `vpdpbusd` multiplies 4 unsigned weights by 4 signed activations
-//!   and adds them to a 32-bit lane; the offset's share, 128 times the block's activation sum,
-//!   starts each sum (`offsets`), so the sums are those of the signed weights.
-//! - AVX2 (`avx2`): the sign bit flipped back gives the signed weights, then llama.cpp's sign
-//!   trick: |w| (unsigned) times x with w's sign moved onto it (`vpsignb`), so that `vpmaddubsw`'s
-//!   sums of two products stay within i16 (2 x 128 x 127 < 32767), and `vpmaddwd` by ones adds
-//!   pairs of those into 32-bit lanes. x86_64 only (the module is compiled there alone).
+//!   and adds them to a 32-bit lane; the offset's share, the offset times the block's activation
+//!   sum, starts each sum negated (`Format::OFFSET`), so the sums are those of the signed weights.
+//! - AVX2 (`avx2`): q4's unsigned values (0 to 15) go to `vpmaddubsw` as they are (two products
+//!   of at most 15 x 128 stay within i16), started as on AVX-512. q8's sign bit is flipped back
+//!   instead, for llama.cpp's sign trick: |w| (unsigned) times x with w's sign moved onto it
+//!   (`vpsignb`), so that the sums of two products stay within i16 (2 x 128 x 127 < 32767). Then
+//!   `vpmaddwd` by ones adds pairs of those into 32-bit lanes. x86_64 only (the module is
+//!   compiled there alone).
 
 use rayon::prelude::*;
 
-use super::packed::{self, BLOCK, PANEL};
+use super::packed::{self, BLOCK, PANEL, Q8_LANE_INPUTS};
 use super::simd::{self, Int8Dot};
 use crate::dtype::WeightDtype;
 
@@ -30,10 +35,6 @@ mod avx512;
 /// The largest |int8| of a quantized activation (llama.cpp's Q8_0: scale = max |x| / 127).
 const Q8_MAX: f32 = 127.0;
 
-/// The offset of the packed weights (`packed::Q8_SIGN_FLIP` as a number): stored bytes are
-/// int8 + 128.
-const UNSIGNED_OFFSET: i32 = 128;
-
 /// Rows quantized per task: a product of fewer rows (decoding: 1 to a batch of 16) quantizes them
 /// on the calling thread, as a task would cost more than the few microseconds they take.
 const ROWS_PER_TASK: usize = 16;
@@ -42,12 +43,12 @@ const ROWS_PER_TASK: usize = 16;
 pub const MAX_TILE_ROWS: usize = 6;
 
 /// A matrix's rows quantized per block of 32 inputs: `values` (int8, `blocks * BLOCK` per row,
-/// zero past k), and per (row, block) the scale and `-128 * the sum of its values` (the offset's
-/// share of the block's integer sum, for `vpdpbusd`).
+/// zero past k), and per (row, block) the scale and the sum of its values (which, times the
+/// weights' offset, is the offset's share of the block's integer sum: `Operands::start`).
 pub struct QuantizedRows {
     values: Vec<i8>,
     scales: Vec<f32>,
-    offsets: Vec<i32>,
+    sums: Vec<i32>,
     blocks: usize,
 }
 
@@ -58,25 +59,25 @@ impl QuantizedRows {
         let mut rows = QuantizedRows {
             values: vec![0; m * blocks * BLOCK],
             scales: vec![0.0; m * blocks],
-            offsets: vec![0; m * blocks],
+            sums: vec![0; m * blocks],
             blocks,
         };
         // (`max(1)`: chunks are never empty, even for a matrix of no inputs.)
         let (width, blocks) = ((blocks * BLOCK).max(1), blocks.max(1));
-        let row = |(r, ((values, scales), offsets)): (usize, RowParts)| {
-            quantize_row(&x[r * ldx..r * ldx + k], values, scales, offsets)
+        let row = |(r, ((values, scales), sums)): (usize, RowParts)| {
+            quantize_row(&x[r * ldx..r * ldx + k], values, scales, sums)
         };
         if m <= ROWS_PER_TASK {
             let values = rows.values.chunks_mut(width);
             values
                 .zip(rows.scales.chunks_mut(blocks))
-                .zip(rows.offsets.chunks_mut(blocks))
+                .zip(rows.sums.chunks_mut(blocks))
                 .enumerate()
                 .for_each(row);
         } else {
             let values = rows.values.par_chunks_mut(width);
             let scales = rows.scales.par_chunks_mut(blocks);
-            let each = values.zip(scales).zip(rows.offsets.par_chunks_mut(blocks)).enumerate();
+            let each = values.zip(scales).zip(rows.sums.par_chunks_mut(blocks)).enumerate();
             each.with_min_len(ROWS_PER_TASK).for_each(row);
         }
         rows
@@ -89,15 +90,13 @@ impl QuantizedRows {
     }
 }
 
-/// One row's `values`, `scales` and `offsets`, as `QuantizedRows::new` zips them.
+/// One row's `values`, `scales` and `sums`, as `QuantizedRows::new` zips them.
 type RowParts<'a> = ((&'a mut [i8], &'a mut [f32]), &'a mut [i32]);
 
-/// One row `x` into its `values`, and its blocks' `scales` and `offsets`.
-fn quantize_row(x: &[f32], values: &mut [i8], scales: &mut [f32], offsets: &mut [i32]) {
+/// One row `x` into its `values`, and its blocks' `scales` and `sums`.
+fn quantize_row(x: &[f32], values: &mut [i8], scales: &mut [f32], sums: &mut [i32]) {
     for (b, chunk) in x.chunks(BLOCK).enumerate() {
-        let (scale, sum) = quantize_block(chunk, &mut values[b * BLOCK..b * BLOCK + chunk.len()]);
-        scales[b] = scale;
-        offsets[b] = -UNSIGNED_OFFSET * sum;
+        (scales[b], sums[b]) = quantize_block(chunk, &mut values[b * BLOCK..b * BLOCK + chunk.len()]);
     }
 }
 
@@ -122,12 +121,46 @@ fn quantize_block_body(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     (scale, sum)
 }
 
+/// A packed dtype the integer kernels read (see the module documentation).
+trait Format {
+    const DTYPE: WeightDtype;
+    /// What the stored unsigned values are offset by.
+    const OFFSET: i32;
+    /// Whether a byte holds two inputs' values, `packed::Q4_PAIR_DISTANCE` apart, in its low and
+    /// high nibbles (q4), rather than one (q8).
+    const NIBBLES: bool;
+    /// Loads of `Q8_LANE_INPUTS` bytes per column per block: each gives one or two lanes.
+    const LOADS: usize = BLOCK / Q8_LANE_INPUTS / if Self::NIBBLES { 2 } else { 1 };
+}
+
+/// q8: int8 + 128 (`packed::Q8_SIGN_FLIP` as a number), the unsigned operand `vpdpbusd` wants.
+struct Q8;
+
+impl Format for Q8 {
+    const DTYPE: WeightDtype = WeightDtype::Q8_0;
+    const OFFSET: i32 = packed::Q8_SIGN_FLIP as i32;
+    const NIBBLES: bool = false;
+}
+
+/// q4: Q4_0's own values + 8, two to a byte.
+struct Q4;
+
+impl Format for Q4 {
+    const DTYPE: WeightDtype = WeightDtype::Q4_0;
+    const OFFSET: i32 = packed::Q4_OFFSET as i32;
+    const NIBBLES: bool = true;
+}
+
+/// The low nibble of each byte: one q4 value.
+const NIBBLE_MASK: i8 = 0x0F;
+
 /// `tile[r * ldt + p * PANEL + j] = sum over the inputs of x[r] * w_p[..][j]` for rows `rows` of
 /// `x` (at most `MAX_TILE_ROWS`), inputs `first ..` (a block's start) for `blocks` blocks, and
-/// `panels` (1 or 2) packed q8 panels `w` (from the same first input), with the integer dot
-/// product in force.
+/// `panels` (1 or 2) packed panels `w` in `dtype` (q8 or q4, from the same first input), with the
+/// integer dot product in force.
 #[allow(clippy::too_many_arguments)] // the tile's shape and operands, as the f32 kernel's
 pub fn run(
+    dtype: WeightDtype,
     x: &QuantizedRows,
     rows: std::ops::Range<usize>,
     first: usize,
@@ -137,14 +170,15 @@ pub fn run(
     tile: &mut [f32],
     ldt: usize,
 ) {
-    let kind = simd::int8_dot().expect("q8 products take integer dot products only where the CPU has one");
-    run_with(kind, x, rows, first, blocks, w, panels, tile, ldt)
+    let kind = simd::int8_dot().expect("products take integer dot products only where the CPU has one");
+    run_with(kind, dtype, x, rows, first, blocks, w, panels, tile, ldt)
 }
 
 /// `run` with the kernel `kind` (which the CPU must have: `simd::int8_dot` or below).
 #[allow(clippy::too_many_arguments)]
 fn run_with(
     kind: Int8Dot,
+    dtype: WeightDtype,
     x: &QuantizedRows,
     rows: std::ops::Range<usize>,
     first: usize,
@@ -156,18 +190,27 @@ fn run_with(
 ) {
     let b0 = first / BLOCK;
     assert!(first.is_multiple_of(BLOCK) && b0 + blocks <= x.blocks && rows.end * x.blocks <= x.scales.len());
-    assert!(w[..panels].iter().all(|w| w.len() >= blocks * packed::block_bytes(WeightDtype::Q8_0)));
+    assert!(
+        matches!(dtype, WeightDtype::Q8_0 | WeightDtype::Q4_0),
+        "{dtype} is not read by integer products"
+    );
+    assert!(w[..panels].iter().all(|w| w.len() >= blocks * packed::block_bytes(dtype)));
     assert!((1..=MAX_TILE_ROWS).contains(&rows.len()));
     assert!((1..=2).contains(&panels) && ldt >= panels * PANEL && tile.len() >= rows.len() * ldt);
     let operands = Operands::new(x, rows.start, b0, blocks);
     for (p, w) in w.iter().take(panels).enumerate() {
         let out = tile[p * PANEL..].as_mut_ptr();
-        match kind {
-            // SAFETY: the CPU has AVX-512 F, BW and VNNI (`simd::int8_dot`); the rows, blocks and
-            // panel are within bounds and the tile holds the rows, `ldt` apart (asserted above).
-            Int8Dot::Avx512Vnni => unsafe { avx512::run(&operands, rows.len(), w.as_ptr(), out, ldt) },
-            // SAFETY: the CPU has AVX2, FMA and F16C (`simd::int8_dot`); as above.
-            Int8Dot::Avx2 => unsafe { avx2::run(&operands, rows.len(), w.as_ptr(), out, ldt) },
+        let (mr, w) = (rows.len(), w.as_ptr());
+        // SAFETY: the CPU has AVX-512 F, BW and VNNI, or AVX2, FMA and F16C, as `kind` says
+        // (`simd::int8_dot`); the rows, blocks and panel, packed in the format's dtype, are within
+        // bounds and the tile holds the rows, `ldt` apart (asserted above).
+        unsafe {
+            match (kind, dtype == WeightDtype::Q4_0) {
+                (Int8Dot::Avx512Vnni, false) => avx512::run::<Q8>(&operands, mr, w, out, ldt),
+                (Int8Dot::Avx512Vnni, true) => avx512::run::<Q4>(&operands, mr, w, out, ldt),
+                (Int8Dot::Avx2, false) => avx2::run::<Q8>(&operands, mr, w, out, ldt),
+                (Int8Dot::Avx2, true) => avx2::run::<Q4>(&operands, mr, w, out, ldt),
+            }
         }
     }
 }
@@ -176,7 +219,7 @@ fn run_with(
 struct Operands {
     values: *const i8,
     scales: *const f32,
-    offsets: *const i32,
+    sums: *const i32,
     /// Blocks per row (the distance between rows, in blocks).
     row_blocks: usize,
     /// Blocks to sum.
@@ -190,10 +233,41 @@ impl Operands {
         Operands {
             values: x.values[at * BLOCK..].as_ptr(),
             scales: x.scales[at..].as_ptr(),
-            offsets: x.offsets[at..].as_ptr(),
+            sums: x.sums[at..].as_ptr(),
             row_blocks: x.blocks,
             blocks,
         }
+    }
+
+    /// The start of row `r`'s integer sum for block `b` with weights in format `F`: minus the
+    /// offset's share, so that the sum is that of the signed weights.
+    ///
+    /// # Safety
+    /// Row `r` and block `b` must be within the operands.
+    #[inline(always)]
+    unsafe fn start<F: Format>(&self, r: usize, b: usize) -> i32 {
+        // SAFETY: within the operands (the caller's condition).
+        -F::OFFSET * unsafe { *self.sums.add(r * self.row_blocks + b) }
+    }
+
+    /// Row `r`'s 4 activations from input `i` of block `b`, as one i32: what one lane multiplies.
+    ///
+    /// # Safety
+    /// Row `r`, block `b` and inputs `i..i + 4` (of the block's 32) must be within the operands.
+    #[inline(always)]
+    unsafe fn four(&self, r: usize, b: usize, i: usize) -> i32 {
+        // SAFETY: within the operands (the caller's condition); an unaligned read.
+        unsafe { self.values.add((r * self.row_blocks + b) * BLOCK + i).cast::<i32>().read_unaligned() }
+    }
+
+    /// The scale of row `r`'s block `b`.
+    ///
+    /// # Safety
+    /// As `start`.
+    #[inline(always)]
+    unsafe fn scale(&self, r: usize, b: usize) -> f32 {
+        // SAFETY: within the operands (the caller's condition).
+        unsafe { *self.scales.add(r * self.row_blocks + b) }
     }
 
     /// The same operands from `r` rows further on.
@@ -206,7 +280,7 @@ impl Operands {
             Operands {
                 values: self.values.add(r * self.row_blocks * BLOCK),
                 scales: self.scales.add(r * self.row_blocks),
-                offsets: self.offsets.add(r * self.row_blocks),
+                sums: self.sums.add(r * self.row_blocks),
                 row_blocks: self.row_blocks,
                 blocks: self.blocks,
             }
@@ -242,9 +316,9 @@ mod tests {
         for (i, &e) in expected.iter().enumerate() {
             assert_eq!(rows.value(0, i), (e, 1.0 / 64.0), "value {i}");
         }
-        assert_eq!(rows.offsets[0], -128 * expected.iter().map(|&q| q as i32).sum::<i32>());
+        assert_eq!(rows.sums[0], expected.iter().map(|&q| q as i32).sum::<i32>());
         let zeros = QuantizedRows::new(&[0.0; 40], 40, 1, 40);
-        assert_eq!((zeros.value(0, 39), zeros.offsets[1]), ((0, 0.0), 0));
+        assert_eq!((zeros.value(0, 39), zeros.sums[1]), ((0, 0.0), 0));
     }
 
     #[test]
@@ -259,20 +333,30 @@ mod tests {
         }
     }
 
-    /// Rows `m` of `k` values, `ldx` apart, one of them large, and a (k, n) q8 matrix.
-    fn operands(m: usize, k: usize, n: usize, ldx: usize, seed: u64) -> (Vec<f32>, PackedMatrix) {
+    /// The dtypes the integer kernels read.
+    const DTYPES: [WeightDtype; 2] = [WeightDtype::Q8_0, WeightDtype::Q4_0];
+
+    /// Rows `m` of `k` values, `ldx` apart, one of them large, and a (k, n) matrix in `dtype`.
+    fn operands(
+        dtype: WeightDtype,
+        m: usize,
+        k: usize,
+        n: usize,
+        ldx: usize,
+        seed: u64,
+    ) -> (Vec<f32>, PackedMatrix) {
         let mut x = values(m * ldx, seed);
         x[..k].iter_mut().for_each(|v| *v *= 100.0); // one row of large activations
         let w = values(k * n, 100 + seed);
-        (x, PackedMatrix::from_values(WeightDtype::Q8_0, &w, k, n, false).unwrap())
+        (x, PackedMatrix::from_values(dtype, &w, k, n, false).unwrap())
     }
 
     #[test]
-    fn q8_products_equal_exact_integer_dot_products_of_the_quantized_rows_and_weights() {
+    fn q8_and_q4_products_equal_exact_integer_dot_products_of_the_quantized_rows_and_weights() {
         let Some(kind) = simd::int8_dot() else {
             eprintln!(
                 "skipped: this CPU (or NEXTTOKEN_SIMD=portable) has no integer dot product, so q8 \
-                 products take the f32 path (panel_matmul's own tests)"
+                 and q4 products take the f32 path (panel_matmul's own tests)"
             );
             return;
         };
@@ -292,16 +376,16 @@ mod tests {
             (259, 2080, 45),
             (300, 31, 7),
         ];
-        for (s, (m, k, n)) in shapes.into_iter().enumerate() {
+        for ((s, (m, k, n)), dtype) in shapes.into_iter().enumerate().flat_map(|s| DTYPES.map(|d| (s, d))) {
             let ldx = k + 5;
-            let (x, packed) = operands(m, k, n, ldx, s as u64);
+            let (x, packed) = operands(dtype, m, k, n, ldx, s as u64);
             let mut out = vec![f32::NAN; m * n];
             matmul(&x, ldx, m, &packed, &mut out, &|_, _, _| {});
             let rows = QuantizedRows::new(&x, ldx, m, k);
             let columns: Vec<Vec<f32>> = (0..n).map(|j| packed.column(j)).collect();
             for r in 0..m {
                 for (j, column) in columns.iter().enumerate() {
-                    // Each weight is int8 x its f16 scale, exact in f32; each activation int8 x
+                    // Each weight is int8 (or int4) x its f16 scale, exact in f32; each activation int8 x
                     // its f32 scale, exact in f64: this is the sum of the blocks' integer dot
                     // products times both scales, rounded once.
                     let (mut exact, mut magnitude) = (0f64, 0f64);
@@ -314,7 +398,7 @@ mod tests {
                     let got = out[r * n + j] as f64;
                     assert!(
                         (got - exact).abs() <= 1e-6 * magnitude + 1e-30,
-                        "({m},{k},{n}) [{r},{j}]: {got} vs {exact} (sum of |terms| {magnitude})"
+                        "{dtype} ({m},{k},{n}) [{r},{j}]: {got} vs {exact} (sum of |terms| {magnitude})"
                     );
                 }
             }
@@ -328,22 +412,24 @@ mod tests {
             return;
         }
         let (m, k, n) = (MAX_TILE_ROWS, 100, 2 * PANEL);
-        let (x, packed) = operands(m, k, n, k, 3);
-        let rows = QuantizedRows::new(&x, k, m, k);
-        let blocks = k.div_ceil(BLOCK);
-        let w = [packed.panel_bytes(0, 0), packed.panel_bytes(1, 0)];
-        for mr in 1..=MAX_TILE_ROWS {
-            for panels in 1..=2 {
-                let ldt = panels * PANEL + 3;
-                let [avx512, avx2] = [Int8Dot::Avx512Vnni, Int8Dot::Avx2].map(|kind| {
-                    let mut tile = vec![f32::NAN; mr * ldt];
-                    run_with(kind, &rows, 0..mr, 0, blocks, w, panels, &mut tile, ldt);
-                    tile.chunks(ldt)
-                        .flat_map(|row| row[..panels * PANEL].to_vec())
-                        .map(f32::to_bits)
-                        .collect::<Vec<_>>()
-                });
-                assert_eq!(avx512, avx2, "{mr} rows, {panels} panels");
+        for dtype in DTYPES {
+            let (x, packed) = operands(dtype, m, k, n, k, 3);
+            let rows = QuantizedRows::new(&x, k, m, k);
+            let blocks = k.div_ceil(BLOCK);
+            let w = [packed.panel_bytes(0, 0), packed.panel_bytes(1, 0)];
+            for mr in 1..=MAX_TILE_ROWS {
+                for panels in 1..=2 {
+                    let ldt = panels * PANEL + 3;
+                    let [avx512, avx2] = [Int8Dot::Avx512Vnni, Int8Dot::Avx2].map(|kind| {
+                        let mut tile = vec![f32::NAN; mr * ldt];
+                        run_with(kind, dtype, &rows, 0..mr, 0, blocks, w, panels, &mut tile, ldt);
+                        tile.chunks(ldt)
+                            .flat_map(|row| row[..panels * PANEL].to_vec())
+                            .map(f32::to_bits)
+                            .collect::<Vec<_>>()
+                    });
+                    assert_eq!(avx512, avx2, "{dtype}: {mr} rows, {panels} panels");
+                }
             }
         }
     }

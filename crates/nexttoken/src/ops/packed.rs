@@ -10,8 +10,11 @@
 //!   4 bytes, lane j holding inputs 4g..4g + 4 of column j as unsigned bytes (the int8 value with
 //!   its sign bit flipped: value + 128). Each column's 32 values in a block are quantized
 //!   together, exactly as one Q8_0 block of a row of llama.cpp's (out, in) weight;
-//! - q4 (Q4_0): 32 f16 scales, then 16 rows of 32 bytes: byte j of row r holds input r of
-//!   column j in its low nibble and input r + 16 in its high nibble (llama.cpp's pairing).
+//! - q4 (Q4_0): 32 f16 scales, then the values in q8's lanes, two to a byte (`q4_position`):
+//!   4 groups of 4 inputs, each group 32 lanes of 4 bytes, lane j of group g holding inputs
+//!   4g..4g + 4 of column j in its bytes' low nibbles and inputs 16 + 4g.. in their high nibbles
+//!   (llama.cpp's pairing of inputs i and i + 16), as Q4_0 stores them: value + 8, 0 to 15. One
+//!   AND of a loaded register gives one group's unsigned bytes, a shift and an AND the other's.
 //!
 //! A (in, out) Conv1D weight and the transposed token embeddings (the tied output head) pack the
 //! same way; the embeddings are read back from the packed head (`column`), so the model keeps a
@@ -57,6 +60,22 @@ pub const fn q8_offset(i: usize, j: usize) -> usize {
     (i / Q8_LANE_INPUTS * PANEL + j) * Q8_LANE_INPUTS + i % Q8_LANE_INPUTS
 }
 
+/// Inputs apart of the two q4 values that share a byte: input i (< 16) in the low nibble, i + 16
+/// in the high one, as in llama.cpp's Q4_0 blocks, so that theirs are moved byte for byte.
+pub const Q4_PAIR_DISTANCE: usize = BLOCK / 2;
+
+/// Bits of one q4 value.
+const NIBBLE_BITS: u32 = 4;
+
+/// Where the q4 value of input `i` (< BLOCK) of column `j` is in a block's values: its byte and
+/// the shift of its nibble. The one place that decides the q4 layout (see the module
+/// documentation): q8's lanes of 4 inputs (`q8_offset`) for the first 16 inputs, and the last 16
+/// in the same bytes' high nibbles, so that the integer kernels take the unsigned values of two
+/// groups of lanes from one load with an AND and a shift, and nothing is re-laid per product.
+pub const fn q4_position(i: usize, j: usize) -> (usize, u32) {
+    (q8_offset(i % Q4_PAIR_DISTANCE, j), NIBBLE_BITS * (i / Q4_PAIR_DISTANCE) as u32)
+}
+
 /// Stored rows read and packed per task while loading: a few MB, so that tasks balance and the
 /// buffers they read into stay small.
 const LOAD_CHUNK_BYTES: usize = 4 << 20;
@@ -64,7 +83,7 @@ const LOAD_CHUNK_BYTES: usize = 4 << 20;
 /// The version of the packed layouts: packed-cache files (`crate::packed_cache`) record it, and
 /// a file of another version is packed again. Changing any layout this module describes must
 /// bump it, or a file of the old layout would be read as the new one.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2; // 2: q4 values in q8's lanes of 4 inputs (`q4_position`)
 
 /// `x.round() as i8` (C's `roundf`, halves away from zero, as llama.cpp's quantizer rounds;
 /// saturating) in a form the compiler vectorises: `f32::round` is a call into libm per value,
@@ -214,12 +233,12 @@ impl PackedMatrix {
                         let row = p * PANEL + j - rows.start;
                         let src = &bytes[row * row_bytes + b * ggml_block..][..ggml_block];
                         scales[j * 2..j * 2 + 2].copy_from_slice(&src[..2]);
-                        // Q8_0: input i is quant i, sign flipped. Q4_0: byte r holds inputs r
-                        // and r + 16, as our row r of 32 bytes does for each column.
+                        // Q8_0: input i is quant i, sign flipped. Q4_0: byte i holds inputs i
+                        // and i + 16, as our byte for input i of column j does.
                         for (i, &q) in src[2..].iter().enumerate() {
                             match dtype {
                                 WeightDtype::Q8_0 => quants[q8_offset(i, j)] = q ^ Q8_SIGN_FLIP,
-                                _ => quants[i * PANEL + j] = q,
+                                _ => quants[q4_position(i, j).0] = q,
                             }
                         }
                     }
@@ -397,12 +416,10 @@ fn encode(dtype: WeightDtype, block: &[f32], dst: &mut [u8]) -> Result<(), f32> 
             let id = d.map(|d| if d != 0.0 { 1.0 / d } else { 0.0 });
             write_scales(scales, &d);
             let quantize = |v: f32, id: f32| ((v * id + 8.5) as i8).min(15) as u8;
-            let (low, high) = block.split_at(16 * PANEL);
-            for ((q, low), high) in
-                quants.chunks_exact_mut(PANEL).zip(low.chunks_exact(PANEL)).zip(high.chunks_exact(PANEL))
-            {
-                for (((q, &l), &h), &id) in q.iter_mut().zip(low).zip(high).zip(&id) {
-                    *q = quantize(l, id) | quantize(h, id) << 4;
+            let (low, high) = block.split_at(Q4_PAIR_DISTANCE * PANEL);
+            for (i, (low, high)) in low.chunks_exact(PANEL).zip(high.chunks_exact(PANEL)).enumerate() {
+                for (j, ((&l, &h), &id)) in low.iter().zip(high).zip(&id).enumerate() {
+                    quants[q4_position(i, j).0] = quantize(l, id) | quantize(h, id) << NIBBLE_BITS;
                 }
             }
         }
@@ -456,8 +473,7 @@ fn decode_column(dtype: WeightDtype, src: &[u8], col: usize, out: &mut [f32]) {
             let (scales, quants) = src.split_at(SCALE_BYTES);
             let scale = scales_f32(scales)[col];
             for (i, o) in out.iter_mut().enumerate() {
-                let nibble = (quants[at(i % 16)] >> (4 * (i / 16))) & 15;
-                *o = (nibble as i32 - 8) as f32 * scale;
+                *o = q4_value(quants, i, col) as f32 * scale;
             }
         }
     }
@@ -562,19 +578,22 @@ simd_dispatch! {
 
 #[inline(always)]
 fn decode_q4_body(scales: &[f32; PANEL], quants: &[u8], out: &mut [f32]) {
-    let (low, high) = out.split_at_mut(out.len().min(16 * PANEL));
-    for (r, q) in quants.chunks_exact(PANEL).enumerate() {
-        if let Some(row) = low.get_mut(r * PANEL..(r + 1) * PANEL) {
-            for ((o, &q), s) in row.iter_mut().zip(q).zip(scales) {
-                *o = ((q & 15) as i32 - 8) as f32 * s;
-            }
-        }
-        if let Some(row) = high.get_mut(r * PANEL..(r + 1) * PANEL) {
-            for ((o, &q), s) in row.iter_mut().zip(q).zip(scales) {
-                *o = ((q >> 4) as i32 - 8) as f32 * s;
-            }
+    // Input by input (out's rows), as `decode_q8_body`.
+    for (i, row) in out.chunks_exact_mut(PANEL).enumerate() {
+        for (j, (o, s)) in row.iter_mut().zip(scales).enumerate() {
+            *o = q4_value(quants, i, j) as f32 * s;
         }
     }
+}
+
+/// What a stored q4 value is offset by (Q4_0's own: values -8..=7 stored as 0..=15).
+pub const Q4_OFFSET: i8 = 8;
+
+/// The q4 value of input `i` of column `j` in a block's `quants`.
+#[inline(always)]
+fn q4_value(quants: &[u8], i: usize, j: usize) -> i8 {
+    let (at, shift) = q4_position(i, j);
+    ((quants[at] >> shift) & 0xF) as i8 - Q4_OFFSET
 }
 
 #[cfg(test)]
@@ -583,7 +602,8 @@ mod tests {
 
     #[test]
     fn round_half_away_is_roundf_as_i8() {
-        let special = [0.5, -0.5, 1.5, -1.5, 2.5, 126.5, 127.49, 127.5, -128.5, 0.49999997, -0.49999997, 1e9, -1e9];
+        let special =
+            [0.5, -0.5, 1.5, -1.5, 2.5, 126.5, 127.49, 127.5, -128.5, 0.49999997, -0.49999997, 1e9, -1e9];
         let special = special.into_iter().chain([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0]);
         let spread = (0..200_000).map(|i| (i as f32 - 100_000.0) / 700.0);
         for x in special.chain(spread) {
@@ -673,6 +693,25 @@ mod tests {
         }
         assert_eq!(q8_value(0x80), 0);
         assert_eq!(q8_value(0), -128);
+    }
+
+    #[test]
+    fn q4_values_are_stored_in_q8_lanes_two_to_a_byte_plus_8() {
+        // Integers, each column's largest magnitude -8: the scale is 1 and each value its own.
+        let (k, n) = (BLOCK, PANEL);
+        let value = |i: usize, j: usize| if i == BLOCK - 1 { -8 } else { ((i * 7 + j * 13) % 16) as i32 - 8 };
+        let w: Vec<f32> = (0..k * n).map(|v| value(v / n, v % n) as f32).collect();
+        let packed = PackedMatrix::from_values(WeightDtype::Q4_0, &w, k, n, false).unwrap();
+        let (scales, quants) = packed.panel_bytes(0, 0).split_at(SCALE_BYTES);
+        assert!(scales_f32(scales).iter().all(|&d| d == 1.0));
+        for i in 0..k {
+            for j in 0..n {
+                // q8's lane of 4 inputs for inputs 0..16, the same byte's high nibble 16 later.
+                let byte = quants[(i % 16 / 4 * PANEL + j) * 4 + i % 4];
+                let nibble = if i < 16 { byte & 15 } else { byte >> 4 };
+                assert_eq!(nibble as i32, value(i, j) + 8, "input {i}, column {j}");
+            }
+        }
     }
 
     /// llama.cpp's reference quantizers, written out for one block of 32 values.

@@ -13,10 +13,11 @@
 //! rounded to bf16 once per product and the panels re-laid as input pairs in the same place, for
 //! `bf16_tile`'s dot product, which does twice the multiply-adds per instruction.
 //! Without AVX-512, a portable tile (vectorised by the compiler for AVX2) does the same work.
-//! Products on q8 weights of any number of rows, on a CPU with AVX2 or AVX-512 VNNI, take
+//! Products on q8 or q4 weights of any number of rows, on a CPU with AVX2 or AVX-512 VNNI, take
 //! integer dot products instead (`int8_tile`): the activations are quantized to int8 once per
 //! call, and the tile reads the packed panels as they are (they are packed in the layout it
-//! reads), so a row's numbers are the same alone or among many.
+//! reads), so a row's numbers are the same alone or among many. Without them (`NEXTTOKEN_SIMD=
+//! portable`), quantized panels are decoded to f32 for every number of rows.
 
 use std::cell::RefCell;
 
@@ -82,15 +83,15 @@ thread_local! {
 enum Path {
     /// fp32 panels as they are.
     F32,
-    /// A few rows (one tile: decoding) read a 16-bit or q4 matrix directly.
+    /// A few rows (one tile: decoding) read a 16-bit matrix directly.
     Direct,
     /// More rows share the conversion of a block of panels decoded to f32.
     Decoded,
     /// More rows on bf16 with AVX-512 BF16: the activations as bf16 pairs, rounded once for all
     /// tasks (row r at `r * k.div_ceil(PAIR)`), and the panels re-laid as pairs per block.
     Paired(Vec<u32>),
-    /// Any rows on q8 with an integer dot product (`simd::int8_dot`): the activations quantized
-    /// to int8 once for all tasks, the panels read as packed (`int8_tile`).
+    /// Any rows on q8 or q4 with an integer dot product (`simd::int8_dot`): the activations
+    /// quantized to int8 once for all tasks, the panels read as packed (`int8_tile`).
     Quantized(QuantizedRows),
 }
 
@@ -99,13 +100,14 @@ impl Path {
         if w.dtype() == WeightDtype::F32 {
             return Path::F32;
         }
-        // Before the few-row paths: q8 rows take integer products however many they are.
-        if w.dtype() == WeightDtype::Q8_0 && simd::int8_dot().is_some() {
+        // Before the few-row paths: q8 and q4 rows take integer products however many they are.
+        let quantized = matches!(w.dtype(), WeightDtype::Q8_0 | WeightDtype::Q4_0);
+        if quantized && simd::int8_dot().is_some() {
             return Path::Quantized(QuantizedRows::new(x, x_row_stride, m, w.k()));
         }
-        // (q8 without integer products is only the portable level in practice, as every AVX-512
-        // CPU has AVX2: `direct_tile` does not read q8's layout.)
-        if simd::level() >= Level::Avx512 && m <= MAX_TILE_ROWS && w.dtype() != WeightDtype::Q8_0 {
+        // (Quantized weights without integer products are only the portable level in practice,
+        // as every AVX-512 CPU has AVX2: `direct_tile` reads 16-bit layouts alone.)
+        if simd::level() >= Level::Avx512 && m <= MAX_TILE_ROWS && !quantized {
             return Path::Direct;
         }
         if w.dtype() != WeightDtype::Bf16 || !simd::bf16_dot() {
@@ -185,6 +187,7 @@ pub fn matmul(
                                     &mut tile,
                                 ),
                                 Source::Int8(quantized, relaid) => run_int8(
+                                    w.dtype(),
                                     quantized,
                                     tile_rows.clone(),
                                     inputs.clone(),
@@ -267,8 +270,8 @@ enum Source<'a> {
     Direct([&'a [u8]; 2]),
     /// bf16 panels re-laid as input pairs, and all rows of the activations as pairs (`bf16_tile`).
     Paired([&'a [u32]; 2], &'a [u32]),
-    /// Packed q8 panels, from the first block of the inputs on, for integer dot products with
-    /// the quantized rows.
+    /// Packed q8 or q4 panels, from the first block of the inputs on, for integer dot products
+    /// with the quantized rows.
     Int8(&'a QuantizedRows, [&'a [u8]; 2]),
 }
 
@@ -283,10 +286,12 @@ impl QuantizedRows {
     }
 }
 
-/// The integer tile for rows `rows` of `x` over `inputs` of `panels` (1 or 2) packed q8 panels
-/// (from the inputs' first block); `tile` receives the sums, `ldt` per row.
+/// The integer tile for rows `rows` of `x` over `inputs` of `panels` (1 or 2) packed panels in
+/// `dtype` (q8 or q4, from the inputs' first block); `tile` receives the sums, `ldt` per row.
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)] // the tile's shape and operands
 fn run_int8(
+    dtype: WeightDtype,
     x: &QuantizedRows,
     rows: std::ops::Range<usize>,
     inputs: std::ops::Range<usize>,
@@ -295,11 +300,13 @@ fn run_int8(
     tile: &mut [f32],
     ldt: usize,
 ) {
-    int8_tile::run(x, rows, inputs.start, inputs.len().div_ceil(BLOCK), w, panels, tile, ldt)
+    int8_tile::run(dtype, x, rows, inputs.start, inputs.len().div_ceil(BLOCK), w, panels, tile, ldt)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
 fn run_int8(
+    _: WeightDtype,
     _: &QuantizedRows,
     _: std::ops::Range<usize>,
     _: std::ops::Range<usize>,
@@ -472,13 +479,13 @@ mod tests {
         all
     }
 
-    /// `x` as the product multiplies it: q8 products on a CPU with an integer dot product
+    /// `x` as the product multiplies it: q8 and q4 products on a CPU with an integer dot product
     /// quantize it to int8 per block of 32 inputs, for any number of rows (`int8_tile`, whose own
     /// test checks that product to float rounding), bf16 prompts on a CPU with AVX-512 BF16 round
     /// it to bf16 (`bf16_tile`).
     fn as_multiplied(dtype: WeightDtype, x: &[f32], ldx: usize, m: usize, k: usize) -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
-        if dtype == WeightDtype::Q8_0 && simd::int8_dot().is_some() {
+        if matches!(dtype, WeightDtype::Q8_0 | WeightDtype::Q4_0) && simd::int8_dot().is_some() {
             let rows = QuantizedRows::new(x, ldx, m, k);
             let value = |r: usize, i: usize| match i < k {
                 true => rows.value(r, i).0 as f32 * rows.value(r, i).1,
@@ -505,7 +512,7 @@ mod tests {
                 let packed = PackedMatrix::from_values(dtype, &w, k, n, false).unwrap();
                 let plain = dequantized(&packed);
                 // Prompts on bf16 with AVX-512 BF16 round the activations to bf16 too (`bf16_tile`),
-                // q8 products with integer dot products quantize them to int8 (`int8_tile`).
+                // q8 and q4 products with integer dot products quantize them to int8 (`int8_tile`).
                 let multiplied = as_multiplied(dtype, &x, k + 3, m, k);
                 let mut out = vec![f32::NAN; m * n];
                 matmul(&x, k + 3, m, &packed, &mut out, &|row, col, values| {
@@ -527,23 +534,25 @@ mod tests {
     }
 
     #[test]
-    fn a_q8_row_gives_the_same_bits_alone_and_among_many() {
+    fn a_q8_or_q4_row_gives_the_same_bits_alone_and_among_many() {
         // Batch invariance: decoding one sequence, a batch step and a prompt compute each row
         // alike, on every path (integer dot products, or f32 without AVX2).
         let (k, n, ldx) = (1100, 70, 1103); // two input blocks, a partial last panel
         let x: Vec<f32> = (0..300 * ldx).map(|v| ((v * 37 % 101) as f32 - 50.0) / 50.0).collect();
         let w: Vec<f32> = (0..k * n).map(|v| ((v * 53 % 97) as f32 - 48.0) / 48.0).collect();
-        let packed = PackedMatrix::from_values(WeightDtype::Q8_0, &w, k, n, false).unwrap();
-        let product = |x: &[f32], m: usize| {
-            let mut out = vec![f32::NAN; m * n];
-            matmul(x, ldx, m, &packed, &mut out, &|_, _, _| {});
-            out.into_iter().map(f32::to_bits).collect::<Vec<_>>()
-        };
-        let alone: Vec<Vec<u32>> = (0..300).map(|r| product(&x[r * ldx..], 1)).collect();
-        for m in [1, 5, 7, 16, 300] {
-            let many = product(&x, m);
-            for (r, alone) in alone.iter().take(m).enumerate() {
-                assert_eq!(&many[r * n..(r + 1) * n], alone, "row {r} of {m}");
+        for dtype in [WeightDtype::Q8_0, WeightDtype::Q4_0] {
+            let packed = PackedMatrix::from_values(dtype, &w, k, n, false).unwrap();
+            let product = |x: &[f32], m: usize| {
+                let mut out = vec![f32::NAN; m * n];
+                matmul(x, ldx, m, &packed, &mut out, &|_, _, _| {});
+                out.into_iter().map(f32::to_bits).collect::<Vec<_>>()
+            };
+            let alone: Vec<Vec<u32>> = (0..300).map(|r| product(&x[r * ldx..], 1)).collect();
+            for m in [1, 5, 7, 16, 300] {
+                let many = product(&x, m);
+                for (r, alone) in alone.iter().take(m).enumerate() {
+                    assert_eq!(&many[r * n..(r + 1) * n], alone, "{dtype}: row {r} of {m}");
+                }
             }
         }
     }

@@ -71,7 +71,7 @@ pub fn level() -> Level {
     decide().0
 }
 
-/// The integer dot product q8 products use (`int8_tile`), or `None`: then they multiply the
+/// The integer dot product q8 and q4 products use (`int8_tile`), or `None`: then they multiply the
 /// f32 activations by the weights decoded to f32 (`NEXTTOKEN_SIMD=portable`, or a CPU without
 /// AVX2). Every number of rows takes the same one, so a row's numbers never depend on the
 /// rows multiplied with it.
