@@ -320,7 +320,7 @@ mod tests {
 /// (the dot product's 2x on one core is 1.8x here).
 #[cfg(test)]
 mod speed {
-    use super::super::packed::PackedMatrix;
+    use super::super::packed::{Order, PackedMatrix};
     use super::super::panel_matmul::matmul;
     use crate::dtype::WeightDtype;
 
@@ -357,6 +357,69 @@ mod speed {
                 });
                 let gflops = 2.0 * (m * k * n) as f64 * reps as f64 / cpu / 1e9;
                 eprintln!("({m}, {k}) @ ({k}, {n}) {dtype}: {gflops:.1} GFLOP/s per CPU second");
+            }
+        }
+    }
+
+    /// Decoding's products on bf16 weights, widened input by input (`direct_tile`, what CPUs
+    /// without AVX-512 BF16 run) against the dot product on panels in pairs (this tile), in
+    /// alternating rounds: `cargo test --release -p nexttoken --lib decoding_speed -- --ignored
+    /// --nocapture`. Eight layers of the 124M shape (94 MB in bf16), more than the L3 cache
+    /// holds, so that every step streams its weights from memory as a model's decoding does.
+    /// On the 2-vCPU AMD EPYC (Zen 4), eight runs, ms per step: one row 4.8-5.8 widened,
+    /// 4.8-6.3 paired (paired 3% slower in 6 of 8: memory-bound either way); four rows
+    /// 5.9-7.4 widened, 4.8-7.4 paired (paired 15-20% faster in 6 of 8). With the weights in
+    /// L2 (not this test's shapes), paired is 1.3x as fast on one row and 1.7x on four.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn decoding_speed_widened_and_paired() {
+        const LAYERS: usize = 8;
+        const ROUNDS: usize = 7;
+        const SECONDS_PER_ROUND: f64 = 0.5;
+        if !super::simd::bf16_dot() {
+            eprintln!("skipped: this CPU has no AVX-512 BF16 (or NEXTTOKEN_SIMD lowers the level)");
+            return;
+        }
+        let shapes = [(768, 2304), (768, 768), (768, 3072), (3072, 768)];
+        let layers = |order: Order| -> Vec<PackedMatrix> {
+            (0..LAYERS)
+                .flat_map(|l| shapes.map(|(k, n)| (l, k, n)))
+                .map(|(l, k, n)| {
+                    let w: Vec<f32> =
+                        (0..k * n).map(|v| (((v + l) * 53 % 97) as f32 - 48.0) / 480.0).collect();
+                    PackedMatrix::from_values_in(WeightDtype::Bf16, order, &w, k, n)
+                })
+                .collect()
+        };
+        let orders = [("widened", layers(Order::Inputs)), ("paired", layers(Order::Pairs))];
+        let bytes: usize = orders[0].1.iter().map(|w| w.k() * w.n() * 2).sum();
+        for m in [1, 4] {
+            let x: Vec<f32> = (0..m * 3072).map(|v| ((v * 37 % 101) as f32 - 50.0) / 50.0).collect();
+            let mut out = vec![0f32; m * 3072];
+            let step = |ws: &[PackedMatrix], out: &mut [f32]| {
+                for w in ws {
+                    matmul(&x, w.k(), m, w, &mut out[..m * w.n()], &|_, _, _| {});
+                }
+            };
+            let mut times = [Vec::new(), Vec::new()];
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+            for _ in 0..ROUNDS {
+                for (times, (_, ws)) in times.iter_mut().zip(&orders) {
+                    times.push(pool.install(|| {
+                        step(ws, &mut out); // warm-up
+                        let (start, mut steps) = (thread_cpu(), 0);
+                        while thread_cpu() - start < SECONDS_PER_ROUND {
+                            step(ws, &mut out);
+                            steps += 1;
+                        }
+                        (thread_cpu() - start) / steps as f64
+                    }));
+                }
+            }
+            for (times, (name, _)) in times.iter_mut().zip(&orders) {
+                times.sort_by(f64::total_cmp);
+                let t = times[ROUNDS / 2];
+                eprintln!("{m} row(s), {name}: {:.2} ms per step, {:.1} GB/s of weights per CPU second (median of {ROUNDS})", t * 1e3, bytes as f64 / t / 1e9);
             }
         }
     }
