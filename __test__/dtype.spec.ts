@@ -45,7 +45,7 @@ test('the default dtype is the checkpoint’s own: fp16 for the f16 fixture, fp3
 })
 
 // Bounds: the Rust golden test's (crates/nexttoken/tests/goldens.rs), measured with ~2x headroom
-// (bf16 1.5x where prompts use AVX-512 BF16 and round activations too: see there).
+// (bf16 1.5x where its products use AVX-512 BF16 and round activations too: see there).
 const bounds: [Dtype, number][] = [
   ['fp32', 1e-4],
   ['fp16', 1e-4],

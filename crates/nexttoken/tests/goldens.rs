@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use nexttoken::{LoadOptions, Positions, Pretrained, WeightDtype};
+use nexttoken::{KvCache, LoadOptions, Positions, Pretrained, WeightDtype};
 use serde::Deserialize;
 
 /// Both sides compute in f32 on the same weights; differences come from summation order only.
@@ -114,13 +114,41 @@ fn lower_precision_dtypes_stay_near_transformers_logits() {
     }
 }
 
+#[test]
+fn bf16_decoding_stays_near_transformers_logits() {
+    // Each golden case fed one token at a time, as generation decodes: on a CPU with AVX-512
+    // BF16 these products round the activations too (ops/bf16_tile.rs), as prompts' do.
+    let (goldens, rows) = load_goldens();
+    let v = goldens.vocab_size;
+    let model = load_tiny(Some(WeightDtype::Bf16));
+    let mut worst = 0f32;
+    for case in &goldens.cases {
+        let mut cache = KvCache::new();
+        let decoded: Vec<Vec<f32>> = case
+            .ids
+            .iter()
+            .map(|&id| {
+                let logits = model.network.forward(&[id], &mut cache, Positions::Last).unwrap();
+                logits.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            })
+            .collect();
+        for (i, &position) in case.positions.iter().enumerate() {
+            let golden = &rows[(case.row + i) * v..(case.row + i + 1) * v];
+            worst = worst.max(max_abs_diff(&decoded[position], golden));
+        }
+    }
+    eprintln!("bf16, decoding: largest |logit - golden| {worst:e}");
+    assert!(worst <= BF16_BOUND, "bf16, decoding: largest |logit - golden| {worst}");
+}
+
 /// Measured on the tiny fixture (AMD EPYC, every SIMD path): bf16 0.095, q8 0.30, q4 6.0 (its
 /// random 32-wide weights quantize badly in 4 bits; the README's Weight dtypes section has the
-/// 124M-shaped numbers). Where products round their activations too, bf16 is 0.133 (AVX-512 BF16,
-/// `simd::bf16_dot`: the bound keeps 1.5x headroom there, as that rounding is deterministic and
-/// only the summation order may vary), q8 0.38 and q4 6.09 (integer dot products, AVX2 or
-/// AVX-512 VNNI, whose int8 activations give both the same bits: ops/int8_tile.rs; 0.30 and 5.99
-/// with f32 activations, `NEXTTOKEN_SIMD=portable`).
+/// 124M-shaped numbers). Where products round their activations too, bf16 is 0.133 (AVX-512
+/// BF16, `simd::bf16_dot`: every bf16 product, prompts and decoded tokens alike, measured 0.133
+/// both ways; the bound keeps 1.5x headroom there, as that rounding is deterministic and only
+/// the summation order may vary), q8 0.38 and q4 6.09 (integer dot products, AVX2 or AVX-512
+/// VNNI, whose int8 activations give both the same bits: ops/int8_tile.rs; 0.30 and 5.99 with
+/// f32 activations, `NEXTTOKEN_SIMD=portable`).
 const BF16_BOUND: f32 = 0.2;
 const Q8_BOUND: f32 = 0.8;
 const Q4_BOUND: f32 = 12.0;

@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nexttoken::{CallOptions, Generation, Positions, Pretrained, Scheduler, SchedulerOptions, Session};
+use nexttoken::{
+    CallOptions, Generation, KvCache, LoadOptions, Positions, Pretrained, Scheduler, SchedulerOptions,
+    Session, WeightDtype,
+};
 
 fn tiny_model() -> Arc<Pretrained> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../__test__/fixtures/tiny-gpt2");
@@ -103,4 +106,44 @@ fn a_generation_continues_the_session_without_reading_its_text_again() {
         scheduler.generate(Generation::new(model.clone(), PROMPT.to_vec(), options()).unwrap()).unwrap();
     assert_eq!(continued.ids, generated.ids);
     assert_eq!(session.ids(), &PROMPT[..], "the session itself is unchanged until the caller appends");
+}
+
+#[test]
+fn a_batch_step_gives_each_row_the_bits_of_the_row_decoded_alone() {
+    // 8 sequences: more rows than a register tile, so the step's products take the prompts'
+    // path, and a row alone the decoding one (bf16 on AVX-512 BF16 rounds activations on both).
+    // The dtypes held packed on every CPU; not q8, whose products of more than 6 rows quantize
+    // activations on a CPU with AVX-512 VNNI and fewer do not, nor fp32, which below AVX-512 is
+    // multiplied by gemm for a batch and by the streaming kernels for one row (not the same bits).
+    const ROWS: usize = 8;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../__test__/fixtures/tiny-gpt2");
+    for dtype in [WeightDtype::F16, WeightDtype::Bf16, WeightDtype::Q4_0] {
+        let options = LoadOptions { dtype: Some(dtype), ..LoadOptions::default() };
+        let network = Pretrained::load_with(dir.to_str().unwrap(), &options).unwrap().network;
+        let prompts: Vec<Vec<u32>> =
+            (0..ROWS as u32).map(|r| (0..3 + r).map(|i| (r * 977 + i * 131) % 50000).collect()).collect();
+        let prefilled = || -> Vec<KvCache> {
+            let caches = prompts.iter().map(|prompt| {
+                let mut cache = KvCache::new();
+                network.forward(prompt, &mut cache, Positions::Last).unwrap();
+                cache
+            });
+            caches.collect()
+        };
+        let (mut alone, mut together) = (prefilled(), prefilled());
+        let next: Vec<[u32; 1]> = (0..ROWS as u32).map(|r| [r * 7 + 11]).collect();
+        let mut batch: Vec<(&[u32], &mut KvCache)> =
+            next.iter().zip(together.iter_mut()).map(|(id, cache)| (&id[..], cache)).collect();
+        let batched = network.forward_batch(&mut batch).unwrap().to_vec2::<f32>().unwrap();
+        for (r, (id, cache)) in next.iter().zip(alone.iter_mut()).enumerate() {
+            let logits = network.forward(id, cache, Positions::Last).unwrap().flatten_all().unwrap();
+            let same = logits
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .zip(&batched[r])
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{dtype}: row {r} of the batch step differs from the row alone");
+        }
+    }
 }

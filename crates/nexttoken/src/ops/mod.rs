@@ -6,8 +6,9 @@
 //!   matrix-vector products on one thread). Weights are packed at load (`weight`, `packed`, in
 //!   memory of their own: `buffer`) in their dtype for one register-tiled kernel
 //!   (`panel_matmul`, with `direct_tile` reading 16-bit panels while decoding, `bf16_tile`
-//!   multiplying prompts by bf16 panels with AVX-512 BF16's dot product and `int8_tile`
-//!   multiplying by q8 and q4 panels, any number of rows, with integer dot products);
+//!   multiplying any number of rows by bf16 panels (packed in input pairs) with AVX-512 BF16's
+//!   dot product and `int8_tile` multiplying by q8 and q4 panels, any number of rows, with
+//!   integer dot products);
 //!   fp32 weights on CPUs without AVX-512 stay tensors for gemm and the streaming kernels of
 //!   `gemv` (`tensor_product`).
 //! - `attention`: causal attention fused per head and block of queries, masked scores skipped.

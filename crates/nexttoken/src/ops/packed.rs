@@ -1,10 +1,14 @@
 //! Weights repacked once, at load, into the layout the matrix kernel streams: panels of `PANEL`
 //! output columns, each panel cut into blocks of `BLOCK` inputs, each block holding its inputs'
-//! weights for the panel's columns input by input, in the matrix's dtype. The kernel reads every
+//! weights for the panel's columns in the matrix's dtype. The kernel reads every
 //! weight in address order whatever the number of rows it multiplies.
 //!
-//! A block is `BLOCK` x `PANEL` values (input-major, the last panel and block zero-padded):
-//! - fp32, fp16, bf16: the values, 4 or 2 bytes each;
+//! A block is `BLOCK` x `PANEL` values (input-major but for bf16 in pairs, the last panel and
+//! block zero-padded):
+//! - fp32, fp16: the values, 4 or 2 bytes each;
+//! - bf16: the values, 2 bytes each, input by input too, except where AVX-512 BF16's dot product
+//!   multiplies them (`Order::of`): then in pairs of inputs, for pair q and column j the 32-bit
+//!   element (w[2q][j], w[2q + 1][j]) (low half first), the form `bf16_tile` reads;
 //! - q8 (llama.cpp's Q8_0): the panel's 32 column scales as f16, then the values in the layout
 //!   the integer dot products read (`q8_offset`): 8 groups of 4 inputs, each group 32 lanes of
 //!   4 bytes, lane j holding inputs 4g..4g + 4 of column j as unsigned bytes (the int8 value with
@@ -24,6 +28,7 @@ use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use half::{bf16, f16};
 use rayon::prelude::*;
 
+use super::bf16_tile::PAIR;
 use super::buffer::{PageBuffer, WeightBytes};
 use super::simd::{self, Level};
 use crate::dtype::WeightDtype;
@@ -83,7 +88,7 @@ const LOAD_CHUNK_BYTES: usize = 4 << 20;
 /// The version of the packed layouts: packed-cache files (`crate::packed_cache`) record it, and
 /// a file of another version is packed again. Changing any layout this module describes must
 /// bump it, or a file of the old layout would be read as the new one.
-pub const LAYOUT_VERSION: u32 = 2; // 2: q4 values in q8's lanes of 4 inputs (`q4_position`)
+pub const LAYOUT_VERSION: u32 = 3; // 2: q4 values in q8's lanes of 4 inputs; 3: bf16 in pairs (`Order`)
 
 /// `x.round() as i8` (C's `roundf`, halves away from zero, as llama.cpp's quantizer rounds;
 /// saturating) in a form the compiler vectorises: `f32::round` is a call into libm per value,
@@ -95,6 +100,38 @@ fn round_half_away(x: f32) -> i8 {
     let whole = x as i32; // towards zero (NaN gives 0)
     let fraction = x - whole as f32;
     (whole + i32::from(fraction >= 0.5) - i32::from(fraction <= -0.5)) as i8
+}
+
+// A pair of inputs never straddles two blocks, so a block in pairs holds whole pairs.
+const _: () = assert!(BLOCK.is_multiple_of(PAIR));
+
+/// How a block orders its values (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Input by input: input i's `PANEL` values, then input i + 1's.
+    Inputs,
+    /// bf16 in pairs of inputs: per pair, each column's two values side by side.
+    Pairs,
+}
+
+impl Order {
+    /// The order `dtype`'s blocks are packed in by this process: the one place that decides it.
+    /// bf16 goes in pairs where its products use AVX-512 BF16's dot product (`simd::bf16_dot`,
+    /// decided once per process), which multiplies pairs of consecutive inputs: packed so at
+    /// load, every product reads the panels as they are instead of re-laying them per product;
+    /// every other dtype, and bf16 on other CPUs (whose kernels widen input by input), go input
+    /// by input.
+    pub fn of(dtype: WeightDtype) -> Self {
+        match dtype == WeightDtype::Bf16 && simd::bf16_dot() {
+            true => Order::Pairs,
+            false => Order::Inputs,
+        }
+    }
+}
+
+/// Index of input `i`, column `j` among a block's 16-bit values in pairs.
+fn paired_index(i: usize, j: usize) -> usize {
+    (i / PAIR * PANEL + j) * PAIR + i % PAIR
 }
 
 /// Bytes of one block in `dtype`.
@@ -111,6 +148,8 @@ pub fn block_bytes(dtype: WeightDtype) -> usize {
 pub struct PackedMatrix {
     data: WeightBytes,
     dtype: WeightDtype,
+    /// `Order::of(dtype)` when packed; each reader of the bytes follows it.
+    order: Order,
     k: usize,
     n: usize,
 }
@@ -127,7 +166,7 @@ impl PackedMatrix {
     /// Packs a (k, n) matrix in `dtype` from its stored form, read in chunks of stored rows by
     /// `read(rows, values)` (row-major f32, into `values`), several chunks at once. Stored as
     /// (k, n) (a Conv1D weight, `x @ w`) or, when `transposed`, as (n, k) (the tied head:
-    /// `x @ wte^T`).
+    /// `x @ wte^T`). Blocks go in `Order::of(dtype)`.
     pub fn pack<E: Send>(
         dtype: WeightDtype,
         k: usize,
@@ -135,6 +174,19 @@ impl PackedMatrix {
         transposed: bool,
         read: impl Fn(std::ops::Range<usize>, &mut Vec<f32>) -> Result<(), E> + Sync,
     ) -> Result<Self, PackError<E>> {
+        Self::pack_in(dtype, Order::of(dtype), k, n, transposed, read)
+    }
+
+    /// `pack` with its blocks in `order` (`Order::Pairs` for bf16 only).
+    fn pack_in<E: Send>(
+        dtype: WeightDtype,
+        order: Order,
+        k: usize,
+        n: usize,
+        transposed: bool,
+        read: impl Fn(std::ops::Range<usize>, &mut Vec<f32>) -> Result<(), E> + Sync,
+    ) -> Result<Self, PackError<E>> {
+        assert!(order == Order::Inputs || dtype == WeightDtype::Bf16, "only bf16 is packed in pairs");
         let blocks = k.div_ceil(BLOCK);
         let panels = n.div_ceil(PANEL);
         let mut data = PageBuffer::zeroed(panels * blocks * block_bytes(dtype)).map_err(PackError::Memory)?;
@@ -184,13 +236,13 @@ impl PackedMatrix {
                         // SAFETY: (p, b) is written by this task alone (chunks cover disjoint
                         // blocks, see above), within the buffer (asserted), which outlives the tasks.
                         let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(at), size) };
-                        encode(dtype, block, dst).map_err(PackError::OutOfRange)?;
+                        encode(dtype, order, block, dst).map_err(PackError::OutOfRange)?;
                     }
                 }
                 Ok(())
             },
         )?;
-        Ok(PackedMatrix { data: WeightBytes::Own(data), dtype, k, n })
+        Ok(PackedMatrix { data: WeightBytes::Own(data), dtype, order, k, n })
     }
 
     /// Packs a (k, n) matrix of q8 or q4 from llama.cpp's Q8_0 or Q4_0 blocks of its (n, k)
@@ -246,7 +298,7 @@ impl PackedMatrix {
             }
             Ok(())
         })?;
-        Ok(PackedMatrix { data: WeightBytes::Own(data), dtype, k, n })
+        Ok(PackedMatrix { data: WeightBytes::Own(data), dtype, order: Order::Inputs, k, n })
     }
 
     /// Packs `w`, row-major (k, n), or its transpose when `transposed` (`w` is then (n, k)).
@@ -268,10 +320,17 @@ impl PackedMatrix {
     }
 
     /// A (k, n) matrix in `dtype` whose packed bytes are `data` (a packed-cache file's, written
-    /// from `packed_bytes` with the same `LAYOUT_VERSION` and CPU paths); None if it is not
-    /// `packed_len` long.
+    /// from `packed_bytes` with the same `LAYOUT_VERSION` and CPU paths, so in this process's
+    /// `Order::of(dtype)`); None if it is not `packed_len` long.
     pub fn from_packed_bytes(data: WeightBytes, dtype: WeightDtype, k: usize, n: usize) -> Option<Self> {
-        (data.bytes().len() == Self::packed_len(dtype, k, n)).then_some(PackedMatrix { data, dtype, k, n })
+        let order = Order::of(dtype);
+        (data.bytes().len() == Self::packed_len(dtype, k, n)).then_some(PackedMatrix {
+            data,
+            dtype,
+            order,
+            k,
+            n,
+        })
     }
 
     /// The packed bytes, exactly `packed_len` of them (to write a packed-cache file).
@@ -279,8 +338,24 @@ impl PackedMatrix {
         &self.data.bytes()[..Self::packed_len(self.dtype, self.k, self.n)]
     }
 
+    /// `from_values` with its blocks in `order`, whatever this CPU's products read.
+    #[cfg(test)]
+    pub fn from_values_in(dtype: WeightDtype, order: Order, w: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(w.len(), k * n);
+        let read = |rows: std::ops::Range<usize>, values: &mut Vec<f32>| -> Result<(), ()> {
+            values.clear();
+            values.extend_from_slice(&w[rows.start * n..rows.end * n]);
+            Ok(())
+        };
+        Self::pack_in(dtype, order, k, n, false, read).unwrap()
+    }
+
     pub fn dtype(&self) -> WeightDtype {
         self.dtype
+    }
+
+    pub fn order(&self) -> Order {
+        self.order
     }
 
     pub fn k(&self) -> usize {
@@ -306,7 +381,20 @@ impl PackedMatrix {
         &self.data.f32s()[start + inputs.start * PANEL..start + inputs.end * PANEL]
     }
 
-    /// The bytes of panel `p` from input `first` (the start of a block) to the panel's end.
+    /// Panel `p` of a bf16 matrix in pairs from input `first` (the start of a block) to the
+    /// panel's end: per pair, `PANEL` 32-bit elements (w[2q][j], w[2q + 1][j]), as `bf16_tile`
+    /// reads them.
+    pub fn paired_panel(&self, p: usize, first: usize) -> &[u32] {
+        assert_eq!(self.order, Order::Pairs, "the matrix is not packed in pairs");
+        // SAFETY: any 4 bytes are a u32; the mapping is page-aligned and blocks are whole
+        // multiples of 4 bytes, so a panel starts on a u32 (asserted below).
+        let (head, pairs, _) = unsafe { self.panel_bytes(p, first).align_to::<u32>() };
+        assert!(head.is_empty(), "blocks are 4-byte aligned");
+        pairs
+    }
+
+    /// The bytes of panel `p` from input `first` (the start of a block) to the panel's end, its
+    /// blocks in the matrix's `order`.
     pub fn panel_bytes(&self, p: usize, first: usize) -> &[u8] {
         assert_eq!(first % BLOCK, 0, "panels are read from the start of a block");
         let layout = self.layout();
@@ -322,7 +410,7 @@ impl PackedMatrix {
         let (layout, size) = (self.layout(), block_bytes(self.dtype));
         for (b, out) in (inputs.start / BLOCK..).zip(out.chunks_mut(BLOCK_VALUES)) {
             let at = layout.block_offset(p, b);
-            decode(self.dtype, &self.data.bytes()[at..at + size], out);
+            decode(self.dtype, self.order, &self.data.bytes()[at..at + size], out);
         }
     }
 
@@ -333,7 +421,7 @@ impl PackedMatrix {
         let mut column = vec![0f32; self.k];
         for (b, out) in column.chunks_mut(BLOCK).enumerate() {
             let at = layout.block_offset(p, b);
-            decode_column(self.dtype, &self.data.bytes()[at..at + size], col, out);
+            decode_column(self.dtype, self.order, &self.data.bytes()[at..at + size], col, out);
         }
         column
     }
@@ -365,9 +453,9 @@ impl Layout {
     }
 }
 
-/// Writes `block` (`BLOCK_VALUES` f32, input-major) into `dst` in `dtype`; fails with the first
-/// value `dtype` cannot hold.
-fn encode(dtype: WeightDtype, block: &[f32], dst: &mut [u8]) -> Result<(), f32> {
+/// Writes `block` (`BLOCK_VALUES` f32, input-major) into `dst` in `dtype` and `order`; fails
+/// with the first value `dtype` cannot hold.
+fn encode(dtype: WeightDtype, order: Order, block: &[f32], dst: &mut [u8]) -> Result<(), f32> {
     match dtype {
         WeightDtype::F32 => {
             // SAFETY: any 4 bytes are an f32; blocks start on multiples of 4 of a page-aligned buffer.
@@ -378,6 +466,9 @@ fn encode(dtype: WeightDtype, block: &[f32], dst: &mut [u8]) -> Result<(), f32> 
         WeightDtype::Bf16 => {
             let halves = as_u16s_mut(dst).reinterpret_cast_mut::<bf16>();
             halves.convert_from_f32_slice(block);
+            if order == Order::Pairs {
+                into_pairs(as_u16s_mut(dst));
+            }
         }
         WeightDtype::F16 => {
             let halves = as_u16s_mut(dst).reinterpret_cast_mut::<f16>();
@@ -427,11 +518,22 @@ fn encode(dtype: WeightDtype, block: &[f32], dst: &mut [u8]) -> Result<(), f32> 
     Ok(())
 }
 
-/// Reads `src`, one block in `dtype`, into `out` (up to `BLOCK_VALUES` f32, input-major: a
-/// shorter `out` takes the block's first inputs).
-fn decode(dtype: WeightDtype, src: &[u8], out: &mut [f32]) {
+/// Re-lays a block of 16-bit values from input by input into pairs of inputs (`Order::Pairs`).
+fn into_pairs(block: &mut [u16]) {
+    let inputs = <[u16; BLOCK_VALUES]>::try_from(&*block).expect("a whole block");
+    for (i, row) in inputs.chunks_exact(PANEL).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            block[paired_index(i, j)] = v;
+        }
+    }
+}
+
+/// Reads `src`, one block in `dtype` and `order`, into `out` (up to `BLOCK_VALUES` f32,
+/// input-major: a shorter `out` takes the block's first inputs).
+fn decode(dtype: WeightDtype, order: Order, src: &[u8], out: &mut [f32]) {
     match dtype {
         WeightDtype::F32 => decode_f32(src, out),
+        WeightDtype::Bf16 if order == Order::Pairs => decode_bf16_pairs(as_u16s(src), out),
         WeightDtype::Bf16 => decode_bf16(src, out),
         WeightDtype::F16 => decode_f16(&as_u16s(src)[..out.len()], out),
         WeightDtype::Q8_0 => {
@@ -445,10 +547,13 @@ fn decode(dtype: WeightDtype, src: &[u8], out: &mut [f32]) {
     }
 }
 
-/// Column `col` of one block in `dtype` into `out` (its first `out.len()` inputs): one token's
-/// embedding is read per block this way, not the block's 1024 values.
-fn decode_column(dtype: WeightDtype, src: &[u8], col: usize, out: &mut [f32]) {
-    let at = |i: usize| i * PANEL + col;
+/// Column `col` of one block in `dtype` and `order` into `out` (its first `out.len()` inputs):
+/// one token's embedding is read per block this way, not the block's 1024 values.
+fn decode_column(dtype: WeightDtype, order: Order, src: &[u8], col: usize, out: &mut [f32]) {
+    let at = |i: usize| match order {
+        Order::Inputs => i * PANEL + col,
+        Order::Pairs => paired_index(i, col),
+    };
     match dtype {
         WeightDtype::F32 => {
             for (i, o) in out.iter_mut().enumerate() {
@@ -513,6 +618,16 @@ simd_dispatch! {
 fn decode_f32_body(src: &[u8], out: &mut [f32]) {
     for (o, b) in out.iter_mut().zip(src.chunks_exact(4)) {
         *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+}
+
+/// A bf16 block in pairs (`Order::Pairs`) as f32, input-major, into `out` (its first inputs).
+/// Only tests read whole blocks back (products read the pairs, embeddings a column each).
+fn decode_bf16_pairs(src: &[u16], out: &mut [f32]) {
+    for (i, row) in out.chunks_mut(PANEL).enumerate() {
+        for (j, o) in row.iter_mut().enumerate() {
+            *o = bf16::from_bits(src[paired_index(i, j)]).to_f32();
+        }
     }
 }
 
@@ -712,6 +827,27 @@ mod tests {
                 assert_eq!(nibble as i32, value(i, j) + 8, "input {i}, column {j}");
             }
         }
+    }
+
+    #[test]
+    fn bf16_in_pairs_reads_back_the_values_of_bf16_input_by_input() {
+        // Odd k in a partial last block (a zero-padded pair), a partial last panel. Packing in
+        // pairs needs no AVX-512 BF16 (only its products do), so this runs on every CPU.
+        let (k, n) = (67, 40);
+        let w = values(k * n, 11);
+        let pairs = PackedMatrix::from_values_in(WeightDtype::Bf16, Order::Pairs, &w, k, n);
+        let inputs = PackedMatrix::from_values_in(WeightDtype::Bf16, Order::Inputs, &w, k, n);
+        assert_eq!(unpacked(&pairs), unpacked(&inputs));
+        for j in 0..n {
+            let expected: Vec<f32> = (0..k).map(|i| bf16::from_f32(w[i * n + j]).to_f32()).collect();
+            assert_eq!(pairs.column(j), expected, "column {j}");
+        }
+        // Input 2q of column j is the low half of pair q's element j, input 2q + 1 the high half.
+        let panel = pairs.paired_panel(1, 32);
+        let bits = |i: usize, j: usize| bf16::from_f32(w[i * n + j]).to_bits() as u32;
+        assert_eq!(panel[3], bits(32, 35) | bits(33, 35) << 16);
+        assert_eq!(panel[PANEL + 7], bits(34, 39) | bits(35, 39) << 16);
+        assert_eq!(panel[(k - 1 - 32) / PAIR * PANEL], bits(k - 1, 32), "the padding pairs with zero");
     }
 
     /// llama.cpp's reference quantizers, written out for one block of 32 values.

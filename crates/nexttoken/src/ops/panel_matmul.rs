@@ -9,9 +9,12 @@
 //! weights. Weights held in another dtype are decoded to f32, a pair of panels and up to
 //! `INPUT_BLOCK` inputs at a time (256 KB, in L2), once for every row of a row block: the
 //! multiply-adds stay f32, and the conversion costs once per weight read, not once per row.
-//! Except bf16 weights on CPUs with AVX-512 BF16 (`simd::bf16_dot`): there the activations are
-//! rounded to bf16 once per product and the panels re-laid as input pairs in the same place, for
-//! `bf16_tile`'s dot product, which does twice the multiply-adds per instruction.
+//! Except bf16 weights on CPUs with AVX-512 BF16 (`simd::bf16_dot`), whatever the number of
+//! rows: there the panels are packed as input pairs at load (`packed::Order::Pairs`), the
+//! activations are rounded to bf16 once per product, and `bf16_tile`'s dot product, which does
+//! twice the multiply-adds per instruction, reads both as they are. Every row is summed the same
+//! way (pair by pair within each `INPUT_BLOCK`, the blocks added in order) whichever tile it is
+//! in, so a row's numbers are the same bits alone and among any number of rows.
 //! Without AVX-512, a portable tile (vectorised by the compiler for AVX2) does the same work.
 //! Products on q8 or q4 weights of any number of rows, on a CPU with AVX2 or AVX-512 VNNI, take
 //! integer dot products instead (`int8_tile`): the activations are quantized to int8 once per
@@ -28,7 +31,7 @@ use super::bf16_tile::{self, PAIR};
 use super::direct_tile;
 #[cfg(target_arch = "x86_64")]
 use super::int8_tile::{self, QuantizedRows};
-use super::packed::{self, PackedMatrix, BLOCK, PANEL};
+use super::packed::{self, Order, PackedMatrix, BLOCK, PANEL};
 use super::simd::{self, Level};
 use super::SharedOut;
 use crate::dtype::WeightDtype;
@@ -55,7 +58,8 @@ const ROW_BLOCK: usize = 43 * MAX_TILE_ROWS;
 /// Inputs per pass over a block (a multiple of the packed blocks' 32 inputs).
 const INPUT_BLOCK: usize = 1024;
 
-/// Rows of activations rounded to bf16 per task: a few hundred KB, enough to be worth a task.
+/// Rows of activations rounded to bf16 per task: a few hundred KB, enough to be worth a task
+/// (fewer rows, decoding, are rounded on the calling thread).
 const ROWS_PER_PAIRING: usize = 32;
 
 /// Panel ranges per thread: enough to even out threads that are slowed down, few enough that
@@ -66,16 +70,12 @@ const TASKS_PER_THREAD: usize = 4;
 struct Scratch {
     /// Decoded to f32 (`INPUT_BLOCK` inputs each).
     decoded: Vec<f32>,
-    /// bf16 panels re-laid as input pairs for `bf16_tile` (the same inputs in half the bytes),
-    /// allocated on the thread's first bf16 prompt.
-    paired: Vec<u32>,
 }
 
 thread_local! {
     /// Reused by every task on this thread.
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
         decoded: vec![0f32; TILE_PANELS * INPUT_BLOCK * PANEL],
-        paired: Vec::new(),
     });
 }
 
@@ -87,8 +87,8 @@ enum Path {
     Direct,
     /// More rows share the conversion of a block of panels decoded to f32.
     Decoded,
-    /// More rows on bf16 with AVX-512 BF16: the activations as bf16 pairs, rounded once for all
-    /// tasks (row r at `r * k.div_ceil(PAIR)`), and the panels re-laid as pairs per block.
+    /// bf16 packed in pairs (AVX-512 BF16), any rows: the activations as bf16 pairs, rounded
+    /// once for all tasks (row r at `r * k.div_ceil(PAIR)`), and the packed panels as they are.
     Paired(Vec<u32>),
     /// Any rows on q8 or q4 with an integer dot product (`simd::int8_dot`): the activations
     /// quantized to int8 once for all tasks, the panels read as packed (`int8_tile`).
@@ -100,7 +100,11 @@ impl Path {
         if w.dtype() == WeightDtype::F32 {
             return Path::F32;
         }
-        // Before the few-row paths: q8 and q4 rows take integer products however many they are.
+        // Before the row count: one row and a thousand are summed the same way (module doc).
+        if w.order() == Order::Pairs {
+            return Path::Paired(paired_rows(x, x_row_stride, m, w.k()));
+        }
+        // Likewise q8 and q4 rows take integer products however many they are.
         let quantized = matches!(w.dtype(), WeightDtype::Q8_0 | WeightDtype::Q4_0);
         if quantized && simd::int8_dot().is_some() {
             return Path::Quantized(QuantizedRows::new(x, x_row_stride, m, w.k()));
@@ -110,17 +114,28 @@ impl Path {
         if simd::level() >= Level::Avx512 && m <= MAX_TILE_ROWS && !quantized {
             return Path::Direct;
         }
-        if w.dtype() != WeightDtype::Bf16 || !simd::bf16_dot() {
-            return Path::Decoded;
-        }
-        let (k, pairs) = (w.k(), w.k().div_ceil(PAIR).max(1));
-        let mut paired = vec![0u32; m * pairs];
-        paired.par_chunks_mut(pairs * ROWS_PER_PAIRING).enumerate().for_each(|(chunk, out)| {
-            let rows = out.len() / pairs;
-            bf16_tile::pair_rows(&x[chunk * ROWS_PER_PAIRING * x_row_stride..], x_row_stride, rows, k, out)
-        });
-        Path::Paired(paired)
+        Path::Decoded
     }
+}
+
+/// `m` rows of `x` (`ldx` apart) rounded to bf16 pairs (`bf16_tile::pair_rows`), row r at
+/// `r * k.div_ceil(PAIR)`: on this thread for a few rows (decoding waits for them), else in
+/// tasks of `ROWS_PER_PAIRING` rows. Each row is rounded alone, so the split changes nothing.
+fn paired_rows(x: &[f32], ldx: usize, m: usize, k: usize) -> Vec<u32> {
+    let pairs = k.div_ceil(PAIR);
+    let mut paired = vec![0u32; m * pairs];
+    if pairs == 0 {
+        return paired;
+    }
+    if m <= ROWS_PER_PAIRING {
+        bf16_tile::pair_rows(x, ldx, m, k, &mut paired);
+        return paired;
+    }
+    paired.par_chunks_mut(pairs * ROWS_PER_PAIRING).enumerate().for_each(|(chunk, out)| {
+        let rows = out.len() / pairs;
+        bf16_tile::pair_rows(&x[chunk * ROWS_PER_PAIRING * ldx..], ldx, rows, k, out)
+    });
+    paired
 }
 
 /// `out (m, n) = x (m, k) @ w`, then `finish(row, first column, values)` on every piece of a
@@ -222,7 +237,7 @@ pub fn matmul(
 }
 
 /// Panels `pa` and `pb` (the same if alone), inputs `inputs`, of `w` as `path` reads them:
-/// decoded or re-laid into `scratch`, or `w`'s own.
+/// decoded or re-laid into `scratch` (prompts), or `w`'s own.
 fn source<'a>(
     path: &'a Path,
     w: &'a PackedMatrix,
@@ -243,17 +258,9 @@ fn source<'a>(
             Source::F32([&a[..len], if pb != pa { &b[..len] } else { &a[..len] }])
         }
         Path::Paired(x) => {
-            if scratch.paired.is_empty() {
-                scratch.paired.resize(TILE_PANELS * INPUT_BLOCK / PAIR * PANEL, 0);
-            }
-            let (a, b) = scratch.paired.split_at_mut(INPUT_BLOCK / PAIR * PANEL);
-            let pairs = inputs.len().div_ceil(PAIR);
-            let len = pairs * PANEL;
-            bf16_tile::pair_panel(w.panel_bytes(pa, inputs.start), pairs, &mut a[..len]);
-            if pb != pa {
-                bf16_tile::pair_panel(w.panel_bytes(pb, inputs.start), pairs, &mut b[..len]);
-            }
-            Source::Paired([&a[..len], if pb != pa { &b[..len] } else { &a[..len] }], x)
+            let len = inputs.len().div_ceil(PAIR) * PANEL;
+            let panel = |p: usize| &w.paired_panel(p, inputs.start)[..len];
+            Source::Paired([panel(pa), panel(pb)], x)
         }
         Path::Quantized(rows) => {
             Source::Int8(rows, [w.panel_bytes(pa, inputs.start), w.panel_bytes(pb, inputs.start)])
@@ -268,7 +275,7 @@ enum Source<'a> {
     F32([&'a [f32]; 2]),
     /// The packed bytes of another dtype, from the first block of the inputs on.
     Direct([&'a [u8]; 2]),
-    /// bf16 panels re-laid as input pairs, and all rows of the activations as pairs (`bf16_tile`).
+    /// bf16 panels packed as input pairs, and all rows of the activations as pairs (`bf16_tile`).
     Paired([&'a [u32]; 2], &'a [u32]),
     /// Packed q8 or q4 panels, from the first block of the inputs on, for integer dot products
     /// with the quantized rows.
@@ -481,8 +488,8 @@ mod tests {
 
     /// `x` as the product multiplies it: q8 and q4 products on a CPU with an integer dot product
     /// quantize it to int8 per block of 32 inputs, for any number of rows (`int8_tile`, whose own
-    /// test checks that product to float rounding), bf16 prompts on a CPU with AVX-512 BF16 round
-    /// it to bf16 (`bf16_tile`).
+    /// test checks that product to float rounding), bf16 products of any rows on a CPU with
+    /// AVX-512 BF16 round it to bf16 (`bf16_tile`).
     fn as_multiplied(dtype: WeightDtype, x: &[f32], ldx: usize, m: usize, k: usize) -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
         if matches!(dtype, WeightDtype::Q8_0 | WeightDtype::Q4_0) && simd::int8_dot().is_some() {
@@ -493,7 +500,7 @@ mod tests {
             };
             return (0..m * ldx).map(|v| value(v / ldx, v % ldx)).collect();
         }
-        if dtype == WeightDtype::Bf16 && m > MAX_TILE_ROWS && simd::bf16_dot() {
+        if dtype == WeightDtype::Bf16 && simd::bf16_dot() {
             return x.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect();
         }
         x.to_vec()
@@ -511,8 +518,8 @@ mod tests {
             for dtype in WeightDtype::ALL {
                 let packed = PackedMatrix::from_values(dtype, &w, k, n, false).unwrap();
                 let plain = dequantized(&packed);
-                // Prompts on bf16 with AVX-512 BF16 round the activations to bf16 too (`bf16_tile`),
-                // q8 and q4 products with integer dot products quantize them to int8 (`int8_tile`).
+                // bf16 with AVX-512 BF16 rounds the activations to bf16 too (`bf16_tile`), q8 and
+                // q4 products with integer dot products quantize them to int8 (`int8_tile`).
                 let multiplied = as_multiplied(dtype, &x, k + 3, m, k);
                 let mut out = vec![f32::NAN; m * n];
                 matmul(&x, k + 3, m, &packed, &mut out, &|row, col, values| {
@@ -534,24 +541,36 @@ mod tests {
     }
 
     #[test]
-    fn a_q8_or_q4_row_gives_the_same_bits_alone_and_among_many() {
-        // Batch invariance: decoding one sequence, a batch step and a prompt compute each row
-        // alike, on every path (integer dot products, or f32 without AVX2).
-        let (k, n, ldx) = (1100, 70, 1103); // two input blocks, a partial last panel
-        let x: Vec<f32> = (0..300 * ldx).map(|v| ((v * 37 % 101) as f32 - 50.0) / 50.0).collect();
-        let w: Vec<f32> = (0..k * n).map(|v| ((v * 53 % 97) as f32 - 48.0) / 48.0).collect();
-        for dtype in [WeightDtype::Q8_0, WeightDtype::Q4_0] {
-            let packed = PackedMatrix::from_values(dtype, &w, k, n, false).unwrap();
-            let product = |x: &[f32], m: usize| {
-                let mut out = vec![f32::NAN; m * n];
-                matmul(x, ldx, m, &packed, &mut out, &|_, _, _| {});
-                out.into_iter().map(f32::to_bits).collect::<Vec<_>>()
-            };
-            let alone: Vec<Vec<u32>> = (0..300).map(|r| product(&x[r * ldx..], 1)).collect();
-            for m in [1, 5, 7, 16, 300] {
-                let many = product(&x, m);
-                for (r, alone) in alone.iter().take(m).enumerate() {
-                    assert_eq!(&many[r * n..(r + 1) * n], alone, "{dtype}: row {r} of {m}");
+    fn each_row_is_the_same_bits_alone_and_among_any_number_of_rows() {
+        // Rows in every position of a tile, of balanced tiles and of row blocks; k over several
+        // input blocks (and odd: a zero-padded pair); partial and lone last panels.
+        let row_counts = [1, 5, 7, 16, 300];
+        for (k, n) in [(1500, 70), (2051, 33)] {
+            let ldx = k + 3;
+            let most = row_counts[row_counts.len() - 1];
+            let x: Vec<f32> = (0..most * ldx).map(|v| ((v * 37 % 101) as f32 - 50.0) / 50.0).collect();
+            let w: Vec<f32> = (0..k * n).map(|v| ((v * 53 % 97) as f32 - 48.0) / 48.0).collect();
+            for dtype in WeightDtype::ALL {
+                let packed = PackedMatrix::from_values(dtype, &w, k, n, false).unwrap();
+                let product = |rows: &[f32], m: usize| {
+                    let mut out = vec![f32::NAN; m * n];
+                    matmul(rows, ldx, m, &packed, &mut out, &|_, _, _| {});
+                    out
+                };
+                let alone: Vec<Vec<f32>> =
+                    (0..most).map(|r| product(&x[r * ldx..(r + 1) * ldx], 1)).collect();
+                for m in row_counts {
+                    let together = product(&x, m);
+                    for (r, alone) in alone.iter().take(m).enumerate() {
+                        let row = &together[r * n..(r + 1) * n];
+                        let same = row.iter().zip(alone).all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(
+                            same,
+                            "{dtype} ({k},{n}), row {r} of {m}: {:?} vs {:?}",
+                            &row[..3],
+                            &alone[..3]
+                        );
+                    }
                 }
             }
         }

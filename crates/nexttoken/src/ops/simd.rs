@@ -117,9 +117,10 @@ pub fn override_error() -> Option<&'static str> {
     decide().1.as_deref()
 }
 
-/// Whether prompts on bf16 weights use AVX-512 BF16's dot product (`vdpbf16ps`, `bf16_tile`):
-/// the CPU has it and the level in force is AVX-512 (a lower `NEXTTOKEN_SIMD` turns it off, so
-/// that forcing a level still tests the widening path on bf16 weights).
+/// Whether products on bf16 weights, prompts and decoding alike, use AVX-512 BF16's dot product
+/// (`vdpbf16ps`, `bf16_tile`, on panels packed in input pairs: `packed::Order`): the CPU has it
+/// and the level in force is AVX-512 (a lower `NEXTTOKEN_SIMD` turns it off, so that forcing a
+/// level still tests the widening path and the input-by-input layout on bf16 weights).
 pub fn bf16_dot() -> bool {
     static DETECTED: OnceLock<bool> = OnceLock::new();
     level() >= Level::Avx512 && *DETECTED.get_or_init(detect_bf16_dot)
