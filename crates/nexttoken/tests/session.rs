@@ -111,13 +111,13 @@ fn a_generation_continues_the_session_without_reading_its_text_again() {
 #[test]
 fn a_batch_step_gives_each_row_the_bits_of_the_row_decoded_alone() {
     // 8 sequences: more rows than a register tile, so the step's products take the prompts'
-    // path, and a row alone the decoding one (bf16 on AVX-512 BF16 rounds activations on both).
-    // The dtypes held packed on every CPU; not q8, whose products of more than 6 rows quantize
-    // activations on a CPU with AVX-512 VNNI and fewer do not, nor fp32, which below AVX-512 is
-    // multiplied by gemm for a batch and by the streaming kernels for one row (not the same bits).
+    // path, and a row alone the decoding one (bf16 on AVX-512 BF16 rounds activations on both,
+    // q8 and q4 with integer dot products quantize them on both). The dtypes held packed on
+    // every CPU; not fp32, which below AVX-512 is multiplied by gemm for a batch and by the
+    // streaming kernels for one row (not the same bits; README, Batching).
     const ROWS: usize = 8;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../__test__/fixtures/tiny-gpt2");
-    for dtype in [WeightDtype::F16, WeightDtype::Bf16, WeightDtype::Q4_0] {
+    for dtype in [WeightDtype::F16, WeightDtype::Bf16, WeightDtype::Q8_0, WeightDtype::Q4_0] {
         let options = LoadOptions { dtype: Some(dtype), ..LoadOptions::default() };
         let network = Pretrained::load_with(dir.to_str().unwrap(), &options).unwrap().network;
         let prompts: Vec<Vec<u32>> =
