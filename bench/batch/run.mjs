@@ -1,6 +1,6 @@
 // Batch throughput, every engine in one run: `node bench/batch/run.mjs [--engines a,b]` (after
 // bench/run.sh has installed the peers and made the models; it reuses bench/build/config.json).
-// nexttoken runs with f32 weights, as the peers do, and again with bf16 and q8 (issue 14).
+// nexttoken runs with f32 weights, as the peers do, and again with bf16, q8 and q4 (issue 14).
 // Writes bench/results/<date>-batch.{json,md} and bench/results/latest-batch.md.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -19,6 +19,7 @@ const engines = [
   ['nexttoken', ['node', join(here, 'nexttoken.mjs')], { BENCH_DTYPE: 'fp32' }],
   ['nexttoken bf16', ['node', join(here, 'nexttoken.mjs')], { BENCH_DTYPE: 'bf16' }],
   ['nexttoken q8', ['node', join(here, 'nexttoken.mjs')], { BENCH_DTYPE: 'q8' }],
+  ['nexttoken q4', ['node', join(here, 'nexttoken.mjs')], { BENCH_DTYPE: 'q4' }],
   ['pytorch', ['python3', join(here, 'pytorch.py')], {}],
   ['node-llama-cpp', ['node', join(here, 'node-llama-cpp.mjs')], {}],
 ]
