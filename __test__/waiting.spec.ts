@@ -160,7 +160,7 @@ test('generateBatch beyond the queue fails as a whole and cancels the rows it st
 test('the native next() refuses a second concurrent call by rejecting, not throwing', async (t) => {
   const native = await import('../binding')
   // One slot, held by `slot`: `waiting` stays queued, so its first next() is still pending.
-  const model = await native.loadGpt2(TINY_MODEL, undefined, undefined, { maxBatchSize: 1 })
+  const model = await native.loadGpt2(TINY_MODEL, undefined, undefined, undefined, { maxBatchSize: 1 })
   const slot = model.startGeneration(new Uint32Array([1, 2, 3]), { maxNewTokens: 1000 })
   await slot.next(1)
   const waiting = model.startGeneration(new Uint32Array([4, 5, 6]), { maxNewTokens: 4 })
