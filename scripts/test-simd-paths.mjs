@@ -1,6 +1,7 @@
-// Re-runs the golden tests on every instruction set below the best this CPU has (the main test
-// run covers that one), by forcing it with NEXTTOKEN_SIMD: one machine tests the AVX-512, AVX2 and
-// portable kernels. Part of `npm test`.
+// Re-runs the golden tests, and the batch-invariance ones (a row's bits alone and among many), on
+// every instruction set below the best this CPU has (the main test run covers that one), by
+// forcing it with NEXTTOKEN_SIMD: one machine tests the AVX-512, AVX2 and portable kernels. Part
+// of `npm test`.
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 
@@ -11,6 +12,7 @@ const GOLDEN_SPECS = [
   '__test__/score.spec.ts',
   '__test__/beam.spec.ts',
   '__test__/dtype.spec.ts',
+  '__test__/batch.spec.ts',
 ]
 
 /** Levels this CPU runs, best first (Linux x86_64 reads them from /proc/cpuinfo). */
@@ -34,7 +36,20 @@ console.log(`this CPU runs ${best}; re-running the goldens on ${lower.join(', ')
 for (const level of lower) {
   run(
     'cargo',
-    ['test', '--release', '--locked', '-p', 'nexttoken', '--lib', '--test', 'goldens', '--test', 'gguf'],
+    [
+      'test',
+      '--release',
+      '--locked',
+      '-p',
+      'nexttoken',
+      '--lib',
+      '--test',
+      'goldens',
+      '--test',
+      'gguf',
+      '--test',
+      'session',
+    ],
     level,
   )
   run('npx', ['ava', ...GOLDEN_SPECS], level)
