@@ -96,9 +96,9 @@ test('NEXTTOKEN_SIMD picks a lower instruction set with the same results, and a 
   // q8 products take integer dot products on AVX2 and AVX-512 VNNI alike, with the same bits:
   // only the f32 parts' summation order differs.
   t.true(maxAbsDiff(best, avx2) <= 1e-4)
-  // Portable code multiplies by the f32 activations instead of int8 ones: within the q8 golden
-  // bound of each other (measured 0.11; AVX2 and AVX-512 measured 0).
-  t.true(maxAbsDiff(portable, avx2) <= 0.8)
+  // Portable code multiplies by the f32 activations instead of int8 ones: measured 0.11 apart
+  // (AVX2 and AVX-512 measured 0); bound 2x, as the goldens'.
+  t.true(maxAbsDiff(portable, avx2) <= 0.25)
   const bad = run('sse9') as { code: string; message: string }
   t.is(bad.code, 'ERR_INVALID_ARG')
   t.regex(bad.message, /NEXTTOKEN_SIMD=sse9/)

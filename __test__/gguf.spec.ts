@@ -49,9 +49,9 @@ test('an explicit dtype converts, and a directory with one .gguf file loads it',
   const q8 = await Gpt2.fromPretrained(join(dir, 'model.gguf'))
   // The same weights; q8 products on a CPU with integer dot products (AVX2, AVX-512 VNNI) also
   // round the activations to int8 per block of 32, as llama.cpp does, for any number of tokens:
-  // measured 0.25 on this fixture (the q8 golden bound). With f32 activations
+  // measured 0.25 on this fixture (bound 2x, as q4's below). With f32 activations
   // (NEXTTOKEN_SIMD=portable) the numbers of the dequantized fp32 model (measured 8.6e-6).
-  const bound = process.env.NEXTTOKEN_SIMD === 'portable' ? 1e-4 : 0.8
+  const bound = process.env.NEXTTOKEN_SIMD === 'portable' ? 1e-4 : 0.5
   const short = [40, 716, 4673, 546]
   t.true(maxAbsDiff(await fp32.logits(short), await q8.logits(short)) <= bound)
   t.true(maxAbsDiff(await fp32.logits(PROMPT), await q8.logits(PROMPT)) <= bound)

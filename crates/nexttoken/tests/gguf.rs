@@ -84,10 +84,10 @@ fn an_explicit_dtype_converts_the_file_s_types() {
     // Dequantized Q8_0 in fp32 multiplies by the same weights as the q8 blocks. Where q8 products
     // take integer dot products (AVX2 or AVX-512 VNNI), they also round the activations to int8
     // per block of 32, as llama.cpp does (ops/int8_tile.rs), decoding and prompts alike: measured
-    // 0.25 on this fixture for both; the bound is the goldens' q8 one. With f32 activations
-    // (`NEXTTOKEN_SIMD=portable`) only the summation order differs: measured 0 to 6e-6.
+    // 0.25 on this fixture for both (bound 2x). With f32 activations (`NEXTTOKEN_SIMD=portable`)
+    // only the summation order differs: measured 0 to 6e-6.
     let f32_activations = std::env::var("NEXTTOKEN_SIMD").as_deref() == Ok("portable");
-    let bound = if f32_activations { 1e-4 } else { 0.8 };
+    let bound = if f32_activations { 1e-4 } else { 0.5 };
     let held = load(&q8, None).unwrap();
     let diff = worst_diff_decoding(&as_f32, &held);
     println!("q8_0 file as fp32 vs as q8, decoding: {diff:e}");

@@ -102,9 +102,9 @@ fn quantize_row(x: &[f32], values: &mut [i8], scales: &mut [f32], sums: &mut [i3
 
 simd_dispatch! {
     /// llama.cpp's `quantize_row_q8_0_ref` on one block (of up to 32 values): scale = max |x| /
-    /// 127, q = round(x / scale) (half away from zero). Returns the scale and the sum of the q.
-    /// (Compiled for the CPU's level so that `round` is an instruction, not a call to libm's
-    /// `roundf` per value: that call cost 5% of a decoded token.)
+    /// 127, q = round(x / scale) (half away from zero, as the weights are rounded:
+    /// `packed::round_half_away`, not libm's `roundf` per value, which cost 5% of a decoded
+    /// token). Returns the scale and the sum of the q. Compiled for the CPU's level.
     fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) => quantize_block_body
 }
 
@@ -115,7 +115,7 @@ fn quantize_block_body(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let inverse = if scale != 0.0 { 1.0 / scale } else { 0.0 };
     let mut sum = 0;
     for (q, v) in q.iter_mut().zip(x) {
-        *q = (v * inverse).round() as i8;
+        *q = packed::round_half_away(v * inverse);
         sum += *q as i32;
     }
     (scale, sum)

@@ -90,12 +90,13 @@ const LOAD_CHUNK_BYTES: usize = 4 << 20;
 /// bump it, or a file of the old layout would be read as the new one.
 pub const LAYOUT_VERSION: u32 = 3; // 2: q4 values in q8's lanes of 4 inputs; 3: bf16 in pairs (`Order`)
 
-/// `x.round() as i8` (C's `roundf`, halves away from zero, as llama.cpp's quantizer rounds;
+/// `x.round() as i8` (C's `roundf`, halves away from zero, as llama.cpp's quantizers round;
 /// saturating) in a form the compiler vectorises: `f32::round` is a call into libm per value,
 /// which took a quarter of a q8 load. `x - trunc(x)` is exact for every float, so the result is
-/// `roundf`'s wherever it fits an i32.
+/// `roundf`'s wherever it fits an i32. The one rounding of Q8_0 values: weights here,
+/// activations in `int8_tile`.
 #[inline(always)]
-fn round_half_away(x: f32) -> i8 {
+pub fn round_half_away(x: f32) -> i8 {
     let x = x.clamp(i8::MIN.into(), i8::MAX.into()); // saturating, as `as i8` is (NaN stays NaN)
     let whole = x as i32; // towards zero (NaN gives 0)
     let fraction = x - whole as f32;

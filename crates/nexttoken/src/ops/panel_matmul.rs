@@ -66,17 +66,10 @@ const ROWS_PER_PAIRING: usize = 32;
 /// each range is a long sequential read.
 const TASKS_PER_THREAD: usize = 4;
 
-/// A thread's buffers for the pair of panels its tasks are on, in the form the tile reads.
-struct Scratch {
-    /// Decoded to f32 (`INPUT_BLOCK` inputs each).
-    decoded: Vec<f32>,
-}
-
 thread_local! {
-    /// Reused by every task on this thread.
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
-        decoded: vec![0f32; TILE_PANELS * INPUT_BLOCK * PANEL],
-    });
+    /// A pair of panels decoded to f32 (`INPUT_BLOCK` inputs each, `Path::Decoded`), reused by
+    /// every task on this thread.
+    static DECODED: RefCell<Vec<f32>> = RefCell::new(vec![0f32; TILE_PANELS * INPUT_BLOCK * PANEL]);
 }
 
 /// How a product reads its weights (see the module documentation).
@@ -162,13 +155,13 @@ pub fn matmul(
         let (p0, p1) =
             (task * widths / tasks * TILE_PANELS, ((task + 1) * widths / tasks * TILE_PANELS).min(panels));
         let mut tile = [0f32; MAX_TILE_ROWS * TILE_PANELS * PANEL];
-        SCRATCH.with_borrow_mut(|scratch| {
+        DECODED.with_borrow_mut(|decoded| {
             for rows in blocks(m, ROW_BLOCK) {
                 for inputs in blocks(k, INPUT_BLOCK) {
                     let first = inputs.start == 0;
                     for pair in blocks(p1 - p0, TILE_PANELS) {
                         let (pa, pb) = (p0 + pair.start, p0 + pair.end - 1); // the same panel if alone
-                        let source = source(&path, w, [pa, pb], inputs.clone(), scratch);
+                        let source = source(&path, w, [pa, pb], inputs.clone(), decoded);
                         let (col, cols) = (pa * PANEL, (pb * PANEL + PANEL).min(n) - pa * PANEL);
                         let width = pair.len() * PANEL;
                         for tile_rows in tiles(rows.clone()) {
@@ -201,12 +194,12 @@ pub fn matmul(
                                     inputs.len(),
                                     &mut tile,
                                 ),
-                                Source::Int8(quantized, relaid) => run_int8(
+                                Source::Int8(quantized, weights) => run_int8(
                                     w.dtype(),
                                     quantized,
                                     tile_rows.clone(),
                                     inputs.clone(),
-                                    relaid,
+                                    weights,
                                     pair.len(),
                                     &mut tile,
                                     width,
@@ -237,19 +230,19 @@ pub fn matmul(
 }
 
 /// Panels `pa` and `pb` (the same if alone), inputs `inputs`, of `w` as `path` reads them:
-/// decoded or re-laid into `scratch` (prompts), or `w`'s own.
+/// decoded into `decoded`, or `w`'s own.
 fn source<'a>(
     path: &'a Path,
     w: &'a PackedMatrix,
     [pa, pb]: [usize; 2],
     inputs: std::ops::Range<usize>,
-    scratch: &'a mut Scratch,
+    decoded: &'a mut [f32],
 ) -> Source<'a> {
     match path {
         Path::F32 => Source::F32([w.f32_panel(pa, inputs.clone()), w.f32_panel(pb, inputs)]),
         Path::Direct => Source::Direct([w.panel_bytes(pa, inputs.start), w.panel_bytes(pb, inputs.start)]),
         Path::Decoded => {
-            let (a, b) = scratch.decoded.split_at_mut(INPUT_BLOCK * PANEL);
+            let (a, b) = decoded.split_at_mut(INPUT_BLOCK * PANEL);
             let len = inputs.len() * PANEL;
             w.decode_panel(pa, inputs.clone(), &mut a[..len]);
             if pb != pa {
