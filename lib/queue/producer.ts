@@ -151,13 +151,17 @@ export async function generateMany(
     // Listening before the jobs exist: no event of theirs can be missed.
     await events.waitUntilReady()
     await queue.addBulk(jobs)
-    // Jobs that had finished before (the same batch added again) send no more events.
+    // Jobs that had finished before (the same batch added again) send no more events. The state
+    // first, then the job: a job read before it finished and found finished after (it may finish
+    // in between) would lack its result or reason, and that empty reason would win the race with
+    // its event as an uncoded ERR_INTERNAL.
     await Promise.all(
       jobs.map(async ({ opts: { jobId } }) => {
+        const state = await queue.getJobState(jobId)
+        if (state !== 'completed' && state !== 'failed') return
         const job = await queue.getJob(jobId)
-        const state = await job?.getState()
         if (state === 'completed') outcomes.complete(jobId, job?.returnvalue)
-        else if (state === 'failed') outcomes.fail(jobId, job?.failedReason ?? '')
+        else outcomes.fail(jobId, job?.failedReason ?? '')
       }),
     )
     return await Promise.all(
