@@ -1,7 +1,7 @@
-// Re-runs the golden tests, and the batch-invariance ones (a row's bits alone and among many), on
-// every instruction set below the best this CPU has (the main test run covers that one), by
-// forcing it with NEXTTOKEN_SIMD: one machine tests the AVX-512, AVX2 and portable kernels. Part
-// of `npm test`.
+// Re-runs the golden tests, the batch-invariance ones (a row's bits alone and among many) and the
+// packed cache's (on the levels that pack fp32) on every instruction set below the best this CPU
+// has (the main test run covers that one), by forcing it with NEXTTOKEN_SIMD: one machine tests
+// the AVX-512, AVX2 and portable kernels. Part of `npm test`.
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 
@@ -14,6 +14,9 @@ const GOLDEN_SPECS = [
   '__test__/dtype.spec.ts',
   '__test__/batch.spec.ts',
 ]
+
+/** Specs of the packed weights, re-run on every level that packs fp32 (AVX2 and up). */
+const PACKED_SPECS = ['__test__/packed-cache.spec.ts']
 
 /** Levels this CPU runs, best first (Linux x86_64 reads them from /proc/cpuinfo). */
 function levels() {
@@ -52,5 +55,5 @@ for (const level of lower) {
     ],
     level,
   )
-  run('npx', ['ava', ...GOLDEN_SPECS], level)
+  run('npx', ['ava', ...GOLDEN_SPECS, ...(level === 'portable' ? [] : PACKED_SPECS)], level)
 }

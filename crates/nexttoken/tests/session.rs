@@ -112,12 +112,15 @@ fn a_generation_continues_the_session_without_reading_its_text_again() {
 fn a_batch_step_gives_each_row_the_bits_of_the_row_decoded_alone() {
     // 8 sequences: more rows than a register tile, so the step's products take the prompts'
     // path, and a row alone the decoding one (bf16 on AVX-512 BF16 rounds activations on both,
-    // q8 and q4 with integer dot products quantize them on both). The dtypes held packed on
-    // every CPU; not fp32, which below AVX-512 is multiplied by gemm for a batch and by the
-    // streaming kernels for one row (not the same bits; README, Batching).
+    // q8 and q4 with integer dot products quantize them on both). Every dtype where fp32 is
+    // packed too (AVX2 and AVX-512); without AVX2 fp32 is multiplied by gemm for a batch and by
+    // the streaming kernels for one row (not the same bits; README, Batching).
     const ROWS: usize = 8;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../__test__/fixtures/tiny-gpt2");
-    for dtype in [WeightDtype::F16, WeightDtype::Bf16, WeightDtype::Q8_0, WeightDtype::Q4_0] {
+    let packed = [WeightDtype::F16, WeightDtype::Bf16, WeightDtype::Q8_0, WeightDtype::Q4_0];
+    let fp32 = fp32_is_packed().then_some(WeightDtype::F32);
+    eprintln!("batch-step bits checked for fp32: {}", fp32.is_some());
+    for dtype in packed.into_iter().chain(fp32) {
         let options = LoadOptions { dtype: Some(dtype), ..LoadOptions::default() };
         let network = Pretrained::load_with(dir.to_str().unwrap(), &options).unwrap().network;
         let prompts: Vec<Vec<u32>> =
@@ -146,4 +149,17 @@ fn a_batch_step_gives_each_row_the_bits_of_the_row_decoded_alone() {
             assert!(same, "{dtype}: row {r} of the batch step differs from the row alone");
         }
     }
+}
+
+/// Whether fp32 weights are packed for the SIMD tiles here: a CPU with AVX2 and FMA, not forced
+/// down to the portable level (`NEXTTOKEN_SIMD=portable`).
+fn fp32_is_packed() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::env::var("NEXTTOKEN_SIMD").as_deref() != Ok("portable")
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }

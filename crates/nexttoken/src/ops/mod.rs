@@ -9,8 +9,8 @@
 //!   multiplying any number of rows by bf16 panels (packed in input pairs) with AVX-512 BF16's
 //!   dot product and `int8_tile` multiplying by q8 and q4 panels, any number of rows, with
 //!   integer dot products);
-//!   fp32 weights on CPUs without AVX-512 stay tensors for gemm and the streaming kernels of
-//!   `gemv` (`tensor_product`).
+//!   `f32_avx2_tile` is the f32 tile on CPUs without AVX-512. fp32 weights at the portable level
+//!   (no AVX2) stay tensors for gemm and the streaming kernels of `gemv` (`tensor_product`).
 //! - `attention`: causal attention fused per head and block of queries, masked scores skipped.
 //! - `gelu`, `math`: the tanh GELU, a vectorised exponential, and the one reduction helper.
 //! - `simd`: which instruction set the kernels use (`NEXTTOKEN_SIMD` lowers it).
@@ -61,6 +61,8 @@ mod buffer;
 #[cfg(target_arch = "x86_64")]
 mod direct_tile;
 mod epilogue;
+#[cfg(target_arch = "x86_64")]
+mod f32_avx2_tile;
 mod gelu;
 mod gemv;
 #[cfg(target_arch = "x86_64")]

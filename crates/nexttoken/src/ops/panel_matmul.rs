@@ -15,7 +15,8 @@
 //! twice the multiply-adds per instruction, reads both as they are. Every row is summed the same
 //! way (pair by pair within each `INPUT_BLOCK`, the blocks added in order) whichever tile it is
 //! in, so a row's numbers are the same bits alone and among any number of rows.
-//! Without AVX-512, a portable tile (vectorised by the compiler for AVX2) does the same work.
+//! Without AVX-512, the AVX2 tile (`f32_avx2_tile`) does the same work with the same sums, bit for
+//! bit; at the portable level, a tile vectorised by the compiler.
 //! Products on q8 or q4 weights of any number of rows, on a CPU with AVX2 or AVX-512 VNNI, take
 //! integer dot products instead (`int8_tile`): the activations are quantized to int8 once per
 //! call, and the tile reads the packed panels as they are (they are packed in the layout it
@@ -29,6 +30,8 @@ use rayon::prelude::*;
 use super::bf16_tile::{self, PAIR};
 #[cfg(target_arch = "x86_64")]
 use super::direct_tile;
+#[cfg(target_arch = "x86_64")]
+use super::f32_avx2_tile;
 #[cfg(target_arch = "x86_64")]
 use super::int8_tile::{self, QuantizedRows};
 use super::packed::{self, Order, PackedMatrix, BLOCK, PANEL};
@@ -335,10 +338,15 @@ fn run_tile(mr: usize, x: &[f32], ldx: usize, w: [&[f32]; 2], panels: usize, til
     let kc = w[0].len() / PANEL;
     assert!((1..=MAX_TILE_ROWS).contains(&mr) && (1..=TILE_PANELS).contains(&panels));
     assert!(w[1].len() == w[0].len() && x.len() >= (mr - 1) * ldx + kc && tile.len() >= mr * panels * PANEL);
-    if simd::level() < Level::Avx512 {
-        return portable_tile(mr, x, ldx, w, panels, tile);
+    let (wp, xp, tp) = ([w[0].as_ptr(), w[1].as_ptr()], x.as_ptr(), tile.as_mut_ptr());
+    match simd::level() {
+        Level::Portable => return portable_tile(mr, x, ldx, w, panels, tile),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX2 and FMA (`simd::level`); the bounds are asserted above.
+        Level::Avx2 => return unsafe { f32_avx2_tile::run(mr, xp, ldx, wp, panels, kc, tp) },
+        _ => {}
     }
-    let (w, x, tile) = ([w[0].as_ptr(), w[1].as_ptr()], x.as_ptr(), tile.as_mut_ptr());
+    let (w, x, tile) = (wp, xp, tp);
     macro_rules! dispatch {
         ($($rows:literal)*) => {
             // SAFETY: the CPU has AVX-512 (`simd::level`), and the kernel reads `mr` rows of `kc`
@@ -392,13 +400,9 @@ fn run_direct(
     }
 }
 
-simd_dispatch! {
-    /// The tile without AVX-512: row by row, each panel row a loop the compiler vectorises.
-    fn portable_tile(mr: usize, x: &[f32], ldx: usize, w: [&[f32]; 2], panels: usize, tile: &mut [f32]) => portable_tile_body
-}
-
-#[inline(always)]
-fn portable_tile_body(mr: usize, x: &[f32], ldx: usize, w: [&[f32]; 2], panels: usize, tile: &mut [f32]) {
+/// The tile without AVX2 (`NEXTTOKEN_SIMD=portable`, other architectures): row by row, each
+/// panel row a loop the compiler vectorises for the build's baseline.
+fn portable_tile(mr: usize, x: &[f32], ldx: usize, w: [&[f32]; 2], panels: usize, tile: &mut [f32]) {
     let (kc, width) = (w[0].len() / PANEL, panels * PANEL);
     for (r, sums) in tile.chunks_exact_mut(width).take(mr).enumerate() {
         sums.fill(0.0);
@@ -460,7 +464,7 @@ unsafe fn kernel<const MR: usize, const V: usize>(
     _: usize,
     _: *mut f32,
 ) {
-    unreachable!("panel_matmul runs on x86_64 with AVX-512 only")
+    unreachable!("the AVX-512 kernel runs on x86_64 only")
 }
 
 #[cfg(test)]
@@ -564,6 +568,76 @@ mod tests {
                             &alone[..3]
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// The f32 kernels' sums as one chain of fused multiply-adds per column, in input order.
+    fn fused_chain(mr: usize, x: &[f32], ldx: usize, w: [&[f32]; 2], panels: usize, kc: usize) -> Vec<f32> {
+        let width = panels * PANEL;
+        let mut sums = vec![0f32; mr * width];
+        for (r, row) in sums.chunks_exact_mut(width).enumerate() {
+            for (c, sum) in row.iter_mut().enumerate() {
+                let panel = w[c / PANEL];
+                *sum = (0..kc).fold(0.0, |acc, i| x[r * ldx + i].mul_add(panel[i * PANEL + c % PANEL], acc));
+            }
+        }
+        sums
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_simd_f32_tiles_sum_each_column_as_one_chain_of_fused_multiply_adds() {
+        // The same bits as the chain, so a row's numbers depend neither on the tile's shape (the
+        // rows beside it) nor on the instruction set: AVX2 and AVX-512 agree bit for bit.
+        let (kc, ldx) = (45, 50);
+        let x: Vec<f32> = (0..MAX_TILE_ROWS * ldx).map(|v| ((v * 31 % 89) as f32 - 44.0) / 44.0).collect();
+        let w: Vec<Vec<f32>> = (0..2)
+            .map(|p| (0..kc * PANEL).map(|v| (((v + p) * 17 % 83) as f32 - 41.0) / 41.0).collect())
+            .collect();
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        let avx512 = is_x86_feature_detected!("avx512f");
+        eprintln!("f32 tiles checked against the fused chain: avx2 {avx2}, avx512 {avx512}");
+        for mr in 1..=MAX_TILE_ROWS {
+            for panels in 1..=TILE_PANELS {
+                let expected = fused_chain(mr, &x, ldx, [&w[0], &w[1]], panels, kc);
+                let (wp, xp) = ([w[0].as_ptr(), w[1].as_ptr()], x.as_ptr());
+                if avx2 {
+                    let mut got = vec![f32::NAN; mr * panels * PANEL];
+                    // SAFETY: the CPU has AVX2 and FMA; x holds MR rows of kc inputs ldx apart,
+                    // each panel kc * PANEL values, and the tile mr * panels * PANEL.
+                    unsafe { f32_avx2_tile::run(mr, xp, ldx, wp, panels, kc, got.as_mut_ptr()) };
+                    let same = got.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "avx2, {mr} rows, {panels} panels: {:?} vs {:?}",
+                        &got[..4],
+                        &expected[..4]
+                    );
+                }
+                if avx512 {
+                    let mut got = vec![f32::NAN; mr * panels * PANEL];
+                    macro_rules! avx512 {
+                        ($($rows:literal)*) => {
+                            // SAFETY: as above, with AVX-512F.
+                            unsafe {
+                                match (mr, panels) {
+                                    $(($rows, 1) => kernel::<$rows, 2>(xp, ldx, wp, kc, got.as_mut_ptr()),)*
+                                    $(($rows, 2) => kernel::<$rows, 4>(xp, ldx, wp, kc, got.as_mut_ptr()),)*
+                                    _ => unreachable!(),
+                                }
+                            }
+                        };
+                    }
+                    avx512!(1 2 3 4 5 6);
+                    let same = got.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "avx512, {mr} rows, {panels} panels: {:?} vs {:?}",
+                        &got[..4],
+                        &expected[..4]
+                    );
                 }
             }
         }

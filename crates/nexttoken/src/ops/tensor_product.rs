@@ -1,4 +1,5 @@
-//! `x @ W` for a weight kept as an f32 tensor (fp32 on CPUs without AVX-512), with its epilogue.
+//! `x @ W` for a weight kept as an f32 tensor (fp32 at the portable level: no AVX2), with its
+//! epilogue.
 //!
 //! A few rows (decoding one token per sequence: up to 16 for an (in, out) weight, up to 4 for the
 //! transposed tied head) go to the streaming kernels of `gemv`, which read each weight once for

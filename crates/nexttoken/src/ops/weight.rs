@@ -1,6 +1,7 @@
 //! A linear layer's weight in the form the fastest path on this machine reads: packed into
 //! panels (`packed`) on the CPU, in any dtype, for the panel kernel; else the f32 tensor itself
-//! for gemm and the streaming kernels (fp32 on CPUs without AVX-512, where they are faster) or
+//! for gemm and the streaming kernels (fp32 at the portable level: CPUs without AVX2, other
+//! architectures, `NEXTTOKEN_SIMD=portable`, where no register tile of ours is compiled) or
 //! candle (other devices).
 
 use candle_core::{Device, Tensor};
@@ -17,9 +18,11 @@ pub enum Weight {
 
 impl Weight {
     /// True when weights in `dtype` for `device` are packed, else kept as f32 tensors (only
-    /// fp32 is held as tensors: other dtypes exist only packed, on the CPU).
+    /// fp32 is held as tensors: other dtypes exist only packed, on the CPU). fp32 is packed
+    /// where a SIMD tile multiplies it (AVX2 or AVX-512), so that one kernel takes every row
+    /// count and a row's bits do not depend on the rows beside it.
     pub fn packs(device: &Device, dtype: WeightDtype) -> bool {
-        device.is_cpu() && (dtype != WeightDtype::F32 || simd::level() >= Level::Avx512)
+        device.is_cpu() && (dtype != WeightDtype::F32 || simd::level() >= Level::Avx2)
     }
 
     /// The same weight kept as a tensor (a transposed view when `transposed`).
