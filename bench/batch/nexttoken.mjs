@@ -11,6 +11,8 @@ const { config } = readArgs()
 const model = await Gpt2.fromPretrained(config.models.hf, {
   maxBatchSize: 16,
   dtype: process.env.BENCH_DTYPE || undefined,
+  // Repetitions repeat the same prompts: timed from a fresh KV cache, as the peers are.
+  prefixCacheBytes: 0,
 })
 
 await runProtocol(

@@ -14,9 +14,11 @@ let model
 await runProtocol('nexttoken', {
   async load() {
     const { Gpt2 } = require(root)
-    // BENCH_DTYPE (bench/dtypes): the weights held in that dtype.
+    // BENCH_DTYPE (bench/dtypes): the weights held in that dtype. No prefix cache: every
+    // repetition feeds the same prompt ids, which it would find cached after the warm-up, while
+    // the protocol times a fresh KV cache per repetition (the peers keep none across calls).
     const dtype = process.env.BENCH_DTYPE
-    model = await Gpt2.fromPretrained(config.models.hf, dtype ? { dtype } : {})
+    model = await Gpt2.fromPretrained(config.models.hf, { prefixCacheBytes: 0, ...(dtype ? { dtype } : {}) })
   },
   async info() {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
