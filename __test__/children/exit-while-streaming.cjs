@@ -1,5 +1,7 @@
 // Ending a process while generations run: node exit-while-streaming.cjs <exit|end> <model dir>
-//   exit: process.exit(0) while 20 streams and 10 generate calls run;
+//   exit: process.exit(0) while 20 streams and 10 generate calls run, each restarted whenever
+//         it ends: the work never runs out, so an exit that waited for it would hang (the
+//         parent's timeout);
 //   end:  16 streams (every batch slot) are pulled a few times and then left unread (no
 //         return()), so nothing is pending and the event loop ends by itself while their
 //         generations still hold their slots.
@@ -15,10 +17,13 @@ async function exitWhileRunning(model) {
   let steps = 0
   for (let i = 0; i < 20; i++) {
     ;(async () => {
-      for await (const step of model.stream(`Stream ${i}`, options)) steps += step.id >= 0 ? 1 : 0
+      for (;;) for await (const step of model.stream(`Stream ${i}`, options)) steps += step.id >= 0 ? 1 : 0
     })()
   }
-  for (let i = 0; i < 10; i++) model.generate(`Generate ${i}`, options).catch(() => {})
+  for (let i = 0; i < 10; i++)
+    (async () => {
+      for (;;) await model.generate(`Generate ${i}`, options)
+    })().catch(() => {})
   while (steps < 200) await new Promise((resolve) => setTimeout(resolve, 5))
   say(steps)
   process.exit(0)

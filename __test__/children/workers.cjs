@@ -18,10 +18,13 @@ const { Gpt2 } = require(workerData.library)
     const result = await model.generate(workerData.prompt, { maxNewTokens: 12, eosTokenId: null })
     parentPort.postMessage({ newIds: Array.from(result.newIds) })
   } else if (workerData.task === 'mid-generation') {
-    for await (const step of model.stream(workerData.prompt, options)) parentPort.postMessage({ step: step.id })
+    // Restarted as it ends: terminate() must not wait for work that never runs out.
+    for (;;) for await (const step of model.stream(workerData.prompt, options)) parentPort.postMessage({ step: step.id })
   } else if (workerData.task === 'waiting-for-slot') {
     // maxBatchSize 1: the second generation waits for the slot the first one holds.
-    model.generate(workerData.prompt, options).catch(() => {})
+    ;(async () => {
+      for (;;) await model.generate(workerData.prompt, options)
+    })().catch(() => {})
     model.generate('Waiting for the slot', options).catch(() => {})
     setTimeout(() => parentPort.postMessage({ started: true }), 50)
   }

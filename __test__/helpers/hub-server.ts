@@ -56,6 +56,8 @@ export class HubServer {
   readonly dropAfter = new Map<string, number>()
   /** `file` -> milliseconds between 64 KiB chunks of its transfers. */
   readonly slow = new Map<string, number>()
+  /** Files whose every byte has been sent by some transfer (a test clears what it watches). */
+  readonly completed = new Set<string>()
   /** When set, every request to the Hub (not the CDN) is answered 500. */
   failing = false
   private hub!: Server
@@ -184,7 +186,10 @@ export class HubServer {
       if (res.destroyed) return
       // The connection drops mid-file: closed after what was sent (a FIN, so those bytes arrive).
       if (drop !== undefined && sent >= drop) return res.socket?.end()
-      if (sent >= body.length) return res.end()
+      if (sent >= body.length) {
+        this.completed.add(file)
+        return res.end()
+      }
       const end = Math.min(body.length, sent + chunk, drop ?? Number.POSITIVE_INFINITY)
       res.write(body.subarray(sent, end))
       sent = end

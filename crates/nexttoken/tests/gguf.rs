@@ -2,8 +2,11 @@
 //! logits of the safetensors they came from, their tokenizer is tokenizer.json's, and damaged
 //! files are refused with ERR_MODEL_INVALID (never a panic or an abort).
 
+mod common;
+
 use std::path::PathBuf;
 
+use common::max_abs_diff;
 use half::{bf16, f16};
 use nexttoken::gguf::{Array, GgufFile, Value};
 use nexttoken::{KvCache, LoadOptions, Positions, Pretrained, WeightDtype};
@@ -27,7 +30,7 @@ fn worst_diff(a: &Pretrained, b: &Pretrained) -> f32 {
         let ids = a.tokenizer.encode(prompt).unwrap();
         let (x, y) = (a.logits(&ids, Positions::All).unwrap(), b.logits(&ids, Positions::All).unwrap());
         assert_eq!(x.len(), y.len());
-        worst = x.iter().zip(&y).fold(worst, |m, (p, q)| m.max((p - q).abs()));
+        worst = worst.max(max_abs_diff(&x, &y));
     }
     worst
 }
@@ -46,7 +49,7 @@ fn worst_diff_decoding(a: &Pretrained, b: &Pretrained) -> f32 {
                 x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
                 y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             );
-            worst = x.iter().zip(&y).fold(worst, |m, (p, q)| m.max((p - q).abs()));
+            worst = worst.max(max_abs_diff(&x, &y));
         }
     }
     worst

@@ -1,9 +1,12 @@
 //! Sessions: stepping with a KV cache equals generating, appending costs only the new tokens,
 //! forks are independent, truncation forgets, failures change nothing.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use common::max_abs_diff as max_diff;
 use nexttoken::{
     CallOptions, Generation, KvCache, LoadOptions, Positions, Pretrained, Scheduler, SchedulerOptions,
     Session, WeightDtype,
@@ -19,10 +22,6 @@ fn argmax(row: &[f32]) -> u32 {
         .enumerate()
         .fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
         .0 as u32
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 const PROMPT: [u32; 5] = [464, 3616, 286, 1204, 318];

@@ -189,11 +189,8 @@ mod tests {
 
     /// Whether this run can test the tile, with the reason printed when it cannot.
     fn available() -> bool {
-        let there = simd::bf16_dot();
-        if !there {
-            eprintln!("skipped: this CPU has no AVX-512 BF16 (or NEXTTOKEN_SIMD lowers the level)");
-        }
-        there
+        let why_not = "this CPU has no AVX-512 BF16 (or NEXTTOKEN_SIMD lowers the level)";
+        simd::test_common::kernel_path("avx512bf16", simd::bf16_dot(), why_not)
     }
 
     /// xorshift64: the same shapes and values on every run.

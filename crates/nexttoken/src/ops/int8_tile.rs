@@ -354,12 +354,13 @@ mod tests {
     #[test]
     fn q8_and_q4_products_equal_exact_integer_dot_products_of_the_quantized_rows_and_weights() {
         let Some(kind) = simd::int8_dot() else {
-            eprintln!(
-                "skipped: this CPU (or NEXTTOKEN_SIMD=portable) has no integer dot product, so q8 \
-                 and q4 products take the f32 path (panel_matmul's own tests)"
-            );
+            let why_not = "this CPU (or NEXTTOKEN_SIMD=portable) has no integer dot product, so q8 and q4 \
+                           products take the f32 path (panel_matmul's own tests)";
+            simd::test_common::kernel_path("avx2-int8", false, why_not);
             return;
         };
+        let path = if kind == Int8Dot::Avx512Vnni { "avx512vnni" } else { "avx2-int8" };
+        simd::test_common::kernel_path(path, true, "");
         eprintln!("integer dot product in force: {kind:?}");
         // k not a multiple of 32 and over one input block (1024), n with a partial and a lone last
         // panel, m from one row (decoding) to over one row block (258), rows strided.
@@ -407,8 +408,12 @@ mod tests {
 
     #[test]
     fn the_avx2_and_avx512_kernels_give_the_same_bits() {
-        if simd::int8_dot() != Some(Int8Dot::Avx512Vnni) {
-            eprintln!("skipped: AVX-512 VNNI is not in force here (CPU or NEXTTOKEN_SIMD); the other tests cover AVX2");
+        let why_not = "AVX-512 VNNI is not in force here (CPU or NEXTTOKEN_SIMD); the other tests cover AVX2";
+        if !simd::test_common::kernel_path(
+            "avx512vnni",
+            simd::int8_dot() == Some(Int8Dot::Avx512Vnni),
+            why_not,
+        ) {
             return;
         }
         let (m, k, n) = (MAX_TILE_ROWS, 100, 2 * PANEL);

@@ -198,11 +198,13 @@ mod tests {
     use candle_core::Device;
 
     /// Largest difference relative to the largest value: sums of k products in another order
-    /// differ by a few ulps of their magnitude.
+    /// differ by a few ulps of their magnitude. A NaN or an unmatched infinity on either side
+    /// gives infinity (the shared `max_abs_diff`).
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1.0);
-        diff / scale
+        let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (a, b) = (values(a), values(b));
+        let scale = b.iter().fold(1f32, |m, x| m.max(x.abs()));
+        crate::ops::simd::test_common::max_abs_diff(&a, &b) / scale
     }
 
     /// Every path for `w` stored (rows, cols): the tensor paths (streaming for few rows, gemm

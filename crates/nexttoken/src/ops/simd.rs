@@ -137,3 +137,38 @@ fn detect_bf16_dot() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     false
 }
+
+/// The integration tests' helpers (crates/nexttoken/tests/common/mod.rs: logit comparisons,
+/// `kernel_path`), shared with the library's unit tests from here.
+#[cfg(test)]
+#[path = "../../tests/common/mod.rs"]
+pub(crate) mod test_common;
+
+#[cfg(test)]
+mod tests {
+    use super::test_common as common;
+    use super::*;
+
+    #[test]
+    fn the_paths_in_force_follow_the_cpu_and_the_override() {
+        // A valid NEXTTOKEN_SIMD names the level in force (scripts/test-simd-paths.mjs sets it).
+        if let Some(wanted) = std::env::var(OVERRIDE).ok().and_then(|name| Level::parse(&name)) {
+            assert_eq!(level(), wanted.min(Level::detected()));
+        }
+        // The extensions come with the AVX-512 level only, the AVX2 integer dot with AVX2.
+        assert!(!bf16_dot() || level() >= Level::Avx512);
+        match int8_dot() {
+            Some(Int8Dot::Avx512Vnni) => assert!(level() >= Level::Avx512),
+            Some(Int8Dot::Avx2) => assert!(level() >= Level::Avx2),
+            None => {}
+        }
+        // What this run's kernels and goldens exercise (`kernel_path` records the tests that
+        // need a particular path one by one).
+        let lacks =
+            |what: &str| format!("not in force here: {what} (CPU or NEXTTOKEN_SIMD={})", level().name());
+        common::kernel_path(level().name(), true, "");
+        common::kernel_path("avx512bf16", bf16_dot(), &lacks("AVX-512 BF16"));
+        common::kernel_path("avx512vnni", int8_dot() == Some(Int8Dot::Avx512Vnni), &lacks("AVX-512 VNNI"));
+        common::kernel_path("avx2-int8", int8_dot() == Some(Int8Dot::Avx2), &lacks("the AVX2 integer dot"));
+    }
+}
