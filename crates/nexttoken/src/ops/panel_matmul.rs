@@ -597,8 +597,9 @@ mod tests {
             .map(|p| (0..kc * PANEL).map(|v| (((v + p) * 17 % 83) as f32 - 41.0) / 41.0).collect())
             .collect();
         let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        let avx2 = simd::test_common::kernel_path("avx2", avx2, "this CPU has no AVX2 and FMA");
         let avx512 = is_x86_feature_detected!("avx512f");
-        eprintln!("f32 tiles checked against the fused chain: avx2 {avx2}, avx512 {avx512}");
+        let avx512 = simd::test_common::kernel_path("avx512f", avx512, "this CPU has no AVX-512");
         for mr in 1..=MAX_TILE_ROWS {
             for panels in 1..=TILE_PANELS {
                 let expected = fused_chain(mr, &x, ldx, [&w[0], &w[1]], panels, kc);
