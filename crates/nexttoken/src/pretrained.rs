@@ -2,7 +2,7 @@
 //! GGUF file, loaded into one object that answers next-token questions.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::config::Config;
 use crate::device::{device_from_name, DEFAULT_DEVICE};
@@ -35,6 +35,8 @@ pub struct Pretrained {
     pub tokenizer: Arc<Tokenizer>,
     /// `generate`'s defaults from `generation_config.json` (or config.json's special tokens).
     pub generation_config: GenerationConfig,
+    /// The most bytes one token stands for (`longest_token_bytes`), found on first use.
+    longest_token: OnceLock<usize>,
 }
 
 /// The special tokens the configs name must be tokens of both the model and the tokenizer: a
@@ -69,6 +71,14 @@ fn check_special_tokens(
         }
     }
     Ok(())
+}
+
+/// The most bytes one token of `tokenizer` stands for: its vocabulary entry's length in
+/// characters, since byte-level BPE writes each byte as one character (`Ġ` for a space), and
+/// special tokens match their text as it is.
+fn longest_token_bytes(tokenizer: &Tokenizer) -> usize {
+    let ids = 0..tokenizer.vocab_size() as u32;
+    ids.filter_map(|id| tokenizer.id_to_token(id).ok()).map(|token| token.chars().count()).max().unwrap_or(1).max(1)
 }
 
 impl Pretrained {
@@ -111,7 +121,7 @@ impl Pretrained {
         }
         let generation_config = GenerationConfig::from_dir(&dir, &config)?;
         check_special_tokens(&dir, &config, &generation_config, tokenizer.vocab_size())?;
-        Ok(Pretrained { network, tokenizer: Arc::new(tokenizer), generation_config })
+        Ok(Pretrained { network, tokenizer: Arc::new(tokenizer), generation_config, longest_token: OnceLock::new() })
     }
 
     /// The GGUF file `path`, its weight matrices in `dtype` or, by default, each in its own
@@ -153,7 +163,7 @@ impl Pretrained {
                 ));
             }
         }
-        Ok(Pretrained { network, tokenizer: Arc::new(tokenizer), generation_config })
+        Ok(Pretrained { network, tokenizer: Arc::new(tokenizer), generation_config, longest_token: OnceLock::new() })
     }
 
     /// Makes the ids past the tokenizer's vocabulary impossible in `scores`: a model may pad its
@@ -171,6 +181,31 @@ impl Pretrained {
 
     pub fn config(&self) -> &Config {
         self.network.config()
+    }
+
+    /// The most bytes a text may have and still fit the context: `n_positions` tokens of the
+    /// longest token's bytes (128 for GPT-2, so 128 KiB). Byte-level BPE gives every byte of a
+    /// text to exactly one token, so a longer text cannot fit however it tokenizes: refusing it
+    /// before tokenizing (which takes seconds for megabytes) changes no answer.
+    pub fn max_input_bytes(&self) -> usize {
+        let longest = *self.longest_token.get_or_init(|| longest_token_bytes(&self.tokenizer));
+        self.config().n_positions.saturating_mul(longest)
+    }
+
+    /// `Error::InputTooLong` when a text of at least `len` bytes cannot fit the context.
+    pub fn check_input_bytes(&self, len: usize) -> Result<()> {
+        let max_bytes = self.max_input_bytes();
+        if len <= max_bytes {
+            return Ok(());
+        }
+        let n_positions = self.config().n_positions;
+        Err(Error::InputTooLong { len, max_bytes, n_positions, token_bytes: max_bytes / n_positions.max(1) })
+    }
+
+    /// Token ids of a model input: refused by its byte length first (`check_input_bytes`).
+    pub fn encode_input(&self, text: &str) -> Result<Vec<u32>> {
+        self.check_input_bytes(text.len())?;
+        self.tokenizer.encode(text)
     }
 
     /// Logits of `ids` as one flat row-major f32 vector: (vocab) for `Last`, (t * vocab) for `All`.
