@@ -184,20 +184,23 @@ export class Gpt2 {
     checkOptionsObject(options)
     const positions = options.positions === undefined ? 'last' : options.positions
     if (positions !== 'last' && positions !== 'all') throw invalidArg("positions must be 'last' or 'all'")
-    const ids = await this.toIds(input)
+    const found = this.toIds(input)
+    const ids = found instanceof Uint32Array ? found : await found
     return callNativeAsync(() => this.native.logits(ids, positions === 'all'))
   }
 
   /** The next-token distribution: softmax of the last position's logits, `[vocabSize]`. */
   async probabilities(input: ModelInput): Promise<Float32Array> {
-    const ids = await this.toIds(input)
+    const found = this.toIds(input)
+    const ids = found instanceof Uint32Array ? found : await found
     return callNativeAsync(() => this.native.probabilities(ids))
   }
 
   /** The `k` most likely next tokens, most likely first (the notebook's top-5 table). */
   async topK(input: ModelInput, k = 5): Promise<TokenProbability[]> {
     if (!Number.isInteger(k) || k < 1) throw invalidArg(`k must be a positive integer; got ${String(k)}`)
-    const ids = await this.toIds(input)
+    const found = this.toIds(input)
+    const ids = found instanceof Uint32Array ? found : await found
     return callNativeAsync(() => this.native.topK(ids, Math.min(k, this.config.vocabSize)))
   }
 
@@ -211,7 +214,8 @@ export class Gpt2 {
     if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
     const k = options.topK ?? 0
     if (!Number.isInteger(k) || k < 0) throw invalidArg(`topK must be a non-negative integer; got ${String(k)}`)
-    const ids = await this.toIds(input)
+    const found = this.toIds(input)
+    const ids = found instanceof Uint32Array ? found : await found
     const scored = await callNativeAsync(() => this.native.score(ids, Math.min(k, this.config.vocabSize)))
     return {
       ...scored,
@@ -256,7 +260,10 @@ export class Gpt2 {
     options: GenerateOptions,
     limits: GenerationLimits | undefined,
   ): Promise<GenerateResult | GenerateResult[]> {
-    const ids = await this.toIds(input, limits)
+    // Tokenized now, so that a short input starts before the call returns (as a dispose() right
+    // after it finds it running).
+    const found = this.toIds(input, limits)
+    const ids = found instanceof Uint32Array ? found : await found
     this.admit([ids], options, limits)
     if (this.beams(options)) {
       const results = await generation.beamSearch(this.native, ids, options)
@@ -275,11 +282,11 @@ export class Gpt2 {
     oneSequence(options)
     if (this.beams(options)) throw invalidArg('beam search gives whole sequences: use generate, not stream')
     const ids = this.toIds(input)
-    ids.catch(() => {}) // the error is the first next()'s: never an unhandled rejection
+    if (ids instanceof Promise) ids.catch(() => {}) // the first next() rejects with it: never unhandled
     return this.streamIds(ids, options)
   }
 
-  private async *streamIds(ids: Promise<Uint32Array>, options: GenerateOptions) {
+  private async *streamIds(ids: Uint32Array | Promise<Uint32Array>, options: GenerateOptions) {
     const prompt = await ids
     this.admit([prompt], options, undefined)
     return yield* generation.stream(generation.fromPrompt(this.native, prompt), options)
@@ -300,7 +307,8 @@ export class Gpt2 {
     const ids: Uint32Array[] = []
     for (const [i, input] of Array.from(inputs).entries()) {
       if (input === undefined) throw invalidArg(`generateBatch: input ${i} is missing`)
-      ids.push(await this.toIds(input))
+      const found = this.toIds(input)
+      ids.push(found instanceof Uint32Array ? found : await found)
     }
     this.admit(ids, options, undefined)
     if (this.beams(options)) {
@@ -344,10 +352,11 @@ export class Gpt2 {
   /**
    * Token ids of a model input. A text is refused by its length before it is tokenized (past what
    * the context can hold: `ERR_CONTEXT_OVERFLOW`; past `limits`: `ERR_INVALID_ARG`), and a long
-   * one is tokenized on a task thread rather than the JS thread.
+   * one is tokenized on a task thread rather than the JS thread (a promise then; the ids
+   * themselves otherwise, so that a call on a short input starts before it returns).
    * @internal
    */
-  async toIds(input: ModelInput, limits?: GenerationLimits): Promise<Uint32Array> {
+  toIds(input: ModelInput, limits?: GenerationLimits): Uint32Array | Promise<Uint32Array> {
     const nativeLimits = toNativeLimits(limits)
     if (typeof input !== 'string') {
       const ids = this.tokenizer.toIds(input)

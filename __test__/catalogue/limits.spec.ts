@@ -77,14 +77,14 @@ test('a 20 MB prompt is refused by its length before it is tokenized, by every m
   const text = 'The quick brown fox jumps over the lazy dog. '.repeat(20e6 / 45)
   const calls = {
     generate: () => m.generate(text),
-    stream: () => m.stream(text).next(),
+    stream: async () => m.stream(text).next(),
     generateBatch: () => m.generateBatch(['Hi', text]),
     topK: () => m.topK(text),
     logits: () => m.logits(text),
     score: () => m.score(text),
   }
   for (const [name, call] of Object.entries(calls)) {
-    const err = await t.throwsAsync(call(), { instanceOf: NexttokenError }, name)
+    const err = await t.throwsAsync(call, { instanceOf: NexttokenError }, name)
     t.is(err?.code, 'ERR_CONTEXT_OVERFLOW', name)
     // The byte bound, not the token count: nothing was tokenized.
     t.regex(err?.message ?? '', new RegExp(`at least ${text.length} bytes.*at most ${MAX_INPUT_BYTES} bytes`), name)
@@ -154,7 +154,12 @@ test('queue: a worker applies its limits when it takes a job: a job past one fai
     'not retried',
   )
   await t.throwsAsync(
-    createGenerationWorker({ queueName: 'x', connection: redis.connection, model: TINY_MODEL, limits: { maxNumBeams: 0 } }),
+    createGenerationWorker({
+      queueName: 'x',
+      connection: redis.connection,
+      model: TINY_MODEL,
+      limits: { maxNumBeams: 0 },
+    }),
     { message: /limits.maxNumBeams must be a whole number from 1/ },
   )
 })

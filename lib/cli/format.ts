@@ -6,6 +6,7 @@ import { type DownloadProgress, isTrue } from '../hub/settings'
 const DEL_AND_C1 = /[\x7f-\x9f]/g
 
 /** Control characters a terminal acts on, but newline and tab: C0, DEL and C1. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is its job
 const CONTROLS = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g
 
 const unicodeEscape = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`

@@ -38,7 +38,13 @@ impl Gpt2 {
     /// prompt `prompt_len` tokens, under `limits` (tightening `Limits::HARD`): checked before a
     /// batch starts any of them, so that a call asking for too much is refused before it
     /// allocates anything, the JS rows it would create included.
-    pub fn admit(&self, call: CallOptions, prompts: usize, prompt_len: usize, limits: Option<Limits>) -> Result<()> {
+    pub fn admit(
+        &self,
+        call: CallOptions,
+        prompts: usize,
+        prompt_len: usize,
+        limits: Option<Limits>,
+    ) -> Result<()> {
         let options = GenerateOptions::resolve(call, &self.pretrained.generation_config);
         let config = self.pretrained.config();
         options.validate(config.vocab_size)?;

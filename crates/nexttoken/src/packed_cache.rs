@@ -349,7 +349,8 @@ mod tests {
         }
 
         fn open(&self) -> PackedCache {
-            PackedCache::open(&self.cache, std::slice::from_ref(&self.source), Some(WeightDtype::Q8_0)).unwrap()
+            PackedCache::open(&self.cache, std::slice::from_ref(&self.source), Some(WeightDtype::Q8_0))
+                .unwrap()
         }
 
         /// Writes the cache file (a load that found none), returning its path.

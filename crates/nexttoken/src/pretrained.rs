@@ -78,7 +78,11 @@ fn check_special_tokens(
 /// special tokens match their text as it is.
 fn longest_token_bytes(tokenizer: &Tokenizer) -> usize {
     let ids = 0..tokenizer.vocab_size() as u32;
-    ids.filter_map(|id| tokenizer.id_to_token(id).ok()).map(|token| token.chars().count()).max().unwrap_or(1).max(1)
+    ids.filter_map(|id| tokenizer.id_to_token(id).ok())
+        .map(|token| token.chars().count())
+        .max()
+        .unwrap_or(1)
+        .max(1)
 }
 
 impl Pretrained {
@@ -121,7 +125,12 @@ impl Pretrained {
         }
         let generation_config = GenerationConfig::from_dir(&dir, &config)?;
         check_special_tokens(&dir, &config, &generation_config, tokenizer.vocab_size())?;
-        Ok(Pretrained { network, tokenizer: Arc::new(tokenizer), generation_config, longest_token: OnceLock::new() })
+        Ok(Pretrained {
+            network,
+            tokenizer: Arc::new(tokenizer),
+            generation_config,
+            longest_token: OnceLock::new(),
+        })
     }
 
     /// The GGUF file `path`, its weight matrices in `dtype` or, by default, each in its own
@@ -163,7 +172,12 @@ impl Pretrained {
                 ));
             }
         }
-        Ok(Pretrained { network, tokenizer: Arc::new(tokenizer), generation_config, longest_token: OnceLock::new() })
+        Ok(Pretrained {
+            network,
+            tokenizer: Arc::new(tokenizer),
+            generation_config,
+            longest_token: OnceLock::new(),
+        })
     }
 
     /// Makes the ids past the tokenizer's vocabulary impossible in `scores`: a model may pad its

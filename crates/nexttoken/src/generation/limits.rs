@@ -106,7 +106,12 @@ impl Limits {
         }
         let budget = options.new_token_budget(prompt_len, config.n_positions)?;
         if budget > self.max_new_tokens {
-            return Err(over("the new tokens asked for (maxNewTokens or maxLength)", budget, self.max_new_tokens, "new tokens"));
+            return Err(over(
+                "the new tokens asked for (maxNewTokens or maxLength)",
+                budget,
+                self.max_new_tokens,
+                "new tokens",
+            ));
         }
         let width = options.prompt_width(prompt_len);
         let positions = width.saturating_add(budget).min(config.n_positions);
@@ -180,7 +185,10 @@ mod tests {
         let err = Limits::HARD.admit(&batch, 17, 4, &small, 16).unwrap_err();
         assert!(err.to_string().contains("1024"), "{err}");
         let plain = GenerateOptions { max_new_tokens: Some(1000), ..Default::default() };
-        assert!(Limits::HARD.admit(&plain, 100_000, 24, &xl, 16).is_ok(), "rows past the batch wait without a cache");
+        assert!(
+            Limits::HARD.admit(&plain, 100_000, 24, &xl, 16).is_ok(),
+            "rows past the batch wait without a cache"
+        );
     }
 
     #[test]
