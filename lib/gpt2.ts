@@ -281,8 +281,14 @@ export class Gpt2 {
   stream(input: ModelInput, options: GenerateOptions = {}): AsyncGenerator<GenerateStep, GenerateResult, undefined> {
     oneSequence(options)
     if (this.beams(options)) throw invalidArg('beam search gives whole sequences: use generate, not stream')
-    const ids = this.toIds(input)
-    if (ids instanceof Promise) ids.catch(() => {}) // the first next() rejects with it: never unhandled
+    // Whatever refuses the input (ERR_DISPOSED too) is the first next()'s, as the start's is.
+    let ids: Uint32Array | Promise<Uint32Array>
+    try {
+      ids = this.toIds(input)
+    } catch (err) {
+      ids = Promise.reject(err)
+    }
+    if (ids instanceof Promise) ids.catch(() => {}) // never an unhandled rejection
     return this.streamIds(ids, options)
   }
 
