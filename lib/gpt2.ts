@@ -380,7 +380,7 @@ export class Gpt2 {
    * `limits` allow: beams, continuations, sequences of the whole call, new tokens, KV cache.
    */
   private admit(prompts: Uint32Array[], options: GenerateOptions, limits: GenerationLimits | undefined): void {
-    const longest = Math.max(0, ...prompts.map((prompt) => prompt.length))
+    const longest = prompts.reduce((most, prompt) => Math.max(most, prompt.length), 0) // (no spread: any batch size)
     const nativeOptions = toNativeOptions(options)
     const nativeLimits = toNativeLimits(limits)
     callNative(() => this.native.admit(longest, prompts.length, nativeOptions, nativeLimits))
