@@ -35,7 +35,7 @@ pub struct Pretrained {
     pub tokenizer: Arc<Tokenizer>,
     /// `generate`'s defaults from `generation_config.json` (or config.json's special tokens).
     pub generation_config: GenerationConfig,
-    /// The most bytes one token stands for (`longest_token_bytes`), found on first use.
+    /// The most bytes one token stands for (`longest_token_bytes`), found at load.
     longest_token: OnceLock<usize>,
 }
 
@@ -109,8 +109,15 @@ impl Pretrained {
         // The tokenizer (60-70 ms for GPT-2's 50,257 tokens and merges) is built on a thread of
         // its own while the weights load; the network's error, if both fail, is the one reported,
         // as when they loaded one after the other.
-        let (network, tokenizer) = std::thread::scope(|scope| {
-            let tokenizer = scope.spawn(|| Tokenizer::from_dir(&dir));
+        let (network, (tokenizer, longest_token)) = std::thread::scope(|scope| {
+            // With its longest token (`max_input_bytes`), which takes milliseconds: not on the
+            // JS thread of a first call.
+            let tokenizer = scope.spawn(|| {
+                Tokenizer::from_dir(&dir).map(|tokenizer| {
+                    let longest = longest_token_bytes(&tokenizer);
+                    (tokenizer, longest)
+                })
+            });
             let network = Network::load(&mut weights, &config, &device, dtype);
             let tokenizer = tokenizer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             Ok::<_, Error>((network?, tokenizer?))
@@ -129,7 +136,7 @@ impl Pretrained {
             network,
             tokenizer: Arc::new(tokenizer),
             generation_config,
-            longest_token: OnceLock::new(),
+            longest_token: OnceLock::from(longest_token),
         })
     }
 
@@ -172,12 +179,8 @@ impl Pretrained {
                 ));
             }
         }
-        Ok(Pretrained {
-            network,
-            tokenizer: Arc::new(tokenizer),
-            generation_config,
-            longest_token: OnceLock::new(),
-        })
+        let longest_token = OnceLock::from(longest_token_bytes(&tokenizer));
+        Ok(Pretrained { network, tokenizer: Arc::new(tokenizer), generation_config, longest_token })
     }
 
     /// Makes the ids past the tokenizer's vocabulary impossible in `scores`: a model may pad its
