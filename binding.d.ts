@@ -39,6 +39,21 @@ export declare class NativeGpt2 {
   topK(ids: Uint32Array, k: number): Promise<TokenScore[]>
   /** How likely `ids` is, token by token, with the `topK` most likely tokens at each position. */
   score(ids: Uint32Array, topK: number): Promise<ScoredText>
+  /**
+   * Refuses an input of `length` (UTF-16 code units of a text, or token ids when `text` is
+   * false) that `limits` or the model's context cannot take, before it is tokenized.
+   */
+  checkInput(length: number, text: boolean, limits?: NativeLimits | undefined | null): void
+  /**
+   * Token ids of a model input, on a task thread (a long text takes milliseconds to
+   * tokenize); refused by its byte length first.
+   */
+  encodeInput(text: string): Promise<Uint32Array>
+  /**
+   * Refuses a call that would start `prompts` generations (or beam searches) with `options`,
+   * the longest prompt `promptLength` tokens, past the core's limits or the caller's.
+   */
+  admit(promptLength: number, prompts: number, options: NativeGenerateOptions, limits?: NativeLimits | undefined | null): void
   /** Starts a generation of the prompt `ids`; tokens come from its `next()`. */
   startGeneration(ids: Uint32Array, options: NativeGenerateOptions): NativeGeneration
   /**
@@ -229,6 +244,17 @@ export interface NativeGenerateOptions {
   sequenceIndex?: number
   /** `generateBatch`: the longest prompt of the batch (transformers pads to it). */
   paddedLength?: number
+}
+
+/**
+ * A caller's own limits (a queue worker's), tightening the core's: an absent field keeps the
+ * core's cap (`Limits::HARD`).
+ */
+export interface NativeLimits {
+  maxInputLength?: number
+  maxNewTokens?: number
+  maxNumBeams?: number
+  maxNumReturnSequences?: number
 }
 
 /** How the model's scheduler batches generations; an absent field takes the core's default. */

@@ -45,13 +45,25 @@ for (const dtype of ['fp32', 'bf16', 'fp16', 'q8', 'q4'] as const) {
   })
 }
 
-test('later loads read the cache file: changing its weights changes their logits', async (t) => {
+test('later loads read the cache file: matrices swapped in its footer (hashes and all) change their logits', async (t) => {
+  // Bytes changed in place fail their matrix's hash (catalogue/packed-cache.spec.ts); two entries
+  // of one shape swapped, each with its own hash, pass every check and are what the model runs.
   const cache = freshDir()
   const uncached = await logitsOf(TINY_MODEL, { dtype: 'fp32', packedCacheDir: cache })
   const file = join(cache, cacheFiles(cache)[0])
   const bytes = readFileSync(file)
-  bytes.fill(0x11, 0, 4096) // the first matrix's first values: the file's key and footer stay valid
-  writeFileSync(file, bytes)
+  const footerStart = bytes.length - 16 - Number(bytes.readBigUInt64LE(bytes.length - 16))
+  // Edited as text: JSON.parse would round the key's nanosecond times, and a changed key is a miss.
+  const footer = bytes.subarray(footerStart, bytes.length - 16).toString('utf8')
+  const entry = (layer: number) =>
+    footer.match(new RegExp(`"h\\.${layer}\\.attn\\.c_proj\\.weight":\\{[^}]*\\}`))?.[0] ?? ''
+  const [a, b] = [entry(0), entry(1)]
+  t.true(a !== '' && b !== '', 'both layers are in the file')
+  const swapped = footer.replace(a, '\0').replace(b, a.replace('h.0.', 'h.1.')).replace('\0', b.replace('h.1.', 'h.0.'))
+  const json = Buffer.from(swapped)
+  const length = Buffer.alloc(8)
+  length.writeBigUInt64LE(BigInt(json.length))
+  writeFileSync(file, Buffer.concat([bytes.subarray(0, footerStart), json, length, bytes.subarray(bytes.length - 8)]))
   const tampered = await logitsOf(TINY_MODEL, { dtype: 'fp32', packedCacheDir: cache })
   t.notDeepEqual(tampered, uncached)
 })

@@ -159,14 +159,18 @@ export interface GenerateOptions {
    * once and its KV cache copied per continuation. With it, `generate` resolves with an array of
    * that many results, and `generateBatch` with the n results of each prompt together. With a
    * `seed`, continuation i is seeded from `seed` and i alone (the first exactly as a call with
-   * that seed), so results do not depend on what runs beside them.
+   * that seed), so results do not depend on what runs beside them. At most 128, and prompts x
+   * continuations at most 1024 in one call (README, Limits).
+   * @default 1
    */
   numReturnSequences?: number
   /**
    * Beam search with this many beams when above 1 (greedy beams; not with `doSample`, `stream`,
    * `onToken`, `stop` or `stopStrings`), as transformers' beam search, token for token: each
    * result carries its `sequenceScore`. With `numReturnSequences` (at most `numBeams`), that many
-   * of the best beams. @default 1
+   * of the best beams. At most 64, and prompts x beams at most 1024 in one call, within a
+   * 16 GiB KV-cache estimate (README, Limits); a model's `generation_config.json` is held to the
+   * same. @default 1
    */
   numBeams?: number
   /** Beam search: a finished sequence scores sum(logprobs) / newLength^lengthPenalty (> 0 favours longer ones). @default 1 */

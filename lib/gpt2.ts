@@ -2,12 +2,20 @@
 import type * as binding from '../binding'
 import { native } from './native'
 import { callNative, callNativeAsync, checkOptionsObject, invalidArg } from './errors'
-import type { GenerateOptions, GenerateResult, GenerateStep } from './generate-options'
+import { type GenerateOptions, type GenerateResult, type GenerateStep, toNativeOptions } from './generate-options'
 import { resolvePretrained } from './hub/index'
 import { type Dtype, type LoadOptions, toNativeLoadOptions } from './load-options'
 import { Session } from './session'
 import * as generation from './generation'
+import { type GenerationLimits, toNativeLimits } from './limits'
 import { type ModelInput, Tokenizer } from './tokenizer'
+
+/**
+ * Texts longer than this (UTF-16 code units) are tokenized on a task thread: GPT-2's tokenizer
+ * takes about 0.4 µs a byte here, so what runs on the JS thread stays under ~2 ms, while short
+ * prompts skip the thread hop.
+ */
+const TOKENIZE_ON_JS_THREAD = 4096
 
 /** `config.json` of the loaded model, in camelCase. */
 export interface Gpt2Config {
@@ -176,20 +184,23 @@ export class Gpt2 {
     checkOptionsObject(options)
     const positions = options.positions === undefined ? 'last' : options.positions
     if (positions !== 'last' && positions !== 'all') throw invalidArg("positions must be 'last' or 'all'")
-    const ids = this.tokenizer.toIds(input)
+    const found = this.toIds(input)
+    const ids = found instanceof Uint32Array ? found : await found
     return callNativeAsync(() => this.native.logits(ids, positions === 'all'))
   }
 
   /** The next-token distribution: softmax of the last position's logits, `[vocabSize]`. */
   async probabilities(input: ModelInput): Promise<Float32Array> {
-    const ids = this.tokenizer.toIds(input)
+    const found = this.toIds(input)
+    const ids = found instanceof Uint32Array ? found : await found
     return callNativeAsync(() => this.native.probabilities(ids))
   }
 
   /** The `k` most likely next tokens, most likely first (the notebook's top-5 table). */
   async topK(input: ModelInput, k = 5): Promise<TokenProbability[]> {
     if (!Number.isInteger(k) || k < 1) throw invalidArg(`k must be a positive integer; got ${String(k)}`)
-    const ids = this.tokenizer.toIds(input)
+    const found = this.toIds(input)
+    const ids = found instanceof Uint32Array ? found : await found
     return callNativeAsync(() => this.native.topK(ids, Math.min(k, this.config.vocabSize)))
   }
 
@@ -203,7 +214,8 @@ export class Gpt2 {
     if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
     const k = options.topK ?? 0
     if (!Number.isInteger(k) || k < 0) throw invalidArg(`topK must be a non-negative integer; got ${String(k)}`)
-    const ids = this.tokenizer.toIds(input)
+    const found = this.toIds(input)
+    const ids = found instanceof Uint32Array ? found : await found
     const scored = await callNativeAsync(() => this.native.score(ids, Math.min(k, this.config.vocabSize)))
     return {
       ...scored,
@@ -236,7 +248,23 @@ export class Gpt2 {
     options: GenerateOptions & { numReturnSequences: number },
   ): Promise<GenerateResult[]>
   async generate(input: ModelInput, options: GenerateOptions = {}): Promise<GenerateResult | GenerateResult[]> {
-    const ids = this.tokenizer.toIds(input)
+    return this.generateWithin(input, options, undefined)
+  }
+
+  /**
+   * `generate` held to `limits` as well as to the library's caps.
+   * @internal (for the queue worker's `limits`)
+   */
+  async generateWithin(
+    input: ModelInput,
+    options: GenerateOptions,
+    limits: GenerationLimits | undefined,
+  ): Promise<GenerateResult | GenerateResult[]> {
+    // Tokenized now, so that a short input starts before the call returns (as a dispose() right
+    // after it finds it running).
+    const found = this.toIds(input, limits)
+    const ids = found instanceof Uint32Array ? found : await found
+    this.admit([ids], options, limits)
     if (this.beams(options)) {
       const results = await generation.beamSearch(this.native, ids, options)
       return options.numReturnSequences !== undefined ? results : results[0]
@@ -253,8 +281,21 @@ export class Gpt2 {
   stream(input: ModelInput, options: GenerateOptions = {}): AsyncGenerator<GenerateStep, GenerateResult, undefined> {
     oneSequence(options)
     if (this.beams(options)) throw invalidArg('beam search gives whole sequences: use generate, not stream')
-    const ids = this.tokenizer.toIds(input)
-    return generation.stream(generation.fromPrompt(this.native, ids), options)
+    // Whatever refuses the input (ERR_DISPOSED too) is the first next()'s, as the start's is.
+    let ids: Uint32Array | Promise<Uint32Array>
+    try {
+      ids = this.toIds(input)
+    } catch (err) {
+      ids = Promise.reject(err)
+    }
+    if (ids instanceof Promise) ids.catch(() => {}) // never an unhandled rejection
+    return this.streamIds(ids, options)
+  }
+
+  private async *streamIds(ids: Uint32Array | Promise<Uint32Array>, options: GenerateOptions) {
+    const prompt = await ids
+    this.admit([prompt], options, undefined)
+    return yield* generation.stream(generation.fromPrompt(this.native, prompt), options)
   }
 
   /**
@@ -269,10 +310,13 @@ export class Gpt2 {
     if (!Array.isArray(inputs)) throw invalidArg('generateBatch expects an array of inputs')
     checkOptionsObject(options)
     // Array.from visits holes too: a sparse array's missing row is an error, not a skipped one.
-    const ids = Array.from(inputs, (input, i) => {
+    const ids: Uint32Array[] = []
+    for (const [i, input] of Array.from(inputs).entries()) {
       if (input === undefined) throw invalidArg(`generateBatch: input ${i} is missing`)
-      return this.tokenizer.toIds(input)
-    })
+      const found = this.toIds(input)
+      ids.push(found instanceof Uint32Array ? found : await found)
+    }
+    this.admit(ids, options, undefined)
     if (this.beams(options)) {
       const perInput = await Promise.all(ids.map((row) => generation.beamSearch(this.native, row, options)))
       return perInput.flat()
@@ -309,6 +353,37 @@ export class Gpt2 {
   beams(options: GenerateOptions | undefined): boolean {
     const beams = options?.numBeams ?? this.generationConfig.numBeams
     return typeof beams === 'number' && beams > 1 // (a wrong type is refused where options are checked)
+  }
+
+  /**
+   * Token ids of a model input. A text is refused by its length before it is tokenized (past what
+   * the context can hold: `ERR_CONTEXT_OVERFLOW`; past `limits`: `ERR_INVALID_ARG`), and a long
+   * one is tokenized on a task thread rather than the JS thread (a promise then; the ids
+   * themselves otherwise, so that a call on a short input starts before it returns).
+   * @internal
+   */
+  toIds(input: ModelInput, limits?: GenerationLimits): Uint32Array | Promise<Uint32Array> {
+    const nativeLimits = toNativeLimits(limits)
+    if (typeof input !== 'string') {
+      const ids = this.tokenizer.toIds(input)
+      callNative(() => this.native.checkInput(ids.length, false, nativeLimits))
+      return ids
+    }
+    // A text's UTF-16 length is at most its UTF-8 length, so this refuses nothing that fits.
+    callNative(() => this.native.checkInput(input.length, true, nativeLimits))
+    if (input.length <= TOKENIZE_ON_JS_THREAD) return this.tokenizer.encode(input)
+    return callNativeAsync(() => this.native.encodeInput(input))
+  }
+
+  /**
+   * Refuses, before anything starts, a call that asks for more than the library's caps or
+   * `limits` allow: beams, continuations, sequences of the whole call, new tokens, KV cache.
+   */
+  private admit(prompts: Uint32Array[], options: GenerateOptions, limits: GenerationLimits | undefined): void {
+    const longest = prompts.reduce((most, prompt) => Math.max(most, prompt.length), 0) // (no spread: any batch size)
+    const nativeOptions = toNativeOptions(options)
+    const nativeLimits = toNativeLimits(limits)
+    callNative(() => this.native.admit(longest, prompts.length, nativeOptions, nativeLimits))
   }
 
   /** True once `dispose()` has been called. */

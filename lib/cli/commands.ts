@@ -5,7 +5,7 @@ import { Gpt2 } from '../gpt2'
 import type { Dtype } from '../load-options'
 import { resolvePretrained } from '../hub/index'
 import { hubSettings } from '../hub/settings'
-import { bytes, canDrawBar, ProgressReporter, table, visible } from './format'
+import { bytes, canDrawBar, ProgressReporter, safeJson, table, textFor, visible } from './format'
 import { type Io, numberOption, oneText, UsageError, type Values } from './main'
 
 /** Loads `--model`, drawing download progress on stderr (stdout stays for the results). */
@@ -42,7 +42,7 @@ export async function next(values: Values, text: string[], io: Io): Promise<void
   const candidates = await model.topK(ids, top)
   const greedy = candidates[0]
   if (values.json) {
-    io.stdout.write(`${JSON.stringify({ input, ids, top: candidates, next: greedy })}\n`)
+    io.stdout.write(`${safeJson({ input, ids, top: candidates, next: greedy })}\n`)
     return
   }
   const rows = candidates.map((c) => [c.id, visible(c.token), c.p.toFixed(4)])
@@ -68,11 +68,12 @@ export async function generate(values: Values, text: string[], io: Io): Promise<
   await using model = await loadModel(values, io)
   if (values.json) {
     const result = await model.generate(input, { ...set, signal: io.signal })
-    io.stdout.write(`${JSON.stringify(result)}\n`)
+    io.stdout.write(`${safeJson(result)}\n`)
     return
   }
+  const shown = textFor(io.stdout, values.raw === true)
   const stream = model.stream(input, { ...set, signal: io.signal })
-  for await (const step of stream) io.stdout.write(step.text)
+  for await (const step of stream) io.stdout.write(shown(step.text))
   io.stdout.write('\n')
 }
 
@@ -130,7 +131,7 @@ export async function cacheLs(values: Values, text: string[], io: Io): Promise<v
   const cacheDir = hubSettings({}, io.env).cacheDir
   const models = await cachedModels(cacheDir)
   if (values.json) {
-    io.stdout.write(`${JSON.stringify(models)}\n`)
+    io.stdout.write(`${safeJson(models)}\n`)
     return
   }
   if (models.length === 0) {

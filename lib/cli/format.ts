@@ -2,9 +2,43 @@
 // counts, and a progress bar that degrades to plain lines where a bar cannot be drawn.
 import { type DownloadProgress, isTrue } from '../hub/settings'
 
-/** A token as a JSON string: quotes show leading spaces, escapes show newlines and tabs. */
+/** DEL and the C1 controls (U+0080-U+009F): JSON.stringify leaves them as they are. */
+const DEL_AND_C1 = /[\x7f-\x9f]/g
+
+/** Control characters a terminal acts on, but newline and tab: C0, DEL and C1. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is its job
+const CONTROLS = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g
+
+const unicodeEscape = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
+
+/**
+ * JSON whose strings escape every control character (JSON.stringify escapes C0 but not DEL or
+ * C1, and U+009B is a terminal's CSI): the same value, safe to show on a terminal.
+ */
+export function safeJson(value: unknown): string {
+  return JSON.stringify(value).replace(DEL_AND_C1, unicodeEscape)
+}
+
+/** A token as a JSON string: quotes show leading spaces, escapes show newlines, tabs and controls. */
 export function visible(token: string): string {
-  return JSON.stringify(token)
+  return safeJson(token)
+}
+
+/**
+ * `text` with its control characters (but newline and tab) written as escapes (`\x1b`): text
+ * from a model or a tokenizer cannot move the cursor, clear the screen, retitle the window or set
+ * the clipboard when shown.
+ */
+export function escapeControls(text: string): string {
+  return text.replace(CONTROLS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+}
+
+/**
+ * How model text is written to `stream`: escaped on a terminal (`escapeControls`), as it is with
+ * `raw` or anywhere else (a pipe, a file), where a program reads the exact text.
+ */
+export function textFor(stream: NodeJS.WriteStream, raw: boolean): (text: string) => string {
+  return raw || stream.isTTY !== true ? (text) => text : escapeControls
 }
 
 /** Rows of cells, each column padded to its widest cell (numbers right-aligned). */

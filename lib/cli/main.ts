@@ -3,6 +3,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { AbortError, NexttokenError } from '../errors'
 import { cacheLs, download, generate, next } from './commands'
+import { textFor } from './format'
 import { step } from './step'
 
 export class UsageError extends Error {}
@@ -25,6 +26,8 @@ const MODEL: Options = {
   'packed-cache': { type: 'string' },
 }
 const JSON_OUT: Options = { json: { type: 'boolean' } }
+/** Model text as it is, control characters included, on a terminal too. */
+const RAW: Options = { raw: { type: 'boolean' } }
 
 interface Command {
   usage: string
@@ -41,18 +44,19 @@ const COMMANDS: Record<string, Command> = {
     run: next,
   },
   step: {
-    usage: 'nexttoken step [--model gpt2] [--top 5] "text"',
+    usage: 'nexttoken step [--model gpt2] [--top 5] [--raw] "text"',
     about: 'append tokens one at a time: Enter takes the most likely, 1-9 that row of the table, q quits',
-    options: { ...MODEL, top: { type: 'string', short: 'k', default: '5' } },
+    options: { ...MODEL, ...RAW, top: { type: 'string', short: 'k', default: '5' } },
     run: step,
   },
   generate: {
     usage:
-      'nexttoken generate [--model gpt2] [--max-length 100 | --max-new-tokens N] [--sample --temperature T --top-k K --top-p P --seed S] [--repetition-penalty R] [--json] "text"',
+      'nexttoken generate [--model gpt2] [--max-length 100 | --max-new-tokens N] [--sample --temperature T --top-k K --top-p P --seed S] [--repetition-penalty R] [--json] [--raw] "text"',
     about: 'stream a completion of the text to stdout (greedy unless --sample)',
     options: {
       ...MODEL,
       ...JSON_OUT,
+      ...RAW,
       'max-length': { type: 'string' },
       'max-new-tokens': { type: 'string' },
       sample: { type: 'boolean' },
@@ -80,7 +84,7 @@ const COMMANDS: Record<string, Command> = {
 
 function help(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(9)} ${c.about}`)
-  return `nexttoken: GPT-2 from the command line, one token at a time.\n\nCommands:\n${lines.join('\n')}\n\nnexttoken <command> --help for its options. --model takes a Hub repo id (default gpt2, through the\nHugging Face cache) or a model directory; --dtype (fp32, bf16, fp16, q8, q4) what its weights are held in;\n--packed-cache DIR keeps the packed weights in DIR, so that later runs load in milliseconds.\n`
+  return `nexttoken: GPT-2 from the command line, one token at a time.\n\nCommands:\n${lines.join('\n')}\n\nnexttoken <command> --help for its options. --model takes a Hub repo id (default gpt2, through the\nHugging Face cache) or a model directory; --dtype (fp32, bf16, fp16, q8, q4) what its weights are held in;\n--packed-cache DIR keeps the packed weights in DIR, so that later runs load in milliseconds. On a\nterminal, control characters in model text are shown escaped (\\x1b); --raw writes them as they are.\n`
 }
 
 /** Runs the command line `argv` (without node and the script); resolves with the exit code. */
@@ -114,7 +118,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
       return 130
     }
     if (err instanceof NexttokenError) {
-      io.stderr.write(`${err.code}: ${err.message}\n`)
+      // A message may quote a model's files (a token, a name): no escape sequences on a terminal.
+      io.stderr.write(`${err.code}: ${textFor(io.stderr, false)(err.message)}\n`)
       return 1
     }
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {

@@ -4,7 +4,7 @@
 // an empty line, a digit, or q.
 import { createInterface } from 'node:readline'
 import { type Candidates, loadModel, topOption } from './commands'
-import { table, visible } from './format'
+import { table, textFor, visible } from './format'
 import { type Io, oneText, type Values } from './main'
 
 type Command = 'enter' | 'quit' | number
@@ -16,12 +16,13 @@ export async function step(values: Values, text: string[], io: Io): Promise<void
   const keys = io.stdin.isTTY === true
   // Redraw in place on a real terminal; print one screen after another anywhere else.
   const redraw = keys && io.stdout.isTTY === true && io.env.TERM !== 'dumb'
+  const shown = textFor(io.stdout, values.raw === true)
   const show = async (): Promise<Candidates> => {
     const candidates = await model.topK(ids, top)
     const rows = candidates.map((c, i) => [i + 1, c.id, visible(c.token), c.p.toFixed(4)])
     const rowKeys = candidates.length > 1 ? `, 1-${Math.min(9, candidates.length)}: that row` : ''
     io.stdout.write(
-      `${redraw ? '\x1b[2J\x1b[H' : '\n'}${model.tokenizer.decode(ids)}\n\n${table(['#', 'id', 'token', 'p'], rows)}\n\n` +
+      `${redraw ? '\x1b[2J\x1b[H' : '\n'}${shown(model.tokenizer.decode(ids))}\n\n${table(['#', 'id', 'token', 'p'], rows)}\n\n` +
         `Enter: append the most likely token${rowKeys}, q: quit\n`,
     )
     return candidates

@@ -8,6 +8,7 @@
  * `nexttoken` itself never loads them.
  * @module nexttoken/queue
  */
+export type { GenerationLimits } from '../limits'
 export { type GenerationWorkerOptions, createGenerationWorker, GenerationWorker } from './worker'
 export {
   type BatchProgress,

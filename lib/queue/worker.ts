@@ -3,10 +3,9 @@
 // `generate` calls in one process are.
 import { type Job, WaitingError, Worker, type WorkerOptions } from 'bullmq'
 import { checkOptionsObject, invalidArg } from '../errors'
-import type { GenerateOptions, GenerateResult } from '../generate-options'
 import { Gpt2 } from '../gpt2'
+import { type GenerationLimits, toNativeLimits } from '../limits'
 import type { LoadOptions } from '../load-options'
-import type { ModelInput } from '../tokenizer'
 import { toJobFailure } from './failure'
 import { fromJobData, type GenerationJobData } from './job'
 import { type Json, toJson } from './json'
@@ -29,6 +28,14 @@ export interface GenerationWorkerOptions extends Omit<WorkerOptions, 'concurrenc
    * @default the model's maxBatchSize
    */
   concurrency?: number
+  /**
+   * What one job may ask for, checked when the job is taken, before its input is tokenized: a job
+   * past a limit fails with `ERR_INVALID_ARG` naming it, and is not retried. The library's own
+   * caps hold whatever is set here (64 beams, 128 continuations, a 16 GiB KV-cache estimate, an
+   * input no longer than the context can hold).
+   * @default the library's caps alone
+   */
+  limits?: GenerationLimits
 }
 
 /** The abort reason of a generation stopped so that its job goes back to the queue. */
@@ -49,10 +56,10 @@ export class GenerationWorker extends Worker<GenerationJobData, Json> {
 
   /** @internal Use `createGenerationWorker`. */
   constructor(model: Gpt2, ownsModel: boolean, options: GenerationWorkerOptions) {
-    const { queueName, model: _model, loadOptions: _loadOptions, concurrency, ...workerOptions } = options
+    const { queueName, model: _model, loadOptions: _loadOptions, concurrency, limits, ...workerOptions } = options
     const running = new Set<AbortController>()
     // Three parameters: BullMQ passes the cancellation signal only to a processor that declares it.
-    super(queueName, (job, token, signal) => runJob(model, running, job, token, signal), {
+    super(queueName, (job, token, signal) => runJob(model, limits, running, job, token, signal), {
       ...workerOptions,
       concurrency: concurrency ?? model.maxBatchSize,
     })
@@ -77,12 +84,10 @@ export class GenerationWorker extends Worker<GenerationJobData, Json> {
   }
 }
 
-/** `generate` as one signature: a job's options may or may not ask for several results. */
-type AnyGenerate = (input: ModelInput, options: GenerateOptions) => Promise<GenerateResult | GenerateResult[]>
-
 /** Runs one job: its result is the `GenerateResult` (or the list of them) as JSON. */
 async function runJob(
   model: Gpt2,
+  limits: GenerationLimits | undefined,
   running: Set<AbortController>,
   job: Job<GenerationJobData, Json>,
   token: string | undefined,
@@ -100,11 +105,11 @@ async function runJob(
     const { input, options } = fromJobData(job.data)
     // Beam search and several continuations have no single token stream to report.
     const perToken = options.numReturnSequences === undefined && !model.beams(options)
-    const result = await (model.generate as AnyGenerate).call(model, input, {
-      ...options,
-      signal: generation.signal,
-      onToken: perToken ? (step) => progress.add(step) : undefined,
-    })
+    const result = await model.generateWithin(
+      input,
+      { ...options, signal: generation.signal, onToken: perToken ? (step) => progress.add(step) : undefined },
+      limits,
+    )
     await progress.end()
     return toJson(result)
   } catch (err) {
@@ -128,10 +133,11 @@ async function runJob(
  */
 export async function createGenerationWorker(options: GenerationWorkerOptions): Promise<GenerationWorker> {
   checkOptionsObject(options)
-  const { queueName, model, loadOptions, concurrency } = options
+  const { queueName, model, loadOptions, concurrency, limits } = options
   if (typeof queueName !== 'string' || queueName === '') throw invalidArg('queueName must be a non-empty string')
   if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency >= 1))
     throw invalidArg(`concurrency must be an integer >= 1; got ${String(concurrency)}`)
+  toNativeLimits(limits) // its types, before a model is loaded
   if (model instanceof Gpt2) {
     if (loadOptions !== undefined) throw invalidArg('loadOptions are for a model given by name or path')
     return new GenerationWorker(model, false, options)

@@ -14,7 +14,7 @@ use nexttoken::{
 use crate::allocator::return_free_memory;
 use crate::errors::{disposed, guarded};
 use crate::generation::NativeGeneration;
-use crate::options::{NativeGenerateOptions, NativeSchedulerOptions};
+use crate::options::{NativeGenerateOptions, NativeLimits, NativeSchedulerOptions};
 use crate::outputs::{GenerateOutput, GenerationDefaults, ModelConfig, ScoredText, TokenScore};
 use crate::session::NativeSession;
 use crate::task::{on_own_thread, on_task_thread};
@@ -123,6 +123,37 @@ impl NativeGpt2 {
             move || Ok(ScoredText::from(pretrained.score(&ids, top_k as usize)?)),
             |scored| scored,
         )
+    }
+
+    /// Refuses an input of `length` (UTF-16 code units of a text, or token ids when `text` is
+    /// false) that `limits` or the model's context cannot take, before it is tokenized.
+    #[napi]
+    pub fn check_input(&self, length: u32, text: bool, limits: Option<NativeLimits>) -> napi::Result<()> {
+        let gpt2 = self.gpt2()?;
+        guarded(|| gpt2.check_input(length as usize, text, limits.map(Into::into)))
+    }
+
+    /// Token ids of a model input, on a task thread (a long text takes milliseconds to
+    /// tokenize); refused by its byte length first.
+    #[napi(ts_return_type = "Promise<Uint32Array>")]
+    pub fn encode_input<'env>(&self, env: &'env Env, text: String) -> napi::Result<Object<'env>> {
+        let pretrained = self.pretrained()?;
+        on_task_thread(env, move || pretrained.encode_input(&text), Uint32Array::new)
+    }
+
+    /// Refuses a call that would start `prompts` generations (or beam searches) with `options`,
+    /// the longest prompt `promptLength` tokens, past the core's limits or the caller's.
+    #[napi]
+    pub fn admit(
+        &self,
+        prompt_length: u32,
+        prompts: u32,
+        options: NativeGenerateOptions,
+        limits: Option<NativeLimits>,
+    ) -> napi::Result<()> {
+        let gpt2 = self.gpt2()?;
+        let (prompt_len, prompts) = (prompt_length as usize, prompts as usize);
+        guarded(|| gpt2.admit(options.into(), prompts, prompt_len, limits.map(Into::into)))
     }
 
     /// Starts a generation of the prompt `ids`; tokens come from its `next()`.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use napi_derive::napi;
-use nexttoken::generation::EarlyStopping;
+use nexttoken::generation::{EarlyStopping, Limits};
 use nexttoken::{CallOptions, SchedulerOptions};
 
 /// A call's options as JS passes them: absent means unset (the core applies the model's
@@ -101,6 +101,30 @@ impl From<NativeGenerateOptions> for CallOptions {
             }),
             sequence_index: js.sequence_index.map_or(0, |i| i as usize),
             padded_length: js.padded_length.map(|n| n as usize),
+        }
+    }
+}
+
+/// A caller's own limits (a queue worker's), tightening the core's: an absent field keeps the
+/// core's cap (`Limits::HARD`).
+#[napi(object)]
+pub struct NativeLimits {
+    pub max_input_length: Option<u32>,
+    pub max_new_tokens: Option<u32>,
+    pub max_num_beams: Option<u32>,
+    pub max_num_return_sequences: Option<u32>,
+}
+
+impl From<NativeLimits> for Limits {
+    fn from(js: NativeLimits) -> Self {
+        let hard = Limits::HARD;
+        let or = |limit: Option<u32>, cap: usize| limit.map_or(cap, |n| n as usize);
+        Limits {
+            max_input_length: or(js.max_input_length, hard.max_input_length),
+            max_new_tokens: or(js.max_new_tokens, hard.max_new_tokens),
+            max_num_beams: or(js.max_num_beams, hard.max_num_beams),
+            max_num_return_sequences: or(js.max_num_return_sequences, hard.max_num_return_sequences),
+            ..hard
         }
     }
 }

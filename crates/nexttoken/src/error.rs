@@ -23,6 +23,10 @@ pub enum Error {
     #[error("input has {len} tokens but the model's context holds at most {n_positions}")]
     ContextOverflow { len: usize, n_positions: usize },
 
+    /// A text longer than the context could hold however it tokenized, refused before tokenizing.
+    #[error("input has at least {len} bytes, more than the model's context of {n_positions} tokens can hold: at most {max_bytes} bytes ({n_positions} tokens of at most {token_bytes} bytes each)")]
+    InputTooLong { len: usize, max_bytes: usize, n_positions: usize, token_bytes: usize },
+
     #[error("backend '{0}' is not available in this build of nexttoken")]
     BackendUnavailable(String),
 
@@ -52,7 +56,7 @@ impl Error {
             Error::ModelInvalid(_) => "ERR_MODEL_INVALID",
             Error::InvalidArg(_) => "ERR_INVALID_ARG",
             Error::TokenOutOfRange { .. } => "ERR_TOKEN_OUT_OF_RANGE",
-            Error::ContextOverflow { .. } => "ERR_CONTEXT_OVERFLOW",
+            Error::ContextOverflow { .. } | Error::InputTooLong { .. } => "ERR_CONTEXT_OVERFLOW",
             Error::BackendUnavailable(_) => "ERR_BACKEND_UNAVAILABLE",
             Error::Idle(_) => "ERR_STREAM_IDLE",
             Error::Overloaded(_) => "ERR_OVERLOADED",

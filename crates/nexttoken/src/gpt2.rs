@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::generation::{CallOptions, Generation, Output};
+use crate::generation::{CallOptions, GenerateOptions, Generation, Limits, Output};
 use crate::pretrained::{LoadOptions, Pretrained};
 use crate::scheduler::{Request, Scheduler, SchedulerOptions};
 use crate::session::Session;
@@ -32,6 +32,35 @@ impl Gpt2 {
     /// Most generations its scheduler decodes together.
     pub fn max_batch_size(&self) -> usize {
         self.scheduler.max_batch_size()
+    }
+
+    /// Whether a call may start `prompts` generations (or beam searches) with `call`, the longest
+    /// prompt `prompt_len` tokens, under `limits` (tightening `Limits::HARD`): checked before a
+    /// batch starts any of them, so that a call asking for too much is refused before it
+    /// allocates anything, the JS rows it would create included.
+    pub fn admit(
+        &self,
+        call: CallOptions,
+        prompts: usize,
+        prompt_len: usize,
+        limits: Option<Limits>,
+    ) -> Result<()> {
+        let options = GenerateOptions::resolve(call, &self.pretrained.generation_config);
+        let config = self.pretrained.config();
+        options.validate(config.vocab_size)?;
+        let limits = limits.unwrap_or(Limits::HARD).within_hard();
+        limits.admit(&options, prompts, prompt_len, config, self.max_batch_size())
+    }
+
+    /// Whether an input of `len` may be tokenized and run: `limits`' `max_input_length`, and for
+    /// a text (`len` its UTF-16 code units, never more than its UTF-8 bytes) the model's
+    /// `max_input_bytes`. Checked before tokenizing, which takes seconds for megabytes.
+    pub fn check_input(&self, len: usize, text: bool, limits: Option<Limits>) -> Result<()> {
+        limits.unwrap_or(Limits::HARD).within_hard().check_input_length(len)?;
+        match text {
+            true => self.pretrained.check_input_bytes(len),
+            false => Ok(()),
+        }
     }
 
     /// Queues a generation of `prompt`; its tokens come from the request's `next`.

@@ -17,7 +17,8 @@ pub mod gguf;
 mod gpt2;
 pub mod network;
 mod ops;
-mod packed_cache;
+#[doc(hidden)]
+pub mod packed_cache; // public for its fuzz target alone (`read_any`)
 pub mod pretrained;
 pub mod scheduler;
 pub mod scores;

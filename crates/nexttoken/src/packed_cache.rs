@@ -15,8 +15,16 @@
 //! checkpoint file size or modification time, dtype, layout version or CPU path) is packed and
 //! written again.
 //!
+//! The file is not trusted as it is: its key (paths, sizes, times) can be reproduced by anyone
+//! who can stat the checkpoint, and the folder may be shared. So it is opened without following a
+//! link or waiting on a FIFO, used only if it is a regular file owned by this user, and every
+//! matrix's bytes are checked against the XXH3 hash recorded with them before any is used; a file
+//! that fails any of these is packed and written again, as a stale one is. The folder is created
+//! readable by this user alone (0700). Hashing costs a read of the file at XXH3's speed, ~10 GB/s
+//! a core (bench/load measures it), and is spread over the compute pool.
+//!
 //! File layout: each matrix's packed bytes at a multiple of `PAGE`, then a JSON footer (the key
-//! and where each matrix is), its length as a little-endian u64, and `MAGIC`.
+//! and where each matrix is, with its hash), its length as a little-endian u64, and `MAGIC`.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -27,13 +35,15 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use memmap2::{Mmap, MmapOptions};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::dtype::WeightDtype;
 use crate::ops::{PackedMatrix, WeightBytes, LAYOUT_VERSION};
 
-/// The file's last bytes.
-const MAGIC: &[u8; 8] = b"NTPACK\x01\n";
+/// The file's last bytes (version 2: matrices carry their hash).
+const MAGIC: &[u8; 8] = b"NTPACK\x02\n";
 
 /// Matrices start on page boundaries, as fresh mappings do (the kernels read f32 panels as
 /// aligned values). 16 KiB covers the page sizes of x86_64 and Apple's arm64.
@@ -66,6 +76,8 @@ struct Entry {
     n: usize,
     start: u64,
     len: u64,
+    /// XXH3-64 of the `len` bytes at `start`.
+    xxh3: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -100,7 +112,7 @@ impl PackedCache {
             sources: sources.iter().map(|path| describe(path)).collect::<Option<_>>()?,
         };
         let path = dir.join(file_name(&key));
-        if let Some(state) = read(&path, &key) {
+        if let Some(state) = read(&path, Some(&key)) {
             return Some(PackedCache { state });
         }
         let state = match TempFile::create(dir, &path) {
@@ -138,7 +150,8 @@ impl PackedCache {
         }
         let (dtype, k, n, len) =
             (matrix.dtype().name().to_string(), matrix.k(), matrix.n(), bytes.len() as u64);
-        footer.matrices.insert(name.to_string(), Entry { dtype, k, n, start, len });
+        let xxh3 = xxh3_64(bytes);
+        footer.matrices.insert(name.to_string(), Entry { dtype, k, n, start, len, xxh3 });
         *end = start + len;
     }
 
@@ -178,9 +191,32 @@ fn file_name(key: &Key) -> String {
     format!("{:016x}.packed", hasher.finish())
 }
 
-/// The file at `path`, mapped, if it is whole and its key is `key`.
-fn read(path: &Path, key: &Key) -> Option<State> {
-    let file = File::open(path).ok()?;
+/// The file at `path` opened for reading, if it is a regular file owned by this user: opened
+/// without following a symlink (O_NOFOLLOW) and without waiting for a FIFO's writer (O_NONBLOCK,
+/// which reads of a regular file ignore), then checked on the open file itself (fstat), so that
+/// nothing can be swapped in between the check and the use.
+fn open_own_file(path: &Path) -> Option<File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        let file = OpenOptions::new().read(true).custom_flags(flags).open(path).ok()?;
+        let meta = file.metadata().ok()?;
+        // SAFETY: geteuid has no preconditions and always succeeds.
+        let user = unsafe { libc::geteuid() };
+        (meta.file_type().is_file() && meta.uid() == user).then_some(file)
+    }
+    #[cfg(not(unix))]
+    {
+        let file = File::open(path).ok()?;
+        file.metadata().ok()?.file_type().is_file().then_some(file)
+    }
+}
+
+/// The file at `path`, mapped, if it is whole, its key is `key` (any key for `None`) and every
+/// matrix's bytes have the hash recorded with them.
+fn read(path: &Path, key: Option<&Key>) -> Option<State> {
+    let file = open_own_file(path)?;
     let len = file.metadata().ok()?.len();
     let tail = len.checked_sub(16)?;
     let mut trailer = [0u8; 16];
@@ -196,7 +232,7 @@ fn read(path: &Path, key: &Key) -> Option<State> {
     let inside = |e: &Entry| {
         e.start.is_multiple_of(PAGE) && e.start.checked_add(e.len).is_some_and(|end| end <= footer_start)
     };
-    if footer.key != *key || !footer.matrices.values().all(inside) {
+    if key.is_some_and(|key| footer.key != *key) || !footer.matrices.values().all(inside) {
         return None;
     }
     // SAFETY: the mapping is only read. The file is this cache's, renamed into place once written
@@ -208,7 +244,26 @@ fn read(path: &Path, key: &Key) -> Option<State> {
     if file.metadata().ok()?.len() < len {
         return None;
     }
+    // Before any matrix is used: one whose bytes changed (a disk error, another hand) would give
+    // wrong numbers, or NaN, silently. Matrices are hashed in parallel, the largest first.
+    let mut entries: Vec<&Entry> = footer.matrices.values().collect();
+    entries.sort_by_key(|e| std::cmp::Reverse(e.len));
+    let intact = |e: &&Entry| xxh3_64(&map[e.start as usize..(e.start + e.len) as usize]) == e.xxh3;
+    if !entries.par_iter().all(intact) {
+        return None;
+    }
     Some(State::Found { map: Arc::new(map), matrices: footer.matrices })
+}
+
+/// `dir` and any missing parents, readable and writable by this user alone (0700), as ssh and
+/// gpg make theirs: other users can then neither read nor replace what is in it. An existing
+/// folder keeps its own mode (its owner chose it).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// A file being written under a name of its own, removed unless `kept`.
@@ -221,7 +276,7 @@ struct TempFile {
 impl TempFile {
     /// A new file in `dir` (created if need be) next to `target`, unique to this process and load.
     fn create(dir: &Path, target: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        create_private_dir(dir)?;
         let unique = std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let name = target.file_name().unwrap_or_default().to_string_lossy();
         let path = dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
@@ -235,5 +290,162 @@ impl Drop for TempFile {
         if !self.kept {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+/// The reader on the file at `path`, whatever key its footer holds, then every matrix it lists
+/// taken as a load takes it (shapes as large as a model's config allows): how many were handed
+/// out. For the fuzz target (fuzz/fuzz_targets/packed_cache.rs), which writes its input there.
+#[doc(hidden)]
+pub fn read_any(path: &Path) -> usize {
+    /// Larger than any matrix dimension `Config` accepts.
+    const MAX_DIM: usize = 1 << 20;
+    let Some(State::Found { map, matrices }) = read(path, None) else { return 0 };
+    let wanted: Vec<(String, String, usize, usize)> =
+        matrices.iter().map(|(name, e)| (name.clone(), e.dtype.clone(), e.k, e.n)).collect();
+    let mut cache = PackedCache { state: State::Found { map, matrices } };
+    let mut taken = 0;
+    for (name, dtype, k, n) in wanted {
+        let Ok(dtype) = WeightDtype::parse(&dtype) else { continue };
+        if k <= MAX_DIM && n <= MAX_DIM && cache.take(&name, dtype, k, n).is_some() {
+            taken += 1;
+        }
+    }
+    taken
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K: usize = 64;
+    const N: usize = 96;
+
+    /// A q8 matrix (packed on every CPU path) of known values.
+    fn matrix() -> PackedMatrix {
+        let read = |rows: std::ops::Range<usize>, values: &mut Vec<f32>| -> std::result::Result<(), ()> {
+            values.clear();
+            values.extend(rows.flat_map(|r| (0..N).map(move |c| ((r * N + c) % 13) as f32 - 6.0)));
+            Ok(())
+        };
+        PackedMatrix::pack(WeightDtype::Q8_0, K, N, false, read).unwrap()
+    }
+
+    /// A folder with a checkpoint stand-in, and the cache's folder inside it.
+    struct Dirs {
+        root: PathBuf,
+        source: PathBuf,
+        cache: PathBuf,
+    }
+
+    impl Dirs {
+        fn new(name: &str) -> Self {
+            let root = std::env::temp_dir().join(format!("nexttoken-packed-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(&root).unwrap();
+            let source = root.join("model.safetensors");
+            std::fs::write(&source, b"weights").unwrap();
+            Dirs { cache: root.join("cache/packed"), source, root }
+        }
+
+        fn open(&self) -> PackedCache {
+            PackedCache::open(&self.cache, std::slice::from_ref(&self.source), Some(WeightDtype::Q8_0))
+                .unwrap()
+        }
+
+        /// Writes the cache file (a load that found none), returning its path.
+        fn write(&self) -> PathBuf {
+            let mut cache = self.open();
+            assert!(matches!(cache.state, State::Writing { .. }));
+            let State::Writing { path, .. } = &cache.state else { unreachable!() };
+            let path = path.clone();
+            cache.record("wte", &matrix());
+            cache.finish();
+            path
+        }
+
+        /// Whether a load now takes the matrix from the file.
+        fn found(&self) -> bool {
+            let mut cache = self.open();
+            let taken = cache.take("wte", WeightDtype::Q8_0, K, N);
+            if let Some(taken) = &taken {
+                assert_eq!(taken.packed_bytes(), matrix().packed_bytes());
+            }
+            taken.is_some()
+        }
+    }
+
+    impl Drop for Dirs {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+
+    #[test]
+    fn a_file_written_is_found_by_the_next_load_in_a_private_folder() {
+        let dirs = Dirs::new("found");
+        dirs.write();
+        assert!(dirs.found());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&dirs.cache).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+    }
+
+    #[test]
+    fn a_matrix_whose_bytes_changed_is_not_used_and_the_file_is_rebuilt() {
+        let dirs = Dirs::new("changed");
+        let path = dirs.write();
+        let mut bytes = std::fs::read(&path).unwrap();
+        // NaN bytes over the matrix, which starts the file: its q8 scales become NaN.
+        bytes[..16].fill(0xff);
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(!dirs.found(), "a changed matrix must not be handed out");
+        dirs.write();
+        assert!(dirs.found(), "the rebuilt file is used");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_in_the_files_place_is_passed_over_without_waiting() {
+        let dirs = Dirs::new("fifo");
+        let path = dirs.write();
+        std::fs::remove_file(&path).unwrap();
+        let name = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        // Without O_NONBLOCK, opening the FIFO waits forever for a writer.
+        assert!(!dirs.found());
+        dirs.write();
+        assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_file(), "replaced by a file");
+        assert!(dirs.found());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_in_the_files_place_is_not_followed() {
+        let dirs = Dirs::new("symlink");
+        let path = dirs.write();
+        let elsewhere = dirs.root.join("elsewhere.packed");
+        std::fs::rename(&path, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        assert!(!dirs.found(), "a link, even to a good file, is not read");
+        dirs.write();
+        assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_file(), "replaced by a file");
+        assert!(dirs.found());
+    }
+
+    /// Writes fuzz/seeds/packed_cache/q8 (run with `--ignored` after a change to the format).
+    #[test]
+    #[ignore]
+    fn write_the_fuzz_seed() {
+        let dirs = Dirs::new("seed");
+        let path = dirs.write();
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/packed_cache");
+        std::fs::create_dir_all(&seeds).unwrap();
+        std::fs::copy(&path, seeds.join("q8")).unwrap();
+        assert_eq!(read_any(&seeds.join("q8")), 1);
     }
 }

@@ -2,7 +2,7 @@
 //! GGUF file, loaded into one object that answers next-token questions.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::config::Config;
 use crate::device::{device_from_name, DEFAULT_DEVICE};
@@ -35,6 +35,8 @@ pub struct Pretrained {
     pub tokenizer: Arc<Tokenizer>,
     /// `generate`'s defaults from `generation_config.json` (or config.json's special tokens).
     pub generation_config: GenerationConfig,
+    /// The most bytes one token stands for (`longest_token_bytes`), found at load.
+    longest_token: OnceLock<usize>,
 }
 
 /// The special tokens the configs name must be tokens of both the model and the tokenizer: a
@@ -71,6 +73,18 @@ fn check_special_tokens(
     Ok(())
 }
 
+/// The most bytes one token of `tokenizer` stands for: its vocabulary entry's length in
+/// characters, since byte-level BPE writes each byte as one character (`Ġ` for a space), and
+/// special tokens match their text as it is.
+fn longest_token_bytes(tokenizer: &Tokenizer) -> usize {
+    let ids = 0..tokenizer.vocab_size() as u32;
+    ids.filter_map(|id| tokenizer.id_to_token(id).ok())
+        .map(|token| token.chars().count())
+        .max()
+        .unwrap_or(1)
+        .max(1)
+}
+
 impl Pretrained {
     /// Loads the model directory `name_or_path` onto `device` in the checkpoint's dtype.
     pub fn load(name_or_path: &str, device: &str) -> Result<Self> {
@@ -95,8 +109,15 @@ impl Pretrained {
         // The tokenizer (60-70 ms for GPT-2's 50,257 tokens and merges) is built on a thread of
         // its own while the weights load; the network's error, if both fail, is the one reported,
         // as when they loaded one after the other.
-        let (network, tokenizer) = std::thread::scope(|scope| {
-            let tokenizer = scope.spawn(|| Tokenizer::from_dir(&dir));
+        let (network, (tokenizer, longest_token)) = std::thread::scope(|scope| {
+            // With its longest token (`max_input_bytes`), which takes milliseconds: not on the
+            // JS thread of a first call.
+            let tokenizer = scope.spawn(|| {
+                Tokenizer::from_dir(&dir).map(|tokenizer| {
+                    let longest = longest_token_bytes(&tokenizer);
+                    (tokenizer, longest)
+                })
+            });
             let network = Network::load(&mut weights, &config, &device, dtype);
             let tokenizer = tokenizer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             Ok::<_, Error>((network?, tokenizer?))
@@ -111,7 +132,12 @@ impl Pretrained {
         }
         let generation_config = GenerationConfig::from_dir(&dir, &config)?;
         check_special_tokens(&dir, &config, &generation_config, tokenizer.vocab_size())?;
-        Ok(Pretrained { network, tokenizer: Arc::new(tokenizer), generation_config })
+        Ok(Pretrained {
+            network,
+            tokenizer: Arc::new(tokenizer),
+            generation_config,
+            longest_token: OnceLock::from(longest_token),
+        })
     }
 
     /// The GGUF file `path`, its weight matrices in `dtype` or, by default, each in its own
@@ -153,7 +179,8 @@ impl Pretrained {
                 ));
             }
         }
-        Ok(Pretrained { network, tokenizer: Arc::new(tokenizer), generation_config })
+        let longest_token = OnceLock::from(longest_token_bytes(&tokenizer));
+        Ok(Pretrained { network, tokenizer: Arc::new(tokenizer), generation_config, longest_token })
     }
 
     /// Makes the ids past the tokenizer's vocabulary impossible in `scores`: a model may pad its
@@ -171,6 +198,31 @@ impl Pretrained {
 
     pub fn config(&self) -> &Config {
         self.network.config()
+    }
+
+    /// The most bytes a text may have and still fit the context: `n_positions` tokens of the
+    /// longest token's bytes (128 for GPT-2, so 128 KiB). Byte-level BPE gives every byte of a
+    /// text to exactly one token, so a longer text cannot fit however it tokenizes: refusing it
+    /// before tokenizing (which takes seconds for megabytes) changes no answer.
+    pub fn max_input_bytes(&self) -> usize {
+        let longest = *self.longest_token.get_or_init(|| longest_token_bytes(&self.tokenizer));
+        self.config().n_positions.saturating_mul(longest)
+    }
+
+    /// `Error::InputTooLong` when a text of at least `len` bytes cannot fit the context.
+    pub fn check_input_bytes(&self, len: usize) -> Result<()> {
+        let max_bytes = self.max_input_bytes();
+        if len <= max_bytes {
+            return Ok(());
+        }
+        let n_positions = self.config().n_positions;
+        Err(Error::InputTooLong { len, max_bytes, n_positions, token_bytes: max_bytes / n_positions.max(1) })
+    }
+
+    /// Token ids of a model input: refused by its byte length first (`check_input_bytes`).
+    pub fn encode_input(&self, text: &str) -> Result<Vec<u32>> {
+        self.check_input_bytes(text.len())?;
+        self.tokenizer.encode(text)
     }
 
     /// Logits of `ids` as one flat row-major f32 vector: (vocab) for `Last`, (t * vocab) for `All`.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::generator::{Output, StopReason, Timings};
+use super::limits::Limits;
 use super::options::{CallOptions, EarlyStopping, GenerateOptions};
 use super::processors::{apply_processors, log_softmax, Context};
 use crate::error::{Error, Result};
@@ -56,6 +57,7 @@ pub fn beam_search(pretrained: Arc<Pretrained>, prompt: Vec<u32>, call: CallOpti
     let network = &pretrained.network;
     network.check_input(&prompt, 0)?;
     let prompt_len = prompt.len();
+    Limits::HARD.admit(&options, 1, prompt_len, config, 1)?; // before any beam's cache exists
     let budget = options.new_token_budget(prompt_len, config.n_positions)?;
     // Saturating: generation_config.json may ask for up to 2^64 - 1 new tokens.
     let max_length = prompt_len.saturating_add(budget).min(config.n_positions);

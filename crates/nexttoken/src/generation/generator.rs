@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use super::limits::Limits;
 use super::options::{CallOptions, GenerateOptions};
 use super::processors::{apply_processors, Context};
 use super::sampler::{argmax, sample};
@@ -149,6 +150,7 @@ impl Generation {
         if cache.len() >= prompt.len() {
             return Err(Error::Internal("a generation's cache must leave a prompt token to feed".into()));
         }
+        Limits::HARD.admit(&options, 1, prompt.len(), config, 1)?;
         let budget = options.new_token_budget(prompt.len(), config.n_positions)?;
         let rng = match options.rng_seed() {
             Some(seed) => StdRng::seed_from_u64(seed),

@@ -5,6 +5,7 @@
 mod beam;
 mod config;
 mod generator;
+mod limits;
 mod options;
 mod processors;
 mod sampler;
@@ -14,6 +15,7 @@ mod text;
 pub use beam::beam_search;
 pub use config::GenerationConfig;
 pub use generator::{Generation, Output, Step, StopReason, Timings};
+pub use limits::{kv_cache_bytes, Limits};
 pub use options::{CallOptions, EarlyStopping, GenerateOptions};
 pub use processors::{apply_processors, Context};
 pub use text::TextStream;

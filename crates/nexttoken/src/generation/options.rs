@@ -1,6 +1,7 @@
 //! `generate` options, named and defaulted as in transformers' `GenerationConfig`.
 
 use super::config::GenerationConfig;
+use super::limits::Limits;
 use crate::error::{Error, Result};
 
 /// New tokens when no length is set: transformers' `max_length` default of 20, which its
@@ -313,6 +314,8 @@ impl GenerateOptions {
         if self.num_beams == 0 {
             return Err(invalid("numBeams must be at least 1".into()));
         }
+        // From the call or from generation_config.json alike: neither may ask for more.
+        Limits::HARD.check_counts(self)?;
         if self.num_beams > 1 {
             if self.do_sample {
                 return Err(invalid(
