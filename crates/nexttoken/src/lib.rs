@@ -19,6 +19,7 @@ pub mod network;
 mod ops;
 mod packed_cache;
 pub mod pretrained;
+mod pytorch;
 pub mod scheduler;
 pub mod scores;
 mod session;
