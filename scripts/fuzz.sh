@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${1:-${FUZZ_SECONDS:-600}}
-targets=${FUZZ_TARGETS:-load_model load_gguf tokenizer_roundtrip generate_options text_stream packed_cache}
+targets=${FUZZ_TARGETS:-load_model load_gguf load_pickle shard_index tokenizer_files tokenizer_roundtrip generate_options text_stream packed_cache}
 cargo_fuzz_version=0.13.2
 tools=$PWD/target/tools
 

@@ -176,9 +176,107 @@ def load_gguf():
     write("load_gguf", "q8_0", gguf(tensors, token_list, "Q8_0"))
 
 
+def pickled_state_dict(tensors, storage_class):
+    """The pickle torch.save writes (protocol 2) for a state dict of `tensors` (name -> shape),
+    each the whole of storage str(i) of its class."""
+
+    def string(text):
+        data = text.encode()
+        return b"X" + struct.pack("<I", len(data)) + data
+
+    def ints(values):
+        return b"(" + b"".join(b"J" + struct.pack("<i", v) for v in values) + b"t"
+
+    out = b"\x80\x02}("
+    for i, (name, shape) in enumerate(tensors.items()):
+        count, strides = 1, []
+        for d in reversed(shape):
+            strides.insert(0, count)
+            count *= d
+        out += string(name) + b"ctorch._utils\n_rebuild_tensor_v2\n(("
+        out += string("storage") + f"ctorch\n{storage_class}\n".encode() + string(str(i)) + string("cpu")
+        out += b"J" + struct.pack("<i", count) + b"tQ" + b"J" + struct.pack("<i", 0) + ints(shape) + ints(strides)
+        out += b"\x89ccollections\nOrderedDict\n)RtR"
+    return out + b"u."
+
+
+def load_pickle():
+    import io
+    import zipfile
+    _, tensors = tiny_gpt2()
+    shapes = {name: shape for name, (shape, _) in tensors.items()}
+    # Even first byte: storage sizes and data.pkl, the zip built by the target.
+    for name, storage_class, size in [("f32", "FloatStorage", 4), ("f16", "HalfStorage", 2)]:
+        sizes = [size * len(values) for _, values in tensors.values()]
+        header = bytes([0, len(sizes)]) + struct.pack(f"<{len(sizes)}H", *sizes)
+        write("load_pickle", name, header + pickled_state_dict(shapes, storage_class))
+    # Odd first byte: a whole file, as torch.save lays it out (stored entries, little-endian).
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("archive/data.pkl", pickled_state_dict({"transformer." + k: v for k, v in shapes.items()}, "HalfStorage"))
+        archive.writestr("archive/byteorder", "little")
+        for i, (_, values) in enumerate(tensors.values()):
+            archive.writestr(f"archive/data/{i}", b"".join(to_half(v, "F16") for v in values))
+        archive.writestr("archive/version", "3\n")
+    write("load_pickle", "file-f16", b"\x01" + buffer.getvalue())
+
+
+def shard_index():
+    index = {"metadata": {"total_size": 1024}, "weight_map": {
+        "wte.weight": "model-00001-of-00002.safetensors", "wpe.weight": "model-00001-of-00002.safetensors",
+        "h.0.ln_1.weight": "model-00002-of-00002.safetensors"}}
+    write("shard_index", "two-shards", json.dumps(index))
+
+
+def bytes_to_unicode():
+    """GPT-2's byte-level alphabet in its vocabulary's id order: each byte as the printable
+    character that stands for it."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1))
+    bs += list(range(ord("\u00ae"), ord("\u00ff") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def tokenizer_files():
+    alphabet = bytes_to_unicode()
+    merges = [("\u0120", "t"), ("h", "e"), ("\u0120t", "he"), ("i", "n")]
+    tokens = alphabet + [a + b for a, b in merges] + ["<|endoftext|>"]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    tokenizer = {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [{"id": len(tokens) - 1, "content": "<|endoftext|>", "single_word": False, "lstrip": False,
+                          "rstrip": False, "normalized": False, "special": True}],
+        "normalizer": None, "pre_tokenizer": byte_level,
+        "post_processor": {"type": "TemplateProcessing", "single": [{"Sequence": {"id": "A", "type_id": 0}}],
+                           "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                           "special_tokens": {}},
+        "decoder": byte_level,
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
+                  "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": vocab, "merges": [list(m) for m in merges]},
+    }
+    text = "then the thin<|endoftext|> in\n".encode()
+    dump = lambda value: json.dumps(value, ensure_ascii=False).encode()
+    write("tokenizer_files", "tokenizer-json", b"\0" + dump(tokenizer) + b"\0" + text)
+    older = dict(tokenizer, post_processor=byte_level, pre_tokenizer=dict(byte_level, add_prefix_space=True))
+    older["model"] = dict(tokenizer["model"], merges=[f"{a} {b}" for a, b in merges])
+    write("tokenizer_files", "tokenizer-json-prefix-space", b"\0" + dump(older) + b"\0" + text)
+    merges_txt = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
+    write("tokenizer_files", "vocab-merges", b"\1" + dump(vocab) + b"\0" + merges_txt.encode() + b"\0" + text)
+
+
 if __name__ == "__main__":
     load_model()
     load_gguf()
+    load_pickle()
+    shard_index()
+    tokenizer_files()
     for name, text in TEXTS.items():
         write("tokenizer_roundtrip", name, text)
     text_stream()

@@ -41,3 +41,44 @@ pub fn check_loaded(network: Result<Network>) {
         panic!("a model that loaded fails its first forward pass: {err}");
     }
 }
+
+/// A zip of `entries` (name, bytes), each stored as it is, as torch.save writes
+/// `pytorch_model.bin` (CRCs left 0: nexttoken does not read them).
+pub fn stored_zip(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let (mut out, mut directory) = (Vec::new(), Vec::new());
+    for (name, data) in entries {
+        let offset = out.len() as u32;
+        let sizes = (data.len() as u32).to_le_bytes().repeat(2);
+        out.extend(0x0403_4b50u32.to_le_bytes());
+        out.extend([20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // version, flags, method, time, date, crc
+        out.extend(&sizes);
+        out.extend((name.len() as u16).to_le_bytes());
+        out.extend([0, 0]);
+        out.extend(name.as_bytes());
+        out.extend(data);
+        directory.extend(0x0201_4b50u32.to_le_bytes());
+        directory.extend([20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        directory.extend(&sizes);
+        directory.extend((name.len() as u16).to_le_bytes());
+        directory.extend([0; 12]); // extra and comment lengths, disk, attributes
+        directory.extend(offset.to_le_bytes());
+        directory.extend(name.as_bytes());
+    }
+    let (at, count) = (out.len() as u32, entries.len() as u16);
+    out.extend(&directory);
+    out.extend(0x0605_4b50u32.to_le_bytes());
+    out.extend([0, 0, 0, 0]);
+    out.extend(count.to_le_bytes().repeat(2));
+    out.extend((directory.len() as u32).to_le_bytes());
+    out.extend(at.to_le_bytes());
+    out.extend([0, 0]);
+    out
+}
+
+/// The config of the small GPT-2 the loader targets' seeds hold (scripts/fuzz_seeds.py's
+/// `tiny_gpt2()`: one layer, n_embd 2, 3 tokens, 2 positions).
+pub fn tiny_config() -> nexttoken::Config {
+    let json = r#"{"model_type": "gpt2", "n_layer": 1, "n_head": 1, "n_embd": 2, "n_positions": 2,
+        "vocab_size": 3, "bos_token_id": 0, "eos_token_id": 2}"#;
+    nexttoken::Config::from_json(json).expect("the tiny config is valid")
+}

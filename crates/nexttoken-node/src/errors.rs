@@ -14,10 +14,23 @@ pub fn coded(code: &str, message: &str) -> napi::Error {
 
 /// Runs `work`, turning both its errors and any panic into coded napi errors.
 pub fn guarded<T>(work: impl FnOnce() -> nexttoken::Result<T>) -> napi::Result<T> {
+    caught(|| work().map_err(to_napi))
+}
+
+/// Runs `work`, turning a panic into a coded napi error. Every synchronous call from JavaScript
+/// runs in here (or in `guarded`): a panic that unwinds into Node is "failed to initiate panic",
+/// an abort of the whole process.
+pub fn caught<T>(work: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
     match catch_unwind(AssertUnwindSafe(work)) {
-        Ok(result) => result.map_err(to_napi),
+        Ok(result) => result,
         Err(payload) => Err(coded("ERR_INTERNAL", &nexttoken::error::panic_message(payload.as_ref()))),
     }
+}
+
+/// Runs `work` where a panic cannot be reported (a finalizer, `Drop`): it is caught and dropped,
+/// since one that unwinds out of a finalizer aborts the process.
+pub fn quietly(work: impl FnOnce()) {
+    let _ = catch_unwind(AssertUnwindSafe(work));
 }
 
 pub fn disposed() -> napi::Error {

@@ -11,7 +11,7 @@ use napi::{Env, JsDeferred};
 use napi_derive::napi;
 use nexttoken::{Delivery, Request};
 
-use crate::errors::{coded, to_napi};
+use crate::errors::{caught, coded, to_napi};
 use crate::outputs::{GenerateOutput, GenerateSteps};
 
 #[napi]
@@ -31,41 +31,51 @@ impl NativeGeneration {
     /// `maxSteps`. One call at a time: a second one while the first waits rejects.
     #[napi(ts_return_type = "Promise<GenerateSteps>")]
     pub fn next<'env>(&self, env: &'env Env, max_steps: u32) -> napi::Result<Object<'env>> {
-        let (deferred, promise) = env.create_deferred()?;
-        let pending = Arc::new(PendingSteps(Mutex::new(Some(deferred))));
-        let settle = pending.clone();
-        // Runs on the thread that delivers the tokens (the scheduler's), not on the JS thread.
-        let on_delivery =
-            Box::new(move |delivery: Delivery| settle.settle(Ok(GenerateSteps::from(delivery))));
-        // A refused call rejects the promise it returns: throwing instead would leave that
-        // promise rejected with nobody to handle it.
-        if let Err(err) = self.request.next(max_steps as usize, on_delivery) {
-            pending.settle(Err(to_napi(err)));
-        }
-        Ok(promise)
+        caught(|| {
+            let (deferred, promise) = env.create_deferred()?;
+            let pending = Arc::new(PendingSteps(Mutex::new(Some(deferred))));
+            let settle = pending.clone();
+            // Runs on the thread that delivers the tokens (the scheduler's), not on the JS thread.
+            let on_delivery =
+                Box::new(move |delivery: Delivery| settle.settle(Ok(GenerateSteps::from(delivery))));
+            // A refused call rejects the promise it returns: throwing instead would leave that
+            // promise rejected with nobody to handle it.
+            if let Err(err) = self.request.next(max_steps as usize, on_delivery) {
+                pending.settle(Err(to_napi(err)));
+            }
+            Ok(promise)
+        })
     }
 
     /// Asks for `tokens` more tokens without waiting for them (to keep some generated ahead).
     #[napi]
-    pub fn ask(&self, tokens: u32) {
-        self.request.want(tokens as usize);
+    pub fn ask(&self, tokens: u32) -> napi::Result<()> {
+        caught(|| {
+            self.request.want(tokens as usize);
+            Ok(())
+        })
     }
 
     /// Ends the generation before its next token; it finishes with stopReason 'abort'.
     #[napi]
-    pub fn cancel(&self) {
-        self.request.cancel();
+    pub fn cancel(&self) -> napi::Result<()> {
+        caught(|| {
+            self.request.cancel();
+            Ok(())
+        })
     }
 
     /// The final result, once `next` has reported `done`.
     #[napi]
     pub fn result(&self) -> napi::Result<GenerateOutput> {
-        let output = self
-            .request
-            .outcome()
-            .ok_or_else(|| coded("ERR_INTERNAL", "the generation has not finished"))?
-            .map_err(to_napi)?;
-        Ok(GenerateOutput::from(output))
+        caught(|| {
+            let output = self
+                .request
+                .outcome()
+                .ok_or_else(|| coded("ERR_INTERNAL", "the generation has not finished"))?
+                .map_err(to_napi)?;
+            Ok(GenerateOutput::from(output))
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use nexttoken::{
 };
 
 use crate::allocator::return_free_memory;
-use crate::errors::{disposed, guarded};
+use crate::errors::{caught, disposed, guarded, quietly};
 use crate::generation::NativeGeneration;
 use crate::options::{NativeGenerateOptions, NativeLimits, NativeSchedulerOptions};
 use crate::outputs::{GenerateOutput, GenerationDefaults, ModelConfig, ScoredText, TokenScore};
@@ -52,36 +52,40 @@ pub fn load_gpt2<'env>(
         return_free_memory(); // the buffers the file was read through
         gpt2
     };
-    on_own_thread(env, "nexttoken-load", load, |gpt2| NativeGpt2 { gpt2: RwLock::new(Some(Arc::new(gpt2))) })
+    caught(|| {
+        on_own_thread(env, "nexttoken-load", load, |gpt2| NativeGpt2 {
+            gpt2: RwLock::new(Some(Arc::new(gpt2))),
+        })
+    })
 }
 
 #[napi]
 impl NativeGpt2 {
     #[napi(getter)]
     pub fn config(&self) -> napi::Result<ModelConfig> {
-        Ok(ModelConfig::from(self.pretrained()?.config()))
+        caught(|| Ok(ModelConfig::from(self.pretrained()?.config())))
     }
 
     /// The dtype the weight matrices are held in ('fp32', 'bf16', 'fp16', 'q8', 'q4').
     #[napi(getter)]
     pub fn dtype(&self) -> napi::Result<String> {
-        Ok(self.pretrained()?.network.dtype().name().to_string())
+        caught(|| Ok(self.pretrained()?.network.dtype().name().to_string()))
     }
 
     #[napi(getter)]
     pub fn generation_config(&self) -> napi::Result<GenerationDefaults> {
-        Ok(GenerationDefaults::from(&self.pretrained()?.generation_config))
+        caught(|| Ok(GenerationDefaults::from(&self.pretrained()?.generation_config)))
     }
 
     /// Most generations the scheduler decodes together (the load option, or the core's default).
     #[napi(getter)]
     pub fn max_batch_size(&self) -> napi::Result<u32> {
-        Ok(self.gpt2()?.max_batch_size() as u32)
+        caught(|| Ok(self.gpt2()?.max_batch_size() as u32))
     }
 
     #[napi(getter)]
     pub fn tokenizer(&self) -> napi::Result<NativeTokenizer> {
-        Ok(NativeTokenizer::new(self.pretrained()?.tokenizer.clone()))
+        caught(|| Ok(NativeTokenizer::new(self.pretrained()?.tokenizer.clone())))
     }
 
     /// Logits for the last position (`allPositions` false) or every position, flat row-major.
@@ -92,37 +96,45 @@ impl NativeGpt2 {
         ids: Uint32Array,
         all_positions: bool,
     ) -> napi::Result<Object<'env>> {
-        let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
-        let positions = if all_positions { Positions::All } else { Positions::Last };
-        // Float32Array::new hands the Vec to JS without a copy.
-        on_task_thread(env, move || pretrained.logits(&ids, positions), Float32Array::new)
+        caught(|| {
+            let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
+            let positions = if all_positions { Positions::All } else { Positions::Last };
+            // Float32Array::new hands the Vec to JS without a copy.
+            on_task_thread(env, move || pretrained.logits(&ids, positions), Float32Array::new)
+        })
     }
 
     /// The next-token distribution: softmax of the last position's logits.
     #[napi(ts_return_type = "Promise<Float32Array>")]
     pub fn probabilities<'env>(&self, env: &'env Env, ids: Uint32Array) -> napi::Result<Object<'env>> {
-        let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
-        on_task_thread(env, move || pretrained.probabilities(&ids), Float32Array::new)
+        caught(|| {
+            let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
+            on_task_thread(env, move || pretrained.probabilities(&ids), Float32Array::new)
+        })
     }
 
     /// The `k` most likely next tokens, best first.
     #[napi(ts_return_type = "Promise<TokenScore[]>")]
     pub fn top_k<'env>(&self, env: &'env Env, ids: Uint32Array, k: u32) -> napi::Result<Object<'env>> {
-        let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
-        let top_k =
-            move || Ok(pretrained.top_k(&ids, k as usize)?.into_iter().map(TokenScore::from).collect());
-        on_task_thread(env, top_k, |scores: Vec<TokenScore>| scores)
+        caught(|| {
+            let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
+            let top_k =
+                move || Ok(pretrained.top_k(&ids, k as usize)?.into_iter().map(TokenScore::from).collect());
+            on_task_thread(env, top_k, |scores: Vec<TokenScore>| scores)
+        })
     }
 
     /// How likely `ids` is, token by token, with the `topK` most likely tokens at each position.
     #[napi(ts_return_type = "Promise<ScoredText>")]
     pub fn score<'env>(&self, env: &'env Env, ids: Uint32Array, top_k: u32) -> napi::Result<Object<'env>> {
-        let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
-        on_task_thread(
-            env,
-            move || Ok(ScoredText::from(pretrained.score(&ids, top_k as usize)?)),
-            |scored| scored,
-        )
+        caught(|| {
+            let (pretrained, ids) = (self.pretrained()?, ids.to_vec());
+            on_task_thread(
+                env,
+                move || Ok(ScoredText::from(pretrained.score(&ids, top_k as usize)?)),
+                |scored| scored,
+            )
+        })
     }
 
     /// Refuses an input of `length` (UTF-16 code units of a text, or token ids when `text` is
@@ -163,9 +175,11 @@ impl NativeGpt2 {
         ids: Uint32Array,
         options: NativeGenerateOptions,
     ) -> napi::Result<NativeGeneration> {
-        let gpt2 = self.gpt2()?;
-        let request = guarded(|| gpt2.start(ids.to_vec(), options.into()))?;
-        Ok(NativeGeneration::new(request))
+        caught(|| {
+            let gpt2 = self.gpt2()?;
+            let request = guarded(|| gpt2.start(ids.to_vec(), options.into()))?;
+            Ok(NativeGeneration::new(request))
+        })
     }
 
     /// Beam search from the prompt `ids` (on a thread of its own: it can run for minutes, and
@@ -178,26 +192,52 @@ impl NativeGpt2 {
         ids: Uint32Array,
         options: NativeGenerateOptions,
     ) -> napi::Result<Object<'env>> {
-        let (pretrained, ids, options) = (self.pretrained()?, ids.to_vec(), CallOptions::from(options));
-        let search = move || {
-            let outputs = nexttoken::generation::beam_search(pretrained, ids, options)?;
-            Ok(outputs.into_iter().map(GenerateOutput::from).collect::<Vec<_>>())
-        };
-        on_own_thread(env, "nexttoken-beams", search, |outputs| outputs)
+        caught(|| {
+            let (pretrained, ids, options) = (self.pretrained()?, ids.to_vec(), CallOptions::from(options));
+            let search = move || {
+                let outputs = nexttoken::generation::beam_search(pretrained, ids, options)?;
+                Ok(outputs.into_iter().map(GenerateOutput::from).collect::<Vec<_>>())
+            };
+            on_own_thread(env, "nexttoken-beams", search, |outputs| outputs)
+        })
     }
 
     /// A new, empty session (see `NativeSession`).
     #[napi]
     pub fn session(&self) -> napi::Result<NativeSession> {
-        let gpt2 = self.gpt2()?;
-        let session = Session::new(gpt2.pretrained().clone());
-        Ok(NativeSession::new(gpt2, session))
+        caught(|| {
+            let gpt2 = self.gpt2()?;
+            let session = Session::new(gpt2.pretrained().clone());
+            Ok(NativeSession::new(gpt2, session))
+        })
     }
 
     /// Releases the weights once calls already running have finished; later calls fail with
     /// ERR_DISPOSED.
     #[napi]
-    pub fn dispose(&self) {
+    pub fn dispose(&self) -> napi::Result<()> {
+        caught(|| {
+            self.release();
+            Ok(())
+        })
+    }
+
+    #[napi(getter)]
+    pub fn disposed(&self) -> napi::Result<bool> {
+        caught(|| Ok(self.gpt2.read().map(|gpt2| gpt2.is_none()).unwrap_or(true)))
+    }
+}
+
+/// A model the garbage collector takes without dispose(): released the same way.
+impl Drop for NativeGpt2 {
+    fn drop(&mut self) {
+        quietly(|| self.release());
+    }
+}
+
+impl NativeGpt2 {
+    /// The weights go once calls already running have finished.
+    fn release(&self) {
         let released = self.gpt2.write().map(|mut gpt2| gpt2.take()).ok().flatten();
         if released.is_some() {
             drop(released);
@@ -205,20 +245,6 @@ impl NativeGpt2 {
         }
     }
 
-    #[napi(getter)]
-    pub fn disposed(&self) -> bool {
-        self.gpt2.read().map(|gpt2| gpt2.is_none()).unwrap_or(true)
-    }
-}
-
-/// A model the garbage collector takes without dispose(): released the same way.
-impl Drop for NativeGpt2 {
-    fn drop(&mut self) {
-        self.dispose();
-    }
-}
-
-impl NativeGpt2 {
     fn gpt2(&self) -> napi::Result<Arc<Gpt2>> {
         let gpt2 = self.gpt2.read().map_err(|_| disposed())?;
         gpt2.clone().ok_or_else(disposed)

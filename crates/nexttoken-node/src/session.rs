@@ -8,7 +8,7 @@ use napi::Env;
 use napi_derive::napi;
 use nexttoken::{Gpt2, Session};
 
-use crate::errors::guarded;
+use crate::errors::{caught, guarded};
 use crate::generation::NativeGeneration;
 use crate::options::NativeGenerateOptions;
 use crate::outputs::TokenScore;
@@ -57,45 +57,57 @@ impl NativeSession {
     /// Reads `ids` after the text; only they go through the model.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn append<'env>(&self, env: &'env Env, ids: Uint32Array) -> napi::Result<Object<'env>> {
-        let (session, ids) = (self.session.clone(), ids.to_vec());
-        on_task_thread(env, move || with_session(&session, |s| s.append(&ids)), |()| ())
+        caught(|| {
+            let (session, ids) = (self.session.clone(), ids.to_vec());
+            on_task_thread(env, move || with_session(&session, |s| s.append(&ids)), |()| ())
+        })
     }
 
     /// The logits for the token after the text.
     #[napi(ts_return_type = "Promise<Float32Array>")]
     pub fn logits<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
-        let session = self.session.clone();
-        on_task_thread(
-            env,
-            move || with_session(&session, |s| Ok(s.next_logits()?.to_vec())),
-            Float32Array::new,
-        )
+        caught(|| {
+            let session = self.session.clone();
+            on_task_thread(
+                env,
+                move || with_session(&session, |s| Ok(s.next_logits()?.to_vec())),
+                Float32Array::new,
+            )
+        })
     }
 
     #[napi(ts_return_type = "Promise<Float32Array>")]
     pub fn probabilities<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
-        let session = self.session.clone();
-        on_task_thread(env, move || with_session(&session, |s| s.probabilities()), Float32Array::new)
+        caught(|| {
+            let session = self.session.clone();
+            on_task_thread(env, move || with_session(&session, |s| s.probabilities()), Float32Array::new)
+        })
     }
 
     #[napi(ts_return_type = "Promise<TokenScore[]>")]
     pub fn top_k<'env>(&self, env: &'env Env, k: u32) -> napi::Result<Object<'env>> {
-        let session = self.session.clone();
-        let top_k = move || {
-            with_session(&session, |s| Ok(s.top_k(k as usize)?.into_iter().map(TokenScore::from).collect()))
-        };
-        on_task_thread(env, top_k, |scores: Vec<TokenScore>| scores)
+        caught(|| {
+            let session = self.session.clone();
+            let top_k = move || {
+                with_session(&session, |s| {
+                    Ok(s.top_k(k as usize)?.into_iter().map(TokenScore::from).collect())
+                })
+            };
+            on_task_thread(env, top_k, |scores: Vec<TokenScore>| scores)
+        })
     }
 
     /// An independent copy (its own KV cache).
     #[napi(ts_return_type = "Promise<NativeSession>")]
     pub fn fork<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
-        let (session, gpt2) = (self.session.clone(), self.gpt2.clone());
-        on_task_thread(
-            env,
-            move || with_session(&session, |s| Ok(NativeSession::new(gpt2, s.fork()?))),
-            |forked| forked,
-        )
+        caught(|| {
+            let (session, gpt2) = (self.session.clone(), self.gpt2.clone());
+            on_task_thread(
+                env,
+                move || with_session(&session, |s| Ok(NativeSession::new(gpt2, s.fork()?))),
+                |forked| forked,
+            )
+        })
     }
 
     /// Keeps the first `length` tokens.
@@ -120,12 +132,15 @@ impl NativeSession {
 
     /// Frees the cache; later calls fail with ERR_DISPOSED.
     #[napi]
-    pub fn dispose(&self) {
-        self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+    pub fn dispose(&self) -> napi::Result<()> {
+        caught(|| {
+            self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+            Ok(())
+        })
     }
 
     #[napi(getter)]
-    pub fn disposed(&self) -> bool {
-        self.session.lock().map(|s| s.is_none()).unwrap_or(true)
+    pub fn disposed(&self) -> napi::Result<bool> {
+        caught(|| Ok(self.session.lock().map(|s| s.is_none()).unwrap_or(true)))
     }
 }

@@ -1,4 +1,5 @@
-//! `NativeTokenizer`: GPT-2's tokenizer, synchronous (encoding is fast).
+//! `NativeTokenizer`: GPT-2's tokenizer, synchronous (encoding is fast), each call guarded: a
+//! panic in the tokenizer is an `ERR_INTERNAL` error, not an aborted process.
 
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use napi::Env;
 use napi_derive::napi;
 
 use crate::allocator::return_free_memory;
-use crate::errors::to_napi;
+use crate::errors::{caught, guarded, quietly};
 use crate::task::on_task_thread;
 
 #[napi]
@@ -21,35 +22,37 @@ pub struct NativeTokenizer {
 impl NativeTokenizer {
     #[napi]
     pub fn encode(&self, text: String) -> napi::Result<Uint32Array> {
-        Ok(Uint32Array::new(self.inner.encode(&text).map_err(to_napi)?))
+        guarded(|| Ok(Uint32Array::new(self.inner.encode(&text)?)))
     }
 
     #[napi]
     pub fn decode(&self, ids: Uint32Array) -> napi::Result<String> {
-        self.inner.decode(&ids).map_err(to_napi)
+        guarded(|| self.inner.decode(&ids))
     }
 
     #[napi]
     pub fn id_to_token(&self, id: u32) -> napi::Result<String> {
-        self.inner.id_to_token(id).map_err(to_napi)
+        guarded(|| self.inner.id_to_token(id))
     }
 
     #[napi]
-    pub fn token_to_id(&self, token: String) -> Option<u32> {
-        self.inner.token_to_id(&token)
+    pub fn token_to_id(&self, token: String) -> napi::Result<Option<u32>> {
+        caught(|| Ok(self.inner.token_to_id(&token)))
     }
 
     #[napi(getter)]
-    pub fn vocab_size(&self) -> u32 {
-        self.inner.vocab_size() as u32
+    pub fn vocab_size(&self) -> napi::Result<u32> {
+        caught(|| Ok(self.inner.vocab_size() as u32))
     }
 }
 
 /// Loads the tokenizer of the model directory `path` (tokenizer.json, or vocab.json + merges.txt).
 #[napi(ts_return_type = "Promise<NativeTokenizer>")]
 pub fn load_tokenizer<'env>(env: &'env Env, path: String) -> napi::Result<Object<'env>> {
-    let load = move || Ok(NativeTokenizer::new(Arc::new(nexttoken::Tokenizer::from_pretrained(&path)?)));
-    on_task_thread(env, load, |tokenizer| tokenizer)
+    caught(|| {
+        let load = move || Ok(NativeTokenizer::new(Arc::new(nexttoken::Tokenizer::from_pretrained(&path)?)));
+        on_task_thread(env, load, |tokenizer| tokenizer)
+    })
 }
 
 impl NativeTokenizer {
@@ -65,9 +68,11 @@ impl Drop for NativeTokenizer {
     fn drop(&mut self) {
         // SAFETY: `inner` is not used again; this is the wrapper's end.
         let inner = unsafe { ManuallyDrop::take(&mut self.inner) };
-        let freed = Arc::into_inner(inner).map(drop).is_some();
-        if freed {
-            return_free_memory();
-        }
+        quietly(|| {
+            let freed = Arc::into_inner(inner).map(drop).is_some();
+            if freed {
+                return_free_memory();
+            }
+        });
     }
 }

@@ -20,6 +20,7 @@ mod ops;
 #[doc(hidden)]
 pub mod packed_cache; // public for its fuzz target alone (`read_any`)
 pub mod pretrained;
+mod pytorch;
 pub mod scheduler;
 pub mod scores;
 mod session;

@@ -1,9 +1,10 @@
 //! Reads a GPT-2 checkpoint as Hugging Face stores it, in transformers' order of preference:
 //! `model.safetensors`, else `model.safetensors.index.json` and its shards, else
-//! `pytorch_model.bin` (read by candle's restricted unpickler, which builds tensors and never runs
-//! pickled code). Tensors are handed out by their canonical name (`wte.weight`,
-//! `h.0.attn.c_attn.weight`, ...), checked against the expected shape before anything is built
-//! from them. A GGUF file's tensors (`crate::gguf`) are filed here under the same names.
+//! `pytorch_model.bin` (`crate::pytorch`: a bounded unpickler that runs no pickled code, and
+//! tensors read in place as safetensors files are). Tensors are handed out by their canonical name
+//! (`wte.weight`, `h.0.attn.c_attn.weight`, ...), checked against the expected shape before
+//! anything is built from them. A GGUF file's tensors (`crate::gguf`) are filed here under the
+//! same names.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -23,10 +24,10 @@ use crate::ops::{PackError, PackedMatrix};
 use crate::packed_cache::PackedCache;
 
 /// Tensors of a GPT-2 checkpoint, keyed by their name without the optional `transformer.` prefix.
-/// Safetensors files are read, not mapped (a file truncated under a mapping kills the process
-/// with SIGBUS), and only the header up front: each tensor's bytes are read when it is taken, a
-/// few MB at a time for a matrix that is packed, so a load never holds the file and the model
-/// at once.
+/// Safetensors and PyTorch files are read, not mapped (a file truncated under a mapping kills the
+/// process with SIGBUS), and only the header (the zip directory and the pickle) up front: each
+/// tensor's bytes are read when it is taken, a few MB at a time for a matrix that is packed, so a
+/// load never holds the file and the model at once.
 pub struct Weights {
     files: Vec<OpenFile>,
     tensors: HashMap<String, Stored>,
@@ -35,7 +36,7 @@ pub struct Weights {
     packed_cache: Option<PackedCache>,
 }
 
-/// A checkpoint file (safetensors or GGUF) held open for reads at offsets.
+/// A checkpoint file (safetensors, pytorch_model.bin or GGUF) held open for reads at offsets.
 struct OpenFile {
     path: PathBuf,
     file: Source,
@@ -52,8 +53,6 @@ struct Stored {
 enum Values {
     /// In `files[file]` from byte `start`, row-major, stored as `dtype` (F32, F16 or BF16).
     InFile { file: usize, dtype: DType, start: u64 },
-    /// Already read (pytorch_model.bin).
-    Read(Tensor),
     /// In `files[file]` from byte `start`, as ggml stores `ggml`: row-major in the file's shape,
     /// which is the canonical shape reversed when `transposed` (a Conv1D weight kept (out, in)).
     Gguf { file: usize, ggml: GgmlType, start: u64, transposed: bool },
@@ -92,8 +91,8 @@ impl Weights {
 
     /// Takes packed matrices from the packed-cache file in `dir` for these checkpoint files and
     /// `dtype` (None: stored types) if there is one, else records them there until
-    /// `finish_packed_cache` (`crate::packed_cache`). Not for a checkpoint read whole up front
-    /// (pytorch_model.bin) or given as bytes: nothing to save there, or nothing to name it by.
+    /// `finish_packed_cache` (`crate::packed_cache`). Not for a checkpoint given as bytes:
+    /// nothing to name it by.
     pub fn use_packed_cache(&mut self, dir: &Path, dtype: Option<WeightDtype>) {
         let files = self.files.iter().map(|f| matches!(f.file, Source::File(_)).then(|| f.path.clone()));
         if let Some(sources) = files.collect::<Option<Vec<_>>>().filter(|s| !s.is_empty()) {
@@ -166,19 +165,8 @@ impl Weights {
     /// The shards `index` names.
     fn load_sharded(dir: &Path, index: &Path, device: &Device) -> Result<Self> {
         let text = crate::files::read_text(index, "model.safetensors.index.json")?;
-        let index_map: ShardIndex =
-            serde_json::from_str(&text).map_err(|err| Error::invalid_file(index, err))?;
-        let mut shards: Vec<&String> = index_map.weight_map.values().collect();
-        shards.sort();
-        shards.dedup();
         let mut weights = Weights::empty(device);
-        for shard in shards {
-            if Path::new(shard).components().count() != 1 {
-                return Err(Error::invalid_file(
-                    index,
-                    format!("shard '{shard}' is not a file name in the directory"),
-                ));
-            }
+        for shard in Self::shard_files(index, &text)? {
             let path = dir.join(shard);
             if !path.is_file() {
                 return Err(Error::missing_file(path, "a shard listed in model.safetensors.index.json"));
@@ -188,30 +176,73 @@ impl Weights {
         Ok(weights)
     }
 
-    /// `pytorch_model.bin`, read whole: a zip of pickled tensor references and their storages.
-    fn load_pickle(path: &Path, device: &Device) -> Result<Self> {
-        crate::files::check_regular(path, "pytorch_model.bin")?;
-        let all = candle_core::pickle::read_all(path)
-            .map_err(|err| Error::invalid_file(path, format!("not a readable PyTorch checkpoint ({err})")))?;
-        let mut weights = Weights::empty(device);
-        for (key, tensor) in all {
-            if !matches!(tensor.dtype(), DType::F32 | DType::F16 | DType::BF16) {
-                if is_ignored(canonical(&key)) {
-                    continue;
-                }
+    /// The shard files that `text`, the contents of the shard index `index`, names: each once, in
+    /// name order, and each a plain file name in the model's directory (no separator or drive
+    /// letter, not `.` or `..`, no control character), so that no index reaches outside it.
+    pub fn shard_files(index: &Path, text: &str) -> Result<Vec<String>> {
+        let index_map: ShardIndex =
+            serde_json::from_str(text).map_err(|err| Error::invalid_file(index, err))?;
+        let mut shards: Vec<String> = index_map.weight_map.into_values().collect();
+        shards.sort();
+        shards.dedup();
+        for shard in &shards {
+            let plain = !matches!(shard.as_str(), "" | "." | "..")
+                && !shard.chars().any(|c| matches!(c, '/' | '\\' | ':') || c.is_control());
+            if !plain {
                 return Err(Error::invalid_file(
-                    path,
-                    format!("tensor '{key}' is stored as {:?}; expected F32, F16 or BF16", tensor.dtype()),
+                    index,
+                    format!("shard {shard:?} is not a file name in the directory"),
                 ));
             }
-            let shape = tensor.dims().to_vec();
-            weights.insert(
-                path,
-                &key,
-                Stored { shape, path: path.to_path_buf(), values: Values::Read(tensor) },
-            )?;
         }
+        Ok(shards)
+    }
+
+    /// `pytorch_model.bin`: its state dict's pickle and zip directory now, each tensor's values
+    /// when it is taken (`crate::pytorch`).
+    fn load_pickle(path: &Path, device: &Device) -> Result<Self> {
+        let file = crate::files::open(path, "pytorch_model.bin")?;
+        let mut weights = Weights::empty(device);
+        weights.add_pickle(path, Source::File(file))?;
         Ok(weights)
+    }
+
+    /// The checkpoint whose `pytorch_model.bin` bytes are `bytes` (`path` names it in messages):
+    /// read exactly as a file is, what the pickle reader's fuzz target feeds.
+    pub fn from_pytorch_bytes(path: &Path, bytes: Vec<u8>, device: &Device) -> Result<Self> {
+        let mut weights = Weights::empty(device);
+        weights.add_pickle(path, Source::Bytes(bytes))?;
+        Ok(weights)
+    }
+
+    /// Files the tensors of the PyTorch checkpoint `file`.
+    fn add_pickle(&mut self, path: &Path, file: Source) -> Result<()> {
+        let tensors = crate::pytorch::tensors(&file)
+            .map_err(|err| Error::invalid_file(path, format!("not a readable PyTorch checkpoint: {err}")))?;
+        let index = self.files.len();
+        let mut found = Vec::with_capacity(tensors.len());
+        for tensor in tensors {
+            let dtype = match tensor.dtype {
+                Some(dtype) => dtype,
+                None if is_ignored(canonical(&tensor.name)) => continue,
+                None => {
+                    return Err(Error::invalid_file(
+                        path,
+                        format!(
+                            "tensor '{}' is stored as torch.{}; expected F32, F16 or BF16",
+                            tensor.name, tensor.storage
+                        ),
+                    ))
+                }
+            };
+            let values = Values::InFile { file: index, dtype, start: tensor.start };
+            found.push((tensor.name, Stored { shape: tensor.shape, path: path.to_path_buf(), values }));
+        }
+        self.files.push(OpenFile { path: path.to_path_buf(), file });
+        for (key, stored) in found {
+            self.insert(path, &key, stored)?;
+        }
+        Ok(())
     }
 
     /// Reads the header of safetensors file `path` and files its tensors, checked as the
@@ -318,7 +349,6 @@ impl Weights {
     pub fn stored_dtype(&self, name: &str) -> WeightDtype {
         match self.tensors.get(name).map(|stored| &stored.values) {
             Some(Values::InFile { dtype, .. }) => WeightDtype::of_stored(*dtype),
-            Some(Values::Read(tensor)) => WeightDtype::of_stored(tensor.dtype()),
             Some(Values::Gguf { ggml, .. }) => match ggml {
                 GgmlType::F32 => WeightDtype::F32,
                 GgmlType::F16 => WeightDtype::F16,
@@ -435,11 +465,6 @@ impl Weights {
                 widen(*dtype, bytes, values);
                 Ok::<_, Error>(())
             })?,
-            Values::Read(tensor) => {
-                values.clear();
-                let all = tensor.flatten_all()?.narrow(0, range.start, range.len())?;
-                values.extend(all.to_dtype(DType::F32)?.to_vec1::<f32>()?);
-            }
             Values::Gguf { file, ggml, start, .. } => {
                 values.clear();
                 // Ranges are whole rows (or whole 1-D tensors), and rows are whole blocks (the
