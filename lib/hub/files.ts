@@ -112,6 +112,7 @@ export class Repo {
           hub: settings.endpoint,
           token: settings.token,
           timeoutS: settings.downloadTimeoutS,
+          deadlineS: settings.downloadDeadlineS,
           signal: settings.signal,
           size: meta.size,
           sha256: /^[0-9a-f]{64}$/.test(meta.etag) ? meta.etag : undefined,
@@ -129,7 +130,10 @@ export class Repo {
 }
 
 function describe(err: unknown): string {
-  const cause = (err as { cause?: { code?: string; message?: string } })?.cause
+  const { code, cause } = (err ?? {}) as { code?: unknown; cause?: { code?: string; message?: string } }
+  // A system error's code (ECONNREFUSED, ECONNRESET, ENOTFOUND, EAI_AGAIN...), not ours (ERR_...).
+  if (!(err instanceof NexttokenError) && typeof code === 'string' && /^E(?!RR_)[A-Z]+(_[A-Z]+)*$/.test(code))
+    return code
   return cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err))
 }
 

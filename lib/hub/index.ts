@@ -2,6 +2,7 @@
 // directory of the shared Hugging Face cache that holds its files.
 import { promises as fs } from 'node:fs'
 import { AbortError, invalidArg } from '../errors'
+import { badRevision } from './cache'
 import { type HubOptions, hubSettings } from './settings'
 import { isRepoId, snapshotDir, type Wanted } from './snapshot'
 
@@ -32,7 +33,10 @@ function checkHubOptions(options: HubOptions) {
       throw invalidArg(`${name} must be a non-empty string`)
   }
   string('revision', revision)
+  const bad = revision === undefined ? undefined : badRevision(revision)
+  if (bad) throw invalidArg(`revision ${JSON.stringify(revision)} is not a branch, tag or commit name: it ${bad}`)
   string('cacheDir', cacheDir)
+  if (cacheDir?.includes('\0')) throw invalidArg('cacheDir must not contain a NUL character')
   string('endpoint', endpoint)
   if (endpoint !== undefined && !URL.canParse(endpoint)) throw invalidArg(`endpoint must be a URL; got ${endpoint}`)
   if (token !== undefined && token !== false) string('token', token)

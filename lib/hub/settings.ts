@@ -45,6 +45,11 @@ export interface HubSettings {
   etagTimeoutS: number
   /** Seconds to wait for the next bytes of a download (HF_HUB_DOWNLOAD_TIMEOUT). */
   downloadTimeoutS: number
+  /**
+   * Seconds a whole download may take, resumes included (NEXTTOKEN_HUB_DOWNLOAD_DEADLINE); unset:
+   * scaled to the file's size (lib/hub/http.ts's `deadlineS`).
+   */
+  downloadDeadlineS: number | undefined
   onProgress: ((progress: DownloadProgress) => void) | undefined
   signal: AbortSignal | undefined
   forceDownload: boolean
@@ -61,7 +66,7 @@ function expandHome(path: string): string {
   return path === '~' || path.startsWith('~/') ? join(homedir(), path.slice(1)) : path
 }
 
-function seconds(value: string | undefined, fallback: number): number {
+function seconds<T extends number | undefined>(value: string | undefined, fallback: T): number | T {
   const parsed = value === undefined ? Number.NaN : Number(value)
   return Number.isFinite(parsed) && parsed > 0 ? parsed : fallback
 }
@@ -95,6 +100,7 @@ export function hubSettings(options: HubOptions, env: NodeJS.ProcessEnv = proces
     endpoint: (options.endpoint ?? env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, ''),
     etagTimeoutS: seconds(env.HF_HUB_ETAG_TIMEOUT, 10),
     downloadTimeoutS: seconds(env.HF_HUB_DOWNLOAD_TIMEOUT, 10),
+    downloadDeadlineS: seconds(env.NEXTTOKEN_HUB_DOWNLOAD_DEADLINE, undefined),
     onProgress: options.onProgress,
     signal: options.signal,
     forceDownload: options.forceDownload ?? false,

@@ -3,6 +3,7 @@
 import { promises as fs } from 'node:fs'
 import { join } from 'node:path'
 import { NexttokenError } from '../errors'
+import { under } from './cache'
 import { Repo, type Located } from './files'
 import type { DownloadProgress, HubSettings } from './settings'
 
@@ -73,7 +74,7 @@ export async function snapshotDir(repoId: string, settings: HubSettings, wanted:
   await locate('tokenizer_config.json', false)
 
   await downloadAll(repo, plan, settings.onProgress)
-  return join(repo.cache.storage, 'snapshots', revision)
+  return under(join(repo.cache.storage, 'snapshots'), revision)
 }
 
 function missing(repoId: string, revision: string, files: string[]): NexttokenError {
@@ -87,6 +88,12 @@ async function fetchNow(repo: Repo, located: Located): Promise<string> {
   return repo.fetch(located, () => {})
 }
 
+/**
+ * A shard's file name as the index may give it: letters, digits, `_`, `.` and `-`, in the
+ * snapshot's own folder (transformers names them `model-00001-of-00002.safetensors`).
+ */
+const SHARD_NAME = /^[\w.-]{1,255}$/
+
 /** The shard files a `model.safetensors.index.json` names. */
 async function shardsOf(indexPath: string): Promise<string[]> {
   let index: { weight_map?: unknown } | null
@@ -97,10 +104,16 @@ async function shardsOf(indexPath: string): Promise<string[]> {
   }
   const map = index?.weight_map
   const shards = [...new Set(map !== null && typeof map === 'object' ? Object.values(map) : [])].sort()
-  if (shards.length === 0 || shards.some((s) => typeof s !== 'string' || s.includes('/') || s.includes('..'))) {
-    throw new NexttokenError('ERR_MODEL_INVALID', `${indexPath} names no usable shard files`)
+  if (shards.length === 0) throw new NexttokenError('ERR_MODEL_INVALID', `${indexPath} names no usable shard files`)
+  for (const shard of shards) {
+    if (typeof shard !== 'string' || !SHARD_NAME.test(shard) || /^\.+$/.test(shard)) {
+      throw new NexttokenError(
+        'ERR_MODEL_INVALID',
+        `${indexPath} names a shard ${JSON.stringify(shard)}: a shard is a file name of letters, digits, '_', '.' and '-'`,
+      )
+    }
   }
-  return shards
+  return shards as string[]
 }
 
 /** Downloads the planned files one after the other, reporting throttled progress. */
