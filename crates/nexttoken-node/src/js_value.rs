@@ -35,7 +35,10 @@ impl JsCopy {
 
     fn read_within(value: Unknown, depth: usize) -> napi::Result<Self> {
         let Some(depth) = depth.checked_sub(1) else {
-            return Err(napi::Error::new(napi::Status::InvalidArg, "options nest too deep (or refer to themselves)"));
+            return Err(napi::Error::new(
+                napi::Status::InvalidArg,
+                "options nest too deep (or refer to themselves)",
+            ));
         };
         // SAFETY (each `cast`): `value` is a live value of the current call's env, and it is cast
         // to the type `get_type` just reported, as `cast` requires.
@@ -64,7 +67,10 @@ impl JsCopy {
                 }
             }
             other => {
-                return Err(napi::Error::new(napi::Status::InvalidArg, format!("a {other} is not an option value")))
+                return Err(napi::Error::new(
+                    napi::Status::InvalidArg,
+                    format!("a {other} is not an option value"),
+                ))
             }
         })
     }
@@ -123,5 +129,6 @@ impl<'de> Deserializer<'de> for JsCopy {
 
 /// `T` (the core's `CallOptions`) from a JS object.
 pub fn from_js<T: de::DeserializeOwned>(value: Unknown) -> napi::Result<T> {
-    T::deserialize(JsCopy::read(value)?).map_err(|err| napi::Error::new(napi::Status::InvalidArg, err.to_string()))
+    T::deserialize(JsCopy::read(value)?)
+        .map_err(|err| napi::Error::new(napi::Status::InvalidArg, err.to_string()))
 }

@@ -15,7 +15,8 @@ use crate::js_value::from_js;
 /// means unset), read by serde into the core's `CallOptions`: the core's option table names the
 /// keys and types, so nothing here mirrors them.
 pub fn call_options(options: Unknown) -> napi::Result<CallOptions> {
-    from_js(options).map_err(|err| to_napi(nexttoken::Error::InvalidArg(format!("generate options: {}", err.reason))))
+    from_js(options)
+        .map_err(|err| to_napi(nexttoken::Error::InvalidArg(format!("generate options: {}", err.reason))))
 }
 
 /// The options a call that sets none runs with, as the core resolves them for `model` (its
@@ -26,7 +27,8 @@ pub fn generation_defaults(model: &GenerationConfig) -> napi::Result<serde_json:
     // Through JSON text, so that an f32 option reaches JS as the decimal it was written as (0.7,
     // not 0.699999988079071): serde_json prints an f32 in its shortest form. Resolved defaults
     // are finite (JSON files cannot hold Infinity or NaN), so nothing is lost on the way.
-    let text = serde_json::to_string(&defaults).map_err(|err| to_napi(nexttoken::Error::Internal(err.to_string())))?;
+    let text = serde_json::to_string(&defaults)
+        .map_err(|err| to_napi(nexttoken::Error::Internal(err.to_string())))?;
     let mut json: serde_json::Value =
         serde_json::from_str(&text).map_err(|err| to_napi(nexttoken::Error::Internal(err.to_string())))?;
     json["bosTokenId"] = model.bos_token_id.into();

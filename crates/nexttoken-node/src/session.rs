@@ -130,7 +130,8 @@ impl NativeSession {
     ) -> napi::Result<NativeGeneration> {
         caught(|| {
             let options = call_options(options)?;
-            let request = guarded(|| with_session(&self.session, |s| self.gpt2.continue_session(s, options)))?;
+            let request =
+                guarded(|| with_session(&self.session, |s| self.gpt2.continue_session(s, options)))?;
             Ok(NativeGeneration::new(request))
         })
     }

@@ -62,12 +62,16 @@ mod tests {
         assert_eq!((read.eos_token_id, read.bos_token_id), (Some(vec![1, 2]), Some(4)));
         write(
             &dir,
-            r#"{"eos_token_id":9,"bad_words_ids":null,"suppress_tokens":[3],"sequence_bias":{"(1, 2)":-1.5,"(4,)":2.0},"stop_strings":"END","forced_eos_token_id":9}"#,
+            r#"{"eos_token_id":9,"bad_words_ids":null,"suppress_tokens":[3],"exponential_decay_length_penalty":[3,1.25],"sequence_bias":{"(1, 2)":-1.5,"(4,)":2.0},"stop_strings":"END","forced_eos_token_id":9}"#,
         );
         let read = GenerationConfig::from_dir(&dir, &config()).unwrap();
         assert_eq!((read.bad_words_ids, read.suppress_tokens), (None, Some(vec![3])));
         assert_eq!(read.sequence_bias, Some(vec![(vec![1, 2], -1.5), (vec![4], 2.0)]));
-        assert_eq!((read.stop_strings, read.forced_eos_token_id), (Some(vec!["END".to_string()]), Some(vec![9])));
+        assert_eq!(read.exponential_decay_length_penalty, Some((3, 1.25)));
+        assert_eq!(
+            (read.stop_strings, read.forced_eos_token_id),
+            (Some(vec!["END".to_string()]), Some(vec![9]))
+        );
         write(&dir, r#"{"sequence_bias":[[[1, 2], -1.5]]}"#);
         assert_eq!(
             GenerationConfig::from_dir(&dir, &config()).unwrap().sequence_bias,

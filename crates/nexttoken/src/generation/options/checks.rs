@@ -78,15 +78,14 @@ pub fn sampling_cutoff(name: &str, value: &f32, at: &Checking) -> Result<()> {
 
 fn in_vocabulary(name: &str, ids: &[u32], at: &Checking) -> Result<()> {
     match ids.iter().find(|&&id| id as usize >= at.vocab_size) {
-        Some(id) => Err(invalid(format!(
-            "{name}: token {id} is outside the vocabulary of {} tokens",
-            at.vocab_size
-        ))),
+        Some(id) => {
+            Err(invalid(format!("{name}: token {id} is outside the vocabulary of {} tokens", at.vocab_size)))
+        }
         None => Ok(()),
     }
 }
 
-pub fn token_ids(name: &str, ids: &Vec<u32>, at: &Checking) -> Result<()> {
+pub fn token_ids(name: &str, ids: &[u32], at: &Checking) -> Result<()> {
     in_vocabulary(name, ids, at)
 }
 
@@ -95,7 +94,7 @@ pub fn unset_or_token_id(name: &str, id: &Option<u32>, at: &Checking) -> Result<
 }
 
 /// Non-empty sequences of token ids.
-pub fn token_sequences(name: &str, sequences: &Vec<Vec<u32>>, at: &Checking) -> Result<()> {
+pub fn token_sequences(name: &str, sequences: &[Vec<u32>], at: &Checking) -> Result<()> {
     if sequences.iter().any(Vec::is_empty) {
         return Err(invalid(format!("{name} takes non-empty token sequences")));
     }
@@ -103,7 +102,7 @@ pub fn token_sequences(name: &str, sequences: &Vec<Vec<u32>>, at: &Checking) -> 
 }
 
 /// Non-empty sequences of token ids, each with a finite bias or -Infinity (a ban).
-pub fn biased_sequences(name: &str, biases: &Vec<(Vec<u32>, f32)>, at: &Checking) -> Result<()> {
+pub fn biased_sequences(name: &str, biases: &[(Vec<u32>, f32)], at: &Checking) -> Result<()> {
     if let Some((_, bias)) = biases.iter().find(|(_, b)| b.is_nan() || *b == f32::INFINITY) {
         return Err(invalid(format!("a bias must be a finite number or -Infinity (a ban); got {bias}")));
     }
@@ -114,7 +113,7 @@ pub fn biased_sequences(name: &str, biases: &Vec<(Vec<u32>, f32)>, at: &Checking
 }
 
 /// Strings to stop at: none may be empty (it would match everywhere).
-pub fn stop_strings(name: &str, strings: &Vec<String>, _: &Checking) -> Result<()> {
+pub fn stop_strings(name: &str, strings: &[String], _: &Checking) -> Result<()> {
     match strings.iter().any(String::is_empty) {
         true => Err(invalid(format!("{name} must not be empty strings"))),
         false => Ok(()),

@@ -24,14 +24,22 @@ macro_rules! resolved_type {
 
 /// The resolved value of a row from what the layers set (`Option<Type>`).
 macro_rules! resolved_value {
-    ($set:expr) => { $set };
-    ($set:expr, $default:expr) => { $set.unwrap_or_else(|| $default) };
+    ($set:expr) => {
+        $set
+    };
+    ($set:expr, $default:expr) => {
+        $set.unwrap_or_else(|| $default)
+    };
 }
 
 /// The value of a row when nothing sets it.
 macro_rules! default_value {
-    () => { None };
-    ($default:expr) => { $default };
+    () => {
+        None
+    };
+    ($default:expr) => {
+        $default
+    };
 }
 
 macro_rules! generate_options {

@@ -27,9 +27,9 @@ impl<'de> Deserialize<'de> for EarlyStopping {
             Spelling::Flag(true) => Ok(EarlyStopping::Done),
             Spelling::Flag(false) => Ok(EarlyStopping::Heuristic),
             Spelling::Word(word) if word == "never" => Ok(EarlyStopping::Never),
-            Spelling::Word(word) => {
-                Err(serde::de::Error::custom(format!("early_stopping is true, false or \"never\"; got {word:?}")))
-            }
+            Spelling::Word(word) => Err(serde::de::Error::custom(format!(
+                "early_stopping is true, false or \"never\"; got {word:?}"
+            ))),
         }
     }
 }

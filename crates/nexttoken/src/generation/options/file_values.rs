@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Deserializer};
 
+use super::SequenceBias;
+
 /// One value or a list of them, as `eos_token_id` (`50256` or `[50256, 198]`) and
 /// `stop_strings` are written.
 pub fn one_or_many<'de, D, T>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
@@ -24,21 +26,21 @@ where
 
 /// `sequence_bias` as a list of `[[ids], bias]` pairs, or as transformers saves its dict: keys
 /// are Python tuples written out, `"(1, 2)"` or `"(1,)"`.
-pub fn sequence_bias<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<(Vec<u32>, f32)>>, D::Error> {
+pub fn sequence_bias<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<SequenceBias>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum SequenceBias {
-        Pairs(Vec<(Vec<u32>, f32)>),
+    enum Spelling {
+        Pairs(SequenceBias),
         Dict(std::collections::BTreeMap<String, f32>),
     }
     let parse_tuple = |key: &str| -> Option<Vec<u32>> {
         let inner = key.trim().strip_prefix('(')?.strip_suffix(')')?;
         inner.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|id| id.parse().ok()).collect()
     };
-    Option::<SequenceBias>::deserialize(deserializer)?
+    Option::<Spelling>::deserialize(deserializer)?
         .map(|bias| match bias {
-            SequenceBias::Pairs(pairs) => Ok(pairs),
-            SequenceBias::Dict(dict) => dict
+            Spelling::Pairs(pairs) => Ok(pairs),
+            Spelling::Dict(dict) => dict
                 .into_iter()
                 .map(|(key, bias)| {
                     let ids = parse_tuple(&key).ok_or_else(|| {

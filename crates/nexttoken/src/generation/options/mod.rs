@@ -24,6 +24,9 @@ use checks::{
     sampling_temperature, stop_strings, token_ids, token_sequences, unset_or_at_least_one, unset_or_token_id,
 };
 
+/// `(token sequence, bias)` pairs, transformers' `sequence_bias`.
+pub type SequenceBias = Vec<(Vec<u32>, f32)>;
+
 generate_options! {
     layered {
         /// Prompt + new tokens. Ignored when `max_new_tokens` is set. None: 20 new tokens
@@ -57,7 +60,7 @@ generate_options! {
         bad_words_ids "badWordsIds": Vec<Vec<u32>> = Vec::new(), check token_sequences;
         /// `(sequence, bias)`: the bias is added to the sequence's last token after the rest; one
         /// entry per sequence (a later one replaces an earlier one, as transformers' dict does).
-        sequence_bias "sequenceBias": Vec<(Vec<u32>, f32)> = Vec::new(), read "file_values::sequence_bias",
+        sequence_bias "sequenceBias": SequenceBias = Vec::new(), read "file_values::sequence_bias",
             check biased_sequences;
         /// Never generated.
         suppress_tokens "suppressTokens": Vec<u32> = Vec::new(), check token_ids;

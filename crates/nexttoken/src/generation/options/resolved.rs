@@ -29,6 +29,14 @@ fn merge_biases(sequence_bias: Vec<(Vec<u32>, f32)>, logit_bias: Vec<(u32, f32)>
     merged
 }
 
+impl CallOptions {
+    /// A call's options as JSON with the JS API's names (camelCase), as a server or a test
+    /// receives them. Unknown names are refused.
+    pub fn from_json(text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|err| invalid(format!("generate options: {err}")))
+    }
+}
+
 impl GenerateOptions {
     /// The call's options over the model's `defaults` over transformers' defaults.
     pub fn resolve(call: CallOptions, defaults: &GenerationConfig) -> Self {
@@ -191,6 +199,19 @@ mod tests {
         assert_eq!(resolved.eos_token_id, vec![3]);
         let no_eos = CallOptions { eos_token_id: Some(vec![]), ..Default::default() };
         assert!(GenerateOptions::resolve(no_eos, &model).eos_token_id.is_empty());
+    }
+
+    #[test]
+    fn a_call_reads_the_js_names_and_refuses_unknown_ones() {
+        let json = r#"{"maxNewTokens": 3, "eosTokenId": 5, "exponentialDecayLengthPenalty": [2, 1.5]}"#;
+        let call = CallOptions::from_json(json).unwrap();
+        assert_eq!(call.max_new_tokens, Some(3));
+        assert_eq!(
+            (call.eos_token_id, call.exponential_decay_length_penalty),
+            (Some(vec![5]), Some((2, 1.5)))
+        );
+        let snake = CallOptions::from_json(r#"{"max_new_tokens": 3}"#).unwrap_err();
+        assert!(snake.to_string().contains("unknown field `max_new_tokens`"), "{snake}");
     }
 
     #[test]
