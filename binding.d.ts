@@ -27,7 +27,11 @@ export declare class NativeGpt2 {
   get config(): ModelConfig
   /** The dtype the weight matrices are held in ('fp32', 'bf16', 'fp16', 'q8', 'q4'). */
   get dtype(): string
-  get generationConfig(): GenerationDefaults
+  /**
+   * What `generate` uses for each option the call leaves unset: the model directory's
+   * `generation_config.json` (else config.json's special tokens) over transformers' defaults.
+   */
+  get generationConfig(): Record<string, unknown>
   /** Most generations the scheduler decodes together (the load option, or the core's default). */
   get maxBatchSize(): number
   get tokenizer(): NativeTokenizer
@@ -53,15 +57,15 @@ export declare class NativeGpt2 {
    * Refuses a call that would start `prompts` generations (or beam searches) with `options`,
    * the longest prompt `promptLength` tokens, past the core's limits or the caller's.
    */
-  admit(promptLength: number, prompts: number, options: NativeGenerateOptions, limits?: NativeLimits | undefined | null): void
+  admit(promptLength: number, prompts: number, options: Record<string, unknown>, limits?: NativeLimits | undefined | null): void
   /** Starts a generation of the prompt `ids`; tokens come from its `next()`. */
-  startGeneration(ids: Uint32Array, options: NativeGenerateOptions): NativeGeneration
+  startGeneration(ids: Uint32Array, options: Record<string, unknown>): NativeGeneration
   /**
    * Beam search from the prompt `ids` (on a thread of its own: it can run for minutes, and
    * must not hold up process.exit() as a libuv task would): the best finished sequences, best
    * first.
    */
-  beamSearch(ids: Uint32Array, options: NativeGenerateOptions): Promise<GenerateOutput[]>
+  beamSearch(ids: Uint32Array, options: Record<string, unknown>): Promise<GenerateOutput[]>
   /** A new, empty session (see `NativeSession`). */
   session(): NativeSession
   /**
@@ -90,7 +94,7 @@ export declare class NativeSession {
    * Starts a generation that continues the text; tokens come from its `next()`. The session
    * itself changes only when JS appends the result.
    */
-  startGeneration(options: NativeGenerateOptions): NativeGeneration
+  startGeneration(options: Record<string, unknown>): NativeGeneration
   /** Frees the cache; later calls fail with ERR_DISPOSED. */
   dispose(): void
   get disposed(): boolean
@@ -139,42 +143,6 @@ export interface GenerateTimings {
 }
 
 /**
- * What `generate` uses for each option the call leaves unset: the model directory's
- * `generation_config.json` (else config.json's special tokens) over transformers' defaults.
- */
-export interface GenerationDefaults {
-  /** Null: 20 new tokens (transformers adds its default of 20 to the prompt length). */
-  maxLength?: number
-  maxNewTokens?: number
-  doSample: boolean
-  temperature: number
-  topK: number
-  topP: number
-  minP?: number
-  repetitionPenalty: number
-  noRepeatNgramSize: number
-  eosTokenId: Array<number>
-  padTokenId?: number
-  bosTokenId?: number
-  minLength: number
-  minNewTokens?: number
-  badWordsIds: Array<Array<number>>
-  sequenceBias: Array<[number[], number]>
-  suppressTokens: Array<number>
-  beginSuppressTokens: Array<number>
-  forcedEosTokenId: Array<number>
-  typicalP: number
-  epsilonCutoff: number
-  etaCutoff: number
-  renormalizeLogits: boolean
-  stopStrings: Array<string>
-  numReturnSequences: number
-  numBeams: number
-  lengthPenalty: number
-  earlyStopping: boolean | 'never'
-}
-
-/**
  * Loads the GPT-2 in directory `path` onto `device` ('cpu', 'cuda', 'metal') with its weights
  * in `dtype` ('fp32', 'bf16', 'fp16', 'q8', 'q4'), its packed matrices found in or recorded to
  * `packed_cache_dir`, each absent for the core's default, and a scheduler that batches its
@@ -197,53 +165,6 @@ export interface ModelConfig {
   layerNormEpsilon: number
   bosTokenId?: number
   eosTokenId?: number
-}
-
-/**
- * A call's options as JS passes them: absent means unset (the core applies the model's
- * generation config, then transformers' defaults).
- */
-export interface NativeGenerateOptions {
-  maxLength?: number
-  maxNewTokens?: number
-  /** Any of these ends the sequence; `[]`: none does (JS `eosTokenId: null`). */
-  eosTokenId?: Array<number>
-  padTokenId?: number
-  doSample?: boolean
-  temperature?: number
-  topK?: number
-  topP?: number
-  minP?: number
-  seed?: number
-  repetitionPenalty?: number
-  noRepeatNgramSize?: number
-  minLength?: number
-  minNewTokens?: number
-  badWordsIds?: Array<Array<number>>
-  sequenceBias?: Array<[number[], number]>
-  /** JS `{ [id]: bias }` as `[id, bias]` entries. */
-  logitBias?: Array<[number, number]>
-  suppressTokens?: Array<number>
-  beginSuppressTokens?: Array<number>
-  forcedEosTokenId?: Array<number>
-  typicalP?: number
-  epsilonCutoff?: number
-  etaCutoff?: number
-  renormalizeLogits?: boolean
-  stop?: Array<string>
-  stopStrings?: Array<string>
-  topAlternatives?: number
-  processedAlternatives?: boolean
-  outputScores?: boolean
-  numReturnSequences?: number
-  numBeams?: number
-  lengthPenalty?: number
-  /** `true`, `false` or `'never'`. */
-  earlyStopping?: boolean | 'never'
-  /** Which of the `numReturnSequences` continuations this generation is. */
-  sequenceIndex?: number
-  /** `generateBatch`: the longest prompt of the batch (transformers pads to it). */
-  paddedLength?: number
 }
 
 /**

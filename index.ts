@@ -10,11 +10,16 @@
  */
 export { AbortError, NexttokenError } from './lib/errors'
 export type { ErrorCode } from './lib/errors'
-export type { GenerateOptions, GenerateResult, GenerateStep, StopReason } from './lib/generate-options'
+export type {
+  GenerateOptions,
+  GenerateResult,
+  GenerateStep,
+  GenerationConfig,
+  StopReason,
+} from './lib/generate-options'
 export { Gpt2 } from './lib/gpt2'
 export type { DownloadProgress, HubOptions } from './lib/hub/index'
 export type {
-  GenerationConfig,
   Gpt2Config,
   LogitsOptions,
   ScoredText,

@@ -156,6 +156,7 @@ test('generationConfig shows the defaults a call gets', async (t) => {
     suppressTokens: [],
     beginSuppressTokens: [],
     forcedEosTokenId: [],
+    exponentialDecayLengthPenalty: null,
     typicalP: 1,
     epsilonCutoff: 0,
     etaCutoff: 0,

@@ -160,6 +160,9 @@ test('bad processor options are ERR_INVALID_ARG naming the option', async (t) =>
     [{ topAlternatives: { processed: true } }, /topAlternatives needs k/],
     [{ stopStrings: [''] }, /stopStrings must not be empty/],
     [{ stopStrings: [3] }, /stopStrings must be a string or an array of strings/],
+    [{ exponentialDecayLengthPenalty: 1.5 }, /exponentialDecayLengthPenalty must be \[startIndex, decayFactor\]/],
+    [{ exponentialDecayLengthPenalty: [-1, 1.5] }, /startIndex must be a non-negative integer/],
+    [{ exponentialDecayLengthPenalty: [2, Number.NaN] }, /decay factor must be a finite number; got NaN/],
   ]
   for (const [options, message] of bad) await rejects(t, m.generate('Hi', { maxNewTokens: 2, ...options }), message)
 })

@@ -128,6 +128,13 @@ export interface GenerateOptions {
   beginSuppressTokens?: number[]
   /** The last token the length allows is this one (or one of these). */
   forcedEosTokenId?: number | number[]
+  /**
+   * `[startIndex, decayFactor]`: once more than `startIndex` tokens are generated, each eos
+   * token's logit grows by |logit| * (decayFactor^(new tokens - startIndex) - 1), so that a
+   * sequence ends soon after without a hard cut (transformers' `exponential_decay_length_penalty`).
+   * The factor must be finite.
+   */
+  exponentialDecayLengthPenalty?: [number, number]
   /** Locally typical sampling: keep the tokens whose surprisal is nearest the entropy, up to this mass, in (0, 1]. Sampling only. @default 1 */
   typicalP?: number
   /** Drop tokens less likely than this, in [0, 1) (3e-4 to 9e-4 in the paper). Sampling only. @default 0 */
@@ -187,78 +194,30 @@ export interface GenerateOptions {
   onToken?: (step: GenerateStep) => void
 }
 
-/**
- * Every option name, for telling a misspelt or snake_case name from a known one. A record over
- * the interface's keys, so that the compiler refuses to let the two drift apart.
- */
-const KNOWN_OPTIONS: Record<keyof GenerateOptions, true> = {
-  maxLength: true,
-  maxNewTokens: true,
-  eosTokenId: true,
-  padTokenId: true,
-  doSample: true,
-  temperature: true,
-  topK: true,
-  topP: true,
-  minP: true,
-  seed: true,
-  repetitionPenalty: true,
-  noRepeatNgramSize: true,
-  minLength: true,
-  minNewTokens: true,
-  badWordsIds: true,
-  sequenceBias: true,
-  logitBias: true,
-  suppressTokens: true,
-  beginSuppressTokens: true,
-  forcedEosTokenId: true,
-  typicalP: true,
-  epsilonCutoff: true,
-  etaCutoff: true,
-  renormalizeLogits: true,
-  stop: true,
-  stopStrings: true,
-  topAlternatives: true,
-  outputScores: true,
-  numReturnSequences: true,
-  numBeams: true,
-  lengthPenalty: true,
-  earlyStopping: true,
-  signal: true,
-  onToken: true,
-}
-const KNOWN = Object.keys(KNOWN_OPTIONS)
-
 /** An unknown option fails rather than being ignored (`max_new_tokens` would silently do nothing). */
 function checkNames(options: object) {
   for (const name of Object.keys(options)) {
-    if (KNOWN.includes(name)) continue
+    if (Object.hasOwn(OPTIONS, name)) continue
     const camel = name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())
     const guess = KNOWN.find((known) => known.toLowerCase() === camel.toLowerCase())
     throw invalidArg(`unknown option '${name}'${guess ? `: did you mean '${guess}'?` : ''}`)
   }
 }
 
-function optionalInteger(options: GenerateOptions, name: keyof GenerateOptions, max = 0xffffffff): number | undefined {
-  const value = options[name]
-  if (value === undefined) return undefined
+function integer(value: unknown, name: string, max = 0xffffffff): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max) {
     throw invalidArg(`${name} must be a non-negative integer; got ${String(value)}`)
   }
   return value
 }
 
-function optionalNumber(options: GenerateOptions, name: keyof GenerateOptions): number | undefined {
-  const value = options[name]
-  if (value === undefined) return undefined
+function number(value: unknown, name: string): number {
   if (typeof value !== 'number') throw invalidArg(`${name} must be a number; got ${String(value)}`)
   return value
 }
 
-function optionalBoolean(options: GenerateOptions, name: keyof GenerateOptions): boolean | undefined {
-  const value = options[name]
-  if (value !== undefined && typeof value !== 'boolean')
-    throw invalidArg(`${name} must be a boolean; got ${String(value)}`)
+function boolean(value: unknown, name: string): boolean {
+  if (typeof value !== 'boolean') throw invalidArg(`${name} must be a boolean; got ${String(value)}`)
   return value
 }
 
@@ -266,21 +225,28 @@ const isTokenId = (id: unknown): id is number =>
   typeof id === 'number' && Number.isInteger(id) && id >= 0 && id <= 0xffffffff
 
 /** A list of token ids, checked. */
-function tokenIds(name: string, value: unknown): number[] {
+function tokenIds(value: unknown, name: string): number[] {
   if (!Array.isArray(value) || !value.every(isTokenId))
     throw invalidArg(`${name} must be a list of token ids; got ${String(value)}`)
   return value
 }
 
-/** An id or a list of them, as a list; `null` (where allowed) as `[]`. */
-function oneOrMany(name: string, value: number | number[] | null | undefined): number[] | undefined {
-  if (value === undefined) return undefined
-  if (value === null) return []
-  return Array.isArray(value) ? tokenIds(name, value) : tokenIds(name, [value])
+/** An id or a list of them, as a list. */
+function oneOrMany(value: unknown, name: string): number[] {
+  return Array.isArray(value) ? tokenIds(value, name) : tokenIds([value], name)
 }
 
-function strings(name: string, value: string | string[] | undefined): string[] | undefined {
-  if (value === undefined) return undefined
+/** An id or a list of them, as a list; `null` (none) as `[]`. */
+function oneOrManyOrNone(value: unknown, name: string): number[] {
+  return value === null ? [] : oneOrMany(value, name)
+}
+
+function tokenSequences(value: unknown, name: string): number[][] {
+  if (!Array.isArray(value)) throw invalidArg(`${name} must be a list of lists of token ids`)
+  return value.map((ids) => tokenIds(ids, name))
+}
+
+function strings(value: unknown, name: string): string[] {
   const list = Array.isArray(value) ? value : [value]
   if (!list.every((s) => typeof s === 'string')) throw invalidArg(`${name} must be a string or an array of strings`)
   // A lone surrogate would become U+FFFD in Rust and match an unrelated character.
@@ -290,8 +256,7 @@ function strings(name: string, value: string | string[] | undefined): string[] |
   return list
 }
 
-function sequenceBias(value: GenerateOptions['sequenceBias']): Array<[number[], number]> | undefined {
-  if (value === undefined) return undefined
+function sequenceBias(value: unknown): Array<[number[], number]> {
   const pair = (p: unknown) =>
     Array.isArray(p) && p.length === 2 && Array.isArray(p[0]) && p[0].every(isTokenId) && typeof p[1] === 'number'
   if (!Array.isArray(value) || !value.every(pair))
@@ -300,8 +265,7 @@ function sequenceBias(value: GenerateOptions['sequenceBias']): Array<[number[], 
 }
 
 /** `{ [id]: bias }` as `[id, bias]` entries. */
-function logitBias(value: GenerateOptions['logitBias']): Array<[number, number]> | undefined {
-  if (value === undefined) return undefined
+function logitBias(value: unknown): Array<[number, number]> {
   if (value === null || typeof value !== 'object' || Array.isArray(value))
     throw invalidArg('logitBias must be an object of { [tokenId]: bias }')
   return Object.entries(value).map(([key, bias]) => {
@@ -312,81 +276,143 @@ function logitBias(value: GenerateOptions['logitBias']): Array<[number, number]>
   })
 }
 
-function earlyStopping(value: GenerateOptions['earlyStopping']): boolean | 'never' | undefined {
-  if (value === undefined || typeof value === 'boolean' || value === 'never') return value
+function decay(value: unknown, name: string): [number, number] {
+  if (!Array.isArray(value) || value.length !== 2)
+    throw invalidArg(`${name} must be [startIndex, decayFactor]; got ${String(value)}`)
+  return [integer(value[0], `${name}'s startIndex`), number(value[1], `${name}'s decayFactor`)]
+}
+
+function earlyStopping(value: unknown): boolean | 'never' {
+  if (typeof value === 'boolean' || value === 'never') return value
   throw invalidArg(`earlyStopping must be true, false or 'never'; got ${String(value)}`)
 }
 
-/** `topAlternatives` as k and whether they rank the processed distribution. */
-function alternatives(value: GenerateOptions['topAlternatives']): { k?: number; processed?: boolean } {
-  if (value === undefined || typeof value === 'number')
-    return { k: optionalInteger({ topAlternatives: value }, 'topAlternatives') }
-  if (value === null || typeof value !== 'object')
-    throw invalidArg('topAlternatives must be a number or { k, processed }')
-  const k = optionalInteger({ topAlternatives: value.k }, 'topAlternatives')
-  if (k === undefined) throw invalidArg('topAlternatives needs k')
-  if (value.processed !== undefined && typeof value.processed !== 'boolean')
-    throw invalidArg('topAlternatives.processed must be a boolean')
-  return { k, processed: value.processed }
+/**
+ * What `generate` uses for every option a call leaves out: the model directory's
+ * `generation_config.json` (else `config.json`'s special tokens) over transformers' defaults.
+ */
+export interface GenerationConfig {
+  /** `null`: 20 new tokens after the prompt (transformers' default), capped at nPositions. */
+  maxLength: number | null
+  maxNewTokens: number | null
+  doSample: boolean
+  temperature: number
+  topK: number
+  topP: number
+  minP: number | null
+  repetitionPenalty: number
+  noRepeatNgramSize: number
+  /** Any of these ends a sequence. */
+  eosTokenId: number[]
+  padTokenId: number | null
+  /** Where generation from an empty input starts. */
+  bosTokenId: number | null
+  minLength: number
+  minNewTokens: number | null
+  badWordsIds: number[][]
+  sequenceBias: Array<[number[], number]>
+  suppressTokens: number[]
+  beginSuppressTokens: number[]
+  forcedEosTokenId: number[]
+  exponentialDecayLengthPenalty: [number, number] | null
+  typicalP: number
+  epsilonCutoff: number
+  etaCutoff: number
+  renormalizeLogits: boolean
+  stopStrings: string[]
+  numReturnSequences: number
+  /** Above 1: `generate` runs beam search. */
+  numBeams: number
+  lengthPenalty: number
+  earlyStopping: boolean | 'never'
 }
+
+/** How one option crosses into Rust: its JS type checked, as the native options it sets. */
+type Conversion = (value: unknown, name: string) => Record<string, unknown>
+
+/** An option sent under its own name, once `check` has checked (and normalized) its value. */
+const as =
+  (check: (value: unknown, name: string) => unknown): Conversion =>
+  (value, name) => ({ [name]: check(value, name) })
+
+/** An option JS alone acts on: checked, nothing sent. */
+const jsOnly =
+  (check: (value: unknown) => boolean, expected: string): Conversion =>
+  (value, name) => {
+    if (!check(value)) throw invalidArg(`${name} must be ${expected}`)
+    return {}
+  }
+
+/** `topAlternatives` as k and whether they rank the processed distribution. */
+function alternatives(value: unknown, name: string): Record<string, unknown> {
+  if (typeof value === 'number') return { topAlternatives: integer(value, name) }
+  if (value === null || typeof value !== 'object') throw invalidArg(`${name} must be a number or { k, processed }`)
+  const { k, processed } = value as { k?: unknown; processed?: unknown }
+  if (k === undefined) throw invalidArg(`${name} needs k`)
+  if (processed !== undefined && typeof processed !== 'boolean') throw invalidArg(`${name}.processed must be a boolean`)
+  return { topAlternatives: integer(k, name), processedAlternatives: processed }
+}
+
+/**
+ * Every option, as it crosses into Rust: the one record of the names JS knows (a record over the
+ * interface's keys, so that the compiler refuses to let the two drift apart) and of each one's
+ * conversion. The names sent are the core's option table's (`crates/nexttoken/src/generation/
+ * options/mod.rs`), which checks the values.
+ */
+const OPTIONS: Record<keyof GenerateOptions, Conversion> = {
+  maxLength: as(integer),
+  maxNewTokens: as(integer),
+  eosTokenId: as(oneOrManyOrNone),
+  padTokenId: as(integer),
+  doSample: as(boolean),
+  temperature: as(number),
+  topK: as(integer),
+  topP: as(number),
+  minP: as(number),
+  seed: as((value, name) => integer(value, name, Number.MAX_SAFE_INTEGER)),
+  repetitionPenalty: as(number),
+  noRepeatNgramSize: as(integer),
+  minLength: as(integer),
+  minNewTokens: as(integer),
+  badWordsIds: as(tokenSequences),
+  sequenceBias: as(sequenceBias),
+  logitBias: as(logitBias),
+  suppressTokens: as(tokenIds),
+  beginSuppressTokens: as(tokenIds),
+  forcedEosTokenId: as(oneOrMany),
+  exponentialDecayLengthPenalty: as(decay),
+  typicalP: as(number),
+  epsilonCutoff: as(number),
+  etaCutoff: as(number),
+  renormalizeLogits: as(boolean),
+  stop: as(strings),
+  stopStrings: as(strings),
+  topAlternatives: alternatives,
+  outputScores: as(boolean),
+  numReturnSequences: as(integer),
+  numBeams: as(integer),
+  lengthPenalty: as(number),
+  earlyStopping: as(earlyStopping),
+  signal: jsOnly((value) => value instanceof AbortSignal, 'an AbortSignal'),
+  onToken: jsOnly((value) => typeof value === 'function', 'a function'),
+}
+const KNOWN = Object.keys(OPTIONS)
 
 /** Checks JS types and names; what is left out stays out, for the core to default. */
 export function toNativeOptions(
   options: GenerateOptions,
   paddedLength?: number,
   sequenceIndex?: number,
-): native.NativeGenerateOptions {
+): Record<string, unknown> {
   if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
   checkNames(options)
-  if (options.onToken !== undefined && typeof options.onToken !== 'function')
-    throw invalidArg('onToken must be a function')
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal))
-    throw invalidArg('signal must be an AbortSignal')
-  const { k: topAlternatives, processed: processedAlternatives } = alternatives(options.topAlternatives)
-  const badWordsIds = options.badWordsIds
-  if (badWordsIds !== undefined && !Array.isArray(badWordsIds))
-    throw invalidArg('badWordsIds must be a list of lists of token ids')
-  return {
-    maxLength: optionalInteger(options, 'maxLength'),
-    maxNewTokens: optionalInteger(options, 'maxNewTokens'),
-    eosTokenId: oneOrMany('eosTokenId', options.eosTokenId),
-    padTokenId: optionalInteger(options, 'padTokenId'),
-    doSample: optionalBoolean(options, 'doSample'),
-    temperature: optionalNumber(options, 'temperature'),
-    topK: optionalInteger(options, 'topK'),
-    topP: optionalNumber(options, 'topP'),
-    minP: optionalNumber(options, 'minP'),
-    seed: optionalInteger(options, 'seed', Number.MAX_SAFE_INTEGER),
-    repetitionPenalty: optionalNumber(options, 'repetitionPenalty'),
-    noRepeatNgramSize: optionalInteger(options, 'noRepeatNgramSize'),
-    minLength: optionalInteger(options, 'minLength'),
-    minNewTokens: optionalInteger(options, 'minNewTokens'),
-    badWordsIds: badWordsIds?.map((ids) => tokenIds('badWordsIds', ids)),
-    sequenceBias: sequenceBias(options.sequenceBias),
-    logitBias: logitBias(options.logitBias),
-    suppressTokens:
-      options.suppressTokens === undefined ? undefined : tokenIds('suppressTokens', options.suppressTokens),
-    beginSuppressTokens:
-      options.beginSuppressTokens === undefined
-        ? undefined
-        : tokenIds('beginSuppressTokens', options.beginSuppressTokens),
-    forcedEosTokenId: oneOrMany('forcedEosTokenId', options.forcedEosTokenId),
-    typicalP: optionalNumber(options, 'typicalP'),
-    epsilonCutoff: optionalNumber(options, 'epsilonCutoff'),
-    etaCutoff: optionalNumber(options, 'etaCutoff'),
-    renormalizeLogits: optionalBoolean(options, 'renormalizeLogits'),
-    stop: strings('stop', options.stop),
-    stopStrings: strings('stopStrings', options.stopStrings),
-    topAlternatives,
-    processedAlternatives,
-    outputScores: optionalBoolean(options, 'outputScores'),
-    numReturnSequences: optionalInteger(options, 'numReturnSequences'),
-    numBeams: optionalInteger(options, 'numBeams'),
-    lengthPenalty: optionalNumber(options, 'lengthPenalty'),
-    earlyStopping: earlyStopping(options.earlyStopping),
-    sequenceIndex,
-    paddedLength,
+  const native: Record<string, unknown> = {}
+  for (const [name, value] of Object.entries(options)) {
+    if (value !== undefined) Object.assign(native, OPTIONS[name as keyof GenerateOptions](value, name))
   }
+  if (paddedLength !== undefined) native.paddedLength = paddedLength
+  if (sequenceIndex !== undefined) native.sequenceIndex = sequenceIndex
+  return native
 }
 
 export function toStep(step: native.GenerateStep): GenerateStep {

@@ -30,7 +30,7 @@ const listeners = new FinalizationRegistry<{ signal: AbortSignal; cancel: () => 
 )
 
 /** Starts a native generation with the given options: of a prompt on the model, or from a session. */
-export type Starter = (options: native.NativeGenerateOptions) => native.NativeGeneration
+export type Starter = (options: Record<string, unknown>) => native.NativeGeneration
 
 /** A starter for `ids` on `model`. */
 export function fromPrompt(model: native.NativeGpt2, ids: Uint32Array): Starter {

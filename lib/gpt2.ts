@@ -2,7 +2,13 @@
 import type * as binding from '../binding'
 import { native } from './native'
 import { callNative, callNativeAsync, checkOptionsObject, invalidArg } from './errors'
-import { type GenerateOptions, type GenerateResult, type GenerateStep, toNativeOptions } from './generate-options'
+import {
+  type GenerateOptions,
+  type GenerateResult,
+  type GenerateStep,
+  type GenerationConfig,
+  toNativeOptions,
+} from './generate-options'
 import { resolvePretrained } from './hub/index'
 import { type Dtype, type LoadOptions, toNativeLoadOptions } from './load-options'
 import { Session } from './session'
@@ -31,45 +37,6 @@ export interface Gpt2Config {
   layerNormEpsilon: number
   bosTokenId: number | null
   eosTokenId: number | null
-}
-
-/**
- * What `generate` uses for every option a call leaves out: the model directory's
- * `generation_config.json` (else `config.json`'s special tokens) over transformers' defaults.
- */
-export interface GenerationConfig {
-  /** `null`: 20 new tokens after the prompt (transformers' default), capped at nPositions. */
-  maxLength: number | null
-  maxNewTokens: number | null
-  doSample: boolean
-  temperature: number
-  topK: number
-  topP: number
-  minP: number | null
-  repetitionPenalty: number
-  noRepeatNgramSize: number
-  /** Any of these ends a sequence. */
-  eosTokenId: number[]
-  padTokenId: number | null
-  /** Where generation from an empty input starts. */
-  bosTokenId: number | null
-  minLength: number
-  minNewTokens: number | null
-  badWordsIds: number[][]
-  sequenceBias: Array<[number[], number]>
-  suppressTokens: number[]
-  beginSuppressTokens: number[]
-  forcedEosTokenId: number[]
-  typicalP: number
-  epsilonCutoff: number
-  etaCutoff: number
-  renormalizeLogits: boolean
-  stopStrings: string[]
-  numReturnSequences: number
-  /** Above 1: `generate` runs beam search. */
-  numBeams: number
-  lengthPenalty: number
-  earlyStopping: boolean | 'never'
 }
 
 export interface LogitsOptions {
@@ -143,16 +110,8 @@ export class Gpt2 {
     this.tokenizer = new Tokenizer(native.tokenizer)
     this.dtype = native.dtype as Dtype
     const config = native.config
-    const defaults = native.generationConfig
-    this.generationConfig = {
-      ...defaults,
-      maxLength: defaults.maxLength ?? null,
-      maxNewTokens: defaults.maxNewTokens ?? null,
-      minP: defaults.minP ?? null,
-      padTokenId: defaults.padTokenId ?? null,
-      bosTokenId: defaults.bosTokenId ?? null,
-      minNewTokens: defaults.minNewTokens ?? null,
-    }
+    // The core's resolved defaults, named by its option table (unset ones as null).
+    this.generationConfig = native.generationConfig as unknown as GenerationConfig
     this.config = {
       ...config,
       modelType: 'gpt2',

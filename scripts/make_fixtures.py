@@ -1075,6 +1075,19 @@ def scores_goldens(model, tok, margins):
                                           "forced_eos_token_id": EOS})
     if len(new) <= step + 1:
         fail(f"greedy processors: min_new_tokens did not hold eos back: {new}")
+    # exponential_decay_length_penalty: eos is a token the plain run first emits at its 9th step or
+    # later, made likelier from the 3rd new token on, so that the sequence ends sooner.
+    ids = tok(STORY_PROMPT)["input_ids"]
+    with torch.inference_mode():
+        plain = model.generate(input_ids=torch.tensor([ids]), max_new_tokens=20, do_sample=False,
+                               pad_token_id=EOS)[0, len(ids):].tolist()
+    step = next((s for s in range(8, 20) if plain[s] not in plain[:s]), None)
+    if step is None:
+        fail(f"exponential decay: no fresh token at steps 9..20 of {plain}")
+    new = run("greedy-exponential-decay", STORY_PROMPT, {"max_new_tokens": 20, "eos_token_id": plain[step],
+                                                         "exponential_decay_length_penalty": (2, 1.5)})
+    if new[-1] != plain[step] or len(new) > step:
+        fail(f"exponential decay: eos {plain[step]} did not end the sequence before step {step + 1}: {new}")
     run("sampled", STORY_PROMPT, {"do_sample": True, "max_new_tokens": 12, "temperature": 0.7, "top_k": 40,
                                   "top_p": 0.9}, sampled=True)
     run("sampled-typical", NOTEBOOK_TEXT, {"do_sample": True, "max_new_tokens": 12, "typical_p": 0.9,

@@ -3,62 +3,16 @@
 //! (`new_token_budget`) as a generation starts, then used by the logits processors for a step.
 //! For any values: Ok or a coded error (`ERR_INVALID_ARG`, `ERR_CONTEXT_OVERFLOW`, and
 //! `ERR_MODEL_INVALID` for the file), never a panic.
-//! Input: `generation_config.json NUL bytes`, the bytes choosing the call's options.
+//! Input: `generation_config.json NUL call options (JSON) NUL bytes`, the bytes choosing the
+//! vocabulary, the context, the prompt and the logits.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use nexttoken::generation::{apply_processors, Context, EarlyStopping};
+use nexttoken::generation::{apply_processors, Context};
 use nexttoken::{CallOptions, GenerateOptions, GenerationConfig};
 
-/// Every field of the call's options, from the fuzzer's bytes.
-fn call_options(u: &mut Unstructured) -> Result<CallOptions> {
-    let early_stopping = match u.int_in_range(0..=3)? {
-        0 => None,
-        1 => Some(EarlyStopping::Done),
-        2 => Some(EarlyStopping::Heuristic),
-        _ => Some(EarlyStopping::Never),
-    };
-    Ok(CallOptions {
-        max_length: u.arbitrary()?,
-        max_new_tokens: u.arbitrary()?,
-        eos_token_id: u.arbitrary()?,
-        pad_token_id: u.arbitrary()?,
-        do_sample: u.arbitrary()?,
-        temperature: u.arbitrary()?,
-        top_k: u.arbitrary()?,
-        top_p: u.arbitrary()?,
-        min_p: u.arbitrary()?,
-        seed: u.arbitrary()?,
-        repetition_penalty: u.arbitrary()?,
-        no_repeat_ngram_size: u.arbitrary()?,
-        min_length: u.arbitrary()?,
-        min_new_tokens: u.arbitrary()?,
-        bad_words_ids: u.arbitrary()?,
-        sequence_bias: u.arbitrary()?,
-        logit_bias: u.arbitrary()?,
-        suppress_tokens: u.arbitrary()?,
-        begin_suppress_tokens: u.arbitrary()?,
-        forced_eos_token_id: u.arbitrary()?,
-        typical_p: u.arbitrary()?,
-        epsilon_cutoff: u.arbitrary()?,
-        eta_cutoff: u.arbitrary()?,
-        renormalize_logits: u.arbitrary()?,
-        stop: u.arbitrary()?,
-        stop_strings: u.arbitrary()?,
-        top_alternatives: u.arbitrary()?,
-        processed_alternatives: u.arbitrary()?,
-        output_scores: u.arbitrary()?,
-        num_return_sequences: u.arbitrary()?,
-        num_beams: u.arbitrary()?,
-        length_penalty: u.arbitrary()?,
-        early_stopping,
-        sequence_index: u.arbitrary()?,
-        padded_length: u.arbitrary()?,
-    })
-}
-
-fn run(json: &[u8], rest: &[u8]) -> Result<()> {
+fn run(json: &[u8], call_json: &[u8], rest: &[u8]) -> Result<()> {
     let model = match std::str::from_utf8(json).map(GenerationConfig::from_json) {
         Ok(Ok(model)) => model,
         Ok(Err(err)) => {
@@ -67,8 +21,11 @@ fn run(json: &[u8], rest: &[u8]) -> Result<()> {
         }
         Err(_) => GenerationConfig::default(), // not text: the file is absent, as it were
     };
+    // The call's options as JS passes them (camelCase JSON, read by the same serde code); what is
+    // not valid is a call JS would have refused, so it runs as a call that sets nothing.
+    let call = std::str::from_utf8(call_json).ok().and_then(|text| CallOptions::from_json(text).ok());
+    let call = call.unwrap_or_default();
     let mut u = Unstructured::new(rest);
-    let call = call_options(&mut u)?;
     // A small vocabulary, so that token ids the bytes choose are often in it.
     let vocab_size = u.int_in_range(1..=64)?;
     let n_positions = u.int_in_range(1..=1024)?;
@@ -108,5 +65,6 @@ fn run(json: &[u8], rest: &[u8]) -> Result<()> {
 
 fuzz_target!(|data: &[u8]| {
     let (json, rest) = nexttoken_fuzz::split_at_nul(data);
-    let _ = run(json, rest);
+    let (call_json, rest) = nexttoken_fuzz::split_at_nul(rest);
+    let _ = run(json, call_json, rest);
 });

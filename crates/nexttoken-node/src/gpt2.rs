@@ -4,18 +4,16 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use napi::bindgen_prelude::{Float32Array, Object, Uint32Array};
+use napi::bindgen_prelude::{Float32Array, Object, Uint32Array, Unknown};
 use napi::Env;
 use napi_derive::napi;
-use nexttoken::{
-    CallOptions, Gpt2, LoadOptions, Positions, Pretrained, SchedulerOptions, Session, WeightDtype,
-};
+use nexttoken::{Gpt2, LoadOptions, Positions, Pretrained, SchedulerOptions, Session, WeightDtype};
 
 use crate::allocator::return_free_memory;
 use crate::errors::{caught, disposed, guarded, quietly};
 use crate::generation::NativeGeneration;
-use crate::options::{NativeGenerateOptions, NativeLimits, NativeSchedulerOptions};
-use crate::outputs::{GenerateOutput, GenerationDefaults, ModelConfig, ScoredText, TokenScore};
+use crate::options::{call_options, generation_defaults, NativeLimits, NativeSchedulerOptions};
+use crate::outputs::{GenerateOutput, ModelConfig, ScoredText, TokenScore};
 use crate::session::NativeSession;
 use crate::task::{on_own_thread, on_task_thread};
 use crate::tokenizer::NativeTokenizer;
@@ -72,9 +70,11 @@ impl NativeGpt2 {
         caught(|| Ok(self.pretrained()?.network.dtype().name().to_string()))
     }
 
-    #[napi(getter)]
-    pub fn generation_config(&self) -> napi::Result<GenerationDefaults> {
-        caught(|| Ok(GenerationDefaults::from(&self.pretrained()?.generation_config)))
+    /// What `generate` uses for each option the call leaves unset: the model directory's
+    /// `generation_config.json` (else config.json's special tokens) over transformers' defaults.
+    #[napi(getter, ts_return_type = "Record<string, unknown>")]
+    pub fn generation_config(&self) -> napi::Result<serde_json::Value> {
+        caught(|| generation_defaults(&self.pretrained()?.generation_config))
     }
 
     /// Most generations the scheduler decodes together (the load option, or the core's default).
@@ -160,12 +160,14 @@ impl NativeGpt2 {
         &self,
         prompt_length: u32,
         prompts: u32,
-        options: NativeGenerateOptions,
+        #[napi(ts_arg_type = "Record<string, unknown>")] options: Unknown,
         limits: Option<NativeLimits>,
     ) -> napi::Result<()> {
-        let gpt2 = self.gpt2()?;
-        let (prompt_len, prompts) = (prompt_length as usize, prompts as usize);
-        guarded(|| gpt2.admit(options.into(), prompts, prompt_len, limits.map(Into::into)))
+        caught(|| {
+            let (gpt2, options) = (self.gpt2()?, call_options(options)?);
+            let (prompt_len, prompts) = (prompt_length as usize, prompts as usize);
+            guarded(|| gpt2.admit(options, prompts, prompt_len, limits.map(Into::into)))
+        })
     }
 
     /// Starts a generation of the prompt `ids`; tokens come from its `next()`.
@@ -173,11 +175,11 @@ impl NativeGpt2 {
     pub fn start_generation(
         &self,
         ids: Uint32Array,
-        options: NativeGenerateOptions,
+        #[napi(ts_arg_type = "Record<string, unknown>")] options: Unknown,
     ) -> napi::Result<NativeGeneration> {
         caught(|| {
-            let gpt2 = self.gpt2()?;
-            let request = guarded(|| gpt2.start(ids.to_vec(), options.into()))?;
+            let (gpt2, options) = (self.gpt2()?, call_options(options)?);
+            let request = guarded(|| gpt2.start(ids.to_vec(), options))?;
             Ok(NativeGeneration::new(request))
         })
     }
@@ -190,10 +192,10 @@ impl NativeGpt2 {
         &self,
         env: &'env Env,
         ids: Uint32Array,
-        options: NativeGenerateOptions,
+        #[napi(ts_arg_type = "Record<string, unknown>")] options: Unknown,
     ) -> napi::Result<Object<'env>> {
         caught(|| {
-            let (pretrained, ids, options) = (self.pretrained()?, ids.to_vec(), CallOptions::from(options));
+            let (pretrained, ids, options) = (self.pretrained()?, ids.to_vec(), call_options(options)?);
             let search = move || {
                 let outputs = nexttoken::generation::beam_search(pretrained, ids, options)?;
                 Ok(outputs.into_iter().map(GenerateOutput::from).collect::<Vec<_>>())

@@ -1,8 +1,7 @@
 //! What the core returns, as JS receives it: plain objects, camelCased by napi.
 
 use napi_derive::napi;
-use nexttoken::generation::EarlyStopping;
-use nexttoken::{CallOptions, Config, Delivery, GenerateOptions, GenerationConfig, Output, Step};
+use nexttoken::{Config, Delivery, Output, Step};
 
 /// `config.json`, camelCased.
 #[napi(object)]
@@ -17,43 +16,6 @@ pub struct ModelConfig {
     pub layer_norm_epsilon: f64,
     pub bos_token_id: Option<u32>,
     pub eos_token_id: Option<u32>,
-}
-
-/// What `generate` uses for each option the call leaves unset: the model directory's
-/// `generation_config.json` (else config.json's special tokens) over transformers' defaults.
-#[napi(object)]
-pub struct GenerationDefaults {
-    /// Null: 20 new tokens (transformers adds its default of 20 to the prompt length).
-    pub max_length: Option<u32>,
-    pub max_new_tokens: Option<u32>,
-    pub do_sample: bool,
-    pub temperature: f64,
-    pub top_k: u32,
-    pub top_p: f64,
-    pub min_p: Option<f64>,
-    pub repetition_penalty: f64,
-    pub no_repeat_ngram_size: u32,
-    pub eos_token_id: Vec<u32>,
-    pub pad_token_id: Option<u32>,
-    pub bos_token_id: Option<u32>,
-    pub min_length: u32,
-    pub min_new_tokens: Option<u32>,
-    pub bad_words_ids: Vec<Vec<u32>>,
-    #[napi(ts_type = "Array<[number[], number]>")]
-    pub sequence_bias: Vec<(Vec<u32>, f64)>,
-    pub suppress_tokens: Vec<u32>,
-    pub begin_suppress_tokens: Vec<u32>,
-    pub forced_eos_token_id: Vec<u32>,
-    pub typical_p: f64,
-    pub epsilon_cutoff: f64,
-    pub eta_cutoff: f64,
-    pub renormalize_logits: bool,
-    pub stop_strings: Vec<String>,
-    pub num_return_sequences: u32,
-    pub num_beams: u32,
-    pub length_penalty: f64,
-    #[napi(ts_type = "boolean | 'never'")]
-    pub early_stopping: napi::Either<bool, String>,
 }
 
 /// A candidate next token.
@@ -118,49 +80,6 @@ impl From<&Config> for ModelConfig {
             layer_norm_epsilon: c.layer_norm_epsilon,
             bos_token_id: c.bos_token_id,
             eos_token_id: c.eos_token_id,
-        }
-    }
-}
-
-impl From<&GenerationConfig> for GenerationDefaults {
-    /// The options a call that sets none runs with, as the core resolves them.
-    fn from(model: &GenerationConfig) -> Self {
-        let d = GenerateOptions::resolve(CallOptions::default(), model);
-        // f32 options shown as the decimal they were written as (0.7, not 0.699999988079071).
-        let number = |x: f32| x.to_string().parse::<f64>().unwrap_or(x as f64);
-        GenerationDefaults {
-            max_length: d.max_length.map(|n| n as u32),
-            max_new_tokens: d.max_new_tokens.map(|n| n as u32),
-            do_sample: d.do_sample,
-            temperature: number(d.temperature),
-            top_k: d.top_k as u32,
-            top_p: number(d.top_p),
-            min_p: d.min_p.map(number),
-            repetition_penalty: number(d.repetition_penalty),
-            no_repeat_ngram_size: d.no_repeat_ngram_size as u32,
-            eos_token_id: d.eos_token_ids,
-            pad_token_id: d.pad_token_id,
-            bos_token_id: model.bos_token_id,
-            min_length: d.min_length as u32,
-            min_new_tokens: d.min_new_tokens.map(|n| n as u32),
-            bad_words_ids: d.bad_words_ids,
-            sequence_bias: d.sequence_bias.into_iter().map(|(ids, bias)| (ids, number(bias))).collect(),
-            suppress_tokens: d.suppress_tokens,
-            begin_suppress_tokens: d.begin_suppress_tokens,
-            forced_eos_token_id: d.forced_eos_token_ids,
-            typical_p: number(d.typical_p),
-            epsilon_cutoff: number(d.epsilon_cutoff),
-            eta_cutoff: number(d.eta_cutoff),
-            renormalize_logits: d.renormalize_logits,
-            stop_strings: d.stop_strings,
-            num_return_sequences: d.num_return_sequences as u32,
-            num_beams: d.num_beams as u32,
-            length_penalty: number(d.length_penalty),
-            early_stopping: match d.early_stopping {
-                EarlyStopping::Done => napi::Either::A(true),
-                EarlyStopping::Heuristic => napi::Either::A(false),
-                EarlyStopping::Never => napi::Either::B("never".into()),
-            },
         }
     }
 }

@@ -3,14 +3,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use napi::bindgen_prelude::{Float32Array, Object, Uint32Array};
+use napi::bindgen_prelude::{Float32Array, Object, Uint32Array, Unknown};
 use napi::Env;
 use napi_derive::napi;
 use nexttoken::{Gpt2, Session};
 
 use crate::errors::{caught, guarded};
 use crate::generation::NativeGeneration;
-use crate::options::NativeGenerateOptions;
+use crate::options::call_options;
 use crate::outputs::TokenScore;
 use crate::task::on_task_thread;
 
@@ -124,10 +124,16 @@ impl NativeSession {
     /// Starts a generation that continues the text; tokens come from its `next()`. The session
     /// itself changes only when JS appends the result.
     #[napi]
-    pub fn start_generation(&self, options: NativeGenerateOptions) -> napi::Result<NativeGeneration> {
-        let request =
-            guarded(|| with_session(&self.session, |s| self.gpt2.continue_session(s, options.into())))?;
-        Ok(NativeGeneration::new(request))
+    pub fn start_generation(
+        &self,
+        #[napi(ts_arg_type = "Record<string, unknown>")] options: Unknown,
+    ) -> napi::Result<NativeGeneration> {
+        caught(|| {
+            let options = call_options(options)?;
+            let request =
+                guarded(|| with_session(&self.session, |s| self.gpt2.continue_session(s, options)))?;
+            Ok(NativeGeneration::new(request))
+        })
     }
 
     /// Frees the cache; later calls fail with ERR_DISPOSED.

@@ -54,7 +54,13 @@ fn check_special_tokens(
     .into_iter()
     .chain([("generation_config.json", "bos_token_id", generation.bos_token_id)])
     .chain([("generation_config.json", "pad_token_id", generation.pad_token_id)])
-    .chain(generation.eos_token_ids.iter().map(|&id| ("generation_config.json", "eos_token_id", Some(id))));
+    .chain(
+        generation
+            .eos_token_id
+            .iter()
+            .flatten()
+            .map(|&id| ("generation_config.json", "eos_token_id", Some(id))),
+    );
     for (file, name, id) in named {
         let Some(id) = id else { continue };
         if id as usize >= config.vocab_size {
@@ -162,11 +168,7 @@ impl Pretrained {
                 ),
             ));
         }
-        let generation_config = GenerationConfig {
-            bos_token_id: config.bos_token_id,
-            eos_token_ids: config.eos_token_id.into_iter().collect(),
-            ..GenerationConfig::default()
-        };
+        let generation_config = GenerationConfig::from_model_config(&config);
         for (name, id) in [("bos", config.bos_token_id), ("eos", config.eos_token_id)] {
             if id.is_some_and(|id| id as usize >= tokenizer.vocab_size()) {
                 return Err(Error::invalid_file(

@@ -66,56 +66,16 @@ fn greedy_generate_equals_transformers() {
     }
 }
 
-/// A golden's options (camelCase, as JS passes them) as the core takes them. Unset stays unset.
+/// A golden's options (camelCase, as the JS API takes them) as the core takes them, through the
+/// same serde reading the binding uses. Unset stays unset. The one JS spelling TypeScript
+/// converts is converted here too: `logitBias`'s `{ id: bias }` object as `[id, bias]` entries.
 fn call_options(options: &Value) -> CallOptions {
-    let get = |key: &str| options.get(key).filter(|v| !v.is_null());
-    let int = |key| get(key).map(|v| v.as_u64().unwrap() as usize);
-    let float = |key| get(key).map(|v| v.as_f64().unwrap() as f32);
-    let ids =
-        |v: &Value| v.as_array().unwrap().iter().map(|id| id.as_u64().unwrap() as u32).collect::<Vec<_>>();
-    let one_or_many =
-        |key| get(key).map(|v| if v.is_array() { ids(v) } else { vec![v.as_u64().unwrap() as u32] });
-    let sequences = |key| get(key).map(|v| v.as_array().unwrap().iter().map(ids).collect::<Vec<_>>());
-    let pairs = get("sequenceBias").map(|v| {
-        let pair = |p: &Value| (ids(&p[0]), p[1].as_f64().unwrap() as f32);
-        v.as_array().unwrap().iter().map(pair).collect::<Vec<_>>()
-    });
-    let logit_bias = get("logitBias").map_or(Vec::new(), |v| {
-        v.as_object()
-            .unwrap()
-            .iter()
-            .map(|(id, b)| (id.parse().unwrap(), b.as_f64().unwrap() as f32))
-            .collect()
-    });
-    let strings = |key| {
-        get(key).map(|v| v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect())
-    };
-    CallOptions {
-        max_length: int("maxLength"),
-        max_new_tokens: int("maxNewTokens"),
-        eos_token_id: one_or_many("eosTokenId"),
-        do_sample: get("doSample").map(|v| v.as_bool().unwrap()),
-        temperature: float("temperature"),
-        top_k: int("topK"),
-        top_p: float("topP"),
-        min_p: float("minP"),
-        repetition_penalty: float("repetitionPenalty"),
-        no_repeat_ngram_size: int("noRepeatNgramSize"),
-        min_length: int("minLength"),
-        min_new_tokens: int("minNewTokens"),
-        bad_words_ids: sequences("badWordsIds"),
-        sequence_bias: pairs,
-        logit_bias,
-        suppress_tokens: get("suppressTokens").map(ids),
-        begin_suppress_tokens: get("beginSuppressTokens").map(ids),
-        forced_eos_token_id: one_or_many("forcedEosTokenId"),
-        typical_p: float("typicalP"),
-        epsilon_cutoff: float("epsilonCutoff"),
-        eta_cutoff: float("etaCutoff"),
-        renormalize_logits: get("renormalizeLogits").map(|v| v.as_bool().unwrap()),
-        stop_strings: strings("stopStrings"),
-        ..Default::default()
+    let mut options = options.clone();
+    if let Some(Value::Object(biases)) = options.get("logitBias") {
+        let entries = biases.iter().map(|(id, bias)| serde_json::json!([id.parse::<u32>().unwrap(), bias]));
+        options["logitBias"] = Value::Array(entries.collect());
     }
+    serde_json::from_value(options).unwrap()
 }
 
 #[derive(Deserialize)]
@@ -257,7 +217,7 @@ fn processed_scores_equal_transformers() {
         serde_json::from_str(&std::fs::read_to_string(goldens_dir().join("scores.json")).unwrap()).unwrap();
     assert!(goldens.iter().any(|g| g.sampled) && goldens.iter().any(|g| !g.sampled));
     for golden in goldens {
-        let call = CallOptions { output_scores: true, ..call_options(&golden.options) };
+        let call = CallOptions { output_scores: Some(true), ..call_options(&golden.options) };
         if !golden.sampled {
             let generation = Generation::new(model.clone(), golden.prompt_ids.clone(), call).unwrap();
             let output = scheduler.generate(generation).unwrap();
@@ -388,15 +348,7 @@ fn beam_search_equals_transformers() {
         serde_json::from_str(&std::fs::read_to_string(goldens_dir().join("beam.json")).unwrap()).unwrap();
     assert!(goldens.iter().any(|g| g.name == "ends-on-eos"));
     for golden in goldens {
-        let o = &golden.options;
-        let early_stopping = o.get("earlyStopping").map(|v| serde_json::from_value(v.clone()).unwrap());
-        let call = CallOptions {
-            num_beams: number(o, "numBeams"),
-            num_return_sequences: number(o, "numReturnSequences"),
-            length_penalty: float(o, "lengthPenalty"),
-            early_stopping,
-            ..call_options(o)
-        };
+        let call = call_options(&golden.options);
         let outputs =
             nexttoken::generation::beam_search(model.clone(), golden.prompt_ids.clone(), call).unwrap();
         let sequences: Vec<Vec<u32>> = outputs.iter().map(|o| o.ids.clone()).collect();

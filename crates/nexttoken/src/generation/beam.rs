@@ -62,7 +62,7 @@ pub fn beam_search(pretrained: Arc<Pretrained>, prompt: Vec<u32>, call: CallOpti
     // Saturating: generation_config.json may ask for up to 2^64 - 1 new tokens.
     let max_length = prompt_len.saturating_add(budget).min(config.n_positions);
     let num_beams = options.num_beams;
-    let eos = &options.eos_token_ids;
+    let eos = &options.eos_token_id;
     let beams_to_keep = 2.max(1 + eos.len()) * num_beams;
     let started = Instant::now();
 

@@ -1,129 +1,13 @@
 //! The model's generation defaults: `generation_config.json` as transformers reads it, falling
 //! back to `config.json`'s special tokens when the file is absent (transformers'
 //! `GenerationConfig.from_model_config`). A call's own options override these; what neither sets
-//! takes transformers' global defaults (`options.rs`).
+//! takes transformers' global defaults (the option table, `options/mod.rs`).
 
 use std::path::Path;
 
-use serde::Deserialize;
-
+use super::options::GenerationConfig;
 use crate::config::Config;
 use crate::error::{Error, Result};
-
-/// One token id or several: `eos_token_id` is either in transformers' files.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(u32),
-    Many(Vec<u32>),
-}
-
-fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<u32>, D::Error> {
-    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
-        None => Vec::new(),
-        Some(OneOrMany::One(id)) => vec![id],
-        Some(OneOrMany::Many(ids)) => ids,
-    })
-}
-
-/// A list that transformers may also write as `null`.
-fn list_or_null<'de, D, T>(deserializer: D) -> std::result::Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
-}
-
-/// `sequence_bias` as a list of `[[ids], bias]` pairs, or as transformers saves its dict: keys
-/// are Python tuples written out, `"(1, 2)"` or `"(1,)"`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SequenceBias {
-    Pairs(Vec<(Vec<u32>, f32)>),
-    Dict(std::collections::BTreeMap<String, f32>),
-}
-
-fn sequence_bias<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> std::result::Result<Vec<(Vec<u32>, f32)>, D::Error> {
-    let parse_tuple = |key: &str| -> Option<Vec<u32>> {
-        let inner = key.trim().strip_prefix('(')?.strip_suffix(')')?;
-        inner.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|id| id.parse().ok()).collect()
-    };
-    Ok(match Option::<SequenceBias>::deserialize(deserializer)? {
-        None => Vec::new(),
-        Some(SequenceBias::Pairs(pairs)) => pairs,
-        Some(SequenceBias::Dict(dict)) => dict
-            .into_iter()
-            .map(|(key, bias)| {
-                let ids = parse_tuple(&key).ok_or_else(|| {
-                    serde::de::Error::custom(format!("sequence_bias key {key:?} is not a tuple of ids"))
-                })?;
-                Ok((ids, bias))
-            })
-            .collect::<std::result::Result<_, D::Error>>()?,
-    })
-}
-
-/// `stop_strings`: one string or several.
-fn strings<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
-        None => Vec::new(),
-        Some(OneOrMany::One(s)) => vec![s],
-        Some(OneOrMany::Many(s)) => s,
-    })
-}
-
-/// The model's own defaults for `generate`, as `generation_config.json` stores them. None: the
-/// file does not set it. Unknown keys are ignored, as transformers keeps them aside.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct GenerationConfig {
-    pub max_length: Option<usize>,
-    pub max_new_tokens: Option<usize>,
-    pub do_sample: Option<bool>,
-    pub temperature: Option<f32>,
-    pub top_k: Option<usize>,
-    pub top_p: Option<f32>,
-    pub min_p: Option<f32>,
-    pub repetition_penalty: Option<f32>,
-    pub no_repeat_ngram_size: Option<usize>,
-    /// Any of these ends a sequence; empty: none does.
-    #[serde(rename = "eos_token_id", deserialize_with = "one_or_many")]
-    pub eos_token_ids: Vec<u32>,
-    pub pad_token_id: Option<u32>,
-    pub min_length: Option<usize>,
-    pub min_new_tokens: Option<usize>,
-    #[serde(deserialize_with = "list_or_null")]
-    pub bad_words_ids: Vec<Vec<u32>>,
-    #[serde(deserialize_with = "sequence_bias")]
-    pub sequence_bias: Vec<(Vec<u32>, f32)>,
-    #[serde(deserialize_with = "list_or_null")]
-    pub suppress_tokens: Vec<u32>,
-    #[serde(deserialize_with = "list_or_null")]
-    pub begin_suppress_tokens: Vec<u32>,
-    #[serde(rename = "forced_eos_token_id", deserialize_with = "one_or_many")]
-    pub forced_eos_token_ids: Vec<u32>,
-    pub typical_p: Option<f32>,
-    pub epsilon_cutoff: Option<f32>,
-    pub eta_cutoff: Option<f32>,
-    pub renormalize_logits: Option<bool>,
-    pub num_return_sequences: Option<usize>,
-    pub num_beams: Option<usize>,
-    pub length_penalty: Option<f32>,
-    pub early_stopping: Option<super::options::EarlyStopping>,
-    #[serde(deserialize_with = "strings")]
-    pub stop_strings: Vec<String>,
-    /// Where generation from an empty input starts.
-    pub bos_token_id: Option<u32>,
-}
 
 impl GenerationConfig {
     /// `dir/generation_config.json` if present, else the special tokens of `config`.
@@ -131,12 +15,18 @@ impl GenerationConfig {
         let path = dir.join("generation_config.json");
         match crate::files::read_text(&path, "generation_config.json") {
             Ok(text) => Self::from_json(&text).map_err(|err| Error::invalid_file(&path, err)),
-            Err(Error::ModelNotFound(_)) => Ok(GenerationConfig {
-                bos_token_id: config.bos_token_id,
-                eos_token_ids: config.eos_token_id.into_iter().collect(),
-                ..GenerationConfig::default()
-            }),
+            Err(Error::ModelNotFound(_)) => Ok(Self::from_model_config(config)),
             Err(err) => Err(err),
+        }
+    }
+
+    /// What a model without `generation_config.json` generates with: its config's special tokens
+    /// (transformers' `GenerationConfig.from_model_config`).
+    pub fn from_model_config(config: &Config) -> Self {
+        GenerationConfig {
+            bos_token_id: config.bos_token_id,
+            eos_token_id: config.eos_token_id.map(|id| vec![id]),
+            ..GenerationConfig::default()
         }
     }
 
@@ -169,22 +59,26 @@ mod tests {
         );
         let read = GenerationConfig::from_dir(&dir, &config()).unwrap();
         assert_eq!((read.max_new_tokens, read.do_sample, read.top_k), (Some(5), Some(true), Some(3)));
-        assert_eq!((read.eos_token_ids, read.bos_token_id), (vec![1, 2], Some(4)));
+        assert_eq!((read.eos_token_id, read.bos_token_id), (Some(vec![1, 2]), Some(4)));
         write(
             &dir,
-            r#"{"eos_token_id":9,"bad_words_ids":null,"suppress_tokens":[3],"sequence_bias":{"(1, 2)":-1.5,"(4,)":2.0},"stop_strings":"END","forced_eos_token_id":9}"#,
+            r#"{"eos_token_id":9,"bad_words_ids":null,"suppress_tokens":[3],"exponential_decay_length_penalty":[3,1.25],"sequence_bias":{"(1, 2)":-1.5,"(4,)":2.0},"stop_strings":"END","forced_eos_token_id":9}"#,
         );
         let read = GenerationConfig::from_dir(&dir, &config()).unwrap();
-        assert_eq!((read.bad_words_ids.len(), read.suppress_tokens), (0, vec![3]));
-        assert_eq!(read.sequence_bias, vec![(vec![1, 2], -1.5), (vec![4], 2.0)]);
-        assert_eq!((read.stop_strings, read.forced_eos_token_ids), (vec!["END".to_string()], vec![9]));
+        assert_eq!((read.bad_words_ids, read.suppress_tokens), (None, Some(vec![3])));
+        assert_eq!(read.sequence_bias, Some(vec![(vec![1, 2], -1.5), (vec![4], 2.0)]));
+        assert_eq!(read.exponential_decay_length_penalty, Some((3, 1.25)));
+        assert_eq!(
+            (read.stop_strings, read.forced_eos_token_id),
+            (Some(vec!["END".to_string()]), Some(vec![9]))
+        );
         write(&dir, r#"{"sequence_bias":[[[1, 2], -1.5]]}"#);
         assert_eq!(
             GenerationConfig::from_dir(&dir, &config()).unwrap().sequence_bias,
-            vec![(vec![1, 2], -1.5)]
+            Some(vec![(vec![1, 2], -1.5)])
         );
         write(&dir, r#"{"eos_token_id":9}"#);
-        assert_eq!(GenerationConfig::from_dir(&dir, &config()).unwrap().eos_token_ids, vec![9]);
+        assert_eq!(GenerationConfig::from_dir(&dir, &config()).unwrap().eos_token_id, Some(vec![9]));
         write(&dir, r#"{"eos_token_id":"nine"}"#);
         assert_eq!(GenerationConfig::from_dir(&dir, &config()).unwrap_err().code(), "ERR_MODEL_INVALID");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -197,7 +91,7 @@ mod tests {
         let read = GenerationConfig::from_dir(&dir, &config()).unwrap();
         assert_eq!(
             read,
-            GenerationConfig { eos_token_ids: vec![9], bos_token_id: Some(7), ..Default::default() }
+            GenerationConfig { eos_token_id: Some(vec![9]), bos_token_id: Some(7), ..Default::default() }
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -292,7 +292,7 @@ impl Generation {
 
         self.ids.push(id);
         let mut text = self.text.push(id)?;
-        self.stop_reason = if self.options.eos_token_ids.contains(&id) {
+        self.stop_reason = if self.options.eos_token_id.contains(&id) {
             Some(StopReason::Eos)
         } else if self.text.stopped()
             || self.stop_strings.completed_by_last(&self.pretrained.tokenizer, &self.ids)?

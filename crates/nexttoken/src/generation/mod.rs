@@ -13,9 +13,8 @@ mod stop_strings;
 mod text;
 
 pub use beam::beam_search;
-pub use config::GenerationConfig;
 pub use generator::{Generation, Output, Step, StopReason, Timings};
 pub use limits::{kv_cache_bytes, Limits};
-pub use options::{CallOptions, EarlyStopping, GenerateOptions};
+pub use options::{CallOptions, Checking, EarlyStopping, GenerateOptions, GenerationConfig};
 pub use processors::{apply_processors, Context};
 pub use text::TextStream;

@@ -93,6 +93,26 @@ pub fn forced_tokens(scores: &mut [f32], ids: &[u32]) {
     }
 }
 
+/// `ExponentialDecayLengthPenalty`: once more than `start` tokens are generated, each eos token's
+/// finite score grows by |score| * (factor^(new_tokens - start) - 1), the growth raised in f64
+/// (Python's `pow`) and applied in f32, as torch multiplies an f32 tensor by a Python float.
+pub fn exponential_decay_length_penalty(
+    scores: &mut [f32],
+    eos_token_id: &[u32],
+    new_tokens: usize,
+    (start, factor): (usize, f64),
+) {
+    let Some(past) = new_tokens.checked_sub(start).filter(|&past| past > 0) else { return };
+    let growth = (factor.powf(past as f64) - 1.0) as f32;
+    // A repeated id is grown once: transformers writes the same penalty twice.
+    let eos: HashSet<u32> = eos_token_id.iter().copied().collect();
+    for id in eos {
+        if let Some(s) = scores.get_mut(id as usize).filter(|s| s.is_finite()) {
+            *s += s.abs() * growth;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,14 +1,15 @@
 //! Logits processors, each as transformers implements it, applied in the order its `generate`
 //! builds them (`_get_logits_processor`): sequence bias, repetition penalty, no-repeat n-grams,
-//! bad words, minimum length, forced eos, suppressed tokens, then (sampling only) the warpers
-//! temperature, top-k, top-p, min-p, typical-p, epsilon and eta, and last the renormalisation.
-//! A filtered token's score becomes -inf.
+//! bad words, minimum length, forced eos, the exponential decay length penalty, suppressed
+//! tokens, then (sampling only) the warpers temperature, top-k, top-p, min-p, typical-p, epsilon
+//! and eta, and last the renormalisation. A filtered token's score becomes -inf.
 
 mod constraints;
 mod warpers;
 
 pub use constraints::{
-    bad_words, forced_tokens, no_repeat_ngram, repetition_penalty, sequence_bias, suppress,
+    bad_words, exponential_decay_length_penalty, forced_tokens, no_repeat_ngram, repetition_penalty,
+    sequence_bias, suppress,
 };
 pub use warpers::{epsilon_cutoff, eta_cutoff, keep_min_p, keep_top_k, keep_top_p, temperature, typical_p};
 
@@ -52,7 +53,7 @@ pub fn apply_processors(scores: &mut [f32], at: &Context, options: &GenerateOpti
         no_repeat_ngram(scores, at.ids, options.no_repeat_ngram_size);
     }
     if !options.bad_words_ids.is_empty() {
-        bad_words(scores, at.ids, &options.bad_words_ids, &options.eos_token_ids);
+        bad_words(scores, at.ids, &options.bad_words_ids, &options.eos_token_id);
     }
     // transformers turns min_new_tokens into min_length = prompt width + min_new_tokens.
     let too_short = match options.min_new_tokens {
@@ -60,10 +61,13 @@ pub fn apply_processors(scores: &mut [f32], at: &Context, options: &GenerateOpti
         None => at.length() < options.min_length,
     };
     if too_short {
-        suppress(scores, &options.eos_token_ids);
+        suppress(scores, &options.eos_token_id);
     }
-    if at.last && !options.forced_eos_token_ids.is_empty() {
-        forced_tokens(scores, &options.forced_eos_token_ids);
+    if at.last && !options.forced_eos_token_id.is_empty() {
+        forced_tokens(scores, &options.forced_eos_token_id);
+    }
+    if let Some(penalty) = options.exponential_decay_length_penalty {
+        exponential_decay_length_penalty(scores, &options.eos_token_id, at.new_tokens, penalty);
     }
     if !options.suppress_tokens.is_empty() {
         suppress(scores, &options.suppress_tokens);
