@@ -1,7 +1,7 @@
 // What each weight dtype costs in accuracy, against fp32 on the same checkpoint: the logits of every
 // position of a 1,024-token text, compared per position.
 //
-//   node bench/dtypes/accuracy.mjs [model dir = bench/models/gpt2-124m] [text file = README.md]
+//   node bench/dtypes/accuracy.mjs [model dir = bench/models/gpt2-124m] [text file = bench/dtypes/text.md]
 //
 // Prints, per dtype: max and mean |logit - fp32 logit|, the KL divergence of the next-token
 // distribution from fp32's (mean and p99 over positions, in nats) and top-1 agreement.
@@ -12,7 +12,7 @@ import { createRequire } from 'node:module'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const { Gpt2 } = createRequire(import.meta.url)(root)
-const [dir = join(root, 'bench', 'models', 'gpt2-124m'), textFile = join(root, 'README.md')] = process.argv.slice(2)
+const [dir = join(root, 'bench', 'models', 'gpt2-124m'), textFile = join(root, 'bench', 'dtypes', 'text.md')] = process.argv.slice(2)
 const TOKENS = 1024
 
 /** log-softmax of `row` into a new Float64Array. */

@@ -3,7 +3,7 @@ implementation rather than built: transformers' GPT-2 in f32, its keys and value
 or bf16 as a cache in that type would hold them (every position's, its own included: a cache is
 written, then read), against the same model unrounded.
 
-    python bench/dtypes/kv_cache.py [model dir = bench/models/gpt2-124m] [text file = README.md]
+    python bench/dtypes/kv_cache.py [model dir = bench/models/gpt2-124m] [text file = bench/dtypes/text.md]
 
 Prints the rows of bench/dtypes/accuracy.mjs (max and mean |logit - f32 logit|, KL divergence of
 the next-token distribution from f32's, mean and p99 over 1,024 positions, top-1 agreement), so
@@ -46,7 +46,7 @@ def compare(expected, got):
 
 def main():
     model_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "bench" / "models" / "gpt2-124m"
-    text_file = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "README.md"
+    text_file = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "bench" / "dtypes" / "text.md"
     tokenizer = GPT2TokenizerFast.from_pretrained(model_dir)
     ids = tokenizer(text_file.read_text())["input_ids"][:TOKENS]
     if len(ids) < TOKENS:
