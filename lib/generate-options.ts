@@ -167,7 +167,7 @@ export interface GenerateOptions {
    * that many results, and `generateBatch` with the n results of each prompt together. With a
    * `seed`, continuation i is seeded from `seed` and i alone (the first exactly as a call with
    * that seed), so results do not depend on what runs beside them. At most 128, and prompts x
-   * continuations at most 1024 in one call (README, Limits).
+   * continuations at most 1024 in one call (docs/errors.md, Limits).
    * @default 1
    */
   numReturnSequences?: number
@@ -176,7 +176,7 @@ export interface GenerateOptions {
    * `onToken`, `stop` or `stopStrings`), as transformers' beam search, token for token: each
    * result carries its `sequenceScore`. With `numReturnSequences` (at most `numBeams`), that many
    * of the best beams. At most 64, and prompts x beams at most 1024 in one call, within a
-   * 16 GiB KV-cache estimate (README, Limits); a model's `generation_config.json` is held to the
+   * 16 GiB KV-cache estimate (docs/errors.md, Limits); a model's `generation_config.json` is held to the
    * same. @default 1
    */
   numBeams?: number

@@ -113,7 +113,7 @@ fn a_batch_step_gives_each_row_the_bits_of_the_row_decoded_alone() {
     // path, and a row alone the decoding one (bf16 on AVX-512 BF16 rounds activations on both,
     // q8 and q4 with integer dot products quantize them on both). Every dtype where fp32 is
     // packed too (AVX2 and AVX-512); without AVX2 fp32 is multiplied by gemm for a batch and by
-    // the streaming kernels for one row (not the same bits; README, Batching).
+    // the streaming kernels for one row (not the same bits; docs/batching.md).
     const ROWS: usize = 8;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../__test__/fixtures/tiny-gpt2");
     let packed = [WeightDtype::F16, WeightDtype::Bf16, WeightDtype::Q8_0, WeightDtype::Q4_0];
