@@ -3,7 +3,7 @@
 //! `pytorch_model.bin` (`crate::pytorch`: a bounded unpickler that runs no pickled code, and
 //! tensors read in place as safetensors files are). Tensors are handed out by their canonical name
 //! (`wte.weight`, `h.0.attn.c_attn.weight`, ...), checked against the expected shape before
-//! anything is built from them. A GGUF file's tensors (`crate::gguf`) are filed here under the
+//! anything is built from them. A GGUF file's tensors (`gguf_to_gpt2`) are filed here under the
 //! same names.
 
 use std::collections::HashMap;
@@ -16,12 +16,12 @@ use safetensors::tensor::Metadata;
 use safetensors::Dtype as StDtype;
 use serde::Deserialize;
 
+use super::packed_cache::PackedCache;
 use crate::dtype::WeightDtype;
 use crate::error::{Error, Result};
 use crate::files::Source;
 use crate::gguf::{GgmlType, TensorInfo};
 use crate::ops::{PackError, PackedMatrix};
-use crate::packed_cache::PackedCache;
 
 /// Tensors of a GPT-2 checkpoint, keyed by their name without the optional `transformer.` prefix.
 /// Safetensors and PyTorch files are read, not mapped (a file truncated under a mapping kills the
@@ -58,7 +58,7 @@ enum Values {
     Gguf { file: usize, ggml: GgmlType, start: u64, transposed: bool },
 }
 
-/// A GGUF file's tensor under its Hugging Face name and shape (`crate::gguf`).
+/// A GGUF file's tensor under its Hugging Face name and shape (`gguf_to_gpt2`).
 pub(crate) struct GgufTensor {
     pub name: String,
     /// Its name in the file, for messages.
@@ -91,7 +91,7 @@ impl Weights {
 
     /// Takes packed matrices from the packed-cache file in `dir` for these checkpoint files and
     /// `dtype` (None: stored types) if there is one, else records them there until
-    /// `finish_packed_cache` (`crate::packed_cache`). Not for a checkpoint given as bytes:
+    /// `finish_packed_cache` (`packed_cache`). Not for a checkpoint given as bytes:
     /// nothing to name it by.
     pub fn use_packed_cache(&mut self, dir: &Path, dtype: Option<WeightDtype>) {
         let files = self.files.iter().map(|f| matches!(f.file, Source::File(_)).then(|| f.path.clone()));
@@ -129,7 +129,7 @@ impl Weights {
         )))
     }
 
-    /// The tensors of a GGUF file, already mapped and checked by `crate::gguf`.
+    /// The tensors of a GGUF file, already mapped and checked by `gguf_to_gpt2`.
     pub(crate) fn from_gguf(path: PathBuf, file: Source, tensors: Vec<GgufTensor>, device: &Device) -> Self {
         let tensors = tensors
             .into_iter()
