@@ -9,10 +9,13 @@
 // file declares. The path goes to the deepest module file it names, and an item that module only
 // re-exports (`pub use x::Item`, `pub use x::*`) goes on to the file that defines it: using
 // `crate::Config` depends on config.rs, not on lib.rs. Re-exports are imports too, so a `mod.rs`
-// depends on the children it re-exports; declaring a child (`mod x;`) is not an import. So a
-// facade and its children form no cycle unless a child uses something defined in the facade
-// itself. Not seen: a call to an inherent method written in another module (`Tokenizer::from_dir`
-// is defined in load/), which needs no import.
+// depends on the children it re-exports; declaring a child (`mod x;`) is not an import. A module
+// and its submodules are one unit seen from outside (Rust lets a child see its ancestors' private
+// items), so a module using what an ancestor of it defines (`super::PANEL`) is no edge; the
+// ancestor using the child is. `#[cfg(test)]` inline modules are left out: a unit test may reach
+// across its module's layer (a tile's test runs the whole matmul). Not seen: a call to an
+// inherent method written in another module (`Tokenizer::from_dir` is defined in load/), which
+// needs no import.
 //
 // TypeScript. A node is a .ts file; an edge is a relative `import`/`export ... from`, a
 // side-effect `import '...'` or a dynamic `import('...')`. Type-only imports (`import type`,
@@ -25,8 +28,9 @@
 
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 
-const root = resolve(dirname(new URL(import.meta.url).pathname), '..')
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 
 // Imports left out of the graph: each closes a cycle that someone else's work removes, and the
 // lead deletes its entry when that work lands. [from, to], relative to the scanned root.
@@ -186,7 +190,7 @@ function tsGraph(entries) {
   const files = entries.flatMap((entry) =>
     statSync(entry).isDirectory() ? walk(entry, (p) => p.endsWith('.ts') && !p.endsWith('.d.ts')) : [entry],
   )
-  const base = dirname(files.length ? commonDir(files) : '.')
+  const base = files.length ? commonDir(files) : '.'
   const known = new Set(files)
   const graph = new Map()
   for (const file of files) {
@@ -204,13 +208,14 @@ function tsGraph(entries) {
   return graph
 }
 
+// The deepest directory that holds all of `files`, which their names are shown relative to.
 function commonDir(files) {
   let dir = dirname(files[0])
-  while (!files.every((f) => f.startsWith(dir + '/'))) dir = dirname(dir)
-  return join(dir, 'x')
+  while (!files.every((f) => f.startsWith(`${dir}/`))) dir = dirname(dir)
+  return dir
 }
 
-// Every elementary cycle is not needed: one cycle per strongly connected component (Tarjan),
+// Not every elementary cycle is needed: one cycle per strongly connected component (Tarjan),
 // found by walking inside the component, shows what to cut.
 function cycles(graph) {
   let index = 0
