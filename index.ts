@@ -25,9 +25,9 @@ export type {
   ScoredText,
   ScoredToken,
   ScoreOptions,
-  TokenProbability,
 } from './lib/gpt2'
 export type { Device, Dtype, LoadOptions } from './lib/load-options'
+export type { TokenProbability } from './lib/next-token'
 export { Session } from './lib/session'
 export { Tokenizer } from './lib/tokenizer'
 export type { ModelInput } from './lib/tokenizer'

@@ -11,6 +11,7 @@ import {
 } from './generate-options'
 import { resolvePretrained } from './hub/index'
 import { type Dtype, type LoadOptions, toNativeLoadOptions } from './load-options'
+import { oneSequence, type TokenProbability } from './next-token'
 import { Session } from './session'
 import * as generation from './generation'
 import { type GenerationLimits, toNativeLimits } from './limits'
@@ -73,24 +74,6 @@ export interface ScoredText {
 export interface ScoreOptions {
   /** Also list the k most likely tokens at each position. @default 0 */
   topK?: number
-}
-
-/** A candidate next token. */
-export interface TokenProbability {
-  id: number
-  /** The token's text, `tokenizer.decode([id])`. */
-  token: string
-  /** Probability under the softmax of the last position's logits. */
-  p: number
-  /** Natural log of `p`, computed without underflow. */
-  logprob: number
-}
-
-/** A stream (or a session) continues one way: several continuations are `generate`'s. */
-export function oneSequence(options: GenerateOptions | undefined): void {
-  if (options?.numReturnSequences !== undefined) {
-    throw invalidArg('numReturnSequences gives several results: use generate or generateBatch, not stream or a session')
-  }
 }
 
 /** A GPT-2 family model (gpt2, distilgpt2, gpt2-medium/large/xl) with its tokenizer. */

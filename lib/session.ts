@@ -4,7 +4,7 @@ import type * as binding from '../binding'
 import { callNative, callNativeAsync, invalidArg } from './errors'
 import type { GenerateOptions, GenerateResult, GenerateStep } from './generate-options'
 import * as generation from './generation'
-import { oneSequence, type TokenProbability } from './gpt2'
+import { oneSequence, type TokenProbability } from './next-token'
 import type { ModelInput, Tokenizer } from './tokenizer'
 
 export class Session {

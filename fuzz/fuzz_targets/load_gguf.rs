@@ -8,6 +8,7 @@ use std::path::Path;
 use libfuzzer_sys::fuzz_target;
 use nexttoken::files::Source;
 use nexttoken::gguf::GgufFile;
+use nexttoken::load::GgufModel;
 use nexttoken::Network;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let path = Path::new("model.gguf");
     // The same steps as Pretrained::load for a GGUF, from memory.
     let network = GgufFile::from_source(path, Source::Bytes(data.to_vec()))
-        .and_then(|file| nexttoken::gguf::from_file(file, &device))
+        .and_then(|file| GgufModel::read(file, &device))
         .and_then(|mut model| Network::load_in_stored_types(&mut model.weights, &model.config, &device));
     nexttoken_fuzz::check_loaded(network);
 });

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use nexttoken::weights::Weights;
+use nexttoken::load::Weights;
 use nexttoken::Network;
 
 fuzz_target!(|data: &[u8]| {

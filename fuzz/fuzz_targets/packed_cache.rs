@@ -20,5 +20,5 @@ fuzz_target!(|data: &[u8]| {
     let temp = path().with_extension("tmp");
     std::fs::write(&temp, data).unwrap();
     std::fs::rename(&temp, path()).unwrap();
-    nexttoken::packed_cache::read_any(path());
+    nexttoken::load::packed_cache::read_any(path());
 });

@@ -6,7 +6,7 @@
 use std::path::{Component, Path};
 
 use libfuzzer_sys::fuzz_target;
-use nexttoken::weights::Weights;
+use nexttoken::load::Weights;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return }; // crate::files::read_text refuses it

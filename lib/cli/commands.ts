@@ -6,7 +6,7 @@ import type { Dtype } from '../load-options'
 import { resolvePretrained } from '../hub/index'
 import { hubSettings } from '../hub/settings'
 import { bytes, canDrawBar, ProgressReporter, safeJson, table, textFor, visible } from './format'
-import { type Io, numberOption, oneText, UsageError, type Values } from './main'
+import { type Io, numberOption, oneText, UsageError, type Values } from './args'
 
 /** Loads `--model`, drawing download progress on stderr (stdout stays for the results). */
 export async function loadModel(values: Values, io: Io): Promise<Gpt2> {

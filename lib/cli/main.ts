@@ -2,23 +2,12 @@
 // 1 a coded library error (its code and message on stderr), 2 bad usage, 130 interrupted.
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { AbortError, NexttokenError } from '../errors'
+import { type Io, UsageError, type Values } from './args'
 import { cacheLs, download, generate, next } from './commands'
 import { textFor } from './format'
 import { step } from './step'
 
-export class UsageError extends Error {}
-
-export interface Io {
-  stdin: NodeJS.ReadStream
-  stdout: NodeJS.WriteStream
-  stderr: NodeJS.WriteStream
-  env: NodeJS.ProcessEnv
-  /** Aborted on Ctrl-C: downloads stop, generations end. */
-  signal: AbortSignal
-}
-
 type Options = NonNullable<ParseArgsConfig['options']>
-export type Values = Record<string, string | boolean | undefined>
 
 const MODEL: Options = {
   model: { type: 'string', short: 'm', default: 'gpt2' },
@@ -128,21 +117,4 @@ export async function main(argv: string[], io: Io): Promise<number> {
     }
     throw err
   }
-}
-
-/** A numeric option, or undefined when absent; anything else is a usage error. */
-export function numberOption(values: Values, name: string): number | undefined {
-  const value = values[name]
-  if (value === undefined) return undefined
-  const parsed = Number(value)
-  if (typeof value !== 'string' || value.trim() === '' || !Number.isFinite(parsed)) {
-    throw new UsageError(`--${name} takes a number; got '${String(value)}'`)
-  }
-  return parsed
-}
-
-/** The text argument: exactly one. */
-export function oneText(text: string[], what = 'text'): string {
-  if (text.length !== 1) throw new UsageError(`expected one ${what} argument (quote it); got ${text.length}`)
-  return text[0]
 }

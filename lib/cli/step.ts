@@ -5,7 +5,7 @@
 import { createInterface } from 'node:readline'
 import { type Candidates, loadModel, topOption } from './commands'
 import { table, textFor, visible } from './format'
-import { type Io, oneText, type Values } from './main'
+import { type Io, oneText, type Values } from './args'
 
 type Command = 'enter' | 'quit' | number
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::generation::{CallOptions, GenerateOptions, Generation, Limits, Output};
-use crate::pretrained::{LoadOptions, Pretrained};
+use crate::load::LoadOptions;
+use crate::pretrained::Pretrained;
 use crate::scheduler::{Request, Scheduler, SchedulerOptions};
 use crate::session::Session;
 

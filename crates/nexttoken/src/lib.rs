@@ -15,26 +15,24 @@ pub mod files;
 pub mod generation;
 pub mod gguf;
 mod gpt2;
+pub mod load;
 pub mod network;
 mod ops;
-#[doc(hidden)]
-pub mod packed_cache; // public for its fuzz target alone (`read_any`)
 pub mod pretrained;
 mod pytorch;
 pub mod scheduler;
 pub mod scores;
 mod session;
-pub mod source;
 pub mod tokenizer;
-pub mod weights;
 
 pub use config::Config;
 pub use dtype::WeightDtype;
 pub use error::{Error, Result};
 pub use generation::{CallOptions, GenerateOptions, Generation, GenerationConfig, Output, Step, StopReason};
 pub use gpt2::Gpt2;
+pub use load::LoadOptions;
 pub use network::{KvCache, Network, Positions};
-pub use pretrained::{LoadOptions, Pretrained};
+pub use pretrained::Pretrained;
 pub use scheduler::{Delivery, Request, Scheduler, SchedulerOptions};
 pub use scores::{ScoredText, ScoredToken, TokenScore};
 pub use session::Session;

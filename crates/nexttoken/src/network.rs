@@ -13,8 +13,8 @@ use candle_nn::LayerNorm;
 use crate::config::{Activation, Config};
 use crate::dtype::WeightDtype;
 use crate::error::{Error, Result};
+use crate::load::Weights;
 use crate::ops::{attention, linear, write_heads, Epilogue, Weight};
-use crate::weights::Weights;
 
 /// Hugging Face's GPT-2 `Conv1D`: a linear layer whose weight is stored `[in, out]`, which is
 /// already the layout `x @ W` wants, so no transpose is needed at load or at run time.

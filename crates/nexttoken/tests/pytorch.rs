@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
-use nexttoken::weights::Weights;
+use nexttoken::load::Weights;
 
 /// A tensor of a state dict as torch.save pickles it: a view of `count` values of storage `key`
 /// (a torch `class`), `shape` from `offset` with `stride`.

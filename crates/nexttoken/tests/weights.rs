@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device};
-use nexttoken::weights::Weights;
+use nexttoken::load::Weights;
 use safetensors::{serialize, Dtype, View};
 
 struct Raw(Dtype, Vec<usize>, Vec<u8>);

@@ -4,7 +4,7 @@
 //! `torch._utils._rebuild_tensor_v2(storage, offset, shape, stride, ...)` that is never made:
 //! its arguments are checked against the storage's zip entry (its type, its size, the shape's
 //! values inside it, row-major), and the tensor is handed back as where its values are in the
-//! file, to be read as a safetensors tensor is (`crate::weights`), after its shape has been
+//! file, to be read as a safetensors tensor is (`crate::load::Weights`), after its shape has been
 //! checked against config.json. Nothing is allocated from a declared size.
 
 mod pickle;

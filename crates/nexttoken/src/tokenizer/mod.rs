@@ -1,122 +1,35 @@
-//! GPT-2's byte-level BPE, from `tokenizer.json` or, when a repo has only the original OpenAI
-//! files, from `vocab.json` + `merges.txt`: always rebuilt from its vocabulary, merges and added
-//! tokens (`files`), with GPT-2's own pipeline around them, so that no file can bring a
-//! pre-tokenizer, normalizer or regex of its own. Encoding and decoding catch panics: a bug in
-//! the tokenizers crate or its regex engine is an `ERR_INTERNAL` error, not an abort.
+//! GPT-2's byte-level BPE, always built from its vocabulary, merges and added tokens (`Parts`,
+//! which `crate::load` reads from `tokenizer.json`, `vocab.json` + `merges.txt` or a GGUF file),
+//! with GPT-2's own pipeline around them, so that no file can bring a pre-tokenizer, normalizer
+//! or regex of its own. Encoding and decoding catch panics: a bug in the tokenizers crate or its
+//! regex engine is an `ERR_INTERNAL` error, not an abort.
 
-mod files;
+mod parts;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
 
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::AddedToken;
 
 use crate::error::{Error, Result};
-use files::Parts;
+pub(crate) use parts::{Added, Parts};
 
 /// GPT-2's only special token: end of text, also used as padding.
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 
+/// GPT-2's tokenizer. Its constructors from a model's files (`from_pretrained`, `from_dir`,
+/// `from_tokenizer_json`, `from_vocab_and_merges`) are `crate::load`'s (`tokenizer_files.rs`).
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
 }
 
 impl Tokenizer {
-    /// The tokenizer of a model directory or GGUF file, as `source::resolve` finds it.
-    pub fn from_pretrained(name_or_path: &str) -> Result<Self> {
-        match crate::source::resolve(name_or_path)? {
-            crate::source::ModelSource::Dir(dir) => Self::from_dir(&dir),
-            crate::source::ModelSource::Gguf(path) => crate::gguf::load_tokenizer(&path),
-        }
-    }
-
-    /// Loads the tokenizer of the model directory `dir`.
-    pub fn from_dir(dir: &Path) -> Result<Self> {
-        // A tokenizer.json that is there but unreadable (a directory, a FIFO, a symlink loop) is
-        // refused as such, not silently replaced by vocab.json + merges.txt.
-        let json = dir.join("tokenizer.json");
-        if crate::files::present(&json) {
-            return Self::from_tokenizer_json(&json);
-        }
-        let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
-        if crate::files::present(&vocab) && crate::files::present(&merges) {
-            return Self::from_vocab_and_merges(&vocab, &merges);
-        }
-        Err(Error::ModelNotFound(format!(
-            "no tokenizer in {}: looked for tokenizer.json, or vocab.json with merges.txt",
-            dir.display()
-        )))
-    }
-
-    /// The tokenizer of the file `path`, a `tokenizer.json` that describes GPT-2's byte-level BPE.
-    pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
-        Self::from_tokenizer_json_bytes(path, &crate::files::read(path, "tokenizer.json")?)
-    }
-
-    /// `from_tokenizer_json` for the file's `bytes` (`path` names it in messages): what the
-    /// tokenizer files' fuzz target feeds.
-    pub fn from_tokenizer_json_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
-        let parts = files::from_tokenizer_json(bytes).map_err(|err| Error::invalid_file(path, err))?;
-        Self::from_checked_parts(parts).map_err(|err| Error::invalid_file(path, err))
-    }
-
-    /// Builds what `GPT2TokenizerFast` builds from the OpenAI files: byte-level BPE without a
-    /// prefix space, byte-level decoding, and `<|endoftext|>` as a special token.
-    pub fn from_vocab_and_merges(vocab: &Path, merges: &Path) -> Result<Self> {
-        let vocab_bytes = crate::files::read(vocab, "vocab.json")?;
-        let merges_text = crate::files::read_text(merges, "merges.txt")?;
-        Self::from_vocab_and_merges_bytes(vocab, &vocab_bytes, &merges_text)
-    }
-
-    /// `from_vocab_and_merges` for the files' contents (`vocab` names them in messages).
-    pub fn from_vocab_and_merges_bytes(vocab: &Path, vocab_bytes: &[u8], merges: &str) -> Result<Self> {
-        let invalid = |err| {
-            Error::invalid_file(vocab, format!("cannot build BPE from vocab.json and merges.txt ({err})"))
-        };
-        let parts = files::from_vocab_and_merges(vocab_bytes, merges).map_err(invalid)?;
-        Self::from_checked_parts(parts).map_err(invalid)
-    }
-
-    /// The same tokenizer from its parts (a GGUF file's `tokenizer.ggml.*`): the tokens in id
-    /// order, the merges in rank order, and the tokens that are special (`<|endoftext|>`).
-    pub(crate) fn from_parts(
-        tokens: &[String],
-        merges: Vec<(String, String)>,
-        specials: &[&str],
-    ) -> std::result::Result<Self, String> {
-        let vocab: std::collections::HashMap<String, u32> =
-            tokens.iter().enumerate().map(|(id, token)| (token.clone(), id as u32)).collect();
-        if vocab.len() != tokens.len() {
-            return Err("a token appears twice in the vocabulary".into());
-        }
-        let mut added: Vec<files::Added> = specials
-            .iter()
-            .filter_map(|s| {
-                let id = *vocab.get(*s)?;
-                Some(files::Added {
-                    id,
-                    content: s.to_string(),
-                    special: true,
-                    single_word: false,
-                    lstrip: false,
-                    rstrip: false,
-                    normalized: None,
-                })
-            })
-            .collect();
-        added.sort_by_key(|token| token.id);
-        added.dedup_by(|a, b| a.content == b.content);
-        let parts = Parts { vocab, merges, added, add_prefix_space: false, unk_token: None };
-        files::check(&parts)?;
-        Self::from_checked_parts(parts)
-    }
-
-    /// GPT-2's pipeline around the BPE of `parts` (checked by `files`): byte-level
+    /// GPT-2's pipeline around the BPE of `parts`, once checked (`parts::check`): byte-level
     /// pre-tokenizing with GPT-2's regex, decoding and post-processing, and the added tokens
     /// matched whole before BPE, each at the id its file gave it.
-    fn from_checked_parts(parts: Parts) -> std::result::Result<Self, String> {
+    pub(crate) fn from_parts(parts: Parts) -> std::result::Result<Self, String> {
+        parts::check(&parts)?;
         let mut builder = BPE::builder().vocab_and_merges(
             parts.vocab.into_iter().collect::<tokenizers::models::bpe::Vocab>(),
             parts.merges,
@@ -203,6 +116,8 @@ fn caught<T>(what: &str, work: impl FnOnce() -> T) -> Result<T> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use serde_json::{json, Value};
 

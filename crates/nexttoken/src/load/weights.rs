@@ -1,10 +1,7 @@
-//! Reads a GPT-2 checkpoint as Hugging Face stores it, in transformers' order of preference:
-//! `model.safetensors`, else `model.safetensors.index.json` and its shards, else
-//! `pytorch_model.bin` (`crate::pytorch`: a bounded unpickler that runs no pickled code, and
-//! tensors read in place as safetensors files are). Tensors are handed out by their canonical name
-//! (`wte.weight`, `h.0.attn.c_attn.weight`, ...), checked against the expected shape before
-//! anything is built from them. A GGUF file's tensors (`crate::gguf`) are filed here under the
-//! same names.
+//! A GPT-2 checkpoint's tensors, handed out by their canonical name (`wte.weight`,
+//! `h.0.attn.c_attn.weight`, ...), checked against the expected shape before anything is built
+//! from them, and read from their file only then. A directory's checkpoint files are filed here
+//! by `checkpoint_files`, a GGUF file's tensors by `gguf_to_gpt2`, under the same names.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -12,16 +9,13 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use half::{bf16, f16, slice::HalfFloatSliceExt};
-use safetensors::tensor::Metadata;
-use safetensors::Dtype as StDtype;
-use serde::Deserialize;
 
+use super::packed_cache::PackedCache;
 use crate::dtype::WeightDtype;
 use crate::error::{Error, Result};
 use crate::files::Source;
 use crate::gguf::{GgmlType, TensorInfo};
 use crate::ops::{PackError, PackedMatrix};
-use crate::packed_cache::PackedCache;
 
 /// Tensors of a GPT-2 checkpoint, keyed by their name without the optional `transformer.` prefix.
 /// Safetensors and PyTorch files are read, not mapped (a file truncated under a mapping kills the
@@ -58,7 +52,7 @@ enum Values {
     Gguf { file: usize, ggml: GgmlType, start: u64, transposed: bool },
 }
 
-/// A GGUF file's tensor under its Hugging Face name and shape (`crate::gguf`).
+/// A GGUF file's tensor under its Hugging Face name and shape (`gguf_to_gpt2`).
 pub(crate) struct GgufTensor {
     pub name: String,
     /// Its name in the file, for messages.
@@ -75,23 +69,24 @@ thread_local! {
     static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The largest safetensors header read, as the safetensors crate's own limit.
-const MAX_HEADER_BYTES: u64 = 100_000_000;
-
-/// `model.safetensors.index.json`: which shard holds each tensor.
-#[derive(Deserialize)]
-struct ShardIndex {
-    weight_map: HashMap<String, String>,
+/// A tensor of a safetensors or PyTorch checkpoint file, as `checkpoint_files` finds it: its key
+/// as stored, its shape, and where its values start, row-major, stored as `dtype` (F32, F16 or
+/// BF16).
+pub(super) struct FileTensor {
+    pub key: String,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+    pub start: u64,
 }
 
 impl Weights {
-    fn empty(device: &Device) -> Self {
+    pub(super) fn empty(device: &Device) -> Self {
         Weights { files: Vec::new(), tensors: HashMap::new(), device: device.clone(), packed_cache: None }
     }
 
     /// Takes packed matrices from the packed-cache file in `dir` for these checkpoint files and
     /// `dtype` (None: stored types) if there is one, else records them there until
-    /// `finish_packed_cache` (`crate::packed_cache`). Not for a checkpoint given as bytes:
+    /// `finish_packed_cache` (`packed_cache`). Not for a checkpoint given as bytes:
     /// nothing to name it by.
     pub fn use_packed_cache(&mut self, dir: &Path, dtype: Option<WeightDtype>) {
         let files = self.files.iter().map(|f| matches!(f.file, Source::File(_)).then(|| f.path.clone()));
@@ -107,29 +102,7 @@ impl Weights {
         }
     }
 
-    /// The checkpoint in model directory `dir`, in transformers' order of preference.
-    pub fn from_dir(dir: &Path, device: &Device) -> Result<Self> {
-        // `present`, not `is_file`: a FIFO, a directory or a symlink loop under one of these names
-        // is refused as what it is (crate::files) rather than skipped for the next kind of checkpoint.
-        let single = dir.join("model.safetensors");
-        if crate::files::present(&single) {
-            return Self::load(&single, device);
-        }
-        let index = dir.join("model.safetensors.index.json");
-        if crate::files::present(&index) {
-            return Self::load_sharded(dir, &index, device);
-        }
-        let pickle = dir.join("pytorch_model.bin");
-        if crate::files::present(&pickle) {
-            return Self::load_pickle(&pickle, device);
-        }
-        Err(Error::ModelNotFound(format!(
-            "no weights in {}: looked for model.safetensors, model.safetensors.index.json and pytorch_model.bin",
-            dir.display()
-        )))
-    }
-
-    /// The tensors of a GGUF file, already mapped and checked by `crate::gguf`.
+    /// The tensors of a GGUF file, already mapped and checked by `gguf_to_gpt2`.
     pub(crate) fn from_gguf(path: PathBuf, file: Source, tensors: Vec<GgufTensor>, device: &Device) -> Self {
         let tensors = tensors
             .into_iter()
@@ -147,163 +120,13 @@ impl Weights {
         Weights { files: vec![OpenFile { path, file }], tensors, ..Weights::empty(device) }
     }
 
-    /// The safetensors file `path` (its header: tensors are read when taken).
-    pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let mut weights = Weights::empty(device);
-        weights.open_safetensors(path)?;
-        Ok(weights)
-    }
-
-    /// The checkpoint whose safetensors bytes are `bytes` (`path` names it in messages): read
-    /// exactly as a file is, what the loader's fuzz target feeds.
-    pub fn from_safetensors_bytes(path: &Path, bytes: Vec<u8>, device: &Device) -> Result<Self> {
-        let mut weights = Weights::empty(device);
-        weights.add_safetensors(path, Source::Bytes(bytes))?;
-        Ok(weights)
-    }
-
-    /// The shards `index` names.
-    fn load_sharded(dir: &Path, index: &Path, device: &Device) -> Result<Self> {
-        let text = crate::files::read_text(index, "model.safetensors.index.json")?;
-        let mut weights = Weights::empty(device);
-        for shard in Self::shard_files(index, &text)? {
-            let path = dir.join(shard);
-            if !path.is_file() {
-                return Err(Error::missing_file(path, "a shard listed in model.safetensors.index.json"));
-            }
-            weights.open_safetensors(&path)?;
-        }
-        Ok(weights)
-    }
-
-    /// The shard files that `text`, the contents of the shard index `index`, names: each once, in
-    /// name order, and each a plain file name in the model's directory (no separator or drive
-    /// letter, not `.` or `..`, no control character), so that no index reaches outside it.
-    pub fn shard_files(index: &Path, text: &str) -> Result<Vec<String>> {
-        let index_map: ShardIndex =
-            serde_json::from_str(text).map_err(|err| Error::invalid_file(index, err))?;
-        let mut shards: Vec<String> = index_map.weight_map.into_values().collect();
-        shards.sort();
-        shards.dedup();
-        for shard in &shards {
-            let plain = !matches!(shard.as_str(), "" | "." | "..")
-                && !shard.chars().any(|c| matches!(c, '/' | '\\' | ':') || c.is_control());
-            if !plain {
-                return Err(Error::invalid_file(
-                    index,
-                    format!("shard {shard:?} is not a file name in the directory"),
-                ));
-            }
-        }
-        Ok(shards)
-    }
-
-    /// `pytorch_model.bin`: its state dict's pickle and zip directory now, each tensor's values
-    /// when it is taken (`crate::pytorch`).
-    fn load_pickle(path: &Path, device: &Device) -> Result<Self> {
-        let file = crate::files::open(path, "pytorch_model.bin")?;
-        let mut weights = Weights::empty(device);
-        weights.add_pickle(path, Source::File(file))?;
-        Ok(weights)
-    }
-
-    /// The checkpoint whose `pytorch_model.bin` bytes are `bytes` (`path` names it in messages):
-    /// read exactly as a file is, what the pickle reader's fuzz target feeds.
-    pub fn from_pytorch_bytes(path: &Path, bytes: Vec<u8>, device: &Device) -> Result<Self> {
-        let mut weights = Weights::empty(device);
-        weights.add_pickle(path, Source::Bytes(bytes))?;
-        Ok(weights)
-    }
-
-    /// Files the tensors of the PyTorch checkpoint `file`.
-    fn add_pickle(&mut self, path: &Path, file: Source) -> Result<()> {
-        let tensors = crate::pytorch::tensors(&file)
-            .map_err(|err| Error::invalid_file(path, format!("not a readable PyTorch checkpoint: {err}")))?;
+    /// Files the `tensors` of the checkpoint file `file` (`path` names it).
+    pub(super) fn add_file(&mut self, path: &Path, file: Source, tensors: Vec<FileTensor>) -> Result<()> {
         let index = self.files.len();
-        let mut found = Vec::with_capacity(tensors.len());
-        for tensor in tensors {
-            let dtype = match tensor.dtype {
-                Some(dtype) => dtype,
-                None if is_ignored(canonical(&tensor.name)) => continue,
-                None => {
-                    return Err(Error::invalid_file(
-                        path,
-                        format!(
-                            "tensor '{}' is stored as torch.{}; expected F32, F16 or BF16",
-                            tensor.name, tensor.storage
-                        ),
-                    ))
-                }
-            };
-            let values = Values::InFile { file: index, dtype, start: tensor.start };
-            found.push((tensor.name, Stored { shape: tensor.shape, path: path.to_path_buf(), values }));
-        }
         self.files.push(OpenFile { path: path.to_path_buf(), file });
-        for (key, stored) in found {
-            self.insert(path, &key, stored)?;
-        }
-        Ok(())
-    }
-
-    /// Reads the header of safetensors file `path` and files its tensors, checked as the
-    /// safetensors crate checks a whole file (offsets in order, contiguous, sized for their
-    /// shape and dtype, ending where the file ends).
-    fn open_safetensors(&mut self, path: &Path) -> Result<()> {
-        let file = crate::files::open(path, "model.safetensors")?;
-        self.add_safetensors(path, Source::File(file))
-    }
-
-    /// `open_safetensors` for a file's `source`.
-    fn add_safetensors(&mut self, path: &Path, file: Source) -> Result<()> {
-        let invalid = |what: &dyn std::fmt::Display| {
-            Error::invalid_file(path, format!("not a valid safetensors file ({what})"))
-        };
-        let file_len = file.size().map_err(|err| Error::invalid_file(path, err))?;
-        let mut len_bytes = [0u8; 8];
-        file.read_at(0, &mut len_bytes).map_err(|_| invalid(&"shorter than its 8-byte header length"))?;
-        let header_len = u64::from_le_bytes(len_bytes);
-        if header_len > MAX_HEADER_BYTES {
-            return Err(invalid(&format!(
-                "a header of {header_len} bytes; at most {MAX_HEADER_BYTES} are read"
-            )));
-        }
-        let data_start = 8 + header_len;
-        if data_start > file_len {
-            return Err(invalid(&format!("a header of {header_len} bytes in a file of {file_len}")));
-        }
-        let mut header = vec![0u8; header_len as usize];
-        file.read_at(8, &mut header).map_err(|err| invalid(&err))?;
-        let metadata: Metadata =
-            serde_json::from_slice(&header).map_err(|err| invalid(&format!("header: {err}")))?;
-        let data_len = metadata.data_len() as u64;
-        if data_start + data_len != file_len {
-            return Err(invalid(&format!(
-                "its tensors take {data_len} bytes after the header but the file has {}",
-                file_len - data_start
-            )));
-        }
-        let index = self.files.len();
-        let mut found = Vec::new();
-        for (key, info) in metadata.tensors() {
-            let dtype = match info.dtype {
-                StDtype::F32 => DType::F32,
-                StDtype::F16 => DType::F16,
-                StDtype::BF16 => DType::BF16,
-                _ if is_ignored(canonical(&key)) => continue,
-                other => {
-                    return Err(Error::invalid_file(
-                        path,
-                        format!("tensor '{key}' is stored as {other:?}; expected F32, F16 or BF16"),
-                    ))
-                }
-            };
-            let values =
-                Values::InFile { file: index, dtype, start: data_start + info.data_offsets.0 as u64 };
-            found.push((key, Stored { shape: info.shape.clone(), path: path.to_path_buf(), values }));
-        }
-        self.files.push(OpenFile { path: path.to_path_buf(), file });
-        for (key, stored) in found {
-            self.insert(path, &key, stored)?;
+        for FileTensor { key, shape, dtype, start } in tensors {
+            let values = Values::InFile { file: index, dtype, start };
+            self.insert(path, &key, Stored { shape, path: path.to_path_buf(), values })?;
         }
         Ok(())
     }
@@ -548,12 +371,12 @@ fn check_finite(name: &str, path: &Path, values: &[f32], first: usize) -> Result
 }
 
 /// A checkpoint key without the `transformer.` prefix that GPT2LMHeadModel adds.
-fn canonical(key: &str) -> &str {
+pub(super) fn canonical(key: &str) -> &str {
     key.strip_prefix("transformer.").unwrap_or(key)
 }
 
 /// Buffers some checkpoints carry that are not weights: the causal mask (`attn.bias`,
 /// `attn.masked_bias`), and `lm_head.weight`, which GPT-2 ties to `wte`.
-fn is_ignored(name: &str) -> bool {
+pub(super) fn is_ignored(name: &str) -> bool {
     name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") || name == "lm_head.weight"
 }

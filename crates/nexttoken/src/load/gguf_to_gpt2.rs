@@ -1,18 +1,44 @@
 //! A GGUF file of architecture `gpt2`, as llama.cpp's `convert_hf_to_gguf.py` writes it, mapped
 //! to our model: its config from the `gpt2.*` metadata, its tensors under the Hugging Face names
-//! and shapes `Network::load` asks for.
+//! and shapes `Network::load` asks for, and its tokenizer (`gguf_tokenizer`).
 
 use std::path::Path;
 
-use super::reader::{GgufFile, TensorInfo};
-use super::value::Value;
+use candle_core::Device;
+
+use super::gguf_tokenizer;
+use super::weights::{GgufTensor, Weights};
 use crate::config::{Config, RawConfig};
 use crate::error::{Error, Result};
-use crate::weights::GgufTensor;
+use crate::gguf::{GgufFile, TensorInfo, Value};
+use crate::tokenizer::Tokenizer;
+
+/// What a GGUF file holds, mapped to our model.
+pub struct GgufModel {
+    pub config: Config,
+    pub weights: Weights,
+    pub tokenizer: Tokenizer,
+}
+
+impl GgufModel {
+    /// Reads the GGUF file at `path`: its config, tokenizer and (not yet read) tensors.
+    pub fn open(path: &Path, device: &Device) -> Result<Self> {
+        Self::read(GgufFile::open(path)?, device)
+    }
+
+    /// What the GGUF `file` (opened, or read from memory by the fuzz target) holds.
+    pub fn read(file: GgufFile, device: &Device) -> Result<Self> {
+        let config = config(&file)?;
+        let tensors = tensors(&file, &config)?;
+        let tokenizer = gguf_tokenizer::tokenizer(&file)?;
+        let weights = Weights::from_gguf(file.path, file.file, tensors, device);
+        Ok(GgufModel { config, weights, tokenizer })
+    }
+}
 
 /// The config in the metadata. The vocabulary size is the token embeddings' row count (it may
 /// exceed the tokenizer's, as a padded Hugging Face checkpoint's may).
-pub fn config(g: &GgufFile) -> Result<Config> {
+fn config(g: &GgufFile) -> Result<Config> {
     let invalid = |msg: String| Error::invalid_file(&g.path, msg);
     match g.get("general.architecture").and_then(Value::as_str) {
         Some("gpt2") => {}
@@ -141,7 +167,7 @@ fn mappings(cfg: &Config) -> Vec<Mapping> {
 /// model does not use, and `output.weight`, when present, the same as `token_embd.weight`
 /// (GPT-2 ties its head to the embeddings and we hold one copy: a different head would be
 /// silently ignored, so it is refused).
-pub fn tensors(g: &GgufFile, cfg: &Config) -> Result<Vec<GgufTensor>> {
+fn tensors(g: &GgufFile, cfg: &Config) -> Result<Vec<GgufTensor>> {
     let mut out = Vec::new();
     let mut used = std::collections::HashSet::new();
     for m in mappings(cfg) {

@@ -1,5 +1,6 @@
-//! A GPT-2 tokenizer's files read into its parts (`Parts`): the vocabulary, the merges, the added
-//! tokens and whether a space goes before the text. `tokenizer.json` may describe any tokenizers
+//! A GPT-2 tokenizer from a model directory's files: `tokenizer.json` or, when a repo has only
+//! the original OpenAI files, `vocab.json` + `merges.txt`, each read into the tokenizer's parts
+//! (`crate::tokenizer::Parts`). `tokenizer.json` may describe any tokenizers
 //! pipeline, and some of its parts run code of their own on every text (a `Split` pre-tokenizer's
 //! regex made Oniguruma panic on one sentence, which took the process down). Only GPT-2's
 //! byte-level BPE is accepted: no normalizer, the ByteLevel pre-tokenizer with its own regex, a
@@ -8,39 +9,72 @@
 //! not read (transformers does not apply them when it encodes a prompt either).
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-/// A GPT-2 tokenizer's parts, checked (`check`): what `Tokenizer::from_checked_parts` builds from.
-pub struct Parts {
-    /// Token to id; the ids are exactly 0..len.
-    pub vocab: HashMap<String, u32>,
-    /// In rank order; each pair and its concatenation are tokens of `vocab`.
-    pub merges: Vec<(String, String)>,
-    /// In id order: each either a token of `vocab` with its id, or the next id after it.
-    pub added: Vec<Added>,
-    /// A space is put before the text (the pre-tokenizer's `add_prefix_space`).
-    pub add_prefix_space: bool,
-    /// Given to what the merges cannot cover; a token of `vocab`.
-    pub unk_token: Option<String>,
-}
+use super::gguf_tokenizer;
+use super::resolve::{resolve, ModelSource};
+use crate::error::{Error, Result};
+use crate::files;
+use crate::gguf::GgufFile;
+use crate::tokenizer::{Added, Parts, Tokenizer, END_OF_TEXT};
 
-/// A token matched whole in the text before BPE (`<|endoftext|>`), as tokenizers adds it.
-#[derive(Deserialize, Clone, Debug)]
-pub struct Added {
-    pub id: u32,
-    pub content: String,
-    #[serde(default)]
-    pub special: bool,
-    #[serde(default)]
-    pub single_word: bool,
-    #[serde(default)]
-    pub lstrip: bool,
-    #[serde(default)]
-    pub rstrip: bool,
-    /// Matched in the normalized text; by default, when not special.
-    pub normalized: Option<bool>,
+impl Tokenizer {
+    /// The tokenizer of a model directory or GGUF file, as `resolve` finds it (a GGUF file's
+    /// metadata only: no tensor is read).
+    pub fn from_pretrained(name_or_path: &str) -> Result<Self> {
+        match resolve(name_or_path)? {
+            ModelSource::Dir(dir) => Self::from_dir(&dir),
+            ModelSource::Gguf(path) => gguf_tokenizer::tokenizer(&GgufFile::open(&path)?),
+        }
+    }
+
+    /// Loads the tokenizer of the model directory `dir`.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        // A tokenizer.json that is there but unreadable (a directory, a FIFO, a symlink loop) is
+        // refused as such, not silently replaced by vocab.json + merges.txt.
+        let json = dir.join("tokenizer.json");
+        if files::present(&json) {
+            return Self::from_tokenizer_json(&json);
+        }
+        let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+        if files::present(&vocab) && files::present(&merges) {
+            return Self::from_vocab_and_merges(&vocab, &merges);
+        }
+        Err(Error::ModelNotFound(format!(
+            "no tokenizer in {}: looked for tokenizer.json, or vocab.json with merges.txt",
+            dir.display()
+        )))
+    }
+
+    /// The tokenizer of the file `path`, a `tokenizer.json` that describes GPT-2's byte-level BPE.
+    pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
+        Self::from_tokenizer_json_bytes(path, &files::read(path, "tokenizer.json")?)
+    }
+
+    /// `from_tokenizer_json` for the file's `bytes` (`path` names it in messages): what the
+    /// tokenizer files' fuzz target feeds.
+    pub fn from_tokenizer_json_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
+        tokenizer_json_parts(bytes).and_then(Self::from_parts).map_err(|err| Error::invalid_file(path, err))
+    }
+
+    /// Builds what `GPT2TokenizerFast` builds from the OpenAI files: byte-level BPE without a
+    /// prefix space, byte-level decoding, and `<|endoftext|>` as a special token.
+    pub fn from_vocab_and_merges(vocab: &Path, merges: &Path) -> Result<Self> {
+        let vocab_bytes = files::read(vocab, "vocab.json")?;
+        let merges_text = files::read_text(merges, "merges.txt")?;
+        Self::from_vocab_and_merges_bytes(vocab, &vocab_bytes, &merges_text)
+    }
+
+    /// `from_vocab_and_merges` for the files' contents (`vocab` names them in messages).
+    pub fn from_vocab_and_merges_bytes(vocab: &Path, vocab_bytes: &[u8], merges: &str) -> Result<Self> {
+        let invalid = |err| {
+            Error::invalid_file(vocab, format!("cannot build BPE from vocab.json and merges.txt ({err})"))
+        };
+        vocab_and_merges_parts(vocab_bytes, merges).and_then(Self::from_parts).map_err(invalid)
+    }
 }
 
 #[derive(Deserialize)]
@@ -83,7 +117,7 @@ enum Merge {
 }
 
 /// The parts of the tokenizer `tokenizer.json` holds, if it is GPT-2's byte-level BPE.
-pub fn from_tokenizer_json(bytes: &[u8]) -> Result<Parts, String> {
+fn tokenizer_json_parts(bytes: &[u8]) -> std::result::Result<Parts, String> {
     let json: TokenizerJson =
         serde_json::from_slice(bytes).map_err(|err| format!("not a valid tokenizer.json ({err})"))?;
     let refused = |part: &str, value: &Value| {
@@ -129,17 +163,15 @@ pub fn from_tokenizer_json(bytes: &[u8]) -> Result<Parts, String> {
             Merge::Line(line) => merge_line(&line)
                 .ok_or_else(|| format!("merge {rank} ('{line}') is not two tokens and a space")),
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let mut added = json.added_tokens;
     added.sort_by_key(|token| token.id);
-    let parts = Parts { vocab: model.vocab, merges, added, add_prefix_space, unk_token: model.unk_token };
-    check(&parts)?;
-    Ok(parts)
+    Ok(Parts { vocab: model.vocab, merges, added, add_prefix_space, unk_token: model.unk_token })
 }
 
 /// The parts of the tokenizer OpenAI's files describe, as `GPT2TokenizerFast` builds it: no
 /// prefix space, and `<|endoftext|>` special if it is in the vocabulary.
-pub fn from_vocab_and_merges(vocab: &[u8], merges: &str) -> Result<Parts, String> {
+fn vocab_and_merges_parts(vocab: &[u8], merges: &str) -> std::result::Result<Parts, String> {
     let vocab: HashMap<String, u32> = serde_json::from_slice(vocab)
         .map_err(|err| format!("vocab.json is not an object of tokens and their ids ({err})"))?;
     let merges = merges
@@ -150,24 +182,9 @@ pub fn from_vocab_and_merges(vocab: &[u8], merges: &str) -> Result<Parts, String
             merge_line(line)
                 .ok_or_else(|| format!("merges.txt's merge {rank} ('{line}') is not two tokens and a space"))
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let end_of_text = super::END_OF_TEXT;
-    let added = vocab
-        .get(end_of_text)
-        .map(|&id| Added {
-            id,
-            content: end_of_text.into(),
-            special: true,
-            single_word: false,
-            lstrip: false,
-            rstrip: false,
-            normalized: None,
-        })
-        .into_iter()
-        .collect();
-    let parts = Parts { vocab, merges, added, add_prefix_space: false, unk_token: None };
-    check(&parts)?;
-    Ok(parts)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let added = vocab.get(END_OF_TEXT).map(|&id| Added::special(id, END_OF_TEXT)).into_iter().collect();
+    Ok(Parts { vocab, merges, added, add_prefix_space: false, unk_token: None })
 }
 
 /// `a b` as the pair it names.
@@ -208,56 +225,4 @@ fn describe(value: &Value) -> String {
         None if value.is_null() => "missing".into(),
         None => "not a component".into(),
     }
-}
-
-/// Checks what building a BPE from `parts` takes for granted (tokenizers panics on some merges
-/// it does not check), and that its ids are those of one vocabulary without gaps.
-pub fn check(parts: &Parts) -> Result<(), String> {
-    let size = parts.vocab.len();
-    if size == 0 {
-        return Err("the vocabulary is empty".into());
-    }
-    let mut seen = vec![false; size];
-    for (token, &id) in &parts.vocab {
-        match seen.get_mut(id as usize) {
-            Some(seen @ false) => *seen = true,
-            Some(true) => return Err(format!("id {id} is given to two tokens")),
-            None => {
-                return Err(format!(
-                    "token '{token}' has id {id}; the {size} tokens' ids must be 0 to {}",
-                    size - 1
-                ))
-            }
-        }
-    }
-    for (rank, (a, b)) in parts.merges.iter().enumerate() {
-        let merged = format!("{a}{b}");
-        let missing = [a, b, &merged].into_iter().find(|token| !parts.vocab.contains_key(token.as_str()));
-        if let Some(token) = missing {
-            return Err(format!("merge {rank} ('{a} {b}') needs '{token}', which the vocabulary lacks"));
-        }
-    }
-    if let Some(unk) = &parts.unk_token {
-        if !parts.vocab.contains_key(unk) {
-            return Err(format!("unk_token '{unk}' is not in the vocabulary"));
-        }
-    }
-    let mut next = size as u64;
-    let mut contents = std::collections::HashSet::new();
-    for token in &parts.added {
-        if token.content.is_empty() || !contents.insert(token.content.as_str()) {
-            return Err(format!("added token {} is empty or added twice", token.id));
-        }
-        match parts.vocab.get(&token.content) {
-            Some(&id) if id == token.id => {}
-            None if u64::from(token.id) == next => next += 1,
-            _ => {
-                return Err(format!(
-                    "added token '{}' has id {}; it must be its id in the vocabulary, or the next after it ({next})",
-                    token.content, token.id
-                ))
-            }
-        }
-    }
-    Ok(())
 }

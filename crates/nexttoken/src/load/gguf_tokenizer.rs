@@ -2,14 +2,16 @@
 //! its `tokenizer.json` (the tokens are vocab.json's entries in id order, the merges
 //! merges.txt's lines, `<|endoftext|>` a control token).
 
-use super::reader::GgufFile;
-use super::value::Value;
+use std::collections::HashMap;
+
 use crate::error::{Error, Result};
-use crate::tokenizer::Tokenizer;
+use crate::gguf::{GgufFile, Value};
+use crate::tokenizer::{Added, Parts, Tokenizer, END_OF_TEXT};
 
 /// llama.cpp's token type for control tokens (`LLAMA_TOKEN_TYPE_CONTROL`): the special tokens.
 const CONTROL: i64 = 3;
 
+/// The tokenizer in the metadata of the GGUF file `g` (no tensor is read).
 pub fn tokenizer(g: &GgufFile) -> Result<Tokenizer> {
     let invalid = |msg: String| Error::invalid_file(&g.path, msg);
     match g.get("tokenizer.ggml.model").and_then(Value::as_str) {
@@ -47,7 +49,7 @@ pub fn tokenizer(g: &GgufFile) -> Result<Tokenizer> {
         })
         .collect::<Result<Vec<_>>>()?;
     let specials: Vec<&str> = match g.get("tokenizer.ggml.token_type") {
-        None => vec![crate::tokenizer::END_OF_TEXT],
+        None => vec![END_OF_TEXT],
         Some(types) => {
             let types = types
                 .as_ints()
@@ -56,5 +58,24 @@ pub fn tokenizer(g: &GgufFile) -> Result<Tokenizer> {
             tokens.iter().zip(types).filter(|(_, &t)| t == CONTROL).map(|(s, _)| s.as_str()).collect()
         }
     };
-    Tokenizer::from_parts(tokens, merges, &specials).map_err(invalid)
+    parts(tokens, merges, &specials).and_then(Tokenizer::from_parts).map_err(invalid)
+}
+
+/// The parts of a tokenizer given as its tokens in id order, its merges in rank order, and the
+/// tokens that are special (`<|endoftext|>`).
+fn parts(
+    tokens: &[String],
+    merges: Vec<(String, String)>,
+    specials: &[&str],
+) -> std::result::Result<Parts, String> {
+    let vocab: HashMap<String, u32> =
+        tokens.iter().enumerate().map(|(id, token)| (token.clone(), id as u32)).collect();
+    if vocab.len() != tokens.len() {
+        return Err("a token appears twice in the vocabulary".into());
+    }
+    let mut added: Vec<Added> =
+        specials.iter().filter_map(|s| Some(Added::special(*vocab.get(*s)?, s))).collect();
+    added.sort_by_key(|token| token.id);
+    added.dedup_by(|a, b| a.content == b.content);
+    Ok(Parts { vocab, merges, added, add_prefix_space: false, unk_token: None })
 }
