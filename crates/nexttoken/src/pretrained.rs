@@ -10,7 +10,7 @@ use crate::network::{KvCache, Network, Positions};
 use crate::scores::{most_likely, score_text, softmax_in_place, ScoredText, TokenScore};
 use crate::tokenizer::Tokenizer;
 
-/// A loaded model. `Pretrained::load` and `load_with` are `crate::load`'s (`model.rs`).
+/// A loaded model. `Pretrained::load` and `load_with` are `crate::load`'s (`load/pretrained.rs`).
 pub struct Pretrained {
     pub network: Network,
     pub tokenizer: Arc<Tokenizer>,

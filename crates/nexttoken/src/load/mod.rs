@@ -8,12 +8,12 @@
 //!   GPT-2's (the file format itself is `crate::gguf`'s, the pickle format `crate::pytorch`'s);
 //! - `tokenizer_files`: the tokenizer from `tokenizer.json` or `vocab.json` + `merges.txt`;
 //! - `packed_cache`: packed weight matrices kept in a file of their own for later loads;
-//! - `model`: all of these put together into a `Pretrained` (`Pretrained::load`), checked.
+//! - `pretrained`: all of these put together into a `Pretrained` (`Pretrained::load`), checked.
 
 mod checkpoint_files;
 mod gguf_to_gpt2;
 mod gguf_tokenizer;
-mod model;
+mod pretrained;
 #[doc(hidden)]
 pub mod packed_cache; // public for its fuzz target alone (`read_any`)
 mod resolve;
@@ -21,6 +21,6 @@ mod tokenizer_files;
 mod weights;
 
 pub use gguf_to_gpt2::GgufModel;
-pub use model::LoadOptions;
+pub use pretrained::LoadOptions;
 pub use resolve::{resolve, ModelSource};
 pub use weights::Weights;
