@@ -13,9 +13,9 @@
 mod checkpoint_files;
 mod gguf_to_gpt2;
 mod gguf_tokenizer;
-mod pretrained;
 #[doc(hidden)]
 pub mod packed_cache; // public for its fuzz target alone (`read_any`)
+mod pretrained;
 mod resolve;
 mod tokenizer_files;
 mod weights;

@@ -49,7 +49,13 @@ fn check_special_tokens(
     .into_iter()
     .chain([("generation_config.json", "bos_token_id", generation.bos_token_id)])
     .chain([("generation_config.json", "pad_token_id", generation.pad_token_id)])
-    .chain(generation.eos_token_id.iter().flatten().map(|&id| ("generation_config.json", "eos_token_id", Some(id))));
+    .chain(
+        generation
+            .eos_token_id
+            .iter()
+            .flatten()
+            .map(|&id| ("generation_config.json", "eos_token_id", Some(id))),
+    );
     for (file, name, id) in named {
         let Some(id) = id else { continue };
         if id as usize >= config.vocab_size {
