@@ -12,7 +12,8 @@ import { createRequire } from 'node:module'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const { Gpt2 } = createRequire(import.meta.url)(root)
-const [dir = join(root, 'bench', 'models', 'gpt2-124m'), textFile = join(root, 'bench', 'dtypes', 'text.md')] = process.argv.slice(2)
+const [dir = join(root, 'bench', 'models', 'gpt2-124m'), textFile = join(root, 'bench', 'dtypes', 'text.md')] =
+  process.argv.slice(2)
 const TOKENS = 1024
 
 /** log-softmax of `row` into a new Float64Array. */
