@@ -579,8 +579,8 @@ def logits_goldens(model, tok, rows, margins, model_dir, info):
 
 
 # Quantized weights: nexttoken's q8 / q4 (llama.cpp's Q8_0 / Q4_0, crates/nexttoken/src/ops/
-# matmul/format.rs) hold each weight matrix in blocks of BLOCK inputs of one output column (one output
-# row of llama.cpp's (out, in) layout), each block with one f16 scale. These goldens are
+# matmul/format.rs) hold each weight matrix in blocks of BLOCK inputs of one output column (one
+# output row of llama.cpp's (out, in) layout), each block with one f16 scale. These goldens are
 # transformers run on the fixture's weights quantized and dequantized exactly as our packer does,
 # so an f32 implementation of the format matches them to summation order: a test can bound q8 and
 # q4 by their own rounding instead of by the format's loss against the f16 weights.

@@ -23,7 +23,9 @@ use super::bf16_avx512;
 use super::f32_portable;
 use super::format::block_bytes;
 #[cfg(target_arch = "x86_64")]
-use super::int8::{self, QuantizedRows, Q4, Q8};
+use super::format::{Q4, Q8};
+#[cfg(target_arch = "x86_64")]
+use super::int8::{self, QuantizedRows};
 use super::layout::{BLOCK, PAIR, PANEL};
 use super::pack::PackedMatrix;
 use super::plan::Tile;
