@@ -14,11 +14,12 @@
 //! whatever rows are multiplied with it, and on both kernels, so a row alone and in a batch give
 //! the same bits (batch invariance).
 //!
-//! - AVX-512 VNNI (`int8_avx512`): `vpdpbusd` multiplies 4 unsigned weights by 4 signed activations
-//!   and adds them to a 32-bit lane; the offset's share, the offset times the block's activation
-//!   sum, starts each sum negated (`Int8Format::OFFSET`), so the sums are those of the signed weights.
-//! - AVX2 (`int8_avx2`): q4's unsigned values (0 to 15) go to `vpmaddubsw` as they are (two products
-//!   of at most 15 x 128 stay within i16), started as on AVX-512. q8's sign bit is flipped back
+//! - AVX-512 VNNI (`int8_avx512`): `vpdpbusd` multiplies 4 unsigned weights by 4 signed
+//!   activations and adds them to a 32-bit lane; the offset's share, the offset times the block's
+//!   activation sum, starts each sum negated (`Int8Format::OFFSET`), so the sums are those of the
+//!   signed weights.
+//! - AVX2 (`int8_avx2`): q4's unsigned values (0 to 15) go to `vpmaddubsw` as they are (two
+//!   products of at most 15 x 128 stay within i16), started as on AVX-512. q8's sign bit is flipped back
 //!   instead, for llama.cpp's sign trick: |w| (unsigned) times x with w's sign moved onto it
 //!   (`vpsignb`), so that the sums of two products stay within i16 (2 x 128 x 127 < 32767). Then
 //!   `vpmaddwd` by ones adds pairs of those into 32-bit lanes.
@@ -27,8 +28,7 @@
 
 use rayon::prelude::*;
 
-use super::format::{round_half_away, PackedFormat};
-pub use super::format::{Q4, Q8};
+use super::format::{round_half_away, PackedFormat, Q4, Q8};
 use super::layout::{BLOCK, Q4_OFFSET, Q8_LANE_INPUTS, Q8_SIGN_FLIP};
 
 /// The largest |int8| of a quantized activation (llama.cpp's Q8_0: scale = max |x| / 127).

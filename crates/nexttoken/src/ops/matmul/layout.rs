@@ -1,7 +1,7 @@
-//! The packed layout: weights repacked once, at load, into the form the matrix kernels stream: panels of `PANEL`
-//! output columns, each panel cut into blocks of `BLOCK` inputs, each block holding its inputs'
-//! weights for the panel's columns in the matrix's dtype. The kernel reads every
-//! weight in address order whatever the number of rows it multiplies.
+//! The packed layout: weights repacked once, at load, into the form the matrix kernels stream:
+//! panels of `PANEL` output columns, each panel cut into blocks of `BLOCK` inputs, each block
+//! holding its inputs' weights for the panel's columns in the matrix's dtype. The kernels read
+//! every weight in address order whatever the number of rows they multiply.
 //!
 //! A block is `BLOCK` x `PANEL` values (input-major but for bf16 in pairs, the last panel and
 //! block zero-padded):
@@ -21,8 +21,8 @@
 //!   AND of a loaded register gives one group's unsigned bytes, a shift and an AND the other's.
 //!
 //! A (in, out) Conv1D weight and the transposed token embeddings (the tied output head) pack the
-//! same way; the embeddings are read back from the packed head (`PackedMatrix::column`), so the model
-//! keeps a single copy of them.
+//! same way; the embeddings are read back from the packed head (`PackedMatrix::column`), so the
+//! model keeps a single copy of them.
 //!
 //! This module only says where each value is (constants and offsets); `format` writes and reads
 //! the values of one block, `pack` and `ggml` fill whole matrices, `decode` widens them back.

@@ -2,18 +2,21 @@
 //! `packs`, `order`) and which kernel runs each product (`plan`), from the weight, the number
 //! of rows and the instruction sets `simd` detected. Every kernel runs what it is handed.
 //!
-//! The first row that matches wins (`L` is the level in force: AVX-512, AVX2 or portable):
+//! The first row that matches wins. Packed weights get `Kernel::Panels(tile)`: the table names
+//! the tile. `x` is the activations (with the bias and residual), `L` the level in force
+//! (AVX-512, AVX2 or portable). A GPU backend's kernels will be chosen in `plan`, where other
+//! devices get `Candle` today.
 //!
-//! | weight                   | rows              | CPU (`simd`)               | kernel (file)                                   |
-//! |--------------------------|-------------------|----------------------------|-------------------------------------------------|
-//! | any, operands not f32 CPU| any               | any; other devices         | `Candle`: candle's matmul (GPU: see `plan`)     |
-//! | fp32 tensor              | ≤ 16, streamable  | portable (no packed fp32)  | `Streamed` (`gemv`)                             |
-//! | fp32 tensor              | more              | portable                   | `Gemm` (`tensor`)                               |
-//! | packed fp32              | any               | L                          | `Panels(F32(L))` (`f32_avx512`, `f32_avx2`, `f32_portable`) |
-//! | packed bf16 in pairs     | any               | AVX-512 BF16               | `Panels(Bf16Dot)` (`bf16_avx512`)               |
-//! | packed q8, q4            | any               | AVX-512 VNNI; AVX2 + F16C  | `Panels(Int8(dot))` (`int8_avx512`; `int8_avx2`) |
-//! | packed bf16, fp16        | ≤ 6 (one tile)    | AVX-512                    | `Panels(Widened)` (`half_avx512`)               |
-//! | packed, any other        | any               | L                          | `Panels(Decoded(L))` (`decode`, then the f32 tile) |
+//! | weight                | rows             | CPU (`simd`)    | kernel → file                            |
+//! |-----------------------|------------------|-----------------|------------------------------------------|
+//! | any, x not f32 on CPU | any              | any, or a GPU   | `Candle` → candle's matmul               |
+//! | fp32 tensor           | ≤ 16, streamable | portable        | `Streamed` → `gemv`                      |
+//! | fp32 tensor           | more             | portable        | `Gemm` → `tensor`                        |
+//! | packed fp32           | any              | L               | `F32(L)` → `f32_{avx512,avx2,portable}`  |
+//! | packed bf16 in pairs  | any              | AVX-512 BF16    | `Bf16Dot` → `bf16_avx512`                |
+//! | packed q8, q4         | any              | VNNI; AVX2+F16C | `Int8(dot)` → `int8_avx512`; `int8_avx2` |
+//! | packed bf16, fp16     | ≤ 6 (a tile)     | AVX-512         | `Widened` → `half_avx512`                |
+//! | packed, any other     | any              | L               | `Decoded(L)` → `decode`, `f32_*`         |
 //!
 //! A weight is packed (`pack`) on the CPU in every dtype but fp32 at the portable level, which
 //! stays a tensor for gemm and `gemv`; bf16 is packed in input pairs exactly where its products
