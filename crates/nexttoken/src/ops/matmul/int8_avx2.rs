@@ -1,5 +1,5 @@
-//! The AVX2 integer tile on q8 and q4 panels (`plan::Tile::Int8`): 8 columns per register, `vpmaddubsw` + `vpmaddwd` (with
-//! llama.cpp's sign trick for q8; see `int8`).
+//! The AVX2 integer tile on q8 and q4 panels (`plan::Tile::Int8`): 8 columns per register,
+//! `vpmaddubsw` + `vpmaddwd` (with llama.cpp's sign trick for q8; see `int8`).
 
 use std::arch::x86_64::*;
 

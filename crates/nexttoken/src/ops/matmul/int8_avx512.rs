@@ -1,4 +1,5 @@
-//! The AVX-512 VNNI integer tile on q8 and q4 panels (`plan::Tile::Int8`): 16 columns per register, `vpdpbusd`.
+//! The AVX-512 VNNI integer tile on q8 and q4 panels (`plan::Tile::Int8`): 16 columns per
+//! register, `vpdpbusd`.
 
 use std::arch::x86_64::*;
 
