@@ -579,8 +579,8 @@ def logits_goldens(model, tok, rows, margins, model_dir, info):
 
 
 # Quantized weights: nexttoken's q8 / q4 (llama.cpp's Q8_0 / Q4_0, crates/nexttoken/src/ops/
-# packed.rs) hold each weight matrix in blocks of BLOCK inputs of one output column (one output
-# row of llama.cpp's (out, in) layout), each block with one f16 scale. These goldens are
+# matmul/format.rs) hold each weight matrix in blocks of BLOCK inputs of one output column (one
+# output row of llama.cpp's (out, in) layout), each block with one f16 scale. These goldens are
 # transformers run on the fixture's weights quantized and dequantized exactly as our packer does,
 # so an f32 implementation of the format matches them to summation order: a test can bound q8 and
 # q4 by their own rounding instead of by the format's loss against the f16 weights.
@@ -589,7 +589,7 @@ QUANTIZED = ("q8", "q4")
 
 
 def round_half_away(x):
-    """packed::round_half_away: C's roundf (halves away from zero) of f32 values, saturating to
+    """format::round_half_away: C's roundf (halves away from zero) of f32 values, saturating to
     int8."""
     x = np.clip(x, np.float32(-128), np.float32(127))
     whole = np.trunc(x)
@@ -598,7 +598,7 @@ def round_half_away(x):
 
 
 def quantize_dequantize(w, fmt):
-    """w (k inputs, n outputs), float32: the values `fmt` holds, as packed.rs's `encode` quantizes
+    """w (k inputs, n outputs), float32: the values `fmt` holds, as format.rs's `encode` quantizes
     and `decode` widens them, in f32 arithmetic. Per block of BLOCK inputs of one column:
     q8: d = max|x| / 127, q = roundf(x * (1/d)), value q * f16(d);
     q4: d = (the x of largest magnitude, the first if tied) / -8,
@@ -1297,7 +1297,7 @@ Binary files are little-endian float32, one row of 50257 values per entry; `row`
 - `quantized.json` + `quantized.f32`: `{{ vocabSize, file, blockSize, formatLoss, cases: [{{ name,
   ids, positions, rows: {{ q8, q4 }} }}] }}`: for each logits case, its first and last golden
   position computed by transformers on the fixture's weights quantized and dequantized as
-  nexttoken's packer does (crates/nexttoken/src/ops/packed.rs: llama.cpp's Q8_0 / Q4_0, one f16
+  nexttoken's packer does (crates/nexttoken/src/ops/matmul/format.rs: llama.cpp's Q8_0 / Q4_0, one f16
   scale per block of 32 inputs of one output column; c_attn, attn.c_proj, c_fc, mlp.c_proj and
   wte, the tied head; wpe, biases and LayerNorms kept). `rows[dtype]` is the first row of that
   dtype's positions. An f32 implementation of the format matches these to summation order, so

@@ -86,7 +86,7 @@ fn an_explicit_dtype_converts_the_file_s_types() {
     assert_eq!(as_f32.network.dtype(), WeightDtype::F32);
     // Dequantized Q8_0 in fp32 multiplies by the same weights as the q8 blocks. Where q8 products
     // take integer dot products (AVX2 or AVX-512 VNNI), they also round the activations to int8
-    // per block of 32, as llama.cpp does (ops/int8_tile.rs), decoding and prompts alike: measured
+    // per block of 32, as llama.cpp does (ops/matmul/int8.rs), decoding and prompts alike: measured
     // 0.25 on this fixture for both (bound 2x). With f32 activations (`NEXTTOKEN_SIMD=portable`)
     // only the summation order differs: measured 0 to 6e-6.
     let f32_activations = std::env::var("NEXTTOKEN_SIMD").as_deref() == Ok("portable");

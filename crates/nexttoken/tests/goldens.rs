@@ -156,7 +156,7 @@ fn quantized_dtypes_match_transformers_on_the_same_quantized_weights() {
     // KL 0.92; q8: 0.23, KL 0.0017); these bounds are about our own arithmetic only, so a wrong
     // scale, a lost block or a NaN fails them. Where q8 and q4 products take integer dot
     // products (AVX2 or AVX-512 VNNI) they also round the activations to int8 per block of 32,
-    // as llama.cpp does (ops/int8_tile.rs): see `QUANTIZED_BOUNDS`. With f32 activations
+    // as llama.cpp does (ops/matmul/int8.rs): see `QUANTIZED_BOUNDS`. With f32 activations
     // (`NEXTTOKEN_SIMD=portable`) only the summation order differs.
     let f32_activations = std::env::var("NEXTTOKEN_SIMD").as_deref() == Ok("portable");
     for (dtype, bound, kl_bound) in QUANTIZED_BOUNDS {
@@ -171,7 +171,7 @@ fn quantized_dtypes_match_transformers_on_the_same_quantized_weights() {
 #[test]
 fn bf16_decoding_stays_near_transformers_logits() {
     // Each golden case fed one token at a time, as generation decodes: on a CPU with AVX-512
-    // BF16 these products round the activations too (ops/bf16_tile.rs), as prompts' do.
+    // BF16 these products round the activations too (ops/matmul/bf16_avx512.rs), as prompts' do.
     let (goldens, rows) = load_goldens();
     let v = goldens.vocab_size;
     let model = load_tiny(Some(WeightDtype::Bf16));
@@ -202,7 +202,7 @@ fn bf16_decoding_stays_near_transformers_logits() {
 const BF16_BOUND: f32 = 0.2;
 
 /// (dtype, max |logit - golden|, max KL(golden || ours)) against goldens/quantized.json, with
-/// int8 activations (AVX2 or AVX-512 VNNI, which give the same bits: ops/int8_tile.rs). Measured
+/// int8 activations (AVX2 or AVX-512 VNNI, which give the same bits: ops/matmul/int8.rs). Measured
 /// on the tiny fixture (AMD EPYC, AVX2): q8 0.26 and 1.9e-3, q4 0.23 and 1.2e-3; bounds about 2x.
 /// With f32 activations (`NEXTTOKEN_SIMD=portable`): q8 1.6e-5 and 8e-12, q4 1.3e-5 and 5e-12,
 /// bounded by `LOGIT_TOLERANCE` and 1e-8. For scale: the format's own loss in the goldens is

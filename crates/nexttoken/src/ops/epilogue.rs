@@ -3,11 +3,33 @@
 
 use std::borrow::Cow;
 
-use candle_core::{CpuStorage, Layout, Storage};
+use candle_core::{CpuStorage, Layout, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::gelu;
-use super::linear::{f32_view, Epilogue};
+use super::{gelu, View};
+
+/// What is applied to each output after the product and the bias.
+#[derive(Clone, Copy)]
+pub enum Epilogue<'a> {
+    None,
+    /// GPT-2's tanh GELU (`gelu_new`).
+    Gelu,
+    /// Adds this (m, n) tensor: the residual stream.
+    Residual(&'a Tensor),
+}
+
+/// An f32 tensor's data and how to index it (1-D or 2-D), from its storage and layout.
+pub fn f32_view<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<(&'a [f32], View)> {
+    let CpuStorage::F32(data) = storage else { candle_core::bail!("linear takes f32 tensors") };
+    let data = &data[layout.start_offset()..];
+    let stride = layout.stride();
+    let (row_stride, col_stride) = match stride.len() {
+        1 => (0, stride[0]),
+        2 => (stride[0], stride[1]),
+        rank => candle_core::bail!("linear takes 1-D or 2-D tensors, not rank {rank}"),
+    };
+    Ok((data, View { ptr: data.as_ptr(), row_stride, col_stride }))
+}
 
 /// Rows per task of the epilogue after a gemm: a few hundred KB of output each.
 const EPILOGUE_ROWS: usize = 32;

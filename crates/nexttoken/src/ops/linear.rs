@@ -1,24 +1,13 @@
-//! `x @ W + b` on the CPU with its epilogue (`epilogue`): candle's custom ops that choose the
-//! product for the weight's form. A packed weight goes to `panel_matmul` whatever the number of
-//! rows; an f32 tensor weight to `tensor_product` (the streaming kernels or gemm); other devices
-//! and dtypes to candle's own matmul.
+//! `x @ W + b` with its epilogue (`epilogue`): asks the plan (`matmul::plan`) which kernel
+//! multiplies, and runs it as candle's custom ops: a packed weight through the panel driver
+//! (`matmul::panels`) with the plan's tile, an f32 tensor weight through the streaming kernels
+//! or gemm (`matmul::tensor`), other devices and dtypes through candle's own matmul.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
-use super::epilogue::with_finish;
-use super::packed::PackedMatrix;
-use super::weight::Weight;
-use super::{cpu_f32, panel_matmul, tensor_product, View};
-
-/// What is applied to each output after the product and the bias.
-#[derive(Clone, Copy)]
-pub enum Epilogue<'a> {
-    None,
-    /// GPT-2's tanh GELU (`gelu_new`).
-    Gelu,
-    /// Adds this (m, n) tensor: the residual stream.
-    Residual(&'a Tensor),
-}
+use super::cpu_f32;
+use super::epilogue::{f32_view, with_finish, Epilogue};
+use super::matmul::{panels, plan, tensor, Kernel, PackedMatrix, Rows, Tile, Weight};
 
 /// `epilogue(x (m, k) @ w (k, n) [+ bias (n)])` for a 2-D `x`.
 pub fn linear(
@@ -33,23 +22,25 @@ pub fn linear(
             Epilogue::Residual(r) => cpu_f32(&[r]) && r.is_contiguous(),
             _ => true,
         };
-    let w = match w {
-        Weight::Packed(_) if !fused => candle_core::bail!("linear: a packed weight takes f32 CPU operands"),
-        Weight::Packed(packed) => {
-            let op = PackedLinear { w: packed, epilogue };
-            let x = if x.stride()[1] == 1 { x.clone() } else { x.contiguous()? };
-            return match bias {
+    let rows = Rows::of(x, fused);
+    match (plan(w, rows), w) {
+        (Kernel::Panels(tile), Weight::Packed(packed)) => {
+            let op = PackedLinear { w: packed, tile, epilogue };
+            let x = if rows.contiguous { x.clone() } else { x.contiguous()? };
+            match bias {
                 Some(b) => x.apply_op2_no_bwd(b, &op),
                 None => x.apply_op1_no_bwd(&op),
-            };
+            }
         }
-        Weight::Tensor(w) => w,
-    };
-    let op = Linear { epilogue };
-    match bias {
-        Some(b) if fused && cpu_f32(&[w]) => x.apply_op3_no_bwd(w, b, &op),
-        None if fused && cpu_f32(&[w]) => x.apply_op2_no_bwd(w, &op),
-        _ => {
+        (kernel @ (Kernel::Streamed | Kernel::Gemm), Weight::Tensor(w)) => {
+            let op = Linear { streams: kernel == Kernel::Streamed, epilogue };
+            match bias {
+                Some(b) => x.apply_op3_no_bwd(w, b, &op),
+                None => x.apply_op2_no_bwd(w, &op),
+            }
+        }
+        (_, Weight::Packed(_)) => candle_core::bail!("linear: a packed weight takes f32 CPU operands"),
+        (_, Weight::Tensor(w)) => {
             let y = x.matmul(w)?;
             let y = match bias {
                 Some(b) => y.broadcast_add(b)?,
@@ -64,33 +55,24 @@ pub fn linear(
     }
 }
 
-/// `x @ w` for a tensor `w`: the streaming kernels or gemm.
+/// `x @ w` for a tensor `w`: the streaming kernels (`streams`) or gemm.
 struct Linear<'a> {
+    streams: bool,
     epilogue: Epilogue<'a>,
 }
 
-/// `x @ w` for a packed `w`: the AVX-512 panel kernel.
+/// `x @ w` for a packed `w` with the register tile `tile`.
 struct PackedLinear<'a> {
     w: &'a PackedMatrix,
+    tile: Tile,
     epilogue: Epilogue<'a>,
-}
-
-pub fn f32_view<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<(&'a [f32], View)> {
-    let CpuStorage::F32(data) = storage else { candle_core::bail!("linear takes f32 tensors") };
-    let data = &data[layout.start_offset()..];
-    let stride = layout.stride();
-    let (row_stride, col_stride) = match stride.len() {
-        1 => (0, stride[0]),
-        2 => (stride[0], stride[1]),
-        rank => candle_core::bail!("linear takes 1-D or 2-D tensors, not rank {rank}"),
-    };
-    Ok((data, View { ptr: data.as_ptr(), row_stride, col_stride }))
 }
 
 fn run(
     x: (&CpuStorage, &Layout),
     w: (&CpuStorage, &Layout),
     bias: Option<(&CpuStorage, &Layout)>,
+    streams: bool,
     epilogue: Epilogue,
 ) -> candle_core::Result<(CpuStorage, Shape)> {
     let ((m, k), (k2, n)) = (x.1.shape().dims2()?, w.1.shape().dims2()?);
@@ -101,7 +83,7 @@ fn run(
     let (w_data, wv) = f32_view(w.0, w.1)?;
     let mut out = vec![0f32; m * n];
     with_finish(bias, epilogue, (m, n), |finish| {
-        tensor_product::product((x_data, xv), (w_data, wv), (m, k, n), finish, &mut out);
+        tensor::product((x_data, xv), (w_data, wv), (m, k, n), streams, finish, &mut out);
         Ok(())
     })?;
     Ok((CpuStorage::F32(out), Shape::from((m, n))))
@@ -110,6 +92,7 @@ fn run(
 fn run_packed(
     x: (&CpuStorage, &Layout),
     w: &PackedMatrix,
+    tile: Tile,
     bias: Option<(&CpuStorage, &Layout)>,
     epilogue: Epilogue,
 ) -> candle_core::Result<(CpuStorage, Shape)> {
@@ -124,7 +107,7 @@ fn run_packed(
     let n = w.n();
     let mut out = vec![0f32; m * n];
     with_finish(bias, epilogue, (m, n), |finish| {
-        panel_matmul::matmul(x_data, xv.row_stride, m, w, &mut out, &|row, col, values| {
+        panels::matmul(x_data, xv.row_stride, m, w, tile, &mut out, &|row, col, values| {
             finish.apply(row, col, values)
         });
         Ok(())
@@ -138,7 +121,7 @@ impl CustomOp1 for PackedLinear<'_> {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        run_packed((s1, l1), self.w, None, self.epilogue)
+        run_packed((s1, l1), self.w, self.tile, None, self.epilogue)
     }
 }
 
@@ -154,7 +137,7 @@ impl CustomOp2 for PackedLinear<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        run_packed((s1, l1), self.w, Some((s2, l2)), self.epilogue)
+        run_packed((s1, l1), self.w, self.tile, Some((s2, l2)), self.epilogue)
     }
 }
 
@@ -170,7 +153,7 @@ impl CustomOp2 for Linear<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        run((s1, l1), (s2, l2), None, self.epilogue)
+        run((s1, l1), (s2, l2), None, self.streams, self.epilogue)
     }
 }
 
@@ -188,7 +171,7 @@ impl CustomOp3 for Linear<'_> {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        run((s1, l1), (s2, l2), Some((s3, l3)), self.epilogue)
+        run((s1, l1), (s2, l2), Some((s3, l3)), self.streams, self.epilogue)
     }
 }
 

@@ -3,17 +3,22 @@
 //!
 //! - `linear`: `x @ W + b` with what follows it (`epilogue`: GELU, residual add) fused into one
 //!   pass over the output, and both cores busy even for one row (candle's gemm runs
-//!   matrix-vector products on one thread). Weights are packed at load (`weight`, `packed`, in
-//!   memory of their own: `buffer`) in their dtype for one register-tiled kernel
-//!   (`panel_matmul`, with `direct_tile` reading 16-bit panels while decoding, `bf16_tile`
-//!   multiplying any number of rows by bf16 panels (packed in input pairs) with AVX-512 BF16's
-//!   dot product and `int8_tile` multiplying by q8 and q4 panels, any number of rows, with
-//!   integer dot products);
-//!   `f32_avx2_tile` is the f32 tile on CPUs without AVX-512. fp32 weights at the portable level
-//!   (no AVX2) stay tensors for gemm and the streaming kernels of `gemv` (`tensor_product`).
+//!   matrix-vector products on one thread). Which kernel multiplies is `matmul::plan`'s to say;
+//!   the kernels and the packed weights are in `matmul` (see its documentation).
 //! - `attention`: causal attention fused per head and block of queries, masked scores skipped.
 //! - `gelu`, `math`: the tanh GELU, a vectorised exponential, and the one reduction helper.
-//! - `simd`: which instruction set the kernels use (`NEXTTOKEN_SIMD` lowers it).
+//! - `simd`: which instruction sets this CPU has (`NEXTTOKEN_SIMD` lowers them); the plan reads it.
+//!
+//! A q8 product, from the network to the instruction (three hops):
+//! 1. `Conv1D::forward` (network.rs) calls `linear` (ops/linear.rs), which asks
+//!    `matmul::plan(weight, rows)`: a packed q8 weight on a CPU with an integer dot product gets
+//!    `Kernel::Panels(Tile::Int8(dot))` (the table in ops/matmul/plan.rs).
+//! 2. `linear` runs `panels::matmul` (ops/matmul/panels.rs) with that tile: it quantizes the
+//!    activations once (`int8::QuantizedRows`), walks rows, input blocks and pairs of panels, and
+//!    calls `run_int8` for each register tile.
+//! 3. `run_int8` calls `int8_avx512::run` or `int8_avx2::run` (ops/matmul/int8_avx512.rs,
+//!    int8_avx2.rs), whose kernel issues `vpdpbusd` (or `vpmaddubsw` + `vpmaddwd`) on the packed
+//!    panel's bytes as `layout` laid them out.
 
 /// Defines `$name`, which runs `$body` (an `#[inline(always)]` fn) compiled for AVX-512 or
 /// AVX2+FMA when the CPU has them (`simd::level()`, chosen at run time: builds never assume a
@@ -56,33 +61,20 @@ macro_rules! simd_dispatch {
 }
 
 mod attention;
-mod bf16_tile;
-mod buffer;
-#[cfg(target_arch = "x86_64")]
-mod direct_tile;
 mod epilogue;
-#[cfg(target_arch = "x86_64")]
-mod f32_avx2_tile;
 mod gelu;
-mod gemv;
-#[cfg(target_arch = "x86_64")]
-mod int8_tile;
 mod kv_write;
 mod linear;
 mod math;
-mod packed;
-mod panel_matmul;
+mod matmul;
 pub mod simd;
-mod tensor_product;
-mod weight;
 
 pub use attention::attention;
-pub use buffer::WeightBytes;
+pub use epilogue::Epilogue;
 pub use kv_write::write_heads;
-pub use linear::{linear, Epilogue};
+pub use linear::linear;
 pub use math::{max_value, sum_exp};
-pub use packed::{PackError, PackedMatrix, LAYOUT_VERSION};
-pub use weight::Weight;
+pub use matmul::{PackError, PackedMatrix, Weight, WeightBytes, LAYOUT_VERSION};
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
 

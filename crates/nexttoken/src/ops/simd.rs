@@ -71,9 +71,9 @@ pub fn level() -> Level {
     decide().0
 }
 
-/// The integer dot product q8 and q4 products use (`int8_tile`), or `None`: then they multiply the
-/// f32 activations by the weights decoded to f32 (`NEXTTOKEN_SIMD=portable`, or a CPU without
-/// AVX2). Every number of rows takes the same one, so a row's numbers never depend on the
+/// The integer dot product q8 and q4 products use (`plan::Tile::Int8`), or `None`: then they
+/// multiply the f32 activations by the weights decoded to f32 (`NEXTTOKEN_SIMD=portable`, or a
+/// CPU without AVX2). Every number of rows takes the same one, so a row's numbers never depend on the
 /// rows multiplied with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Int8Dot {
@@ -118,7 +118,7 @@ pub fn override_error() -> Option<&'static str> {
 }
 
 /// Whether products on bf16 weights, prompts and decoding alike, use AVX-512 BF16's dot product
-/// (`vdpbf16ps`, `bf16_tile`, on panels packed in input pairs: `packed::Order`): the CPU has it
+/// (`vdpbf16ps`, `bf16_avx512`, on panels packed in input pairs: `layout::Order`): the CPU has it
 /// and the level in force is AVX-512 (a lower `NEXTTOKEN_SIMD` turns it off, so that forcing a
 /// level still tests the widening path and the input-by-input layout on bf16 weights).
 pub fn bf16_dot() -> bool {

@@ -1,10 +1,10 @@
-//! `panel_matmul`'s register tile for bf16 weights with AVX-512 BF16's dot product
+//! The register tile for bf16 weights with AVX-512 BF16's dot product (`plan::Tile::Bf16Dot`)
 //! (`vdpbf16ps`), for every number of rows: per 32-bit lane it multiplies two bf16 pairs and
 //! adds both products to an f32 sum, so one instruction does the work of two f32 fused
 //! multiply-adds on 16 columns.
 //!
 //! The instruction wants both operands as pairs of consecutive inputs. The weights are packed so
-//! at load (`packed::Order::Pairs`: for each input pair and column the 32-bit element
+//! at load (`layout::Order::Pairs`: for each input pair and column the 32-bit element
 //! (w[k][j], w[k+1][j])), and the activations are rounded to bf16 once per product
 //! (`pair_rows`: a row of bf16 is already its input pairs). Rounding is to nearest even, as
 //! PyTorch and oneDNN round activations for their bf16 products; the sums stay f32. Decoded
@@ -14,18 +14,12 @@
 //! An odd number of inputs is padded with a zero in both operands: the activations explicitly,
 //! the weights by the packed blocks' own zero padding past the last input.
 
-use super::packed::PANEL;
-use super::simd;
-
-/// bf16 values per 32-bit element of the dot product: two consecutive inputs.
-pub const PAIR: usize = 2;
+use super::layout::MAX_TILE_ROWS;
+use super::layout::{PAIR, PANEL};
+use crate::ops::simd;
 
 /// 32-bit elements (input pairs of one column) per pair of inputs of a paired panel.
 const PAIRED_WIDTH: usize = PANEL;
-
-/// Rows of a register tile: 6 x 4 accumulators, 4 weight registers and 1 broadcast of the 32,
-/// as `panel_matmul`'s f32 tile.
-pub const MAX_ROWS: usize = 6;
 
 /// `x`'s first `k` values of each of `m` rows (`ldx` apart) rounded to bf16, into `out`: row r
 /// at `r * k.div_ceil(PAIR)` 32-bit elements, each holding inputs 2q (low half) and 2q + 1
@@ -48,7 +42,7 @@ pub fn pair_rows(x: &[f32], ldx: usize, m: usize, k: usize, out: &mut [u32]) {
 /// `panels * PANEL` per row.
 pub fn run(mr: usize, a: &[u32], lda: usize, w: [&[u32]; 2], panels: usize, pairs: usize, tile: &mut [f32]) {
     assert!(simd::bf16_dot(), "the bf16 tile needs AVX-512 BF16");
-    assert!((1..=MAX_ROWS).contains(&mr) && (1..=2).contains(&panels));
+    assert!((1..=MAX_TILE_ROWS).contains(&mr) && (1..=2).contains(&panels));
     assert!(
         a.len() >= (mr - 1) * lda + pairs
             && w.iter().all(|w| w.len() >= pairs * PAIRED_WIDTH)
@@ -66,7 +60,7 @@ pub fn run(mr: usize, a: &[u32], lda: usize, w: [&[u32]; 2], panels: usize, pair
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{MAX_ROWS, PAIR, PAIRED_WIDTH};
+    use super::{MAX_TILE_ROWS, PAIR, PAIRED_WIDTH};
 
     /// f32 values per conversion of `pair_row`: two registers, one register of bf16.
     const CHUNK: usize = 32;
@@ -127,7 +121,7 @@ mod x86 {
                     match (mr, panels) {
                         $(($rows, 1) => kernel::<$rows, 2>(a, lda, w, pairs, tile),)*
                         $(($rows, 2) => kernel::<$rows, 4>(a, lda, w, pairs, tile),)*
-                        _ => unreachable!("a tile has 1 to {MAX_ROWS} rows and 1 or 2 panels"),
+                        _ => unreachable!("a tile has 1 to {MAX_TILE_ROWS} rows and 1 or 2 panels"),
                     }
                 }
             };
@@ -182,8 +176,9 @@ mod x86 {
 mod tests {
     use half::bf16;
 
-    use super::super::packed::PackedMatrix;
-    use super::super::panel_matmul::matmul;
+    use super::super::pack::PackedMatrix;
+    use super::super::panels::matmul;
+    use super::super::plan;
     use super::*;
     use crate::dtype::WeightDtype;
 
@@ -233,7 +228,7 @@ mod tests {
             let w: Vec<f32> = (0..k * n).map(|_| random.value()).collect();
             let packed = PackedMatrix::from_values(WeightDtype::Bf16, &w, k, n, false).unwrap();
             let mut out = vec![f32::NAN; m * n];
-            matmul(&x, ldx, m, &packed, &mut out, &|_, _, _| {});
+            matmul(&x, ldx, m, &packed, plan::tile(&packed, m), &mut out, &|_, _, _| {});
             for r in 0..m {
                 for j in 0..n {
                     let terms = (0..k).map(|i| rounded(x[r * ldx + i]) * rounded(w[i * n + j]));
@@ -262,7 +257,7 @@ mod tests {
         let packed = PackedMatrix::from_values(WeightDtype::Bf16, &vec![1.0; k * n], k, n, false).unwrap();
         for m in 1..=most {
             let mut out = vec![0f32; m * n];
-            matmul(&x, k, m, &packed, &mut out, &|_, _, _| {});
+            matmul(&x, k, m, &packed, plan::tile(&packed, m), &mut out, &|_, _, _| {});
             assert!(out.iter().all(|&v| v == 3.0), "{m} rows: {:?}, not 3", &out[..4]);
         }
     }
@@ -317,8 +312,10 @@ mod tests {
 /// (the dot product's 2x on one core is 1.8x here).
 #[cfg(test)]
 mod speed {
-    use super::super::packed::{Order, PackedMatrix};
-    use super::super::panel_matmul::matmul;
+    use super::super::layout::Order;
+    use super::super::pack::PackedMatrix;
+    use super::super::panels::matmul;
+    use super::super::plan;
     use crate::dtype::WeightDtype;
 
     /// Seconds of CPU time this thread has used (user + system), to 10 ms.
@@ -343,11 +340,11 @@ mod speed {
                 let packed = PackedMatrix::from_values(dtype, &w, k, n, false).unwrap();
                 let mut out = vec![0f32; m * n];
                 let (cpu, reps) = pool.install(|| {
-                    matmul(&x, k, m, &packed, &mut out, &|_, _, _| {}); // warm-up
+                    matmul(&x, k, m, &packed, plan::tile(&packed, m), &mut out, &|_, _, _| {}); // warm-up
                     let start = thread_cpu();
                     let mut reps = 0;
                     while thread_cpu() - start < SECONDS {
-                        matmul(&x, k, m, &packed, &mut out, &|_, _, _| {});
+                        matmul(&x, k, m, &packed, plan::tile(&packed, m), &mut out, &|_, _, _| {});
                         reps += 1;
                     }
                     (thread_cpu() - start, reps)
@@ -358,7 +355,7 @@ mod speed {
         }
     }
 
-    /// Decoding's products on bf16 weights, widened input by input (`direct_tile`, what CPUs
+    /// Decoding's products on bf16 weights, widened input by input (`half_avx512`, what CPUs
     /// without AVX-512 BF16 run) against the dot product on panels in pairs (this tile), in
     /// alternating rounds: `cargo test --release -p nexttoken --lib decoding_speed -- --ignored
     /// --nocapture`. Eight layers of the 124M shape (94 MB in bf16), more than the L3 cache
@@ -373,7 +370,7 @@ mod speed {
         const LAYERS: usize = 8;
         const ROUNDS: usize = 7;
         const SECONDS_PER_ROUND: f64 = 0.5;
-        if !super::simd::bf16_dot() {
+        if !crate::ops::simd::bf16_dot() {
             eprintln!("skipped: this CPU has no AVX-512 BF16 (or NEXTTOKEN_SIMD lowers the level)");
             return;
         }
@@ -395,7 +392,7 @@ mod speed {
             let mut out = vec![0f32; m * 3072];
             let step = |ws: &[PackedMatrix], out: &mut [f32]| {
                 for w in ws {
-                    matmul(&x, w.k(), m, w, &mut out[..m * w.n()], &|_, _, _| {});
+                    matmul(&x, w.k(), m, w, plan::tile(w, m), &mut out[..m * w.n()], &|_, _, _| {});
                 }
             };
             let mut times = [Vec::new(), Vec::new()];

@@ -1,36 +1,35 @@
-//! `panel_matmul`'s register tile for every product on q8 or q4 weights, from one decoded token
-//! to a prompt of a thousand, with integer dot products (`simd::int8_dot`).
+//! What the integer tiles (`int8_avx512`, `int8_avx2`) share, for every product on q8 or q4
+//! weights, from one decoded token to a prompt of a thousand, with integer dot products
+//! (`plan::Tile::Int8`).
 //!
 //! The activations are quantized once per product, per row and block of 32 inputs, as llama.cpp
 //! quantizes them for its Q8_0 and Q4_0 products (`QuantizedRows`: scale = max |x| / 127, kept
 //! as f32). The weights are read as they are packed: per block, 32 f16 column scales, then per 4
-//! inputs one 32-bit lane per column of 4 unsigned bytes: int8 + 128 for q8 (`packed::q8_offset`),
+//! inputs one 32-bit lane per column of 4 unsigned bytes: int8 + 128 for q8 (`layout::q8_offset`),
 //! value + 8 for q4, whose bytes hold two lanes, inputs 16 apart, in their low and high nibbles
-//! (`packed::q4_position`: an AND, or a shift and an AND, of a loaded register gives one lane's
+//! (`layout::q4_position`: an AND, or a shift and an AND, of a loaded register gives one lane's
 //! unsigned bytes). Per block, the integer sum of a row's and a column's 32 products is exact;
 //! then `total += (sum * column scale) * row scale`, one rounding of the product and one fused
 //! multiply-add, block after block. A row goes through the same operations in the same order
 //! whatever rows are multiplied with it, and on both kernels, so a row alone and in a batch give
 //! the same bits (batch invariance).
 //!
-//! - AVX-512 VNNI (`avx512`): `vpdpbusd` multiplies 4 unsigned weights by 4 signed activations
-//!   and adds them to a 32-bit lane; the offset's share, the offset times the block's activation
-//!   sum, starts each sum negated (`Format::OFFSET`), so the sums are those of the signed weights.
-//! - AVX2 (`avx2`): q4's unsigned values (0 to 15) go to `vpmaddubsw` as they are (two products
-//!   of at most 15 x 128 stay within i16), started as on AVX-512. q8's sign bit is flipped back
+//! - AVX-512 VNNI (`int8_avx512`): `vpdpbusd` multiplies 4 unsigned weights by 4 signed
+//!   activations and adds them to a 32-bit lane; the offset's share, the offset times the block's
+//!   activation sum, starts each sum negated (`Int8Format::OFFSET`), so the sums are those of the
+//!   signed weights.
+//! - AVX2 (`int8_avx2`): q4's unsigned values (0 to 15) go to `vpmaddubsw` as they are (two
+//!   products of at most 15 x 128 stay within i16), started as on AVX-512. q8's sign bit is flipped back
 //!   instead, for llama.cpp's sign trick: |w| (unsigned) times x with w's sign moved onto it
 //!   (`vpsignb`), so that the sums of two products stay within i16 (2 x 128 x 127 < 32767). Then
-//!   `vpmaddwd` by ones adds pairs of those into 32-bit lanes. x86_64 only (the module is
-//!   compiled there alone).
+//!   `vpmaddwd` by ones adds pairs of those into 32-bit lanes.
+//!
+//! x86_64 only (the module is compiled there alone).
 
 use rayon::prelude::*;
 
-use super::packed::{self, BLOCK, PANEL, Q8_LANE_INPUTS};
-use super::simd::{self, Int8Dot};
-use crate::dtype::WeightDtype;
-
-mod avx2;
-mod avx512;
+use super::format::{round_half_away, PackedFormat, Q4, Q8};
+use super::layout::{BLOCK, Q4_OFFSET, Q8_LANE_INPUTS, Q8_SIGN_FLIP};
 
 /// The largest |int8| of a quantized activation (llama.cpp's Q8_0: scale = max |x| / 127).
 const Q8_MAX: f32 = 127.0;
@@ -38,9 +37,6 @@ const Q8_MAX: f32 = 127.0;
 /// Rows quantized per task: a product of fewer rows (decoding: 1 to a batch of 16) quantizes them
 /// on the calling thread, as a task would cost more than the few microseconds they take.
 const ROWS_PER_TASK: usize = 16;
-
-/// Rows of the register tile (`panel_matmul` cuts its tiles for every path alike).
-pub const MAX_TILE_ROWS: usize = 6;
 
 /// A matrix's rows quantized per block of 32 inputs: `values` (int8, `blocks * BLOCK` per row,
 /// zero past k), and per (row, block) the scale and the sum of its values (which, times the
@@ -103,7 +99,7 @@ fn quantize_row(x: &[f32], values: &mut [i8], scales: &mut [f32], sums: &mut [i3
 simd_dispatch! {
     /// llama.cpp's `quantize_row_q8_0_ref` on one block (of up to 32 values): scale = max |x| /
     /// 127, q = round(x / scale) (half away from zero, as the weights are rounded:
-    /// `packed::round_half_away`, not libm's `roundf` per value, which cost 5% of a decoded
+    /// `format::round_half_away`, not libm's `roundf` per value, which cost 5% of a decoded
     /// token). Returns the scale and the sum of the q. Compiled for the CPU's level.
     fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) => quantize_block_body
 }
@@ -115,120 +111,56 @@ fn quantize_block_body(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let inverse = if scale != 0.0 { 1.0 / scale } else { 0.0 };
     let mut sum = 0;
     for (q, v) in q.iter_mut().zip(x) {
-        *q = packed::round_half_away(v * inverse);
+        *q = round_half_away(v * inverse);
         sum += *q as i32;
     }
     (scale, sum)
 }
 
-/// A packed dtype the integer kernels read (see the module documentation).
-trait Format {
-    const DTYPE: WeightDtype;
+/// A packed format the integer kernels read (see the module documentation).
+pub trait Int8Format: PackedFormat {
     /// What the stored unsigned values are offset by.
     const OFFSET: i32;
-    /// Whether a byte holds two inputs' values, `packed::Q4_PAIR_DISTANCE` apart, in its low and
+    /// Whether a byte holds two inputs' values, `layout::Q4_PAIR_DISTANCE` apart, in its low and
     /// high nibbles (q4), rather than one (q8).
     const NIBBLES: bool;
     /// Loads of `Q8_LANE_INPUTS` bytes per column per block: each gives one or two lanes.
     const LOADS: usize = BLOCK / Q8_LANE_INPUTS / if Self::NIBBLES { 2 } else { 1 };
 }
 
-/// q8: int8 + 128 (`packed::Q8_SIGN_FLIP` as a number), the unsigned operand `vpdpbusd` wants.
-struct Q8;
-
-impl Format for Q8 {
-    const DTYPE: WeightDtype = WeightDtype::Q8_0;
-    const OFFSET: i32 = packed::Q8_SIGN_FLIP as i32;
+/// q8: int8 + 128 (`layout::Q8_SIGN_FLIP` as a number), the unsigned operand `vpdpbusd` wants.
+impl Int8Format for Q8 {
+    const OFFSET: i32 = Q8_SIGN_FLIP as i32;
     const NIBBLES: bool = false;
 }
 
 /// q4: Q4_0's own values + 8, two to a byte.
-struct Q4;
-
-impl Format for Q4 {
-    const DTYPE: WeightDtype = WeightDtype::Q4_0;
-    const OFFSET: i32 = packed::Q4_OFFSET as i32;
+impl Int8Format for Q4 {
+    const OFFSET: i32 = Q4_OFFSET as i32;
     const NIBBLES: bool = true;
 }
 
 /// The low nibble of each byte: one q4 value.
-const NIBBLE_MASK: i8 = 0x0F;
-
-/// `tile[r * ldt + p * PANEL + j] = sum over the inputs of x[r] * w_p[..][j]` for rows `rows` of
-/// `x` (at most `MAX_TILE_ROWS`), inputs `first ..` (a block's start) for `blocks` blocks, and
-/// `panels` (1 or 2) packed panels `w` in `dtype` (q8 or q4, from the same first input), with the
-/// integer dot product in force.
-#[allow(clippy::too_many_arguments)] // the tile's shape and operands, as the f32 kernel's
-pub fn run(
-    dtype: WeightDtype,
-    x: &QuantizedRows,
-    rows: std::ops::Range<usize>,
-    first: usize,
-    blocks: usize,
-    w: [&[u8]; 2],
-    panels: usize,
-    tile: &mut [f32],
-    ldt: usize,
-) {
-    let kind = simd::int8_dot().expect("products take integer dot products only where the CPU has one");
-    run_with(kind, dtype, x, rows, first, blocks, w, panels, tile, ldt)
-}
-
-/// `run` with the kernel `kind` (which the CPU must have: `simd::int8_dot` or below).
-#[allow(clippy::too_many_arguments)]
-fn run_with(
-    kind: Int8Dot,
-    dtype: WeightDtype,
-    x: &QuantizedRows,
-    rows: std::ops::Range<usize>,
-    first: usize,
-    blocks: usize,
-    w: [&[u8]; 2],
-    panels: usize,
-    tile: &mut [f32],
-    ldt: usize,
-) {
-    let b0 = first / BLOCK;
-    assert!(first.is_multiple_of(BLOCK) && b0 + blocks <= x.blocks && rows.end * x.blocks <= x.scales.len());
-    assert!(
-        matches!(dtype, WeightDtype::Q8_0 | WeightDtype::Q4_0),
-        "{dtype} is not read by integer products"
-    );
-    assert!(w[..panels].iter().all(|w| w.len() >= blocks * packed::block_bytes(dtype)));
-    assert!((1..=MAX_TILE_ROWS).contains(&rows.len()));
-    assert!((1..=2).contains(&panels) && ldt >= panels * PANEL && tile.len() >= rows.len() * ldt);
-    let operands = Operands::new(x, rows.start, b0, blocks);
-    for (p, w) in w.iter().take(panels).enumerate() {
-        let out = tile[p * PANEL..].as_mut_ptr();
-        let (mr, w) = (rows.len(), w.as_ptr());
-        // SAFETY: the CPU has AVX-512 F, BW and VNNI, or AVX2, FMA and F16C, as `kind` says
-        // (`simd::int8_dot`); the rows, blocks and panel, packed in the format's dtype, are within
-        // bounds and the tile holds the rows, `ldt` apart (asserted above).
-        unsafe {
-            match (kind, dtype == WeightDtype::Q4_0) {
-                (Int8Dot::Avx512Vnni, false) => avx512::run::<Q8>(&operands, mr, w, out, ldt),
-                (Int8Dot::Avx512Vnni, true) => avx512::run::<Q4>(&operands, mr, w, out, ldt),
-                (Int8Dot::Avx2, false) => avx2::run::<Q8>(&operands, mr, w, out, ldt),
-                (Int8Dot::Avx2, true) => avx2::run::<Q4>(&operands, mr, w, out, ldt),
-            }
-        }
-    }
-}
+pub const NIBBLE_MASK: i8 = 0x0F;
 
 /// Where a tile's quantized activations start (its first row, first block) and their shape.
-struct Operands {
+pub struct Operands {
     values: *const i8,
     scales: *const f32,
     sums: *const i32,
     /// Blocks per row (the distance between rows, in blocks).
     row_blocks: usize,
     /// Blocks to sum.
-    blocks: usize,
+    pub blocks: usize,
 }
 
 impl Operands {
-    /// Row `r`, block `b0` of `x` on, for `blocks` blocks.
-    fn new(x: &QuantizedRows, r: usize, b0: usize, blocks: usize) -> Self {
+    /// Rows `rows` of `x` from input `first` (a block's start) on, for `blocks` blocks.
+    pub fn new(x: &QuantizedRows, rows: std::ops::Range<usize>, first: usize, blocks: usize) -> Self {
+        let (r, b0) = (rows.start, first / BLOCK);
+        assert!(
+            first.is_multiple_of(BLOCK) && b0 + blocks <= x.blocks && rows.end * x.blocks <= x.scales.len()
+        );
         let at = r * x.blocks + b0;
         Operands {
             values: x.values[at * BLOCK..].as_ptr(),
@@ -245,7 +177,7 @@ impl Operands {
     /// # Safety
     /// Row `r` and block `b` must be within the operands.
     #[inline(always)]
-    unsafe fn start<F: Format>(&self, r: usize, b: usize) -> i32 {
+    pub unsafe fn start<F: Int8Format>(&self, r: usize, b: usize) -> i32 {
         // SAFETY: within the operands (the caller's condition).
         -F::OFFSET * unsafe { *self.sums.add(r * self.row_blocks + b) }
     }
@@ -255,7 +187,7 @@ impl Operands {
     /// # Safety
     /// Row `r`, block `b` and inputs `i..i + 4` (of the block's 32) must be within the operands.
     #[inline(always)]
-    unsafe fn four(&self, r: usize, b: usize, i: usize) -> i32 {
+    pub unsafe fn four(&self, r: usize, b: usize, i: usize) -> i32 {
         // SAFETY: within the operands (the caller's condition); an unaligned read.
         unsafe { self.values.add((r * self.row_blocks + b) * BLOCK + i).cast::<i32>().read_unaligned() }
     }
@@ -265,7 +197,7 @@ impl Operands {
     /// # Safety
     /// As `start`.
     #[inline(always)]
-    unsafe fn scale(&self, r: usize, b: usize) -> f32 {
+    pub unsafe fn scale(&self, r: usize, b: usize) -> f32 {
         // SAFETY: within the operands (the caller's condition).
         unsafe { *self.scales.add(r * self.row_blocks + b) }
     }
@@ -274,7 +206,7 @@ impl Operands {
     ///
     /// # Safety
     /// The operands must have more than `r` rows.
-    unsafe fn skip_rows(&self, r: usize) -> Self {
+    pub unsafe fn skip_rows(&self, r: usize) -> Self {
         // SAFETY: rows r.. exist (the caller's condition).
         unsafe {
             Operands {
@@ -290,11 +222,13 @@ impl Operands {
 
 #[cfg(test)]
 mod tests {
-    use super::super::packed::PackedMatrix;
-    use super::super::panel_matmul::matmul;
-    use super::super::simd;
+    use super::super::layout::PANEL;
+    use super::super::pack::PackedMatrix;
+    use super::super::panels::{matmul, run_int8, MAX_TILE_ROWS};
+    use super::super::plan;
     use super::*;
     use crate::dtype::WeightDtype;
+    use crate::ops::simd::{self, Int8Dot};
 
     /// A few values in [-1, 1) from a seed (no rand crate in this crate's dependencies).
     fn values(len: usize, seed: u64) -> Vec<f32> {
@@ -355,7 +289,7 @@ mod tests {
     fn q8_and_q4_products_equal_exact_integer_dot_products_of_the_quantized_rows_and_weights() {
         let Some(kind) = simd::int8_dot() else {
             let why_not = "this CPU (or NEXTTOKEN_SIMD=portable) has no integer dot product, so q8 and q4 \
-                           products take the f32 path (panel_matmul's own tests)";
+                           products take the f32 path (panels' own tests)";
             simd::test_common::kernel_path("avx2-int8", false, why_not);
             return;
         };
@@ -381,7 +315,7 @@ mod tests {
             let ldx = k + 5;
             let (x, packed) = operands(dtype, m, k, n, ldx, s as u64);
             let mut out = vec![f32::NAN; m * n];
-            matmul(&x, ldx, m, &packed, &mut out, &|_, _, _| {});
+            matmul(&x, ldx, m, &packed, plan::tile(&packed, m), &mut out, &|_, _, _| {});
             let rows = QuantizedRows::new(&x, ldx, m, k);
             let columns: Vec<Vec<f32>> = (0..n).map(|j| packed.column(j)).collect();
             for r in 0..m {
@@ -420,14 +354,13 @@ mod tests {
         for dtype in DTYPES {
             let (x, packed) = operands(dtype, m, k, n, k, 3);
             let rows = QuantizedRows::new(&x, k, m, k);
-            let blocks = k.div_ceil(BLOCK);
             let w = [packed.panel_bytes(0, 0), packed.panel_bytes(1, 0)];
             for mr in 1..=MAX_TILE_ROWS {
                 for panels in 1..=2 {
                     let ldt = panels * PANEL + 3;
                     let [avx512, avx2] = [Int8Dot::Avx512Vnni, Int8Dot::Avx2].map(|kind| {
                         let mut tile = vec![f32::NAN; mr * ldt];
-                        run_with(kind, dtype, &rows, 0..mr, 0, blocks, w, panels, &mut tile, ldt);
+                        run_int8(kind, dtype, &rows, 0..mr, 0..k, w, panels, &mut tile, ldt);
                         tile.chunks(ldt)
                             .flat_map(|row| row[..panels * PANEL].to_vec())
                             .map(f32::to_bits)

@@ -1,13 +1,12 @@
-//! A linear layer's weight in the form the fastest path on this machine reads: packed into
-//! panels (`packed`) on the CPU, in any dtype, for the panel kernel; else the f32 tensor itself
-//! for gemm and the streaming kernels (fp32 at the portable level: CPUs without AVX2, other
-//! architectures, `NEXTTOKEN_SIMD=portable`, where no register tile of ours is compiled) or
-//! candle (other devices).
+//! A linear layer's weight in the form the fastest path on this machine reads (`layout::packs`
+//! decides which): packed into panels (`pack`) on the CPU, in any dtype, for the panel driver;
+//! else the f32 tensor itself for gemm and the streaming kernels (fp32 at the portable level:
+//! CPUs without AVX2, other architectures, `NEXTTOKEN_SIMD=portable`) or candle (other devices).
 
 use candle_core::{Device, Tensor};
 
-use super::packed::PackedMatrix;
-use super::simd::{self, Level};
+use super::layout;
+use super::pack::PackedMatrix;
 use crate::dtype::WeightDtype;
 
 pub enum Weight {
@@ -17,12 +16,10 @@ pub enum Weight {
 }
 
 impl Weight {
-    /// True when weights in `dtype` for `device` are packed, else kept as f32 tensors (only
-    /// fp32 is held as tensors: other dtypes exist only packed, on the CPU). fp32 is packed
-    /// where a SIMD tile multiplies it (AVX2 or AVX-512), so that one kernel takes every row
-    /// count and a row's bits do not depend on the rows beside it.
+    /// True when weights in `dtype` for `device` are packed, else kept as f32 tensors: the
+    /// plan's answer (`layout::packs`).
     pub fn packs(device: &Device, dtype: WeightDtype) -> bool {
-        device.is_cpu() && (dtype != WeightDtype::F32 || simd::level() >= Level::Avx2)
+        layout::packs(device, dtype)
     }
 
     /// The same weight kept as a tensor (a transposed view when `transposed`).

@@ -1,10 +1,10 @@
-//! The AVX2 kernel of `int8_tile`: 8 columns per register, `vpmaddubsw` + `vpmaddwd` (with
-//! llama.cpp's sign trick for q8; see `int8_tile`).
+//! The AVX2 integer tile on q8 and q4 panels (`plan::Tile::Int8`): 8 columns per register,
+//! `vpmaddubsw` + `vpmaddwd` (with llama.cpp's sign trick for q8; see `int8`).
 
 use std::arch::x86_64::*;
 
-use super::super::packed::{self, Q4_PAIR_DISTANCE, Q8_LANE_INPUTS, Q8_SIGN_FLIP, SCALE_BYTES};
-use super::{Format, Operands, NIBBLE_MASK, PANEL};
+use super::int8::{Int8Format, Operands, NIBBLE_MASK};
+use super::layout::{PANEL, Q4_PAIR_DISTANCE, Q8_LANE_INPUTS, Q8_SIGN_FLIP, SCALE_BYTES};
 
 /// Columns per register: 8 lanes of 32 bits.
 const COLUMNS: usize = 8;
@@ -26,7 +26,7 @@ const MAX_ROWS: usize = 3;
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `x` must hold `mr` rows of `x.blocks` blocks, `w` that
 /// many blocks packed in `F`'s dtype, and `tile` `mr` rows of `PANEL` values `ldt` apart.
-pub unsafe fn run<F: Format>(x: &Operands, mr: usize, w: *const u8, tile: *mut f32, ldt: usize) {
+pub unsafe fn run<F: Int8Format>(x: &Operands, mr: usize, w: *const u8, tile: *mut f32, ldt: usize) {
     let passes = mr.div_ceil(MAX_ROWS);
     for pass in 0..passes {
         let (r0, r1) = (pass * mr / passes, (pass + 1) * mr / passes); // balanced: 5 = 2 + 3
@@ -50,14 +50,14 @@ pub unsafe fn run<F: Format>(x: &Operands, mr: usize, w: *const u8, tile: *mut f
 /// # Safety
 /// As `run`, for `MR` rows and half `half` (0 or 1).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kernel<F: Format, const MR: usize>(
+unsafe fn kernel<F: Int8Format, const MR: usize>(
     x: &Operands,
     w: *const u8,
     half: usize,
     tile: *mut f32,
     ldt: usize,
 ) {
-    let block_bytes = packed::block_bytes(F::DTYPE);
+    let block_bytes = F::BLOCK_BYTES;
     let (ones, flip) = (_mm256_set1_epi16(1), _mm256_set1_epi8(Q8_SIGN_FLIP as i8));
     let nibble = _mm256_set1_epi8(NIBBLE_MASK);
     for r in 0..MR {

@@ -1,4 +1,4 @@
-//! The AVX2 register tile of `panel_matmul` on f32 panels (fp32 weights as packed, or another
+//! The AVX2 register tile on f32 panels (fp32 weights as packed, or another
 //! dtype's decoded): the sums of the AVX-512 kernel with 8-wide registers, for CPUs without
 //! AVX-512. x86_64 only (the module is compiled there alone).
 //!
@@ -15,7 +15,7 @@
 //! as in the AVX-512 kernel: a row's bits depend neither on the strip, nor on the rows beside
 //! it, nor on which of the two kernels ran (tested against `f32::mul_add`).
 
-use super::packed::PANEL;
+use super::layout::PANEL;
 
 /// f32 values in an AVX2 register.
 const LANES: usize = 8;

@@ -1,5 +1,5 @@
 //! `x @ W` for a weight kept as an f32 tensor (fp32 at the portable level: no AVX2), with its
-//! epilogue.
+//! epilogue: `plan::Kernel::Streamed` or `Kernel::Gemm`.
 //!
 //! A few rows (decoding one token per sequence: up to 16 for an (in, out) weight, up to 4 for the
 //! transposed tied head) go to the streaming kernels of `gemv`, which read each weight once for
@@ -11,18 +11,13 @@
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use super::epilogue::Finish;
-use super::{gemv, SharedOut, View};
-
-/// Up to this many rows, stream the weights once for all rows (or split gemm by columns); above
-/// it gemm's blocking and threading win.
-const MAX_SPLIT_ROWS: usize = 16;
+use super::gemv;
+use super::plan::MAX_SPLIT_ROWS;
+use crate::ops::epilogue::Finish;
+use crate::ops::{SharedOut, View};
 
 /// Columns per block are a multiple of this, so blocks start on whole SIMD registers and lines.
 const COLUMN_ALIGN: usize = 16;
-
-/// Most rows for which the transposed case (the tied head) streams dot products.
-const MAX_DOT_ROWS: usize = 4;
 
 /// Output rows per task in the transposed case: small enough to balance the threads.
 const DOT_ROWS_PER_TASK: usize = 1024;
@@ -32,19 +27,19 @@ thread_local! {
     static BLOCK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `out (m, n) = finish(x (m, k) @ w (k, n))`, each operand its storage and view.
+/// `out (m, n) = finish(x (m, k) @ w (k, n))`, each operand its storage and view, with the
+/// streaming kernels when `streams` (`plan::Kernel::Streamed`: `x`'s rows, and `w`'s rows or
+/// columns, are contiguous), else gemm.
 pub fn product(
     (x, xv): (&[f32], View),
     (w, wv): (&[f32], View),
     (m, k, n): (usize, usize, usize),
+    streams: bool,
     finish: &Finish,
     out: &mut [f32],
 ) {
     let threads = rayon::current_num_threads().max(1);
-    // Dot products end in a horizontal sum each, which dominates once several rows share a
-    // weight row: past MAX_DOT_ROWS rows the transposed case is a true GEMM for gemm.
-    let streams = xv.col_stride == 1 && (wv.col_stride == 1 || (wv.row_stride == 1 && m <= MAX_DOT_ROWS));
-    if m <= MAX_SPLIT_ROWS && streams {
+    if streams {
         streamed(x, xv, w, wv, (m, k, n), threads, finish, out);
     } else {
         with_gemm(xv, wv, (m, k, n), threads, out);

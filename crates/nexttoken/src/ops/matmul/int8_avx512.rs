@@ -1,9 +1,11 @@
-//! The AVX-512 VNNI kernel of `int8_tile`: 16 columns per register, `vpdpbusd`.
+//! The AVX-512 VNNI integer tile on q8 and q4 panels (`plan::Tile::Int8`): 16 columns per
+//! register, `vpdpbusd`.
 
 use std::arch::x86_64::*;
 
-use super::super::packed::{self, Q4_PAIR_DISTANCE, Q8_LANE_INPUTS, SCALE_BYTES};
-use super::{Format, Operands, MAX_TILE_ROWS, NIBBLE_MASK, PANEL};
+use super::int8::{Int8Format, Operands, NIBBLE_MASK};
+use super::layout::MAX_TILE_ROWS;
+use super::layout::{PANEL, Q4_PAIR_DISTANCE, Q8_LANE_INPUTS, SCALE_BYTES};
 
 /// Columns per register: 16 lanes of 32 bits.
 const COLUMNS: usize = 16;
@@ -17,7 +19,7 @@ const V: usize = PANEL / COLUMNS;
 /// # Safety
 /// The CPU must have AVX-512F, BW and VNNI; `x` must hold `mr` rows of `x.blocks` blocks, `w`
 /// that many blocks packed in `F`'s dtype, and `tile` `mr` rows of `PANEL` values `ldt` apart.
-pub unsafe fn run<F: Format>(x: &Operands, mr: usize, w: *const u8, tile: *mut f32, ldt: usize) {
+pub unsafe fn run<F: Int8Format>(x: &Operands, mr: usize, w: *const u8, tile: *mut f32, ldt: usize) {
     macro_rules! by_rows {
         ($($rows:literal)*) => {
             // SAFETY: the caller's conditions are the kernel's.
@@ -39,8 +41,8 @@ pub unsafe fn run<F: Format>(x: &Operands, mr: usize, w: *const u8, tile: *mut f
 /// # Safety
 /// As `run`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn kernel<F: Format, const MR: usize>(x: &Operands, w: *const u8, tile: *mut f32, ldt: usize) {
-    let block_bytes = packed::block_bytes(F::DTYPE);
+unsafe fn kernel<F: Int8Format, const MR: usize>(x: &Operands, w: *const u8, tile: *mut f32, ldt: usize) {
+    let block_bytes = F::BLOCK_BYTES;
     let nibble = _mm512_set1_epi8(NIBBLE_MASK);
     let mut total = [[_mm512_setzero_ps(); V]; MR];
     for b in 0..x.blocks {

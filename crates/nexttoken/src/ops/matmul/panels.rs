@@ -1,57 +1,39 @@
-//! `x @ W` for a packed `W`: one kernel for every number of rows, from a decoded token to a
-//! 1024-token prompt, and for every dtype.
+//! The panel driver: `x @ W` for a packed `W`, one loop for every number of rows, from a decoded
+//! token to a 1024-token prompt, and for every dtype, around the register tile the plan chose
+//! (`plan::Tile`, one file per dtype and instruction set).
 //!
-//! The AVX-512 kernel keeps a tile of up to 6 rows by two panels (64 columns) in registers while
-//! it walks the inputs: per input, one load per 16 weights, one broadcast per row and one fused
-//! multiply-add per row and 16 columns. One row streams the weights at memory speed (decoding);
-//! sixteen rows still read them once; hundreds of rows (a prompt) are compute-bound at the FMA
-//! units' pace. Threads take disjoint ranges of panels, so each streams its own part of the
-//! weights. Weights held in another dtype are decoded to f32, a pair of panels and up to
-//! `INPUT_BLOCK` inputs at a time (256 KB, in L2), once for every row of a row block: the
-//! multiply-adds stay f32, and the conversion costs once per weight read, not once per row.
-//! Except bf16 weights on CPUs with AVX-512 BF16 (`simd::bf16_dot`), whatever the number of
-//! rows: there the panels are packed as input pairs at load (`packed::Order::Pairs`), the
-//! activations are rounded to bf16 once per product, and `bf16_tile`'s dot product, which does
-//! twice the multiply-adds per instruction, reads both as they are. Every row is summed the same
-//! way (pair by pair within each `INPUT_BLOCK`, the blocks added in order) whichever tile it is
-//! in, so a row's numbers are the same bits alone and among any number of rows.
-//! Without AVX-512, the AVX2 tile (`f32_avx2_tile`) does the same work with the same sums, bit for
-//! bit; at the portable level, a tile vectorised by the compiler.
-//! Products on q8 or q4 weights of any number of rows, on a CPU with AVX2 or AVX-512 VNNI, take
-//! integer dot products instead (`int8_tile`): the activations are quantized to int8 once per
-//! call, and the tile reads the packed panels as they are (they are packed in the layout it
-//! reads), so a row's numbers are the same alone or among many. Without them (`NEXTTOKEN_SIMD=
-//! portable`), quantized panels are decoded to f32 for every number of rows.
+//! A tile keeps up to 6 rows by two panels (64 columns) of sums in registers while it walks the
+//! inputs. One row streams the weights at memory speed (decoding); sixteen rows still read them
+//! once; hundreds of rows (a prompt) are compute-bound at the FMA units' pace. Threads take
+//! disjoint ranges of panels, so each streams its own part of the weights. Weights held in another
+//! dtype are decoded to f32 (`Tile::Decoded`), a pair of panels and up to `INPUT_BLOCK` inputs at
+//! a time (256 KB, in L2), once for every row of a row block: the multiply-adds stay f32, and the
+//! conversion costs once per weight read, not once per row. bf16 panels packed in pairs
+//! (`Tile::Bf16Dot`) are read as they are, with the activations rounded to bf16 once per
+//! product; q8 and q4 panels (`Tile::Int8`) likewise, with the activations quantized to int8 once
+//! per call (`int8::QuantizedRows`). Every row is summed the same way (pair by pair within each
+//! `INPUT_BLOCK`, the blocks added in order) whichever tile it is in, so a row's numbers are the
+//! same bits alone and among any number of rows; the AVX2 f32 tile gives the AVX-512 one's bits.
 
 use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::bf16_tile::{self, PAIR};
+use super::bf16_avx512;
+use super::f32_portable;
+use super::format::block_bytes;
 #[cfg(target_arch = "x86_64")]
-use super::direct_tile;
+use super::format::{Q4, Q8};
 #[cfg(target_arch = "x86_64")]
-use super::f32_avx2_tile;
+use super::int8::{self, QuantizedRows};
+use super::layout::{BLOCK, MAX_TILE_ROWS, PAIR, PANEL, TILE_PANELS};
+use super::pack::PackedMatrix;
+use super::plan::Tile;
 #[cfg(target_arch = "x86_64")]
-use super::int8_tile::{self, QuantizedRows};
-use super::packed::{self, Order, PackedMatrix, BLOCK, PANEL};
-use super::simd::{self, Level};
-use super::SharedOut;
+use super::{f32_avx2, f32_avx512, half_avx512, int8_avx2, int8_avx512};
 use crate::dtype::WeightDtype;
-
-/// Rows of a register tile: 6 x 4 accumulators, 4 weight registers and 1 broadcast of the 32.
-/// (Tiles of 14 rows by one panel measured the same on prompts and a quarter slower on a batch
-/// of 16 decoded tokens.)
-const MAX_TILE_ROWS: usize = 6;
-
-// Tiles of rows are cut once for every path, so the bf16 and int8 tiles take as many rows as the
-// f32 one.
-const _: () = assert!(bf16_tile::MAX_ROWS == MAX_TILE_ROWS);
-#[cfg(target_arch = "x86_64")]
-const _: () = assert!(int8_tile::MAX_TILE_ROWS == MAX_TILE_ROWS);
-
-/// Panels of a register tile (the last one of a range may be alone).
-const TILE_PANELS: usize = 2;
+use crate::ops::simd::{self, Int8Dot, Level};
+use crate::ops::SharedOut;
 
 /// Rows per block, about 256: the block's inputs (up to 1 MB per `INPUT_BLOCK`) stay in L2 while
 /// each pair of panels streams past once, so a prompt of up to 256 tokens reads every weight from
@@ -70,51 +52,36 @@ const ROWS_PER_PAIRING: usize = 32;
 const TASKS_PER_THREAD: usize = 4;
 
 thread_local! {
-    /// A pair of panels decoded to f32 (`INPUT_BLOCK` inputs each, `Path::Decoded`), reused by
+    /// A pair of panels decoded to f32 (`INPUT_BLOCK` inputs each, `Tile::Decoded`), reused by
     /// every task on this thread.
     static DECODED: RefCell<Vec<f32>> = RefCell::new(vec![0f32; TILE_PANELS * INPUT_BLOCK * PANEL]);
 }
 
-/// How a product reads its weights (see the module documentation).
+/// The tile the plan chose, with the activations prepared once for all tasks where it reads them
+/// in another form.
 enum Path {
-    /// fp32 panels as they are.
-    F32,
-    /// A few rows (one tile: decoding) read a 16-bit matrix directly.
-    Direct,
-    /// More rows share the conversion of a block of panels decoded to f32.
-    Decoded,
-    /// bf16 packed in pairs (AVX-512 BF16), any rows: the activations as bf16 pairs, rounded
-    /// once for all tasks (row r at `r * k.div_ceil(PAIR)`), and the packed panels as they are.
+    F32(Level),
+    Widened,
+    Decoded(Level),
+    /// The activations as bf16 pairs (row r at `r * k.div_ceil(PAIR)`).
     Paired(Vec<u32>),
-    /// Any rows on q8 or q4 with an integer dot product (`simd::int8_dot`): the activations
-    /// quantized to int8 once for all tasks, the panels read as packed (`int8_tile`).
-    Quantized(QuantizedRows),
+    /// The activations quantized to int8.
+    Quantized(Int8Dot, QuantizedRows),
 }
 
 impl Path {
-    fn new(x: &[f32], x_row_stride: usize, m: usize, w: &PackedMatrix) -> Self {
-        if w.dtype() == WeightDtype::F32 {
-            return Path::F32;
+    fn new(tile: Tile, x: &[f32], x_row_stride: usize, m: usize, k: usize) -> Self {
+        match tile {
+            Tile::F32(level) => Path::F32(level),
+            Tile::Widened => Path::Widened,
+            Tile::Decoded(level) => Path::Decoded(level),
+            Tile::Bf16Dot => Path::Paired(paired_rows(x, x_row_stride, m, k)),
+            Tile::Int8(dot) => Path::Quantized(dot, QuantizedRows::new(x, x_row_stride, m, k)),
         }
-        // Before the row count: one row and a thousand are summed the same way (module doc).
-        if w.order() == Order::Pairs {
-            return Path::Paired(paired_rows(x, x_row_stride, m, w.k()));
-        }
-        // Likewise q8 and q4 rows take integer products however many they are.
-        let quantized = matches!(w.dtype(), WeightDtype::Q8_0 | WeightDtype::Q4_0);
-        if quantized && simd::int8_dot().is_some() {
-            return Path::Quantized(QuantizedRows::new(x, x_row_stride, m, w.k()));
-        }
-        // (Quantized weights without integer products are only the portable level in practice,
-        // as every AVX-512 CPU has AVX2: `direct_tile` reads 16-bit layouts alone.)
-        if simd::level() >= Level::Avx512 && m <= MAX_TILE_ROWS && !quantized {
-            return Path::Direct;
-        }
-        Path::Decoded
     }
 }
 
-/// `m` rows of `x` (`ldx` apart) rounded to bf16 pairs (`bf16_tile::pair_rows`), row r at
+/// `m` rows of `x` (`ldx` apart) rounded to bf16 pairs (`bf16_avx512::pair_rows`), row r at
 /// `r * k.div_ceil(PAIR)`: on this thread for a few rows (decoding waits for them), else in
 /// tasks of `ROWS_PER_PAIRING` rows. Each row is rounded alone, so the split changes nothing.
 fn paired_rows(x: &[f32], ldx: usize, m: usize, k: usize) -> Vec<u32> {
@@ -124,23 +91,25 @@ fn paired_rows(x: &[f32], ldx: usize, m: usize, k: usize) -> Vec<u32> {
         return paired;
     }
     if m <= ROWS_PER_PAIRING {
-        bf16_tile::pair_rows(x, ldx, m, k, &mut paired);
+        bf16_avx512::pair_rows(x, ldx, m, k, &mut paired);
         return paired;
     }
     paired.par_chunks_mut(pairs * ROWS_PER_PAIRING).enumerate().for_each(|(chunk, out)| {
         let rows = out.len() / pairs;
-        bf16_tile::pair_rows(&x[chunk * ROWS_PER_PAIRING * ldx..], ldx, rows, k, out)
+        bf16_avx512::pair_rows(&x[chunk * ROWS_PER_PAIRING * ldx..], ldx, rows, k, out)
     });
     paired
 }
 
 /// `out (m, n) = x (m, k) @ w`, then `finish(row, first column, values)` on every piece of a
-/// row once it is complete. `x` rows are `x_row_stride` apart; `out` is row-major.
+/// row once it is complete, with the register tile `kernel` (`plan::tile`). `x` rows are
+/// `x_row_stride` apart; `out` is row-major.
 pub fn matmul(
     x: &[f32],
     x_row_stride: usize,
     m: usize,
     w: &PackedMatrix,
+    kernel: Tile,
     out: &mut [f32],
     finish: &(dyn Fn(usize, usize, &mut [f32]) + Sync),
 ) {
@@ -152,7 +121,7 @@ pub fn matmul(
     let widths = panels.div_ceil(TILE_PANELS);
     let tasks = (rayon::current_num_threads() * TASKS_PER_THREAD).min(widths).max(1);
     let out_ptr = SharedOut(out.as_mut_ptr());
-    let path = Path::new(x, x_row_stride, m, w);
+    let path = Path::new(kernel, x, x_row_stride, m, k);
     (0..tasks).into_par_iter().for_each(|task| {
         let out = out_ptr;
         let (p0, p1) =
@@ -170,14 +139,20 @@ pub fn matmul(
                         for tile_rows in tiles(rows.clone()) {
                             let x = &x[tile_rows.start * x_row_stride + inputs.start..];
                             match source {
-                                Source::F32(weights) => {
-                                    run_tile(tile_rows.len(), x, x_row_stride, weights, pair.len(), &mut tile)
-                                }
+                                Source::F32(level, weights) => run_tile(
+                                    level,
+                                    tile_rows.len(),
+                                    x,
+                                    x_row_stride,
+                                    weights,
+                                    pair.len(),
+                                    &mut tile,
+                                ),
                                 Source::Paired(weights, pairs) => {
                                     let rows =
                                         &pairs[tile_rows.start * k.div_ceil(PAIR) + inputs.start / PAIR..];
                                     let (lda, kc) = (k.div_ceil(PAIR), inputs.len().div_ceil(PAIR));
-                                    bf16_tile::run(
+                                    bf16_avx512::run(
                                         tile_rows.len(),
                                         rows,
                                         lda,
@@ -187,7 +162,7 @@ pub fn matmul(
                                         &mut tile,
                                     )
                                 }
-                                Source::Direct(bytes) => run_direct(
+                                Source::Widened(bytes) => run_widened(
                                     w.dtype(),
                                     tile_rows.len(),
                                     x,
@@ -197,7 +172,8 @@ pub fn matmul(
                                     inputs.len(),
                                     &mut tile,
                                 ),
-                                Source::Int8(quantized, weights) => run_int8(
+                                Source::Int8(dot, quantized, weights) => run_int8(
+                                    dot,
                                     w.dtype(),
                                     quantized,
                                     tile_rows.clone(),
@@ -242,24 +218,24 @@ fn source<'a>(
     decoded: &'a mut [f32],
 ) -> Source<'a> {
     match path {
-        Path::F32 => Source::F32([w.f32_panel(pa, inputs.clone()), w.f32_panel(pb, inputs)]),
-        Path::Direct => Source::Direct([w.panel_bytes(pa, inputs.start), w.panel_bytes(pb, inputs.start)]),
-        Path::Decoded => {
+        &Path::F32(level) => Source::F32(level, [w.f32_panel(pa, inputs.clone()), w.f32_panel(pb, inputs)]),
+        Path::Widened => Source::Widened([w.panel_bytes(pa, inputs.start), w.panel_bytes(pb, inputs.start)]),
+        &Path::Decoded(level) => {
             let (a, b) = decoded.split_at_mut(INPUT_BLOCK * PANEL);
             let len = inputs.len() * PANEL;
             w.decode_panel(pa, inputs.clone(), &mut a[..len]);
             if pb != pa {
                 w.decode_panel(pb, inputs, &mut b[..len]);
             }
-            Source::F32([&a[..len], if pb != pa { &b[..len] } else { &a[..len] }])
+            Source::F32(level, [&a[..len], if pb != pa { &b[..len] } else { &a[..len] }])
         }
         Path::Paired(x) => {
             let len = inputs.len().div_ceil(PAIR) * PANEL;
             let panel = |p: usize| &w.paired_panel(p, inputs.start)[..len];
             Source::Paired([panel(pa), panel(pb)], x)
         }
-        Path::Quantized(rows) => {
-            Source::Int8(rows, [w.panel_bytes(pa, inputs.start), w.panel_bytes(pb, inputs.start)])
+        Path::Quantized(dot, rows) => {
+            Source::Int8(*dot, rows, [w.panel_bytes(pa, inputs.start), w.panel_bytes(pb, inputs.start)])
         }
     }
 }
@@ -267,15 +243,16 @@ fn source<'a>(
 /// Where a tile's weights come from.
 #[derive(Clone, Copy)]
 enum Source<'a> {
-    /// f32 panels: an fp32 matrix's own, or another dtype's decoded.
-    F32([&'a [f32]; 2]),
-    /// The packed bytes of another dtype, from the first block of the inputs on.
-    Direct([&'a [u8]; 2]),
-    /// bf16 panels packed as input pairs, and all rows of the activations as pairs (`bf16_tile`).
+    /// f32 panels, an fp32 matrix's own or another dtype's decoded, for the tile at this level.
+    F32(Level, [&'a [f32]; 2]),
+    /// The packed bytes of a 16-bit dtype, from the first block of the inputs on.
+    Widened([&'a [u8]; 2]),
+    /// bf16 panels packed as input pairs, and all rows of the activations as pairs
+    /// (`bf16_avx512`).
     Paired([&'a [u32]; 2], &'a [u32]),
-    /// Packed q8 or q4 panels, from the first block of the inputs on, for integer dot products
-    /// with the quantized rows.
-    Int8(&'a QuantizedRows, [&'a [u8]; 2]),
+    /// Packed q8 or q4 panels, from the first block of the inputs on, for this integer dot
+    /// product with the quantized rows.
+    Int8(Int8Dot, &'a QuantizedRows, [&'a [u8]; 2]),
 }
 
 /// Never built off x86_64: `simd::int8_dot` is `None` there.
@@ -289,11 +266,13 @@ impl QuantizedRows {
     }
 }
 
-/// The integer tile for rows `rows` of `x` over `inputs` of `panels` (1 or 2) packed panels in
-/// `dtype` (q8 or q4, from the inputs' first block); `tile` receives the sums, `ldt` per row.
+/// The integer tile `dot` for rows `rows` of `x` over `inputs` of `panels` (1 or 2) packed
+/// panels in `dtype` (q8 or q4, from the inputs' first block); `tile` receives the sums, `ldt`
+/// per row. `dot` is the CPU's (`simd::int8_dot`) or AVX2's, which every such CPU also runs.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)] // the tile's shape and operands
-fn run_int8(
+pub(super) fn run_int8(
+    dot: Int8Dot,
     dtype: WeightDtype,
     x: &QuantizedRows,
     rows: std::ops::Range<usize>,
@@ -303,12 +282,38 @@ fn run_int8(
     tile: &mut [f32],
     ldt: usize,
 ) {
-    int8_tile::run(dtype, x, rows, inputs.start, inputs.len().div_ceil(BLOCK), w, panels, tile, ldt)
+    let best = simd::int8_dot().expect("products take integer dot products only where the CPU has one");
+    assert!(dot == best || dot == Int8Dot::Avx2, "{dot:?} is not in force");
+    let blocks = inputs.len().div_ceil(BLOCK);
+    assert!(
+        matches!(dtype, WeightDtype::Q8_0 | WeightDtype::Q4_0),
+        "{dtype} is not read by integer products"
+    );
+    assert!(w[..panels].iter().all(|w| w.len() >= blocks * block_bytes(dtype)));
+    assert!((1..=MAX_TILE_ROWS).contains(&rows.len()));
+    assert!((1..=TILE_PANELS).contains(&panels) && ldt >= panels * PANEL && tile.len() >= rows.len() * ldt);
+    let (operands, mr) = (int8::Operands::new(x, rows.clone(), inputs.start, blocks), rows.len());
+    for (p, w) in w.iter().take(panels).enumerate() {
+        let (out, w) = (tile[p * PANEL..].as_mut_ptr(), w.as_ptr());
+        // SAFETY: the CPU has AVX-512 F, BW and VNNI, or AVX2, FMA and F16C, as `dot` says
+        // (`simd::int8_dot`, asserted above); the rows and blocks are within the operands
+        // (`Operands::new` asserts it), the panel holds the blocks in the format's dtype, and the
+        // tile holds the rows, `ldt` apart (asserted above).
+        unsafe {
+            match (dot, dtype == WeightDtype::Q4_0) {
+                (Int8Dot::Avx512Vnni, false) => int8_avx512::run::<Q8>(&operands, mr, w, out, ldt),
+                (Int8Dot::Avx512Vnni, true) => int8_avx512::run::<Q4>(&operands, mr, w, out, ldt),
+                (Int8Dot::Avx2, false) => int8_avx2::run::<Q8>(&operands, mr, w, out, ldt),
+                (Int8Dot::Avx2, true) => int8_avx2::run::<Q4>(&operands, mr, w, out, ldt),
+            }
+        }
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
-fn run_int8(
+pub(super) fn run_int8(
+    _: Int8Dot,
     _: WeightDtype,
     _: &QuantizedRows,
     _: std::ops::Range<usize>,
@@ -332,41 +337,33 @@ fn tiles(rows: std::ops::Range<usize>) -> impl Iterator<Item = std::ops::Range<u
     (0..count).map(move |t| rows.start + t * rows.len() / count..rows.start + (t + 1) * rows.len() / count)
 }
 
-/// Runs a tile for `mr` rows and `panels` (1 or 2) panels of `w`, over all inputs of `w[0]`;
-/// `tile` receives their sums, `panels * PANEL` per row.
-fn run_tile(mr: usize, x: &[f32], ldx: usize, w: [&[f32]; 2], panels: usize, tile: &mut [f32]) {
+/// Runs the f32 tile of `level` for `mr` rows and `panels` (1 or 2) panels of `w`, over all
+/// inputs of `w[0]`; `tile` receives their sums, `panels * PANEL` per row.
+fn run_tile(level: Level, mr: usize, x: &[f32], ldx: usize, w: [&[f32]; 2], panels: usize, tile: &mut [f32]) {
     let kc = w[0].len() / PANEL;
+    assert!(level <= simd::level(), "the {level:?} tile is not in force");
     assert!((1..=MAX_TILE_ROWS).contains(&mr) && (1..=TILE_PANELS).contains(&panels));
     assert!(w[1].len() == w[0].len() && x.len() >= (mr - 1) * ldx + kc && tile.len() >= mr * panels * PANEL);
     let (wp, xp, tp) = ([w[0].as_ptr(), w[1].as_ptr()], x.as_ptr(), tile.as_mut_ptr());
-    match simd::level() {
-        Level::Portable => return portable_tile(mr, x, ldx, w, panels, tile),
+    match level {
+        Level::Portable => f32_portable::run(mr, x, ldx, w, panels, tile),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the CPU has AVX2 and FMA (`simd::level`); the bounds are asserted above.
-        Level::Avx2 => return unsafe { f32_avx2_tile::run(mr, xp, ldx, wp, panels, kc, tp) },
-        _ => {}
+        // SAFETY: the CPU has AVX2 and FMA (`simd::level`, asserted above); the bounds are
+        // asserted above.
+        Level::Avx2 => unsafe { f32_avx2::run(mr, xp, ldx, wp, panels, kc, tp) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512 (as above), and the kernel reads `mr` rows of `kc` inputs
+        // of x, `kc` inputs of each panel and writes `mr * panels * PANEL` sums, all within
+        // bounds (asserted above).
+        Level::Avx512 => unsafe { f32_avx512::run(mr, xp, ldx, wp, panels, kc, tp) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("only the portable level exists off x86_64"),
     }
-    let (w, x, tile) = (wp, xp, tp);
-    macro_rules! dispatch {
-        ($($rows:literal)*) => {
-            // SAFETY: the CPU has AVX-512 (`simd::level`), and the kernel reads `mr` rows of `kc`
-            // inputs of x, `kc` inputs of each panel and writes `mr * panels * PANEL` sums, all
-            // within bounds (asserted above).
-            unsafe {
-                match (mr, panels) {
-                    $(($rows, 1) => kernel::<$rows, 2>(x, ldx, w, kc, tile),)*
-                    $(($rows, 2) => kernel::<$rows, 4>(x, ldx, w, kc, tile),)*
-                    _ => unreachable!("a tile has 1 to {MAX_TILE_ROWS} rows and 1 or 2 panels"),
-                }
-            }
-        };
-    }
-    dispatch!(1 2 3 4 5 6)
 }
 
-/// `run_tile` on packed bytes in `dtype` (not fp32) over `kc` inputs, on AVX-512.
+/// The tile of `half_avx512` on packed bytes in `dtype` (bf16 or fp16) over `kc` inputs.
 #[allow(clippy::too_many_arguments)]
-fn run_direct(
+fn run_widened(
     dtype: WeightDtype,
     mr: usize,
     x: &[f32],
@@ -376,9 +373,9 @@ fn run_direct(
     kc: usize,
     tile: &mut [f32],
 ) {
-    assert!(simd::level() >= Level::Avx512 && dtype != WeightDtype::F32);
+    assert!(simd::level() >= Level::Avx512 && matches!(dtype, WeightDtype::Bf16 | WeightDtype::F16));
     assert!((1..=MAX_TILE_ROWS).contains(&mr) && (1..=TILE_PANELS).contains(&panels));
-    let needed = kc.div_ceil(BLOCK) * packed::block_bytes(dtype);
+    let needed = kc.div_ceil(BLOCK) * block_bytes(dtype);
     assert!(
         w.iter().all(|w| w.len() >= needed)
             && x.len() >= (mr - 1) * ldx + kc
@@ -387,7 +384,7 @@ fn run_direct(
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512 is there, and x, w and tile hold what the tile reads and writes (asserted).
     unsafe {
-        direct_tile::run(
+        half_avx512::run(
             dtype,
             mr,
             x.as_ptr(),
@@ -400,93 +397,15 @@ fn run_direct(
     }
 }
 
-/// The tile without AVX2 (`NEXTTOKEN_SIMD=portable`, other architectures): row by row, each
-/// panel row a loop the compiler vectorises for the build's baseline.
-fn portable_tile(mr: usize, x: &[f32], ldx: usize, w: [&[f32]; 2], panels: usize, tile: &mut [f32]) {
-    let (kc, width) = (w[0].len() / PANEL, panels * PANEL);
-    for (r, sums) in tile.chunks_exact_mut(width).take(mr).enumerate() {
-        sums.fill(0.0);
-        for i in 0..kc {
-            let xr = x[r * ldx + i];
-            for (sums, w) in sums.chunks_exact_mut(PANEL).zip(w) {
-                for (s, &wv) in sums.iter_mut().zip(&w[i * PANEL..(i + 1) * PANEL]) {
-                    *s += xr * wv;
-                }
-            }
-        }
-    }
-}
-
-/// `tile[r][..] = sum over i < kc of x[r * ldx + i] * w[i][..]` for `MR` rows and `V / 2` panels
-/// (`V` registers per row).
-///
-/// # Safety
-/// The CPU must have AVX-512F; `x` must hold `MR` rows of `kc` values `ldx` apart, each `w[v]`
-/// `kc * PANEL` values, and `tile` `MR * V * 16`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn kernel<const MR: usize, const V: usize>(
-    x: *const f32,
-    ldx: usize,
-    w: [*const f32; 2],
-    kc: usize,
-    tile: *mut f32,
-) {
-    use std::arch::x86_64::*;
-    let mut acc = [[_mm512_setzero_ps(); V]; MR];
-    for i in 0..kc {
-        let mut ws = [_mm512_setzero_ps(); V];
-        for (v, wv) in ws.iter_mut().enumerate() {
-            // SAFETY: input i < kc of panel v / 2 (the caller's conditions).
-            *wv = unsafe { _mm512_loadu_ps(w[v / 2].add(i * PANEL + (v % 2) * 16)) };
-        }
-        for (r, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: row r < MR, input i < kc.
-            let xr = _mm512_set1_ps(unsafe { *x.add(r * ldx + i) });
-            for (a, &wv) in acc.iter_mut().zip(&ws) {
-                *a = _mm512_fmadd_ps(xr, wv, *a);
-            }
-        }
-    }
-    for (r, acc) in acc.iter().enumerate() {
-        for (v, &a) in acc.iter().enumerate() {
-            // SAFETY: the tile holds MR * V * 16 values.
-            unsafe { _mm512_storeu_ps(tile.add(r * V * 16 + v * 16), a) };
-        }
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn kernel<const MR: usize, const V: usize>(
-    _: *const f32,
-    _: usize,
-    _: [*const f32; 2],
-    _: usize,
-    _: *mut f32,
-) {
-    unreachable!("the AVX-512 kernel runs on x86_64 only")
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::plan;
     use super::*;
 
-    /// The packed matrix as plain (k, n) f32: what every dtype's product must equal.
-    fn dequantized(w: &PackedMatrix) -> Vec<f32> {
-        let (k, n) = (w.k(), w.n());
-        let mut all = vec![0f32; k * n];
-        for j in 0..n {
-            for (i, v) in w.column(j).into_iter().enumerate() {
-                all[i * n + j] = v;
-            }
-        }
-        all
-    }
-
     /// `x` as the product multiplies it: q8 and q4 products on a CPU with an integer dot product
-    /// quantize it to int8 per block of 32 inputs, for any number of rows (`int8_tile`, whose own
+    /// quantize it to int8 per block of 32 inputs, for any number of rows (`int8`, whose own
     /// test checks that product to float rounding), bf16 products of any rows on a CPU with
-    /// AVX-512 BF16 round it to bf16 (`bf16_tile`).
+    /// AVX-512 BF16 round it to bf16 (`bf16_avx512`).
     fn as_multiplied(dtype: WeightDtype, x: &[f32], ldx: usize, m: usize, k: usize) -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
         if matches!(dtype, WeightDtype::Q8_0 | WeightDtype::Q4_0) && simd::int8_dot().is_some() {
@@ -514,17 +433,16 @@ mod tests {
             let w: Vec<f32> = (0..k * n).map(|v| ((v * 53 % 97) as f32 - 48.0) / 48.0).collect();
             for dtype in WeightDtype::ALL {
                 let packed = PackedMatrix::from_values(dtype, &w, k, n, false).unwrap();
-                let plain = dequantized(&packed);
-                // bf16 with AVX-512 BF16 rounds the activations to bf16 too (`bf16_tile`), q8 and
-                // q4 products with integer dot products quantize them to int8 (`int8_tile`).
+                // bf16 with AVX-512 BF16 rounds the activations to bf16 too (`bf16_avx512`), q8
+                // and q4 products with integer dot products quantize them to int8 (`int8`).
                 let multiplied = as_multiplied(dtype, &x, k + 3, m, k);
                 let mut out = vec![f32::NAN; m * n];
-                matmul(&x, k + 3, m, &packed, &mut out, &|row, col, values| {
+                matmul(&x, k + 3, m, &packed, plan::tile(&packed, m), &mut out, &|row, col, values| {
                     values.iter_mut().enumerate().for_each(|(j, v)| *v += (row * 1000 + col + j) as f32)
                 });
                 for r in 0..m {
                     for j in 0..n {
-                        let sum: f32 = (0..k).map(|i| multiplied[r * (k + 3) + i] * plain[i * n + j]).sum();
+                        let sum = packed.reference_dot(&multiplied[r * (k + 3)..][..k], j);
                         let expected = sum + (r * 1000 + j) as f32;
                         let got = out[r * n + j];
                         assert!(
@@ -551,7 +469,7 @@ mod tests {
                 let packed = PackedMatrix::from_values(dtype, &w, k, n, false).unwrap();
                 let product = |rows: &[f32], m: usize| {
                     let mut out = vec![f32::NAN; m * n];
-                    matmul(rows, ldx, m, &packed, &mut out, &|_, _, _| {});
+                    matmul(rows, ldx, m, &packed, plan::tile(&packed, m), &mut out, &|_, _, _| {});
                     out
                 };
                 let alone: Vec<Vec<f32>> =
@@ -608,7 +526,7 @@ mod tests {
                     let mut got = vec![f32::NAN; mr * panels * PANEL];
                     // SAFETY: the CPU has AVX2 and FMA; x holds MR rows of kc inputs ldx apart,
                     // each panel kc * PANEL values, and the tile mr * panels * PANEL.
-                    unsafe { f32_avx2_tile::run(mr, xp, ldx, wp, panels, kc, got.as_mut_ptr()) };
+                    unsafe { f32_avx2::run(mr, xp, ldx, wp, panels, kc, got.as_mut_ptr()) };
                     let same = got.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(
                         same,
@@ -619,19 +537,8 @@ mod tests {
                 }
                 if avx512 {
                     let mut got = vec![f32::NAN; mr * panels * PANEL];
-                    macro_rules! avx512 {
-                        ($($rows:literal)*) => {
-                            // SAFETY: as above, with AVX-512F.
-                            unsafe {
-                                match (mr, panels) {
-                                    $(($rows, 1) => kernel::<$rows, 2>(xp, ldx, wp, kc, got.as_mut_ptr()),)*
-                                    $(($rows, 2) => kernel::<$rows, 4>(xp, ldx, wp, kc, got.as_mut_ptr()),)*
-                                    _ => unreachable!(),
-                                }
-                            }
-                        };
-                    }
-                    avx512!(1 2 3 4 5 6);
+                    // SAFETY: as above, with AVX-512F.
+                    unsafe { f32_avx512::run(mr, xp, ldx, wp, panels, kc, got.as_mut_ptr()) };
                     let same = got.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(
                         same,
@@ -660,8 +567,8 @@ mod tests {
             for panels in 1..=TILE_PANELS {
                 let (mut fast, mut plain) =
                     (vec![0f32; mr * panels * PANEL], vec![0f32; mr * panels * PANEL]);
-                run_tile(mr, &x, ldx, [&w[0], &w[1]], panels, &mut fast);
-                portable_tile(mr, &x, ldx, [&w[0], &w[1]], panels, &mut plain);
+                run_tile(Level::Avx512, mr, &x, ldx, [&w[0], &w[1]], panels, &mut fast);
+                f32_portable::run(mr, &x, ldx, [&w[0], &w[1]], panels, &mut plain);
                 for (f, p) in fast.iter().zip(&plain) {
                     assert!(
                         (f - p).abs() <= 1e-4 * p.abs().max(1.0),

@@ -1,11 +1,14 @@
-//! The AVX-512 register tile of `panel_matmul` reading a 16-bit panel directly: each 16
-//! weights are loaded in their dtype, widened in registers and multiplied into the f32 sums
-//! (q8 and q4 panels are read by `int8_tile`'s integer dot products). For a few rows
-//! (decoding), this reads each weight once from memory and nothing else; decoding whole panels to f32 first (what prompts do, to share the conversion
-//! among hundreds of rows) would write and read back four bytes per weight. x86_64 only (the
-//! module is compiled there alone).
+//! The AVX-512 register tile reading bf16 or fp16 panels directly (`plan::Tile::Widened`): each
+//! 16 weights are loaded in their dtype, widened in registers and multiplied into the f32 sums.
+//! For a few rows (decoding), this reads each weight once from memory and nothing else; decoding
+//! whole panels to f32 first (what prompts do, to share the conversion among hundreds of rows)
+//! would write and read back four bytes per weight. x86_64 only (the module is compiled there
+//! alone).
 
-use super::packed::{BLOCK, PANEL};
+use std::arch::x86_64::*;
+
+use super::format::{Bf16, PackedFormat, F16};
+use super::layout::{BLOCK, PANEL};
 use crate::dtype::WeightDtype;
 
 /// Runs the tile for `mr` rows (1 to 6) and `panels` (1 or 2) panels of `w` (each pointing at
@@ -39,11 +42,11 @@ pub unsafe fn run(
         };
     }
     match dtype {
-        WeightDtype::Bf16 => by_shape!(x86::Bf16; 1 2 3 4 5 6),
-        WeightDtype::F16 => by_shape!(x86::F16; 1 2 3 4 5 6),
-        WeightDtype::F32 => unreachable!("fp32 panels are read by panel_matmul's own kernel"),
+        WeightDtype::Bf16 => by_shape!(Bf16; 1 2 3 4 5 6),
+        WeightDtype::F16 => by_shape!(F16; 1 2 3 4 5 6),
+        WeightDtype::F32 => unreachable!("fp32 panels are read by the f32 tiles"),
         WeightDtype::Q8_0 | WeightDtype::Q4_0 => {
-            unreachable!("q8 and q4 panels are read by int8_tile's integer dot products")
+            unreachable!("q8 and q4 panels are read by the integer tiles")
         }
     }
 }
@@ -54,14 +57,13 @@ pub unsafe fn run(
 /// # Safety
 /// As `run`, for `F`'s dtype.
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel<F: x86::Format, const MR: usize, const V: usize>(
+unsafe fn kernel<F: Widen, const MR: usize, const V: usize>(
     x: *const f32,
     ldx: usize,
     w: [*const u8; 2],
     kc: usize,
     tile: *mut f32,
 ) {
-    use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); V]; MR];
     for b in 0..kc.div_ceil(BLOCK) {
         // SAFETY: block b < kc.div_ceil(BLOCK) of each panel exists (the caller's conditions).
@@ -89,42 +91,30 @@ unsafe fn kernel<F: x86::Format, const MR: usize, const V: usize>(
     }
 }
 
-/// How each packed dtype's block is read (see `packed`'s layout).
-mod x86 {
-    use std::arch::x86_64::*;
+/// A 16-bit format read by this tile: how 16 of its values become 16 f32 (see `layout`).
+trait Widen: PackedFormat {
+    /// The 16 values of input `i` (< BLOCK), columns `half * 16 ..`, of the block at `block`.
+    ///
+    /// # Safety
+    /// AVX-512F; `block` points at a whole block.
+    unsafe fn load(block: *const u8, i: usize, half: usize) -> __m512;
+}
 
-    use super::{BLOCK, PANEL};
-
-    pub trait Format {
-        const BLOCK_BYTES: usize;
-        /// The 16 values of input `i` (< BLOCK), columns `half * 16 ..`, of the block at `block`.
-        ///
-        /// # Safety
-        /// AVX-512F; `block` points at a whole block.
-        unsafe fn load(block: *const u8, i: usize, half: usize) -> __m512;
-    }
-
-    pub struct Bf16;
-    pub struct F16;
-
-    impl Format for Bf16 {
-        const BLOCK_BYTES: usize = BLOCK * PANEL * 2;
-        #[inline(always)]
-        unsafe fn load(block: *const u8, i: usize, half: usize) -> __m512 {
-            // SAFETY: 16 bf16 of the block (caller); a bf16 is the top half of an f32.
-            unsafe {
-                let halves = _mm256_loadu_si256(block.add((i * PANEL + half * 16) * 2).cast());
-                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(halves)))
-            }
+impl Widen for Bf16 {
+    #[inline(always)]
+    unsafe fn load(block: *const u8, i: usize, half: usize) -> __m512 {
+        // SAFETY: 16 bf16 of the block (caller); a bf16 is the top half of an f32.
+        unsafe {
+            let halves = _mm256_loadu_si256(block.add((i * PANEL + half * 16) * 2).cast());
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(halves)))
         }
     }
+}
 
-    impl Format for F16 {
-        const BLOCK_BYTES: usize = BLOCK * PANEL * 2;
-        #[inline(always)]
-        unsafe fn load(block: *const u8, i: usize, half: usize) -> __m512 {
-            // SAFETY: 16 halves of the block (caller).
-            unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(block.add((i * PANEL + half * 16) * 2).cast())) }
-        }
+impl Widen for F16 {
+    #[inline(always)]
+    unsafe fn load(block: *const u8, i: usize, half: usize) -> __m512 {
+        // SAFETY: 16 halves of the block (caller).
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(block.add((i * PANEL + half * 16) * 2).cast())) }
     }
 }

@@ -5,7 +5,7 @@
 //! loops are written so the compiler vectorises them for the widest SIMD the CPU has (chosen at
 //! run time, never at build time) and touch each weight exactly once, in address order.
 
-use super::math::dot;
+use crate::ops::math::dot;
 
 simd_dispatch! {
     /// For each of the `xs` (one input row each, length k): `y[j] += sum_k x[k] * w[k * row_stride + j]`
