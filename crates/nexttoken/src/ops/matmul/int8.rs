@@ -222,9 +222,10 @@ impl Operands {
 
 #[cfg(test)]
 mod tests {
+    use super::super::layout::MAX_TILE_ROWS;
     use super::super::layout::PANEL;
     use super::super::pack::PackedMatrix;
-    use super::super::panels::{matmul, run_int8, MAX_TILE_ROWS};
+    use super::super::panels::{matmul, run_int8};
     use super::super::plan;
     use super::*;
     use crate::dtype::WeightDtype;

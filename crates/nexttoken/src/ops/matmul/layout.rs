@@ -155,6 +155,35 @@ impl Blocks {
     }
 }
 
+/// Rows of a register tile: 6 x 4 accumulators, 4 weight registers and 1 broadcast of the 32.
+/// (Tiles of 14 rows by one panel measured the same on prompts and a quarter slower on a batch
+/// of 16 decoded tokens.)
+pub const MAX_TILE_ROWS: usize = 6;
+
+/// Panels of a register tile (the last one of a range may be alone).
+pub const TILE_PANELS: usize = 2;
+
+/// True when weights in `dtype` for `device` are packed, else kept as f32 tensors (only fp32 is
+/// held as tensors: other dtypes exist only packed, on the CPU). fp32 is packed where a SIMD
+/// tile multiplies it (AVX2 or AVX-512), so that one kernel takes every row count and a row's
+/// bits do not depend on the rows beside it. (A GPU backend would hold its weights its own way:
+/// it is decided here, next to the CPU's.)
+pub fn packs(device: &Device, dtype: WeightDtype) -> bool {
+    device.is_cpu() && (dtype != WeightDtype::F32 || simd::level() >= Level::Avx2)
+}
+
+/// The order `dtype`'s blocks are packed in by this process. bf16 goes in pairs where its
+/// products use AVX-512 BF16's dot product (`simd::bf16_dot`, decided once per process), which
+/// multiplies pairs of consecutive inputs: packed so at load, every product reads the panels as
+/// they are instead of re-laying them per product; every other dtype, and bf16 on other CPUs
+/// (whose kernels widen input by input), go input by input.
+pub fn order(dtype: WeightDtype) -> Order {
+    match dtype == WeightDtype::Bf16 && simd::bf16_dot() {
+        true => Order::Pairs,
+        false => Order::Inputs,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::decode::scales_f32;
@@ -199,34 +228,5 @@ mod tests {
                 assert_eq!(nibble as i32, value(i, j) + 8, "input {i}, column {j}");
             }
         }
-    }
-}
-
-/// Rows of a register tile: 6 x 4 accumulators, 4 weight registers and 1 broadcast of the 32.
-/// (Tiles of 14 rows by one panel measured the same on prompts and a quarter slower on a batch
-/// of 16 decoded tokens.)
-pub const MAX_TILE_ROWS: usize = 6;
-
-/// Panels of a register tile (the last one of a range may be alone).
-pub const TILE_PANELS: usize = 2;
-
-/// True when weights in `dtype` for `device` are packed, else kept as f32 tensors (only fp32 is
-/// held as tensors: other dtypes exist only packed, on the CPU). fp32 is packed where a SIMD
-/// tile multiplies it (AVX2 or AVX-512), so that one kernel takes every row count and a row's
-/// bits do not depend on the rows beside it. (A GPU backend would hold its weights its own way:
-/// it is decided here, next to the CPU's.)
-pub fn packs(device: &Device, dtype: WeightDtype) -> bool {
-    device.is_cpu() && (dtype != WeightDtype::F32 || simd::level() >= Level::Avx2)
-}
-
-/// The order `dtype`'s blocks are packed in by this process. bf16 goes in pairs where its
-/// products use AVX-512 BF16's dot product (`simd::bf16_dot`, decided once per process), which
-/// multiplies pairs of consecutive inputs: packed so at load, every product reads the panels as
-/// they are instead of re-laying them per product; every other dtype, and bf16 on other CPUs
-/// (whose kernels widen input by input), go input by input.
-pub fn order(dtype: WeightDtype) -> Order {
-    match dtype == WeightDtype::Bf16 && simd::bf16_dot() {
-        true => Order::Pairs,
-        false => Order::Inputs,
     }
 }
