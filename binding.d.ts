@@ -9,6 +9,15 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+export declare class NativeCall {
+  /** Whether the core started beam search (`beams()`) rather than generations (`generations()`). */
+  get isBeamSearch(): boolean
+  /** The generations, in the order of the results. */
+  generations(): Array<NativeGeneration>
+  /** Runs the beam searches: every prompt's best sequences, prompt by prompt, best first. */
+  beams(): Promise<GenerateOutput[]>
+}
+
 export declare class NativeGeneration {
   /**
    * Resolves with the next tokens: at least one (unless the generation has ended), at most
@@ -54,18 +63,16 @@ export declare class NativeGpt2 {
    */
   encodeInput(text: string): Promise<Uint32Array>
   /**
-   * Refuses a call that would start `prompts` generations (or beam searches) with `options`,
-   * the longest prompt `promptLength` tokens, past the core's limits or the caller's.
+   * Refuses options a stream cannot take (beams, several continuations), as `generate` with
+   * `stream` would, before the prompt is tokenized.
    */
-  admit(promptLength: number, prompts: number, options: Record<string, unknown>, limits?: NativeLimits | undefined | null): void
-  /** Starts a generation of the prompt `ids`; tokens come from its `next()`. */
-  startGeneration(ids: Uint32Array, options: Record<string, unknown>): NativeGeneration
+  checkStream(options: Record<string, unknown>): void
   /**
-   * Beam search from the prompt `ids` (on a thread of its own: it can run for minutes, and
-   * must not hold up process.exit() as a libuv task would): the best finished sequences, best
-   * first.
+   * Starts a `generate` call on `prompts` (see the core's `Gpt2::start`: beam search or a
+   * generation per prompt and continuation, decided there), read as a `stream` or for its
+   * results, within the caller's `limits` too.
    */
-  beamSearch(ids: Uint32Array, options: Record<string, unknown>): Promise<GenerateOutput[]>
+  generate(prompts: Array<Uint32Array>, options: Record<string, unknown>, stream: boolean, limits?: NativeLimits | undefined | null): NativeCall
   /** A new, empty session (see `NativeSession`). */
   session(): NativeSession
   /**

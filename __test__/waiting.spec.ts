@@ -164,9 +164,11 @@ test('the native next() refuses a second concurrent call by rejecting, not throw
   const native = await import('../binding')
   // One slot, held by `slot`: `waiting` stays queued, so its first next() is still pending.
   const model = await native.loadGpt2(TINY_MODEL, undefined, undefined, undefined, { maxBatchSize: 1 })
-  const slot = model.startGeneration(new Uint32Array([1, 2, 3]), { maxNewTokens: 1000 })
+  const start = (ids: number[], options: object) =>
+    model.generate([new Uint32Array(ids)], options, false).generations()[0]
+  const slot = start([1, 2, 3], { maxNewTokens: 1000 })
   await slot.next(1)
-  const waiting = model.startGeneration(new Uint32Array([4, 5, 6]), { maxNewTokens: 4 })
+  const waiting = start([4, 5, 6], { maxNewTokens: 4 })
   const first = waiting.next(1)
   const err = await t.throwsAsync(waiting.next(1))
   t.regex(err!.message, /^ERR_INVALID_ARG: next\(\) was called while another next\(\) was waiting/)

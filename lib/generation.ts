@@ -1,7 +1,10 @@
-// Driving a native generation from JS: `generate` (one promise) and `stream` (async iterator),
-// both cancellable through an AbortSignal. Each `next()` is a promise the scheduler settles when
-// tokens are there: waiting holds no thread. A stream abandoned without `return()` is cancelled
-// when its iterator is garbage-collected (the native generation cancels itself when collected).
+// Driving native generations from JS. The core starts every kind of call (`startCall`: beam
+// search or a generation per prompt and continuation, decided on the options it resolves); here
+// `generate` (one promise) and `stream` (async iterator) drive one generation, cancellable
+// through an AbortSignal, and `results` gathers a call's results. Each `next()` is a promise the
+// scheduler settles when tokens are there: waiting holds no thread. A stream abandoned without
+// `return()` is cancelled when its iterator is garbage-collected (the native generation cancels
+// itself when collected).
 import { setMaxListeners } from 'node:events'
 import type * as native from '../binding'
 import { AbortError, callNative, callNativeAsync, invalidArg } from './errors'
@@ -29,31 +32,54 @@ const listeners = new FinalizationRegistry<{ signal: AbortSignal; cancel: () => 
   signal.removeEventListener('abort', cancel),
 )
 
-/** Starts a native generation with the given options: of a prompt on the model, or from a session. */
+/** Makes a session's native generation from native options (`Session.generate` / `stream`). */
 export type Starter = (options: Record<string, unknown>) => native.NativeGeneration
 
-/** A starter for `ids` on `model`. */
-export function fromPrompt(model: native.NativeGpt2, ids: Uint32Array): Starter {
-  return (options) => model.startGeneration(ids, options)
+function refuseIfAborted(signal: AbortSignal | undefined) {
+  if (signal?.aborted) throw new AbortError('generation aborted before it started', undefined, { cause: signal.reason })
 }
 
-function start(starter: Starter, options: GenerateOptions, paddedLength?: number, sequenceIndex?: number) {
-  const nativeOptions = toNativeOptions(options, paddedLength, sequenceIndex)
-  const { signal } = options
-  if (signal?.aborted) throw new AbortError('generation aborted before it started', undefined, { cause: signal.reason })
-  const generation = callNative(() => starter(nativeOptions))
-  if (!signal) return { generation, release: () => {} }
+/**
+ * Starts a call on the model: the core decides what runs (beam search, or a generation per
+ * prompt and continuation) from the options it resolves, and refuses what `stream` cannot read.
+ */
+export function startCall(
+  model: native.NativeGpt2,
+  prompts: Uint32Array[],
+  options: GenerateOptions,
+  stream: boolean,
+  limits?: native.NativeLimits,
+): native.NativeCall {
+  const nativeOptions = toNativeOptions(options)
+  refuseIfAborted(options.signal)
+  return callNative(() => model.generate(prompts, nativeOptions, stream, limits))
+}
+
+/** The one generation of a call that is not a beam search and has one result. */
+export function onlyGeneration(call: native.NativeCall): native.NativeGeneration {
+  return callNative(() => call.generations())[0]
+}
+
+/** A session's generation, continuing its text. */
+export function fromSession(starter: Starter, options: GenerateOptions): native.NativeGeneration {
+  const nativeOptions = toNativeOptions(options)
+  refuseIfAborted(options.signal)
+  return callNative(() => starter(nativeOptions))
+}
+
+/** Cancels `generation` when `signal` aborts; returns what removes the listener. */
+function cancelOnAbort(generation: native.NativeGeneration, signal: AbortSignal | undefined): () => void {
+  if (!signal) return () => {}
   // Held weakly: a long-lived signal must not keep an abandoned stream's generation alive, since
   // collecting it is what cancels it and frees its batch slot.
   const weak = new WeakRef(generation)
   const cancel = () => weak.deref()?.cancel()
   signal.addEventListener('abort', cancel, { once: true })
   listeners.register(generation, { signal, cancel }, cancel)
-  const release = () => {
+  return () => {
     signal.removeEventListener('abort', cancel)
     listeners.unregister(cancel)
   }
-  return { generation, release }
 }
 
 function finish(generation: native.NativeGeneration, signal: AbortSignal | undefined): GenerateResult {
@@ -64,13 +90,8 @@ function finish(generation: native.NativeGeneration, signal: AbortSignal | undef
   return result
 }
 
-export async function generate(
-  starter: Starter,
-  options: GenerateOptions,
-  paddedLength?: number,
-  sequenceIndex?: number,
-): Promise<GenerateResult> {
-  const { generation, release } = start(starter, options, paddedLength, sequenceIndex)
+export async function generate(generation: native.NativeGeneration, options: GenerateOptions): Promise<GenerateResult> {
+  const release = cancelOnAbort(generation, options.signal)
   try {
     const { onToken } = options
     for (;;) {
@@ -89,10 +110,10 @@ export async function generate(
 }
 
 export async function* stream(
-  starter: Starter,
+  generation: native.NativeGeneration,
   options: GenerateOptions,
 ): AsyncGenerator<GenerateStep, GenerateResult, undefined> {
-  const { generation, release } = start(starter, options)
+  const release = cancelOnAbort(generation, options.signal)
   try {
     generation.ask(STREAM_LOOKAHEAD)
     for (;;) {
@@ -116,87 +137,29 @@ export async function* stream(
 }
 
 /**
- * Beam search from `ids`, on a thread of its own: the best finished sequences, best first
- * (`numReturnSequences` of them, 1 by default). The signal is checked before it starts.
+ * Every result of a call, in the core's order (prompt by prompt, a prompt's continuations
+ * together): its beam searches' best sequences, or its generations decoded together by the
+ * scheduler. The generations succeed or fail as one: when one fails (a full queue, say), the
+ * others are cancelled, so a failed call leaves nothing running. The caller's signal aborts every
+ * one; a per-token callback has no row to name and is not called (beam search refuses it).
  */
-export async function beamSearch(
-  model: native.NativeGpt2,
-  ids: Uint32Array,
-  options: GenerateOptions,
-): Promise<GenerateResult[]> {
-  const nativeOptions = toNativeOptions(options)
-  if (options.onToken !== undefined) throw invalidArg('beam search gives whole sequences: onToken is not called')
-  if (options.signal?.aborted)
-    throw new AbortError('generation aborted before it started', undefined, { cause: options.signal.reason })
-  const outputs = await callNativeAsync(() => model.beamSearch(ids, nativeOptions))
-  return outputs.map(toResult)
-}
-
-/** One generation of a batch: how to start it, and which of its prompt's continuations it is. */
-interface Row {
-  starter: Starter
-  sequenceIndex?: number
-}
-
-/**
- * `generate` for each row, decoded together by the scheduler. Lengths count as in transformers'
- * left-padded batch: `maxLength` (and the default length) from the longest prompt. With
- * `numReturnSequences: n`, each prompt is read once (a native session holds its KV cache) and
- * continued n ways; the results are in prompt order, the n of each prompt together, as
- * transformers returns them. The rows succeed or fail as one: when a row fails (a full queue,
- * say), the others are cancelled, so a failed batch leaves nothing running. The caller's signal
- * aborts every row.
- */
-export async function generateBatch(
-  model: native.NativeGpt2,
-  prompts: Uint32Array[],
-  options: Omit<GenerateOptions, 'onToken'>,
-): Promise<GenerateResult[]> {
-  const paddedLength = Math.max(0, ...prompts.map((prompt) => prompt.length))
-  const n = options.numReturnSequences
-  if (n === undefined)
-    return runAll(
-      prompts.map((prompt) => ({ starter: fromPrompt(model, prompt) })),
-      options,
-      paddedLength,
-    )
-  toNativeOptions(options, paddedLength) // JS types first: a bad option fails before any prefill
-  const sessions: native.NativeSession[] = []
-  try {
-    const rows: Row[] = []
-    for (const prompt of prompts) {
-      let starter = fromPrompt(model, prompt)
-      if (prompt.length > 0) {
-        const session = callNative(() => model.session())
-        sessions.push(session)
-        await callNativeAsync(() => session.append(prompt))
-        starter = (nativeOptions) => session.startGeneration(nativeOptions)
-      }
-      // (At least one row, so that the core judges n itself: 0 is refused there.)
-      for (let i = 0; i < Math.max(n, 1); i++) rows.push({ starter, sequenceIndex: i })
-    }
-    return await runAll(rows, options, paddedLength)
-  } finally {
-    for (const session of sessions) session.dispose()
+export async function results(call: native.NativeCall, options: GenerateOptions): Promise<GenerateResult[]> {
+  if (call.isBeamSearch) {
+    if (options.onToken !== undefined) throw invalidArg('beam search gives whole sequences: onToken is not called')
+    const outputs = await callNativeAsync(() => call.beams())
+    return outputs.map(toResult)
   }
-}
-
-async function runAll(
-  rows: Row[],
-  options: Omit<GenerateOptions, 'onToken'>,
-  paddedLength: number,
-): Promise<GenerateResult[]> {
+  const generations = callNative(() => call.generations())
   const batch = new AbortController()
   setMaxListeners(Infinity, batch.signal) // one listener per row, by design
   const { signal } = options
   const abortAll = () => batch.abort(signal?.reason)
   if (signal?.aborted) abortAll()
   signal?.addEventListener('abort', abortAll, { once: true })
-  // A per-token callback has no row to name.
   const rowOptions = { ...options, onToken: undefined, signal: batch.signal }
   let firstError: { error: unknown } | undefined
-  const run = (row: Row) =>
-    generate(row.starter, rowOptions, paddedLength, row.sequenceIndex).catch((error: unknown) => {
+  const run = (row: native.NativeGeneration) =>
+    generate(row, rowOptions).catch((error: unknown) => {
       firstError ??= { error }
       batch.abort(error)
       throw error
@@ -204,7 +167,7 @@ async function runAll(
   try {
     // Settled, not merely rejected: when the batch fails, the cancelled rows have ended (and
     // given back their places in the queue) by the time the caller hears of it.
-    const settled = await Promise.allSettled(rows.map(run))
+    const settled = await Promise.allSettled(generations.map(run))
     if (firstError) throw firstError.error
     return settled.map((row) => (row as PromiseFulfilledResult<GenerateResult>).value)
   } finally {

@@ -194,25 +194,28 @@ export class Gpt2 {
   }
 
   /**
-   * `generate` held to `limits` as well as to the library's caps.
-   * @internal (for the queue worker's `limits`)
+   * `generate` held to `limits` as well as to the library's caps; `progress`, if given, sees each
+   * token where the call has one sequence (not beam search, not several continuations).
+   * @internal (for the queue worker's `limits` and progress)
    */
   async generateWithin(
     input: ModelInput,
     options: GenerateOptions,
     limits: GenerationLimits | undefined,
+    progress?: (step: GenerateStep) => void,
   ): Promise<GenerateResult | GenerateResult[]> {
     // Tokenized now, so that a short input starts before the call returns (as a dispose() right
     // after it finds it running).
     const found = this.toIds(input, limits)
     const ids = found instanceof Uint32Array ? found : await found
-    this.admit([ids], options, limits)
-    if (this.beams(options)) {
-      const results = await generation.beamSearch(this.native, ids, options)
-      return options.numReturnSequences !== undefined ? results : results[0]
+    const call = generation.startCall(this.native, [ids], options, false, toNativeLimits(limits))
+    const several = options.numReturnSequences !== undefined
+    if (several || call.isBeamSearch) {
+      const results = await generation.results(call, options)
+      return several ? results : results[0]
     }
-    if (options?.numReturnSequences !== undefined) return generation.generateBatch(this.native, [ids], options)
-    return generation.generate(generation.fromPrompt(this.native, ids), options)
+    const onToken = progress ?? options.onToken
+    return generation.generate(generation.onlyGeneration(call), { ...options, onToken })
   }
 
   /**
@@ -222,7 +225,17 @@ export class Gpt2 {
    */
   stream(input: ModelInput, options: GenerateOptions = {}): AsyncGenerator<GenerateStep, GenerateResult, undefined> {
     oneSequence(options)
-    if (this.beams(options)) throw invalidArg('beam search gives whole sequences: use generate, not stream')
+    // What a stream cannot read (beams, from the call or the model's defaults) fails here, as
+    // the core decides it, before the input is tokenized; options that are wrong in themselves
+    // and a disposed model fail at the first next(), as everything else that refuses the start.
+    const nativeOptions = (() => {
+      try {
+        return toNativeOptions(options)
+      } catch {
+        return undefined
+      }
+    })()
+    if (nativeOptions && !this.native.disposed) callNative(() => this.native.checkStream(nativeOptions))
     // Whatever refuses the input (ERR_DISPOSED too) is the first next()'s, as the start's is.
     let ids: Uint32Array | Promise<Uint32Array>
     try {
@@ -235,9 +248,8 @@ export class Gpt2 {
   }
 
   private async *streamIds(ids: Uint32Array | Promise<Uint32Array>, options: GenerateOptions) {
-    const prompt = await ids
-    this.admit([prompt], options, undefined)
-    return yield* generation.stream(generation.fromPrompt(this.native, prompt), options)
+    const call = generation.startCall(this.native, [await ids], options, true)
+    return yield* generation.stream(generation.onlyGeneration(call), options)
   }
 
   /**
@@ -258,12 +270,7 @@ export class Gpt2 {
       const found = this.toIds(input)
       ids.push(found instanceof Uint32Array ? found : await found)
     }
-    this.admit(ids, options, undefined)
-    if (this.beams(options)) {
-      const perInput = await Promise.all(ids.map((row) => generation.beamSearch(this.native, row, options)))
-      return perInput.flat()
-    }
-    return generation.generateBatch(this.native, ids, options)
+    return generation.results(generation.startCall(this.native, ids, options, false), options)
   }
 
   /**
@@ -289,15 +296,6 @@ export class Gpt2 {
   }
 
   /**
-   * Whether the options (or the model's defaults) ask for beam search: more than one beam.
-   * @internal (also for the queue worker, which gives beam search no per-token progress)
-   */
-  beams(options: GenerateOptions | undefined): boolean {
-    const beams = options?.numBeams ?? this.generationConfig.numBeams
-    return typeof beams === 'number' && beams > 1 // (a wrong type is refused where options are checked)
-  }
-
-  /**
    * Token ids of a model input. A text is refused by its length before it is tokenized (past what
    * the context can hold: `ERR_CONTEXT_OVERFLOW`; past `limits`: `ERR_INVALID_ARG`), and a long
    * one is tokenized on a task thread rather than the JS thread (a promise then; the ids
@@ -315,17 +313,6 @@ export class Gpt2 {
     callNative(() => this.native.checkInput(input.length, true, nativeLimits))
     if (input.length <= TOKENIZE_ON_JS_THREAD) return this.tokenizer.encode(input)
     return callNativeAsync(() => this.native.encodeInput(input))
-  }
-
-  /**
-   * Refuses, before anything starts, a call that asks for more than the library's caps or
-   * `limits` allow: beams, continuations, sequences of the whole call, new tokens, KV cache.
-   */
-  private admit(prompts: Uint32Array[], options: GenerateOptions, limits: GenerationLimits | undefined): void {
-    const longest = prompts.reduce((most, prompt) => Math.max(most, prompt.length), 0) // (no spread: any batch size)
-    const nativeOptions = toNativeOptions(options)
-    const nativeLimits = toNativeLimits(limits)
-    callNative(() => this.native.admit(longest, prompts.length, nativeOptions, nativeLimits))
   }
 
   /** True once `dispose()` has been called. */

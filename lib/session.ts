@@ -97,7 +97,7 @@ export class Session {
   generate(options: GenerateOptions = {}): Promise<GenerateResult> {
     oneSequence(options)
     return this.enqueue(async () => {
-      const result = await generation.generate(this.starter(), options)
+      const result = await generation.generate(generation.fromSession(this.starter(), options), options)
       await this.appendGenerated(result)
       return result
     })
@@ -120,7 +120,7 @@ export class Session {
       session.queue = previous.then(() => held)
       await previous
       try {
-        const result = yield* generation.stream(session.starter(), options)
+        const result = yield* generation.stream(generation.fromSession(session.starter(), options), options)
         await session.appendGenerated(result)
         return result
       } finally {

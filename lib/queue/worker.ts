@@ -103,12 +103,10 @@ async function runJob(
   const progress = new ProgressReporter(job)
   try {
     const { input, options } = fromJobData(job.data)
-    // Beam search and several continuations have no single token stream to report.
-    const perToken = options.numReturnSequences === undefined && !model.beams(options)
-    const result = await model.generateWithin(
-      input,
-      { ...options, signal: generation.signal, onToken: perToken ? (step) => progress.add(step) : undefined },
-      limits,
+    // Progress per token where the call has one sequence (beam search and several
+    // continuations have no single token stream to report).
+    const result = await model.generateWithin(input, { ...options, signal: generation.signal }, limits, (step) =>
+      progress.add(step),
     )
     await progress.end()
     return toJson(result)

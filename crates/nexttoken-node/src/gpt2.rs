@@ -7,13 +7,13 @@ use std::sync::{Arc, RwLock};
 use napi::bindgen_prelude::{Float32Array, Object, Uint32Array, Unknown};
 use napi::Env;
 use napi_derive::napi;
-use nexttoken::{Gpt2, LoadOptions, Positions, Pretrained, SchedulerOptions, Session, WeightDtype};
+use nexttoken::{Gpt2, LoadOptions, Positions, Pretrained, Reading, SchedulerOptions, Session, WeightDtype};
 
 use crate::allocator::return_free_memory;
+use crate::call::NativeCall;
 use crate::errors::{caught, disposed, guarded, quietly};
-use crate::generation::NativeGeneration;
 use crate::options::{call_options, generation_defaults, NativeLimits, NativeSchedulerOptions};
-use crate::outputs::{GenerateOutput, ModelConfig, ScoredText, TokenScore};
+use crate::outputs::{ModelConfig, ScoredText, TokenScore};
 use crate::session::NativeSession;
 use crate::task::{on_own_thread, on_task_thread};
 use crate::tokenizer::NativeTokenizer;
@@ -153,54 +153,36 @@ impl NativeGpt2 {
         on_task_thread(env, move || pretrained.encode_input(&text), Uint32Array::new)
     }
 
-    /// Refuses a call that would start `prompts` generations (or beam searches) with `options`,
-    /// the longest prompt `promptLength` tokens, past the core's limits or the caller's.
+    /// Refuses options a stream cannot take (beams, several continuations), as `generate` with
+    /// `stream` would, before the prompt is tokenized.
     #[napi]
-    pub fn admit(
+    pub fn check_stream(
         &self,
-        prompt_length: u32,
-        prompts: u32,
         #[napi(ts_arg_type = "Record<string, unknown>")] options: Unknown,
-        limits: Option<NativeLimits>,
     ) -> napi::Result<()> {
         caught(|| {
             let (gpt2, options) = (self.gpt2()?, call_options(options)?);
-            let (prompt_len, prompts) = (prompt_length as usize, prompts as usize);
-            guarded(|| gpt2.admit(options, prompts, prompt_len, limits.map(Into::into)))
+            guarded(|| gpt2.check_stream(options))
         })
     }
 
-    /// Starts a generation of the prompt `ids`; tokens come from its `next()`.
+    /// Starts a `generate` call on `prompts` (see the core's `Gpt2::start`: beam search or a
+    /// generation per prompt and continuation, decided there), read as a `stream` or for its
+    /// results, within the caller's `limits` too.
     #[napi]
-    pub fn start_generation(
+    pub fn generate(
         &self,
-        ids: Uint32Array,
+        prompts: Vec<Uint32Array>,
         #[napi(ts_arg_type = "Record<string, unknown>")] options: Unknown,
-    ) -> napi::Result<NativeGeneration> {
+        stream: bool,
+        limits: Option<NativeLimits>,
+    ) -> napi::Result<NativeCall> {
         caught(|| {
             let (gpt2, options) = (self.gpt2()?, call_options(options)?);
-            let request = guarded(|| gpt2.start(ids.to_vec(), options))?;
-            Ok(NativeGeneration::new(request))
-        })
-    }
-
-    /// Beam search from the prompt `ids` (on a thread of its own: it can run for minutes, and
-    /// must not hold up process.exit() as a libuv task would): the best finished sequences, best
-    /// first.
-    #[napi(ts_return_type = "Promise<GenerateOutput[]>")]
-    pub fn beam_search<'env>(
-        &self,
-        env: &'env Env,
-        ids: Uint32Array,
-        #[napi(ts_arg_type = "Record<string, unknown>")] options: Unknown,
-    ) -> napi::Result<Object<'env>> {
-        caught(|| {
-            let (pretrained, ids, options) = (self.pretrained()?, ids.to_vec(), call_options(options)?);
-            let search = move || {
-                let outputs = nexttoken::generation::beam_search(pretrained, ids, options)?;
-                Ok(outputs.into_iter().map(GenerateOutput::from).collect::<Vec<_>>())
-            };
-            on_own_thread(env, "nexttoken-beams", search, |outputs| outputs)
+            let prompts = prompts.iter().map(|ids| ids.to_vec()).collect();
+            let reading = if stream { Reading::Stream } else { Reading::Results };
+            let call = guarded(|| gpt2.start(prompts, options, reading, limits.map(Into::into)))?;
+            Ok(NativeCall::new(call))
         })
     }
 

@@ -30,7 +30,7 @@ pub use dtype::WeightDtype;
 pub use error::{Error, Result};
 pub use generation::{CallOptions, GenerateOptions, Generation, GenerationConfig, Output, Step, StopReason};
 pub use load::LoadOptions;
-pub use model::Gpt2;
+pub use model::{BeamSearches, Call, Gpt2, Reading};
 pub use network::{KvCache, Network, Positions};
 pub use pretrained::Pretrained;
 pub use scheduler::{Delivery, Request, Scheduler, SchedulerOptions};

@@ -206,6 +206,20 @@ impl Generation {
         (self.cache.len() == self.prompt_len).then(|| (self.prompt(), &self.cache))
     }
 
+    /// For another generation of the same `prompt` (a fork): a copy of this one's cache of it up
+    /// to its last token, once it holds the whole prompt (the fork feeds that token itself, for
+    /// its first logits, as a session's generation does). None for another prompt, a one-token
+    /// prompt, or one not read yet.
+    pub fn copy_of_prompt_kv(&self, prompt: &[u32]) -> Option<Result<KvCache>> {
+        if prompt.len() < 2 || self.prompt() != prompt || self.is_prefilling() {
+            return None;
+        }
+        Some(self.cache.deep_copy().map(|mut cache| {
+            cache.truncate(prompt.len() - 1);
+            cache
+        }))
+    }
+
     pub fn is_finished(&self) -> bool {
         self.stop_reason.is_some()
     }

@@ -118,6 +118,9 @@ struct Job {
     /// Given back as the end is reported (so a caller that saw the end can submit again): None
     /// exactly when the job has ended.
     ticket: Option<Ticket>,
+    /// Generations of the same prompt (a call's other continuations) held until this one has
+    /// read it: each then starts from a copy of its cache (`Batch::release_forks`).
+    forks: Vec<Job>,
 }
 
 /// Counts a generation among those submitted and not yet ended.
@@ -221,29 +224,51 @@ impl Scheduler {
     /// Queues `generation`; it runs as its caller asks for tokens (`Request::next`). Fails with
     /// `Error::Overloaded` when `max_queue_length` generations are already waiting.
     pub fn submit(&self, generation: Generation) -> Result<Request> {
-        let ticket = Ticket::take(&self.pending, self.max_pending)?;
-        let shared = Arc::new(Shared::default());
-        let job = Job { generation, shared: shared.clone(), idle_since: None, ticket: Some(ticket) };
+        let (job, request) = self.job(generation)?;
         // If the thread is gone the message comes back and dropping the job reports the end.
         let _ = self.messages.send(Message::Submit(job));
-        Ok(Request { shared, scheduler: self.messages.clone() })
+        Ok(request)
+    }
+
+    /// Submits `generations`, all of one prompt (a call's continuations): the first reads it and
+    /// every other starts from a copy of its cache of it, so the prompt is read once and each
+    /// continuation's numbers depend only on the call. A generation the queue has no room for
+    /// comes back as a request that has already ended with `ERR_OVERLOADED`, so that a caller
+    /// handles every row alike (cancelling the others when one fails).
+    pub fn submit_forks(&self, generations: Vec<Generation>) -> Vec<Request> {
+        let mut requests = Vec::with_capacity(generations.len());
+        let mut jobs: Vec<Job> = Vec::with_capacity(generations.len());
+        for generation in generations {
+            match self.job(generation) {
+                Ok((job, request)) => {
+                    jobs.push(job);
+                    requests.push(request);
+                }
+                Err(err) => requests.push(Request::ended(err, self.messages.clone())),
+            }
+        }
+        if !jobs.is_empty() {
+            let mut leader = jobs.remove(0);
+            leader.forks = jobs;
+            // If the thread is gone the message comes back and dropping the jobs reports the end.
+            let _ = self.messages.send(Message::Submit(leader));
+        }
+        requests
+    }
+
+    /// A job for `generation`, holding its place in the queue, and its caller's request:
+    /// `ERR_OVERLOADED` when the batch and the queue are full.
+    fn job(&self, generation: Generation) -> Result<(Job, Request)> {
+        let ticket = Ticket::take(&self.pending, self.max_pending)?;
+        let shared = Arc::new(Shared::default());
+        let request = Request { shared: shared.clone(), scheduler: self.messages.clone() };
+        Ok((Job { generation, shared, idle_since: None, ticket: Some(ticket), forks: Vec::new() }, request))
     }
 
     /// Submits `generation` and blocks until it ends: for Rust callers that may block a thread
     /// (tools, tests). Node never calls it; it pulls with `Request::next`.
     pub fn generate(&self, generation: Generation) -> Result<Output> {
-        let request = self.submit(generation)?;
-        loop {
-            let (sender, delivered) = std::sync::mpsc::channel();
-            request.next(usize::MAX, Box::new(move |delivery| drop(sender.send(delivery))))?;
-            let delivery = delivered.recv().map_err(|_| Error::Internal("the generation vanished".into()))?;
-            if delivery.done {
-                break;
-            }
-        }
-        request
-            .outcome()
-            .unwrap_or_else(|| Err(Error::Internal("the generation ended without an outcome".into())))
+        self.submit(generation)?.wait()
     }
 }
 
@@ -274,7 +299,9 @@ impl Batch {
     /// Reports and drops finished and cancelled sequences, then fills free slots, in submission
     /// order, with waiting sequences whose callers have asked for tokens. A prompt that shares
     /// its beginning with one still being read waits for it, then starts from its stored prefix.
+    /// First, the forks of a sequence that has read its prompt go to the front of the queue.
     fn retire_and_admit(&mut self, max_batch_size: usize, prefixes: &mut PrefixStore) {
+        self.release_forks();
         self.waiting.retain_mut(|job| !(job.shared.is_cancelled() && job.finish_if_done()));
         self.running.retain_mut(|job| !job.finish_if_done());
         while self.running.len() < max_batch_size {
@@ -293,10 +320,36 @@ impl Batch {
             };
             let Some(i) = self.waiting.iter().position(admissible) else { break };
             let Some(mut job) = self.waiting.remove(i) else { break };
-            if let Ok(Some(cache)) = prefixes.lookup(job.generation.prompt()) {
-                job.generation.adopt_prefix(cache);
+            if job.generation.cached_prompt_tokens() == 0 {
+                if let Ok(Some(cache)) = prefixes.lookup(job.generation.prompt()) {
+                    job.generation.adopt_prefix(cache);
+                }
             }
             self.running.push(job);
+        }
+    }
+
+    /// Hands each sequence's forks, once it has read its prompt, a copy of its cache of it (up
+    /// to the last token, which each fork feeds for its own first logits, as a session's
+    /// generation does) and puts them at the front of the queue. A sequence that ended before
+    /// reading its prompt (cancelled) lets them go as they are, to read it themselves.
+    fn release_forks(&mut self) {
+        let mut released = Vec::new();
+        for job in self.running.iter_mut().chain(self.waiting.iter_mut()) {
+            let read = !job.generation.is_prefilling();
+            if job.forks.is_empty() || !(read || job.shared.is_cancelled() || job.generation.is_finished()) {
+                continue;
+            }
+            for mut fork in job.forks.drain(..) {
+                // A copy that fails (memory) only loses the reuse.
+                if let Some(Ok(cache)) = job.generation.copy_of_prompt_kv(fork.generation.prompt()) {
+                    fork.generation.adopt_prefix(cache);
+                }
+                released.push(fork);
+            }
+        }
+        for fork in released.into_iter().rev() {
+            self.waiting.push_front(fork);
         }
     }
 

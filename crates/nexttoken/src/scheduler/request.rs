@@ -141,6 +141,13 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request that never ran: its outcome is `err`.
+    pub(super) fn ended(err: Error, scheduler: Sender<Message>) -> Self {
+        let shared = Shared::default();
+        shared.deliver_outcome(Err(err));
+        Request { shared: Arc::new(shared), scheduler }
+    }
+
     /// Asks for up to `max_steps` more tokens and calls `on_delivery` once at least one of them
     /// (or the end) is there, with every token generated since the last delivery up to
     /// `max_steps`. Only one call may wait at a time: a second one fails at once.
@@ -176,6 +183,21 @@ impl Request {
     pub fn cancel(&self) {
         self.shared.cancelled.store(true, Ordering::Release);
         let _ = self.scheduler.send(Message::Wake);
+    }
+
+    /// Asks for every token and blocks until the generation ends: its output. For Rust callers
+    /// that may block a thread (tools, tests).
+    pub fn wait(&self) -> Result<Output> {
+        loop {
+            let (sender, delivered) = std::sync::mpsc::channel();
+            self.next(usize::MAX, Box::new(move |delivery| drop(sender.send(delivery))))?;
+            let delivery = delivered.recv().map_err(|_| Error::Internal("the generation vanished".into()))?;
+            if delivery.done {
+                break;
+            }
+        }
+        self.outcome()
+            .unwrap_or_else(|| Err(Error::Internal("the generation ended without an outcome".into())))
     }
 
     /// How the generation ended: None while it runs or while tokens are still to be delivered.

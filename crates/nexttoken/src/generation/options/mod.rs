@@ -109,10 +109,11 @@ generate_options! {
         /// Give each step's log-probability under the processed distribution (`Step::score`).
         output_scores "outputScores": bool = false, check any;
         /// Which of the `num_return_sequences` continuations this generation is: its seed is
-        /// derived from `seed` and it (see `rng_seed`).
+        /// derived from `seed` and it (see `rng_seed`). Set by `Gpt2::start` for each row.
         sequence_index "sequenceIndex": usize = 0, check any;
         /// The row's batch is left-padded to this many tokens (transformers' batched `generate`):
         /// `max_length` and the default length count from it instead of from the row's own prompt.
+        /// Set by `Gpt2::start` (the call's longest prompt).
         padded_length "paddedLength": usize, check any;
     }
     file_only {
