@@ -4,7 +4,6 @@
 // host that is down, invalid JSON, stalls). Each load rejects with a coded NexttokenError, and the
 // cache holds no partial or corrupt blob afterwards. A raw socket server (not node:http) so that a
 // response can lie about its length or stop half-way.
-import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
@@ -14,19 +13,13 @@ import { join } from 'node:path'
 import test from 'ava'
 
 import { type ErrorCode, Gpt2, NexttokenError } from '../../index'
-import { tinyModelFiles } from '../helpers/hub-server'
+import { FILES, gitSha1, normalReply as rawNormalReply, sha256 } from '../helpers/raw-hub'
 
 // Timeouts of 2 s instead of 10, so that stalls fail fast, yet not so short that a transfer on a
 // busy machine is taken for a stall (0.5 s was). Read by lib/hub/settings.ts at each load; this
 // file runs in a process of its own.
 process.env.HF_HUB_ETAG_TIMEOUT = '2'
 process.env.HF_HUB_DOWNLOAD_TIMEOUT = '2'
-
-const FILES = tinyModelFiles(['config.json', 'model.safetensors', 'generation_config.json', 'tokenizer.json'])
-const COMMIT = 'c0ffee0000000000000000000000000000000001'
-const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
-const gitSha1 = (data: Buffer) => createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex')
-const isLfs = (file: string) => file.endsWith('.safetensors')
 
 /** One response, as the socket will send it. */
 interface Reply {
@@ -43,19 +36,10 @@ interface Reply {
 /** Changes the normal reply to `method` of `file`: the fault under test. */
 type Fault = (method: string, file: string, reply: Reply, url: string) => Reply
 
-/** The Hub's normal answer for `file` of the repo. */
+/** The Hub's normal answer for `file` of the repo (the raw stand-in Hub's, whose bodies here are all buffers). */
 function normalReply(file: string, method: string): Reply {
-  const content = FILES[file]
-  if (!content)
-    return { status: 404, headers: { 'x-error-code': 'EntryNotFound', 'x-repo-commit': COMMIT }, body: Buffer.alloc(0) }
-  const headers: Record<string, string> = {
-    'x-repo-commit': COMMIT,
-    'content-length': String(content.length),
-    etag: isLfs(file) ? '"pointer-etag"' : `"${gitSha1(content)}"`,
-  }
-  if (isLfs(file))
-    Object.assign(headers, { 'x-linked-etag': `"${sha256(content)}"`, 'x-linked-size': String(content.length) })
-  return { status: 200, headers, body: method === 'HEAD' ? Buffer.alloc(0) : content }
+  const { status, headers, body } = rawNormalReply(file, method)
+  return { status, headers, body: body as Buffer }
 }
 
 const FAULTS = new Map<string, Fault>()
