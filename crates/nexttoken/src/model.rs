@@ -88,22 +88,21 @@ impl Gpt2 {
         self.scheduler.max_batch_size()
     }
 
-    /// Whether a call may start `prompts` generations (or beam searches) with `call`, the longest
-    /// prompt `prompt_len` tokens, under `limits` (tightening `Limits::HARD`): checked before a
-    /// call starts any of them, so that a call asking for too much is refused before it
-    /// allocates anything.
+    /// Whether a call may start `prompts` generations (or beam searches) with the resolved
+    /// `options`, the longest prompt `prompt_len` tokens, under `limits` (tightening
+    /// `Limits::HARD`): checked before a call starts any of them, so that a call asking for too
+    /// much is refused before it allocates anything.
     fn admit(
         &self,
-        call: CallOptions,
+        options: &GenerateOptions,
         prompts: usize,
         prompt_len: usize,
         limits: Option<Limits>,
     ) -> Result<()> {
-        let options = GenerateOptions::resolve(call, &self.pretrained.generation_config);
         let config = self.pretrained.config();
         options.validate(config.vocab_size)?;
         let limits = limits.unwrap_or(Limits::HARD).within_hard();
-        limits.admit(&options, prompts, prompt_len, config, self.max_batch_size())
+        limits.admit(options, prompts, prompt_len, config, self.max_batch_size())
     }
 
     /// Whether `call` may be read as a stream (not beams, not several continuations): what
@@ -143,8 +142,8 @@ impl Gpt2 {
         limits: Option<Limits>,
     ) -> Result<Call> {
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        self.admit(call.clone(), prompts.len(), longest, limits)?;
         let options = GenerateOptions::resolve(call.clone(), &self.pretrained.generation_config);
+        self.admit(&options, prompts.len(), longest, limits)?;
         refuse_unreadable(&options, reading)?;
         if options.num_beams > 1 {
             return Ok(Call::Beams(BeamSearches { pretrained: self.pretrained.clone(), prompts, call }));
