@@ -522,30 +522,27 @@ mod tests {
             for panels in 1..=TILE_PANELS {
                 let expected = fused_chain(mr, &x, ldx, [&w[0], &w[1]], panels, kc);
                 let (wp, xp) = ([w[0].as_ptr(), w[1].as_ptr()], x.as_ptr());
+                let same_bits = |kernel: &str, got: &[f32]| {
+                    let same = got.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "{kernel}, {mr} rows, {panels} panels: {:?} vs {:?}",
+                        &got[..4],
+                        &expected[..4]
+                    );
+                };
+                let mut got = vec![f32::NAN; mr * panels * PANEL];
                 if avx2 {
-                    let mut got = vec![f32::NAN; mr * panels * PANEL];
                     // SAFETY: the CPU has AVX2 and FMA; x holds MR rows of kc inputs ldx apart,
                     // each panel kc * PANEL values, and the tile mr * panels * PANEL.
                     unsafe { f32_avx2::run(mr, xp, ldx, wp, panels, kc, got.as_mut_ptr()) };
-                    let same = got.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits());
-                    assert!(
-                        same,
-                        "avx2, {mr} rows, {panels} panels: {:?} vs {:?}",
-                        &got[..4],
-                        &expected[..4]
-                    );
+                    same_bits("avx2", &got);
                 }
                 if avx512 {
-                    let mut got = vec![f32::NAN; mr * panels * PANEL];
+                    got.fill(f32::NAN);
                     // SAFETY: as above, with AVX-512F.
                     unsafe { f32_avx512::run(mr, xp, ldx, wp, panels, kc, got.as_mut_ptr()) };
-                    let same = got.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits());
-                    assert!(
-                        same,
-                        "avx512, {mr} rows, {panels} panels: {:?} vs {:?}",
-                        &got[..4],
-                        &expected[..4]
-                    );
+                    same_bits("avx512", &got);
                 }
             }
         }
