@@ -320,6 +320,7 @@ impl Batch {
             };
             let Some(i) = self.waiting.iter().position(admissible) else { break };
             let Some(mut job) = self.waiting.remove(i) else { break };
+            // (A fork already holds its prompt's cache: no stored prefix to copy for it.)
             if job.generation.cached_prompt_tokens() == 0 {
                 if let Ok(Some(cache)) = prefixes.lookup(job.generation.prompt()) {
                     job.generation.adopt_prefix(cache);
