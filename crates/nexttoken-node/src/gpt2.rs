@@ -45,6 +45,7 @@ pub fn load_gpt2<'env>(
             device,
             dtype: dtype.as_deref().map(WeightDtype::parse).transpose()?,
             packed_cache_dir: packed_cache_dir.map(PathBuf::from),
+            ..LoadOptions::default()
         };
         let gpt2 = Gpt2::load(&path, &options, SchedulerOptions::try_from(scheduler)?);
         return_free_memory(); // the buffers the file was read through

@@ -32,6 +32,8 @@ pub use generation::{CallOptions, GenerateOptions, Generation, GenerationConfig,
 pub use load::LoadOptions;
 pub use model::{BeamSearches, Call, Gpt2, Reading};
 pub use network::{KvCache, Network, Positions};
+#[doc(hidden)]
+pub use ops::Backend;
 pub use pretrained::Pretrained;
 pub use scheduler::{Delivery, Request, Scheduler, SchedulerOptions};
 pub use scores::{ScoredText, ScoredToken, TokenScore};

@@ -16,6 +16,7 @@ use crate::dtype::WeightDtype;
 use crate::error::{Error, Result};
 use crate::generation::GenerationConfig;
 use crate::network::Network;
+use crate::ops::{backend, Backend};
 use crate::pretrained::{longest_token_bytes, Pretrained};
 use crate::tokenizer::Tokenizer;
 
@@ -32,6 +33,10 @@ pub struct LoadOptions {
     /// matrices there, later loads map them (`packed_cache`, which says what it risks).
     /// Default none: every load reads and packs the checkpoint.
     pub packed_cache_dir: Option<PathBuf>,
+    /// Which backend runs the model (`Backend`); default the device's own. Only the CPU runs
+    /// both: asking for the device backend there is how its tensor code is tested without a GPU.
+    #[doc(hidden)]
+    pub backend: Option<Backend>,
 }
 
 /// The special tokens the configs name must be tokens of both the model and the tokenizer: a
@@ -85,9 +90,10 @@ impl Pretrained {
             return Err(Error::InvalidArg(reason.into()));
         }
         let device = device_from_name(options.device.as_deref().unwrap_or(DEFAULT_DEVICE))?;
+        let backend = backend(&device, options.backend).map_err(Error::InvalidArg)?;
         let dir = match resolve(name_or_path)? {
             ModelSource::Dir(dir) => dir,
-            ModelSource::Gguf(path) => return Self::load_gguf(&path, &device, options),
+            ModelSource::Gguf(path) => return Self::load_gguf(&path, &device, backend, options),
         };
         let config = Config::from_file(&dir.join("config.json"))?;
         let mut weights = Weights::from_dir(&dir, &device)?;
@@ -107,7 +113,7 @@ impl Pretrained {
                     (tokenizer, longest)
                 })
             });
-            let network = Network::load(&mut weights, &config, &device, dtype);
+            let network = Network::load(&mut weights, &config, backend, dtype);
             let tokenizer = tokenizer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             Ok::<_, Error>((network?, tokenizer?))
         })?;
@@ -131,14 +137,14 @@ impl Pretrained {
 
     /// The GGUF file `path`, its weight matrices in `dtype` or, by default, each in its own
     /// stored type; `generate`'s defaults from its bos and eos token ids.
-    fn load_gguf(path: &Path, device: &Device, options: &LoadOptions) -> Result<Self> {
+    fn load_gguf(path: &Path, device: &Device, backend: Backend, options: &LoadOptions) -> Result<Self> {
         let GgufModel { config, mut weights, tokenizer } = GgufModel::open(path, device)?;
         if let Some(cache_dir) = &options.packed_cache_dir {
             weights.use_packed_cache(cache_dir, options.dtype);
         }
         let network = match options.dtype {
-            Some(dtype) => Network::load(&mut weights, &config, device, dtype)?,
-            None => Network::load_in_stored_types(&mut weights, &config, device)?,
+            Some(dtype) => Network::load(&mut weights, &config, backend, dtype)?,
+            None => Network::load_in_stored_types(&mut weights, &config, backend)?,
         };
         weights.finish_packed_cache();
         if tokenizer.vocab_size() > config.vocab_size {

@@ -154,6 +154,11 @@ impl Weights {
 
     /// Takes out the tensor called `name`, which must have exactly `shape`, as an f32 tensor.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        self.take_in(name, shape, DType::F32)
+    }
+
+    /// The same in `dtype`, converted on the host: a device receives it as it will be held.
+    pub fn take_in(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let stored = self.take_stored(name, shape)?;
         let count = shape.iter().product();
         let mut values = Vec::new();
@@ -164,7 +169,7 @@ impl Weights {
             }
             _ => Tensor::from_vec(values, shape, &Device::Cpu)?,
         };
-        Ok(tensor.to_device(&self.device)?)
+        Ok(tensor.to_dtype(dtype)?.to_device(&self.device)?)
     }
 
     /// The dtype the matrix `name` is stored in, as a weight dtype (f32 when absent: `take`

@@ -1,7 +1,8 @@
 //! `x @ W + b` with its epilogue (`epilogue`): asks the plan (`matmul::plan`) which kernel
 //! multiplies, and runs it as candle's custom ops: a packed weight through the panel driver
 //! (`matmul::panels`) with the plan's tile, an f32 tensor weight through the streaming kernels
-//! or gemm (`matmul::tensor`), other devices and dtypes through candle's own matmul.
+//! or gemm (`matmul::tensor`), the device backend's weights (and other operands than f32 on the
+//! CPU) through candle's own matmul.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
@@ -40,7 +41,7 @@ pub fn linear(
             }
         }
         (_, Weight::Packed(_)) => candle_core::bail!("linear: a packed weight takes f32 CPU operands"),
-        (_, Weight::Tensor(w)) => {
+        (_, Weight::Tensor(w) | Weight::Device(w)) => {
             let y = x.matmul(w)?;
             let y = match bias {
                 Some(b) => y.broadcast_add(b)?,

@@ -74,7 +74,7 @@ pub use epilogue::Epilogue;
 pub use kv_write::write_heads;
 pub use linear::linear;
 pub use math::{max_value, sum_exp};
-pub use matmul::{PackError, PackedMatrix, Weight, WeightBytes, LAYOUT_VERSION};
+pub use matmul::{backend, Backend, PackError, PackedMatrix, Weight, WeightBytes, LAYOUT_VERSION};
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
 

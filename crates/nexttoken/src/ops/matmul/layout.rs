@@ -163,13 +163,36 @@ pub const MAX_TILE_ROWS: usize = 6;
 /// Panels of a register tile (the last one of a range may be alone).
 pub const TILE_PANELS: usize = 2;
 
-/// True when weights in `dtype` for `device` are packed, else kept as f32 tensors (only fp32 is
-/// held as tensors: other dtypes exist only packed, on the CPU). fp32 is packed where a SIMD
-/// tile multiplies it (AVX2 or AVX-512), so that one kernel takes every row count and a row's
-/// bits do not depend on the rows beside it. (A GPU backend would hold its weights its own way:
-/// it is decided here, next to the CPU's.)
-pub fn packs(device: &Device, dtype: WeightDtype) -> bool {
-    device.is_cpu() && (dtype != WeightDtype::F32 || simd::level() >= Level::Avx2)
+/// The two ways a model runs, chosen once at load (`backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The CPU's: weights packed for our SIMD kernels (`packs`), the KV cache in host memory
+    /// and the fused CPU attention.
+    Cpu,
+    /// A device's: weights as candle tensors in their own dtype (fp32, bf16, fp16), KV slots
+    /// preallocated per layer and attention for all the decoding sequences of a pass in one
+    /// call (`network::device`). CUDA and Metal run it; the CPU runs it only when a load asks
+    /// (the tests of its tensor code, on machines without a GPU).
+    Device,
+}
+
+/// The backend a model on `device` runs on: the CPU's on the CPU and the device one elsewhere,
+/// unless the load asks for `requested` (only the CPU runs both).
+pub fn backend(device: &Device, requested: Option<Backend>) -> Result<Backend, String> {
+    match (device.is_cpu(), requested) {
+        (true, requested) => Ok(requested.unwrap_or(Backend::Cpu)),
+        (false, None | Some(Backend::Device)) => Ok(Backend::Device),
+        (false, Some(Backend::Cpu)) => Err("the CPU backend runs on the CPU only".into()),
+    }
+}
+
+/// True when weights in `dtype` are packed on `backend`, else kept as tensors. fp32 is packed
+/// where a SIMD tile multiplies it (AVX2 or AVX-512), so that one kernel takes every row count
+/// and a row's bits do not depend on the rows beside it; at the portable level it stays an f32
+/// tensor for gemm and `gemv`, and every other dtype exists only packed on the CPU backend. The
+/// device backend holds tensors in their own dtype.
+pub fn packs(backend: Backend, dtype: WeightDtype) -> bool {
+    backend == Backend::Cpu && (dtype != WeightDtype::F32 || simd::level() >= Level::Avx2)
 }
 
 /// The order `dtype`'s blocks are packed in by this process. bf16 goes in pairs where its

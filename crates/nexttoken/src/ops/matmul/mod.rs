@@ -46,7 +46,7 @@ pub mod tensor;
 mod weight;
 
 pub use buffer::WeightBytes;
-pub use layout::LAYOUT_VERSION;
+pub use layout::{backend, Backend, LAYOUT_VERSION};
 pub use pack::{PackError, PackedMatrix};
 pub use plan::{plan, Kernel, Rows, Tile};
 pub use weight::Weight;

@@ -5,12 +5,13 @@
 //!
 //! The first row that matches wins. Packed weights get `Kernel::Panels(tile)`: the table names
 //! the tile. `x` is the activations (with the bias and residual), `L` the level in force
-//! (AVX-512, AVX2 or portable). A GPU backend's kernels will be chosen in `plan`, where other
-//! devices get `Candle` today.
+//! (AVX-512, AVX2 or portable). The device backend (`layout::Backend`) holds `Weight::Device`
+//! tensors, which candle multiplies on their device; its fused GPU kernels will be chosen here.
 //!
 //! | weight                | rows             | CPU (`simd`)    | kernel → file                            |
 //! |-----------------------|------------------|-----------------|------------------------------------------|
-//! | any, x not f32 on CPU | any              | any, or a GPU   | `Candle` → candle's matmul               |
+//! | device backend's      | any              | any, or a GPU   | `Candle` → candle's matmul               |
+//! | any, x not f32 on CPU | any              | any             | `Candle` → candle's matmul               |
 //! | fp32 tensor           | ≤ 16, streamable | portable        | `Streamed` → `gemv`                      |
 //! | fp32 tensor           | more             | portable        | `Gemm` → `tensor`                        |
 //! | packed fp32           | any              | L               | `F32(L)` → `f32_{avx512,avx2,portable}`  |
@@ -98,10 +99,10 @@ pub fn plan(weight: &Weight, rows: Rows) -> Kernel {
     match weight {
         Weight::Packed(w) if rows.cpu_f32 => Kernel::Panels(tile(w, rows.count)),
         Weight::Tensor(w) if rows.cpu_f32 && cpu_f32(&[w]) => tensor_kernel(w, rows),
-        // Other devices, and operands that are not f32: candle's own matmul. A GPU backend's
-        // choice goes here, as a `Kernel` of its own chosen from its device, the weight's dtype
-        // and the row count, as the CPU's are above.
-        _ => Kernel::Candle,
+        // The device backend's weights, and operands that are not f32: candle's own matmul. The
+        // fused GPU kernels' choice goes here, as a `Kernel` of its own chosen from the device,
+        // the weight's dtype and the row count, as the CPU's are above.
+        Weight::Device(_) | Weight::Tensor(_) | Weight::Packed(_) => Kernel::Candle,
     }
 }
 

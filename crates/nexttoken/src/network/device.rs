@@ -1,0 +1,282 @@
+//! The device backend's pass: what it needs to know of its batch (the new tokens, their
+//! positions, where each one's keys and values go, which sequences attend together), uploaded to
+//! the device as one small buffer before the first layer, then per layer the KV write and the
+//! attention of every new token over its sequence's slot (`kv_slots`).
+//!
+//! Sequences decoding one token each attend in one call per slot group, however many they are:
+//! their keys are gathered by slot and length, and positions past a sequence's length are masked.
+//! A sequence reading several tokens (a prompt) attends alone, causally, over its slot's rows.
+//! Everything is candle's operations, so the same code runs on CUDA, Metal and the CPU (where CI
+//! tests it); a GPU's fused kernels will replace the gathers and the mask, not the bookkeeping.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::kv_slots::{KvSlot, KvSlots, SlotGroup};
+use crate::config::Config;
+use crate::error::Result;
+
+/// What the device backend keeps beside the weights.
+pub struct DeviceParts {
+    pub slots: Arc<KvSlots>,
+    /// 0..n_positions (u32): key positions, for the gathers and masks.
+    key_positions: Tensor,
+    /// -inf in the activations' dtype: a masked score.
+    neg_inf: Tensor,
+}
+
+impl DeviceParts {
+    pub fn new(config: &Config, dtype: DType, device: &Device) -> Result<Self> {
+        let slots = KvSlots::new(config.n_layer, config.n_positions, config.n_embd, dtype, device);
+        Ok(DeviceParts {
+            slots: Arc::new(slots),
+            key_positions: Tensor::arange(0u32, config.n_positions as u32, device)?,
+            neg_inf: Tensor::new(f32::NEG_INFINITY, device)?.to_dtype(dtype)?,
+        })
+    }
+}
+
+/// One sequence of a pass: its new tokens after `past` positions in `slot`.
+pub struct PassSequence<'a> {
+    pub ids: &'a [u32],
+    pub past: usize,
+    pub slot: &'a KvSlot,
+}
+
+/// A pass over a batch, its indices on the device.
+pub struct DevicePass<'p> {
+    parts: &'p DeviceParts,
+    /// (rows) u32: the new tokens, sequence after sequence.
+    pub ids: Tensor,
+    /// (rows) u32: their positions.
+    pub positions: Tensor,
+    /// (sequences) u32: each sequence's last new row.
+    pub last_rows: Tensor,
+    writes: Vec<GroupWrite>,
+    pieces: Vec<Piece>,
+    /// Where each row's attention is among the pieces' outputs stacked, unless in order.
+    order: Option<Tensor>,
+}
+
+/// The new rows that go to one slot group.
+struct GroupWrite {
+    group: Arc<SlotGroup>,
+    /// Which rows of the pass: None when all, in order.
+    rows: Option<Tensor>,
+    /// (rows, 1) u32: the group's row each is written to.
+    targets: Tensor,
+}
+
+/// One attention call.
+enum Piece {
+    /// Sequences of one slot group with one new token each: queries `rows` (None: all, in
+    /// order), whose slots start at `first_rows` (n, 1) and who are at `positions` (n, 1), the
+    /// longest of them seeing `keys` keys.
+    Decode { group: Arc<SlotGroup>, rows: Option<Tensor>, first_rows: Tensor, positions: Tensor, keys: usize },
+    /// One sequence's `rows` of new tokens at `positions` (t, 1), over its slot from
+    /// `first_row`, the last of them seeing `keys` keys.
+    Prompt { group: Arc<SlotGroup>, rows: Range<usize>, first_row: usize, positions: Tensor, keys: usize },
+}
+
+/// The u32 values a pass uploads, each view named by its range.
+#[derive(Default)]
+struct Upload(Vec<u32>);
+
+impl Upload {
+    fn push(&mut self, values: impl IntoIterator<Item = u32>) -> Range<usize> {
+        let start = self.0.len();
+        self.0.extend(values);
+        start..self.0.len()
+    }
+}
+
+impl<'p> DevicePass<'p> {
+    /// The pass over `sequences`, their new tokens stacked in order.
+    pub fn new(parts: &'p DeviceParts, sequences: &[PassSequence], device: &Device) -> Result<Self> {
+        let mut upload = Upload::default();
+        let starts: Vec<usize> =
+            sequences.iter().scan(0, |row, s| Some(std::mem::replace(row, *row + s.ids.len()))).collect();
+        let rows = starts.last().zip(sequences.last()).map_or(0, |(start, s)| start + s.ids.len());
+        let ids = upload.push(sequences.iter().flat_map(|s| s.ids.iter().copied()));
+        let positions =
+            upload.push(sequences.iter().flat_map(|s| (s.past..s.past + s.ids.len()).map(|p| p as u32)));
+        let last_rows =
+            upload.push(starts.iter().zip(sequences).map(|(row, s)| (row + s.ids.len() - 1) as u32));
+
+        // Sequences by slot group, in order of first appearance.
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (i, s) in sequences.iter().enumerate() {
+            match groups.iter_mut().find(|(g, _)| *g == s.slot.group_index()) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((s.slot.group_index(), vec![i])),
+            }
+        }
+        let rows_of = |i: usize| starts[i]..starts[i] + sequences[i].ids.len();
+        let mut writes = Vec::new();
+        for (_, members) in &groups {
+            let targets = members.iter().flat_map(|&i| {
+                let s = &sequences[i];
+                (0..s.ids.len()).map(move |j| (s.slot.first_row() + s.past + j) as u32)
+            });
+            let targets = upload.push(targets);
+            let own_rows = (groups.len() > 1)
+                .then(|| upload.push(members.iter().flat_map(|&i| rows_of(i)).map(|r| r as u32)));
+            writes.push((sequences[members[0]].slot.group().clone(), own_rows, targets));
+        }
+
+        let mut pieces = Vec::new();
+        let mut stacked: Vec<usize> = Vec::with_capacity(rows); // pass rows in the pieces' order
+        for (_, members) in &groups {
+            let decoding: Vec<usize> =
+                members.iter().copied().filter(|&i| sequences[i].ids.len() == 1).collect();
+            if decoding.is_empty() {
+                continue;
+            }
+            let all = decoding.len() == sequences.len();
+            let own_rows = (!all).then(|| upload.push(decoding.iter().map(|&i| starts[i] as u32)));
+            let first_rows = upload.push(decoding.iter().map(|&i| sequences[i].slot.first_row() as u32));
+            let at = upload.push(decoding.iter().map(|&i| sequences[i].past as u32));
+            let keys = decoding.iter().map(|&i| sequences[i].past + 1).max().unwrap_or(1);
+            pieces.push((
+                sequences[decoding[0]].slot.group().clone(),
+                PieceRanges::Decode { own_rows, first_rows, at, keys },
+            ));
+            stacked.extend(decoding.iter().map(|&i| starts[i]));
+        }
+        for (i, s) in sequences.iter().enumerate().filter(|(_, s)| s.ids.len() > 1) {
+            let at = upload.push((s.past..s.past + s.ids.len()).map(|p| p as u32));
+            let keys = s.past + s.ids.len();
+            pieces.push((
+                s.slot.group().clone(),
+                PieceRanges::Prompt { rows: rows_of(i), first_row: s.slot.first_row(), at, keys },
+            ));
+            stacked.extend(rows_of(i));
+        }
+        let order = match stacked.iter().enumerate().all(|(at, &row)| at == row) {
+            true => None,
+            false => {
+                let mut order = vec![0u32; rows];
+                for (at, &row) in stacked.iter().enumerate() {
+                    order[row] = at as u32;
+                }
+                Some(upload.push(order))
+            }
+        };
+
+        let values = Tensor::new(upload.0, device)?; // the pass's one upload
+        let view = |range: &Range<usize>| values.narrow(0, range.start, range.len());
+        let column = |range: &Range<usize>| view(range)?.unsqueeze(1);
+        let writes = writes
+            .into_iter()
+            .map(|(group, rows, targets)| {
+                Ok(GroupWrite {
+                    group,
+                    rows: rows.as_ref().map(view).transpose()?,
+                    targets: column(&targets)?,
+                })
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let pieces = pieces
+            .into_iter()
+            .map(|(group, ranges)| {
+                Ok(match ranges {
+                    PieceRanges::Decode { own_rows, first_rows, at, keys } => Piece::Decode {
+                        group,
+                        rows: own_rows.as_ref().map(view).transpose()?,
+                        first_rows: column(&first_rows)?,
+                        positions: column(&at)?,
+                        keys,
+                    },
+                    PieceRanges::Prompt { rows, first_row, at, keys } => {
+                        Piece::Prompt { group, rows, first_row, positions: column(&at)?, keys }
+                    }
+                })
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(DevicePass {
+            parts,
+            ids: view(&ids)?,
+            positions: view(&positions)?,
+            last_rows: view(&last_rows)?,
+            writes,
+            pieces,
+            order: order.as_ref().map(view).transpose()?,
+        })
+    }
+
+    /// Writes the pass's new keys and values for `layer` (each (rows, c)) into their slots.
+    pub fn write(&self, layer: usize, keys: &Tensor, values: &Tensor) -> candle_core::Result<()> {
+        for write in &self.writes {
+            for (new, store) in [(keys, &write.group.keys[layer]), (values, &write.group.values[layer])] {
+                // (candle's index_select reads contiguous tensors only.)
+                let new = match &write.rows {
+                    None => new.contiguous()?,
+                    Some(rows) => new.contiguous()?.index_select(rows, 0)?,
+                };
+                let index = write.targets.broadcast_as(new.shape())?.contiguous()?;
+                store.scatter_set(&index, &new, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `softmax(scale * q k^T + mask) v` of every new row's query (q: (rows, c), heads side by
+    /// side) over its sequence's keys and values of `layer`, written first: (rows, c).
+    pub fn attend(&self, layer: usize, q: &Tensor, n_head: usize, scale: f64) -> candle_core::Result<Tensor> {
+        let (_, c) = q.dims2()?;
+        let hs = c / n_head;
+        let heads =
+            |t: &Tensor, n: usize, len: usize| t.reshape((n, len, n_head, hs))?.transpose(1, 2)?.contiguous();
+        let mut outputs = Vec::with_capacity(self.pieces.len());
+        for piece in &self.pieces {
+            // Queries (n, nh, t, hs), keys and values (n, nh, keys, hs), mask (n, 1, t, keys).
+            let (q, k, v, mask) = match piece {
+                Piece::Decode { group, rows, first_rows, positions, keys } => {
+                    let q = match rows {
+                        None => q.clone(),
+                        Some(rows) => q.contiguous()?.index_select(rows, 0)?,
+                    };
+                    let n = q.dim(0)?;
+                    let key_positions = self.parts.key_positions.narrow(0, 0, *keys)?.unsqueeze(0)?; // (1, keys)
+                                                                                                     // Past its length a sequence reads its own last row again: finite, and masked.
+                    let index = first_rows.broadcast_add(&key_positions.broadcast_minimum(positions)?)?;
+                    let index = index.flatten_all()?;
+                    let gather = |store: &Tensor| heads(&store.index_select(&index, 0)?, n, *keys);
+                    let mask = key_positions.broadcast_gt(positions)?.reshape((n, 1, 1, *keys))?;
+                    (heads(&q, n, 1)?, gather(&group.keys[layer])?, gather(&group.values[layer])?, mask)
+                }
+                Piece::Prompt { group, rows, first_row, positions, keys } => {
+                    let t = rows.len();
+                    let slot = |store: &Tensor| heads(&store.narrow(0, *first_row, *keys)?, 1, *keys);
+                    let key_positions = self.parts.key_positions.narrow(0, 0, *keys)?.unsqueeze(0)?;
+                    let mask = key_positions.broadcast_gt(positions)?.reshape((1, 1, t, *keys))?;
+                    let q = q.narrow(0, rows.start, t)?;
+                    (heads(&q, 1, t)?, slot(&group.keys[layer])?, slot(&group.values[layer])?, mask)
+                }
+            };
+            let (n, _, t, _) = q.dims4()?;
+            let scores = (q.matmul(&k.t()?)? * scale)?;
+            let shape = scores.shape();
+            let scores =
+                mask.broadcast_as(shape)?.where_cond(&self.parts.neg_inf.broadcast_as(shape)?, &scores)?;
+            let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+            outputs.push(weights.matmul(&v)?.transpose(1, 2)?.reshape((n * t, c))?);
+        }
+        let stacked = match outputs.len() {
+            1 => outputs.pop().expect("one output"),
+            _ => Tensor::cat(&outputs, 0)?,
+        };
+        match &self.order {
+            Some(order) => stacked.index_select(order, 0),
+            None => Ok(stacked),
+        }
+    }
+}
+
+/// A piece's views before the upload exists.
+enum PieceRanges {
+    Decode { own_rows: Option<Range<usize>>, first_rows: Range<usize>, at: Range<usize>, keys: usize },
+    Prompt { rows: Range<usize>, first_row: usize, at: Range<usize>, keys: usize },
+}
