@@ -1,6 +1,7 @@
-//! The number formats a model's weights can be held in. Activations, the KV cache, layer norms
-//! and biases stay f32 whatever the choice; only the weight matrices (and the token embeddings,
-//! which are also the tied output head and the largest matrix) take it.
+//! The number formats a model's weights can be held in. On the CPU backend activations, the KV
+//! cache, layer norms and biases stay f32 whatever the choice; only the weight matrices (and the
+//! token embeddings, which are also the tied output head and the largest matrix) take it. The
+//! device backend computes in bf16 or fp16 when the weights are, as PyTorch does on a GPU.
 
 use crate::error::{Error, Result};
 
@@ -25,6 +26,11 @@ impl WeightDtype {
     /// Every dtype, in the order the API lists them.
     pub const ALL: [WeightDtype; 5] =
         [WeightDtype::F32, WeightDtype::Bf16, WeightDtype::F16, WeightDtype::Q8_0, WeightDtype::Q4_0];
+
+    /// q8 or q4: llama.cpp's blocks of integers with a scale.
+    pub fn is_quantized(self) -> bool {
+        matches!(self, WeightDtype::Q8_0 | WeightDtype::Q4_0)
+    }
 
     /// The API's name: transformers.js' spellings (`fp32`, `fp16`, `q8`, `q4`) plus `bf16`.
     pub fn name(self) -> &'static str {

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use candle_core::quantized::ggml_file::qtensor_from_ggml;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use half::{bf16, f16, slice::HalfFloatSliceExt};
 
@@ -256,6 +258,54 @@ impl Weights {
             cache.record(name, &packed);
         }
         Ok(packed)
+    }
+
+    /// Takes out the matrix called `name`, stored `(rows, cols)`, as candle's quantized `dtype`
+    /// (q8 or q4) on the device, for `x @ w` or, when `transposed`, `x @ w^T`: held (out, in)
+    /// with its blocks along the inputs, as ggml multiplies. A GGUF file's blocks of that type
+    /// and layout (a Conv1D weight as llama.cpp stores it, the token embeddings) are uploaded as
+    /// they are; anything else is quantized on the device from its f32 values.
+    pub(crate) fn take_quantized(
+        &mut self,
+        name: &str,
+        (rows, cols): (usize, usize),
+        dtype: WeightDtype,
+        transposed: bool,
+    ) -> Result<QTensor> {
+        let ggml_dtype = match dtype {
+            WeightDtype::Q8_0 => GgmlDType::Q8_0,
+            WeightDtype::Q4_0 => GgmlDType::Q4_0,
+            other => return Err(Error::Internal(format!("take_quantized: {other} is not quantized"))),
+        };
+        let (out, inputs) = if transposed { (rows, cols) } else { (cols, rows) };
+        let as_stored = match self.tensors.get(name).map(|stored| &stored.values) {
+            Some(&Values::Gguf { file, ggml, start, transposed: stored_transposed }) => {
+                let same_type = matches!(
+                    (ggml, dtype),
+                    (GgmlType::Q8_0, WeightDtype::Q8_0) | (GgmlType::Q4_0, WeightDtype::Q4_0)
+                );
+                (same_type && stored_transposed != transposed).then_some((file, ggml, start))
+            }
+            _ => None,
+        };
+        if let Some((file, ggml, start)) = as_stored {
+            let stored = self.take_stored(name, &[rows, cols])?;
+            let mut bytes = vec![0u8; out * inputs / ggml.block_values() * ggml.block_bytes()];
+            self.files[file]
+                .file
+                .read_at(start, &mut bytes)
+                .map_err(|err| Error::invalid_file(&stored.path, format!("could not be read ({err})")))?;
+            if let Some(d) = crate::gguf::bad_scale(ggml, &bytes) {
+                return Err(Error::invalid_file(
+                    &stored.path,
+                    format!("a block scale is {d}: its weights must be finite"),
+                ));
+            }
+            return Ok(qtensor_from_ggml(ggml_dtype, &bytes, vec![out, inputs], &self.device)?);
+        }
+        let values = self.take(name, &[rows, cols])?;
+        let values = if transposed { values } else { values.t()?.contiguous()? };
+        Ok(QTensor::quantize(&values, ggml_dtype)?)
     }
 
     /// Values `range` (flat, row-major) of `stored` as f32 into `values`, checked finite.

@@ -16,6 +16,7 @@ mod device;
 mod kv_cache;
 mod kv_slots;
 
+use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::LayerNorm;
 
@@ -176,6 +177,10 @@ impl Loader<'_> {
         Ok(match (self.backend, Weight::packs(self.backend, dtype)) {
             (_, true) => Weight::Packed(self.w.take_packed(name, shape, dtype, transposed)?),
             (Backend::Cpu, false) => Weight::tensor(self.w.take(name, &[shape.0, shape.1])?, transposed)?,
+            (Backend::Device, false) if dtype.is_quantized() => {
+                let quantized = self.w.take_quantized(name, shape, dtype, transposed)?;
+                Weight::Quantized(QMatMul::from_qtensor(quantized)?)
+            }
             (Backend::Device, false) => Weight::device(self.vector(name, &[shape.0, shape.1])?, transposed)?,
         })
     }
@@ -187,19 +192,19 @@ impl Loader<'_> {
 }
 
 /// Fails for a `dtype` that `backend` on `device` does not hold: the CPU backend holds every one
-/// (packed); the device backend fp32, bf16 and fp16, but on the CPU (its tests) not bf16, which
-/// candle's CPU matmul lacks.
+/// (packed), the device backend every one but bf16 on the CPU (its tests), which candle's CPU
+/// matmul lacks.
 fn check_dtype(backend: Backend, device: &Device, dtype: WeightDtype) -> Result<()> {
-    let why_not = match (backend, dtype) {
-        (Backend::Cpu, _) | (Backend::Device, WeightDtype::F32 | WeightDtype::F16) => return Ok(()),
-        (Backend::Device, WeightDtype::Bf16) if !device.is_cpu() => return Ok(()),
-        (Backend::Device, WeightDtype::Bf16) => "candle's CPU matmul has no bf16",
-        (Backend::Device, _) => "use fp32, bf16 or fp16 on this device",
-    };
-    Err(Error::InvalidArg(format!("dtype {dtype} runs on the CPU backend only so far: {why_not}")))
+    match backend == Backend::Device && device.is_cpu() && dtype == WeightDtype::Bf16 {
+        true => Err(Error::InvalidArg(
+            "dtype bf16 runs on the CPU backend or a GPU: candle's CPU matmul has no bf16".into(),
+        )),
+        false => Ok(()),
+    }
 }
 
-/// The dtype the device backend computes in for weights held in `dtype`.
+/// The dtype the device backend computes in for weights held in `dtype` (f32 for q8 and q4,
+/// whose quantized kernels take f32 activations).
 fn activations_of(dtype: WeightDtype) -> DType {
     match dtype {
         WeightDtype::F16 => DType::F16,

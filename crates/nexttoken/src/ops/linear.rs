@@ -40,9 +40,8 @@ pub fn linear(
                 None => x.apply_op2_no_bwd(w, &op),
             }
         }
-        (_, Weight::Packed(_)) => candle_core::bail!("linear: a packed weight takes f32 CPU operands"),
-        (_, Weight::Tensor(w) | Weight::Device(w)) => {
-            let y = x.matmul(w)?;
+        (_, w) => {
+            let y = w.candle_product(x)?;
             let y = match bias {
                 Some(b) => y.broadcast_add(b)?,
                 None => y,

@@ -10,7 +10,7 @@
 //!
 //! | weight                | rows             | CPU (`simd`)    | kernel → file                            |
 //! |-----------------------|------------------|-----------------|------------------------------------------|
-//! | device backend's      | any              | any, or a GPU   | `Candle` → candle's matmul               |
+//! | device backend's      | any              | any, or a GPU   | `Candle` → candle's (quantized) matmul   |
 //! | any, x not f32 on CPU | any              | any             | `Candle` → candle's matmul               |
 //! | fp32 tensor           | ≤ 16, streamable | portable        | `Streamed` → `gemv`                      |
 //! | fp32 tensor           | more             | portable        | `Gemm` → `tensor`                        |
@@ -102,7 +102,7 @@ pub fn plan(weight: &Weight, rows: Rows) -> Kernel {
         // The device backend's weights, and operands that are not f32: candle's own matmul. The
         // fused GPU kernels' choice goes here, as a `Kernel` of its own chosen from the device,
         // the weight's dtype and the row count, as the CPU's are above.
-        Weight::Device(_) | Weight::Tensor(_) | Weight::Packed(_) => Kernel::Candle,
+        Weight::Device(_) | Weight::Quantized(_) | Weight::Tensor(_) | Weight::Packed(_) => Kernel::Candle,
     }
 }
 
@@ -117,7 +117,7 @@ pub fn tile(w: &PackedMatrix, rows: usize) -> Tile {
         return Tile::Bf16Dot;
     }
     // Likewise q8 and q4 rows take integer products however many they are.
-    let quantized = matches!(w.dtype(), WeightDtype::Q8_0 | WeightDtype::Q4_0);
+    let quantized = w.dtype().is_quantized();
     if let Some(dot) = simd::int8_dot().filter(|_| quantized) {
         return Tile::Int8(dot);
     }
