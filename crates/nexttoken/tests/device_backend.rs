@@ -231,6 +231,27 @@ fn the_scheduler_batches_generations_on_the_device_backend_as_transformers_decod
 }
 
 #[test]
+fn a_prompt_prefix_is_copied_from_slot_to_slot_and_changes_no_token() {
+    let gpt2 =
+        Gpt2::load(&tiny_dir(), &on_device_backend(WeightDtype::F32), SchedulerOptions::default()).unwrap();
+    let shared: Vec<u32> = (0..40).map(|i| 1000 + i * 13).collect();
+    let prompts = [[&shared[..], &[7, 8]].concat(), [&shared[..], &[9]].concat()];
+    let greedy = || CallOptions { max_new_tokens: Some(6), do_sample: Some(false), ..Default::default() };
+    // One after the other: the second finds the first's prompt in the store. Between them
+    // another prompt writes over the slot the first gave back, which the copy then lands in.
+    let first = gpt2.generate(vec![prompts[0].clone()], greedy()).unwrap().remove(0);
+    let other: Vec<u32> = (0..50).map(|i| 3000 + i * 7).collect();
+    gpt2.generate(vec![other], greedy()).unwrap();
+    let second = gpt2.generate(vec![prompts[1].clone()], greedy()).unwrap().remove(0);
+    assert_eq!(first.timings.cached_prompt_tokens, 0);
+    assert!(second.timings.cached_prompt_tokens >= 32, "{}", second.timings.cached_prompt_tokens);
+    let alone =
+        Gpt2::load(&tiny_dir(), &on_device_backend(WeightDtype::F32), SchedulerOptions::default()).unwrap();
+    let expected = alone.generate(vec![prompts[1].clone()], greedy()).unwrap().remove(0);
+    assert_eq!(second.ids, expected.ids, "the copied prefix gives the same tokens as reading it");
+}
+
+#[test]
 fn gguf_q8_and_q4_blocks_run_in_candle_s_quantized_kernels_near_their_dequantization() {
     // The same weights as the file dequantized to fp32 on the CPU backend; candle's quantized
     // kernels round the activations to q8 per block of 32, as llama.cpp does (the CPU backend's

@@ -78,6 +78,20 @@ impl KvCache {
         Ok(KvCache { store, len: self.len })
     }
 
+    /// The memory a `deep_copy` holds: the positions held on the CPU backend, a whole slot on
+    /// the device backend (what a store of copies counts against its budget).
+    pub fn copy_bytes(&self) -> usize {
+        match &self.store {
+            Store::Empty => 0,
+            Store::Host(layers) => {
+                let per_position =
+                    |t: &Tensor| t.elem_count() / t.dim(2).unwrap_or(1).max(1) * t.dtype().size_in_bytes();
+                layers.iter().map(|(k, v)| self.len * (per_position(k) + per_position(v))).sum()
+            }
+            Store::Slot(slot) => slot.bytes(),
+        }
+    }
+
     /// The device backend's slot of this cache in `slots`, taken from them at its first pass.
     pub(super) fn slot(&mut self, slots: &Arc<KvSlots>) -> Result<&KvSlot> {
         if let Store::Empty = self.store {

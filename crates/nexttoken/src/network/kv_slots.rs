@@ -100,6 +100,12 @@ impl KvSlot {
         self.at.1 * self.slots.n_positions
     }
 
+    /// Memory one slot holds: every layer's keys and values of a whole context.
+    pub fn bytes(&self) -> usize {
+        let slots = &self.slots;
+        2 * slots.n_layer * slots.n_positions * slots.width * slots.dtype.size_in_bytes()
+    }
+
     /// A new slot holding a copy of this one's first `len` positions.
     pub fn copy(&self, len: usize) -> Result<KvSlot> {
         let copy = self.slots.take()?;

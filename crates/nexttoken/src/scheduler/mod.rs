@@ -455,14 +455,12 @@ fn decode_turn(pretrained: &Pretrained, running: &mut [Job], prefixes: &mut Pref
     }
     // Prompts read in full this turn: keep their prefix for later prompts that start the same way.
     if !prefixes.is_off() {
-        let config = pretrained.config();
-        let bytes_per_position = 2 * config.n_layer * config.n_embd * std::mem::size_of::<f32>();
         // Only prompts that reused nothing: one that started from a stored prefix would store that
         // prefix a second time (16 few-shot questions would keep 16 copies of the examples).
         for (job, _) in completed.iter().filter(|(job, _)| job.generation.cached_prompt_tokens() == 0) {
             if let Some((prompt, cache)) = job.generation.prompt_kv() {
                 // A copy that fails (memory) only loses the reuse.
-                let _ = prefixes.insert(prompt, cache, bytes_per_position);
+                let _ = prefixes.insert(prompt, cache);
             }
         }
     }

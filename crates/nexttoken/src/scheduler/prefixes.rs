@@ -62,8 +62,8 @@ impl PrefixStore {
 
     /// Keeps a copy of `cache`, which holds exactly `ids`, unless a stored prefix covers it; the
     /// least recently used entries leave to make room.
-    pub fn insert(&mut self, ids: &[u32], cache: &KvCache, bytes_per_position: usize) -> Result<()> {
-        let bytes = ids.len() * bytes_per_position;
+    pub fn insert(&mut self, ids: &[u32], cache: &KvCache) -> Result<()> {
+        let bytes = cache.copy_bytes();
         if ids.len() < MIN_PREFIX || bytes > self.budget_bytes {
             return Ok(());
         }
