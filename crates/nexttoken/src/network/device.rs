@@ -206,18 +206,17 @@ impl<'p> DevicePass<'p> {
         })
     }
 
-    /// Writes the pass's new keys and values for `layer` (each (rows, c)) into their slots.
-    pub fn write(&self, layer: usize, keys: &Tensor, values: &Tensor) -> candle_core::Result<()> {
+    /// Writes the pass's new keys and values for `layer`, side by side ((rows, 2c): the last
+    /// 2c columns of `c_attn`'s output), into their slots.
+    pub fn write(&self, layer: usize, keys_values: &Tensor) -> candle_core::Result<()> {
         for write in &self.writes {
-            for (new, store) in [(keys, &write.group.keys[layer]), (values, &write.group.values[layer])] {
-                // (candle's index_select reads contiguous tensors only.)
-                let new = match &write.rows {
-                    None => new.contiguous()?,
-                    Some(rows) => new.contiguous()?.index_select(rows, 0)?,
-                };
-                let index = write.targets.broadcast_as(new.shape())?.contiguous()?;
-                store.scatter_set(&index, &new, 0)?;
-            }
+            // (candle's index_select reads contiguous tensors only.)
+            let new = match &write.rows {
+                None => keys_values.contiguous()?,
+                Some(rows) => keys_values.contiguous()?.index_select(rows, 0)?,
+            };
+            let index = write.targets.broadcast_as(new.shape())?.contiguous()?;
+            write.group.layers[layer].scatter_set(&index, &new, 0)?;
         }
         Ok(())
     }
@@ -229,31 +228,34 @@ impl<'p> DevicePass<'p> {
         let hs = c / n_head;
         let heads =
             |t: &Tensor, n: usize, len: usize| t.reshape((n, len, n_head, hs))?.transpose(1, 2)?.contiguous();
+        // Rows of a slot group as keys and values: their first and last c columns, (n, nh, len, hs).
+        let keys_and_values =
+            |rows: &Tensor, n: usize, len: usize| -> candle_core::Result<(Tensor, Tensor)> {
+                Ok((heads(&rows.narrow(1, 0, c)?, n, len)?, heads(&rows.narrow(1, c, c)?, n, len)?))
+            };
         let mut outputs = Vec::with_capacity(self.pieces.len());
         for piece in &self.pieces {
             // Queries (n, nh, t, hs), keys and values (n, nh, keys, hs), mask (n, 1, t, keys).
-            let (q, k, v, mask) = match piece {
+            let (q, (k, v), mask) = match piece {
                 Piece::Decode { group, rows, first_rows, positions, keys } => {
                     let q = match rows {
                         None => q.clone(),
                         Some(rows) => q.contiguous()?.index_select(rows, 0)?,
                     };
                     let n = q.dim(0)?;
-                    let key_positions = self.parts.key_positions.narrow(0, 0, *keys)?.unsqueeze(0)?; // (1, keys)
-                                                                                                     // Past its length a sequence reads its own last row again: finite, and masked.
+                    let key_positions = self.parts.key_positions.narrow(0, 0, *keys)?.unsqueeze(0)?;
+                    // Past its length a sequence reads its own last row again: finite, and masked.
                     let index = first_rows.broadcast_add(&key_positions.broadcast_minimum(positions)?)?;
-                    let index = index.flatten_all()?;
-                    let gather = |store: &Tensor| heads(&store.index_select(&index, 0)?, n, *keys);
+                    let rows = group.layers[layer].index_select(&index.flatten_all()?, 0)?;
                     let mask = key_positions.broadcast_gt(positions)?.reshape((n, 1, 1, *keys))?;
-                    (heads(&q, n, 1)?, gather(&group.keys[layer])?, gather(&group.values[layer])?, mask)
+                    (heads(&q, n, 1)?, keys_and_values(&rows, n, *keys)?, mask)
                 }
                 Piece::Prompt { group, rows, first_row, positions, keys } => {
                     let t = rows.len();
-                    let slot = |store: &Tensor| heads(&store.narrow(0, *first_row, *keys)?, 1, *keys);
+                    let slot = group.layers[layer].narrow(0, *first_row, *keys)?;
                     let key_positions = self.parts.key_positions.narrow(0, 0, *keys)?.unsqueeze(0)?;
                     let mask = key_positions.broadcast_gt(positions)?.reshape((1, 1, t, *keys))?;
-                    let q = q.narrow(0, rows.start, t)?;
-                    (heads(&q, 1, t)?, slot(&group.keys[layer])?, slot(&group.values[layer])?, mask)
+                    (heads(&q.narrow(0, rows.start, t)?, 1, t)?, keys_and_values(&slot, 1, *keys)?, mask)
                 }
             };
             let (n, _, t, _) = q.dims4()?;

@@ -2,9 +2,10 @@
 //! groups, so that a pass writes its new keys and values in place (no growth by concatenation,
 //! no zero-size tensors) and attention finds every sequence of a group in one tensor by its slot.
 //!
-//! A group of slots holds, per layer, keys and values as (slots * n_positions, c): slot `s`'s
-//! position `p` is row `s * n_positions + p`, heads side by side in the columns, as `c_attn`
-//! writes them. Groups are made as sequences need them, each twice the size of the one before
+//! A group of slots holds, per layer, keys and values side by side as (slots * n_positions, 2c):
+//! slot `s`'s position `p` is row `s * n_positions + p`, its keys in the first c columns and its
+//! values in the next c, heads side by side, exactly as `c_attn` writes them in its last 2c
+//! columns: a pass's new rows go in with one copy. Groups are made as sequences need them, each twice the size of the one before
 //! (up to `MAX_GROUP_SLOTS`), and are never moved or grown: a pass that holds a group's tensors
 //! on one thread is never invalidated by another thread taking a slot. A slot is a whole context,
 //! as vLLM's blocks are not: simple, and what GPT-2's 1,024 positions afford.
@@ -35,10 +36,9 @@ struct State {
     free: Vec<(usize, usize)>,
 }
 
-/// Keys and values of a group of slots: per layer, (slots * n_positions, c).
+/// Keys and values of a group of slots: per layer, (slots * n_positions, 2c).
 pub struct SlotGroup {
-    pub keys: Vec<Tensor>,
-    pub values: Vec<Tensor>,
+    pub layers: Vec<Tensor>,
 }
 
 /// One sequence's slot, given back when dropped.
@@ -70,10 +70,9 @@ impl KvSlots {
             let rows = size * self.n_positions;
             // Zeros, not uninitialised memory: attention reads a few rows past a sequence's
             // last (masked, but a NaN there would still poison its weighted sum).
-            let layer = || Tensor::zeros((rows, self.width), self.dtype, &self.device);
-            let keys = (0..self.n_layer).map(|_| layer()).collect::<candle_core::Result<_>>()?;
-            let values = (0..self.n_layer).map(|_| layer()).collect::<candle_core::Result<_>>()?;
-            state.groups.push(Arc::new(SlotGroup { keys, values }));
+            let layer = || Tensor::zeros((rows, 2 * self.width), self.dtype, &self.device);
+            let layers = (0..self.n_layer).map(|_| layer()).collect::<candle_core::Result<_>>()?;
+            state.groups.push(Arc::new(SlotGroup { layers }));
             state.free.extend((0..size).rev().map(|slot| (index, slot)));
         }
         let at = state.free.pop().expect("a group was just added");
@@ -110,8 +109,7 @@ impl KvSlot {
     pub fn copy(&self, len: usize) -> Result<KvSlot> {
         let copy = self.slots.take()?;
         if len > 0 {
-            let layers = self.group.keys.iter().zip(&copy.group.keys);
-            for (from, to) in layers.chain(self.group.values.iter().zip(&copy.group.values)) {
+            for (from, to) in self.group.layers.iter().zip(&copy.group.layers) {
                 // A copy of its own: `slice_set` refuses a source that shares the target's storage.
                 let rows = from.narrow(0, self.first_row(), len)?.copy()?;
                 to.slice_set(&rows, 0, copy.first_row())?;

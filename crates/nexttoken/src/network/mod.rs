@@ -85,10 +85,11 @@ impl Attention {
         let c = x.dim(1)?;
         let qkv = self.c_attn.forward(x, Epilogue::None)?; // (rows, 3c)
                                                            // c_attn packs q, k and v as three contiguous blocks of c columns (not per head).
-        let (q, k, v) = (qkv.narrow(1, 0, c)?, qkv.narrow(1, c, c)?, qkv.narrow(1, 2 * c, c)?);
+        let q = qkv.narrow(1, 0, c)?;
         let scale = 1.0 / (self.head_size as f64).sqrt();
         let y = match pass {
             Pass::Host(batch) => {
+                let (k, v) = (qkv.narrow(1, c, c)?, qkv.narrow(1, 2 * c, c)?);
                 let mut ys = Vec::with_capacity(batch.len());
                 for seq in batch.iter_mut() {
                     let (row, t) = (seq.row, seq.ids.len());
@@ -100,7 +101,7 @@ impl Attention {
                 Tensor::cat(&ys, 0)?
             }
             Pass::Device(pass) => {
-                pass.write(layer, &k, &v)?;
+                pass.write(layer, &qkv.narrow(1, c, 2 * c)?)?;
                 pass.attend(layer, &q, self.n_head, scale)?
             }
         };
