@@ -17,10 +17,13 @@ use candle_core::{DType, Device, Tensor};
 use super::kv_slots::{KvSlot, KvSlots, SlotGroup};
 use crate::config::Config;
 use crate::error::Result;
+use crate::ops::{cuda, fused_kernels};
 
 /// What the device backend keeps beside the weights.
 pub struct DeviceParts {
     pub slots: Arc<KvSlots>,
+    /// It runs the fused CUDA kernels (`ops::fused_kernels`).
+    fused: bool,
     /// 0..n_positions (u32): key positions, for the gathers and masks.
     key_positions: Tensor,
     /// -inf in the activations' dtype: a masked score.
@@ -32,6 +35,7 @@ impl DeviceParts {
         let slots = KvSlots::new(config.n_layer, config.n_positions, config.n_embd, dtype, device);
         Ok(DeviceParts {
             slots: Arc::new(slots),
+            fused: fused_kernels(device),
             key_positions: Tensor::arange(0u32, config.n_positions as u32, device)?,
             neg_inf: Tensor::new(f32::NEG_INFINITY, device)?.to_dtype(dtype)?,
         })
@@ -63,9 +67,12 @@ pub struct DevicePass<'p> {
 /// The new rows that go to one slot group.
 struct GroupWrite {
     group: Arc<SlotGroup>,
-    /// Which rows of the pass: None when all, in order.
+    /// The fused write's indices: which rows of the pass (n), then the group's row each is
+    /// written to (n).
+    meta: Tensor,
+    /// The same rows for candle's operations: None when all of the pass's, in order.
     rows: Option<Tensor>,
-    /// (rows, 1) u32: the group's row each is written to.
+    /// (n, 1) u32: the group's row each is written to.
     targets: Tensor,
 }
 
@@ -73,8 +80,16 @@ struct GroupWrite {
 enum Piece {
     /// Sequences of one slot group with one new token each: queries `rows` (None: all, in
     /// order), whose slots start at `first_rows` (n, 1) and who are at `positions` (n, 1), the
-    /// longest of them seeing `keys` keys.
-    Decode { group: Arc<SlotGroup>, rows: Option<Tensor>, first_rows: Tensor, positions: Tensor, keys: usize },
+    /// longest of them seeing `keys` keys; `meta` is the three side by side (3n, the rows
+    /// always), the fused kernel's indices.
+    Decode {
+        group: Arc<SlotGroup>,
+        meta: Tensor,
+        rows: Option<Tensor>,
+        first_rows: Tensor,
+        positions: Tensor,
+        keys: usize,
+    },
     /// One sequence's `rows` of new tokens at `positions` (t, 1), over its slot from
     /// `first_row`, the last of them seeing `keys` keys.
     Prompt { group: Arc<SlotGroup>, rows: Range<usize>, first_row: usize, positions: Tensor, keys: usize },
@@ -114,16 +129,17 @@ impl<'p> DevicePass<'p> {
             }
         }
         let rows_of = |i: usize| starts[i]..starts[i] + sequences[i].ids.len();
+        // (Each set of indices a fused kernel reads is pushed as consecutive ranges.)
         let mut writes = Vec::new();
         for (_, members) in &groups {
+            let own_rows = upload.push(members.iter().flat_map(|&i| rows_of(i)).map(|r| r as u32));
             let targets = members.iter().flat_map(|&i| {
                 let s = &sequences[i];
                 (0..s.ids.len()).map(move |j| (s.slot.first_row() + s.past + j) as u32)
             });
             let targets = upload.push(targets);
-            let own_rows = (groups.len() > 1)
-                .then(|| upload.push(members.iter().flat_map(|&i| rows_of(i)).map(|r| r as u32)));
-            writes.push((sequences[members[0]].slot.group().clone(), own_rows, targets));
+            let all = groups.len() == 1;
+            writes.push((sequences[members[0]].slot.group().clone(), own_rows, all, targets));
         }
 
         let mut pieces = Vec::new();
@@ -135,13 +151,13 @@ impl<'p> DevicePass<'p> {
                 continue;
             }
             let all = decoding.len() == sequences.len();
-            let own_rows = (!all).then(|| upload.push(decoding.iter().map(|&i| starts[i] as u32)));
+            let own_rows = upload.push(decoding.iter().map(|&i| starts[i] as u32));
             let first_rows = upload.push(decoding.iter().map(|&i| sequences[i].slot.first_row() as u32));
             let at = upload.push(decoding.iter().map(|&i| sequences[i].past as u32));
             let keys = decoding.iter().map(|&i| sequences[i].past + 1).max().unwrap_or(1);
             pieces.push((
                 sequences[decoding[0]].slot.group().clone(),
-                PieceRanges::Decode { own_rows, first_rows, at, keys },
+                PieceRanges::Decode { own_rows, all, first_rows, at, keys },
             ));
             stacked.extend(decoding.iter().map(|&i| starts[i]));
         }
@@ -170,10 +186,11 @@ impl<'p> DevicePass<'p> {
         let column = |range: &Range<usize>| view(range)?.unsqueeze(1);
         let writes = writes
             .into_iter()
-            .map(|(group, rows, targets)| {
+            .map(|(group, rows, all, targets)| {
                 Ok(GroupWrite {
                     group,
-                    rows: rows.as_ref().map(view).transpose()?,
+                    meta: view(&(rows.start..targets.end))?,
+                    rows: if all { None } else { Some(view(&rows)?) },
                     targets: column(&targets)?,
                 })
             })
@@ -182,9 +199,10 @@ impl<'p> DevicePass<'p> {
             .into_iter()
             .map(|(group, ranges)| {
                 Ok(match ranges {
-                    PieceRanges::Decode { own_rows, first_rows, at, keys } => Piece::Decode {
+                    PieceRanges::Decode { own_rows, all, first_rows, at, keys } => Piece::Decode {
                         group,
-                        rows: own_rows.as_ref().map(view).transpose()?,
+                        meta: view(&(own_rows.start..at.end))?,
+                        rows: if all { None } else { Some(view(&own_rows)?) },
                         first_rows: column(&first_rows)?,
                         positions: column(&at)?,
                         keys,
@@ -210,6 +228,10 @@ impl<'p> DevicePass<'p> {
     /// 2c columns of `c_attn`'s output), into their slots.
     pub fn write(&self, layer: usize, keys_values: &Tensor) -> candle_core::Result<()> {
         for write in &self.writes {
+            if self.parts.fused {
+                cuda::write_kv(&write.group.layers[layer], keys_values, &write.meta)?;
+                continue;
+            }
             // (candle's index_select reads contiguous tensors only.)
             let new = match &write.rows {
                 None => keys_values.contiguous()?,
@@ -237,7 +259,12 @@ impl<'p> DevicePass<'p> {
         for piece in &self.pieces {
             // Queries (n, nh, t, hs), keys and values (n, nh, keys, hs), mask (n, 1, t, keys).
             let (q, (k, v), mask) = match piece {
-                Piece::Decode { group, rows, first_rows, positions, keys } => {
+                Piece::Decode { group, meta, keys, .. } if self.parts.fused && *keys <= cuda::MAX_KEYS => {
+                    let shape = (n_head, *keys);
+                    outputs.push(cuda::decode_attention(q, &group.layers[layer], meta, shape, scale)?);
+                    continue;
+                }
+                Piece::Decode { group, rows, first_rows, positions, keys, .. } => {
                     let q = match rows {
                         None => q.clone(),
                         Some(rows) => q.contiguous()?.index_select(rows, 0)?,
@@ -279,6 +306,6 @@ impl<'p> DevicePass<'p> {
 
 /// A piece's views before the upload exists.
 enum PieceRanges {
-    Decode { own_rows: Option<Range<usize>>, first_rows: Range<usize>, at: Range<usize>, keys: usize },
+    Decode { own_rows: Range<usize>, all: bool, first_rows: Range<usize>, at: Range<usize>, keys: usize },
     Prompt { rows: Range<usize>, first_row: usize, at: Range<usize>, keys: usize },
 }

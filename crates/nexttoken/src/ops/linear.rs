@@ -6,9 +6,9 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
-use super::cpu_f32;
 use super::epilogue::{f32_view, with_finish, Epilogue};
 use super::matmul::{panels, plan, tensor, Kernel, PackedMatrix, Rows, Tile, Weight};
+use super::{cpu_f32, cuda};
 
 /// `epilogue(x (m, k) @ w (k, n) [+ bias (n)])` for a 2-D `x`.
 pub fn linear(
@@ -39,6 +39,16 @@ pub fn linear(
                 Some(b) => x.apply_op3_no_bwd(w, b, &op),
                 None => x.apply_op2_no_bwd(w, &op),
             }
+        }
+        (Kernel::FusedEpilogue, w) if bias.is_some() && !matches!(epilogue, Epilogue::None) => {
+            let y = w.candle_product(x)?; // a tensor of its own, contiguous
+            let bias = bias.expect("matched");
+            match epilogue {
+                Epilogue::Gelu => cuda::bias_gelu(&y, bias)?,
+                Epilogue::Residual(r) => cuda::bias_residual(&y, bias, &r.contiguous()?)?,
+                Epilogue::None => unreachable!("matched"),
+            }
+            Ok(y)
         }
         (_, w) => {
             let y = w.candle_product(x)?;

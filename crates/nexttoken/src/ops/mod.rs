@@ -61,6 +61,7 @@ macro_rules! simd_dispatch {
 }
 
 mod attention;
+pub(crate) mod cuda;
 mod epilogue;
 mod gelu;
 mod kv_write;
@@ -74,7 +75,9 @@ pub use epilogue::Epilogue;
 pub use kv_write::write_heads;
 pub use linear::linear;
 pub use math::{max_value, sum_exp};
-pub use matmul::{backend, Backend, PackError, PackedMatrix, Weight, WeightBytes, LAYOUT_VERSION};
+pub use matmul::{
+    backend, fused_kernels, Backend, PackError, PackedMatrix, Weight, WeightBytes, LAYOUT_VERSION,
+};
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
 

@@ -48,5 +48,5 @@ mod weight;
 pub use buffer::WeightBytes;
 pub use layout::{backend, Backend, LAYOUT_VERSION};
 pub use pack::{PackError, PackedMatrix};
-pub use plan::{plan, Kernel, Rows, Tile};
+pub use plan::{fused_kernels, plan, Kernel, Rows, Tile};
 pub use weight::Weight;

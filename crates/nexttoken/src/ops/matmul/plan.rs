@@ -10,6 +10,7 @@
 //!
 //! | weight                | rows             | CPU (`simd`)    | kernel → file                            |
 //! |-----------------------|------------------|-----------------|------------------------------------------|
+//! | device backend's      | any, fused       | a GPU (CUDA)    | `FusedEpilogue` → candle's, `ops::cuda`  |
 //! | device backend's      | any              | any, or a GPU   | `Candle` → candle's (quantized) matmul   |
 //! | any, x not f32 on CPU | any              | any             | `Candle` → candle's matmul               |
 //! | fp32 tensor           | ≤ 16, streamable | portable        | `Streamed` → `gemv`                      |
@@ -27,7 +28,9 @@
 //! of rows (batch invariance); the row count only chooses how 16-bit weights are widened (the
 //! same sums either way) and, for tensors, gemv or gemm.
 
-use candle_core::Tensor;
+use std::sync::OnceLock;
+
+use candle_core::{Device, Tensor};
 
 use super::layout::{Order, MAX_TILE_ROWS};
 use super::pack::PackedMatrix;
@@ -49,6 +52,9 @@ const MAX_DOT_ROWS: usize = 4;
 pub enum Kernel {
     /// candle's own matmul, then the epilogue as tensor operations.
     Candle,
+    /// candle's own matmul (cuBLAS, or its quantized kernels), then bias + GELU or bias +
+    /// residual in one fused kernel (`ops::cuda`), where `fused_kernels` says so.
+    FusedEpilogue,
     /// An f32 tensor weight read once for all rows by the streaming kernels (`gemv`).
     Streamed,
     /// An f32 tensor weight multiplied by gemm.
@@ -83,6 +89,8 @@ pub struct Rows {
     pub cpu_f32: bool,
     /// A row's inputs are adjacent in memory.
     pub contiguous: bool,
+    /// They are on a device that runs the fused kernels (`fused_kernels`).
+    pub fused: bool,
 }
 
 impl Rows {
@@ -90,7 +98,7 @@ impl Rows {
     /// operands are f32 on the CPU.
     pub fn of(x: &Tensor, cpu_f32: bool) -> Self {
         let count = x.dims().first().copied().unwrap_or(1);
-        Rows { count, cpu_f32, contiguous: matches!(x.stride(), [_, 1]) }
+        Rows { count, cpu_f32, contiguous: matches!(x.stride(), [_, 1]), fused: fused_kernels(x.device()) }
     }
 }
 
@@ -99,11 +107,26 @@ pub fn plan(weight: &Weight, rows: Rows) -> Kernel {
     match weight {
         Weight::Packed(w) if rows.cpu_f32 => Kernel::Panels(tile(w, rows.count)),
         Weight::Tensor(w) if rows.cpu_f32 && cpu_f32(&[w]) => tensor_kernel(w, rows),
+        Weight::Device(_) | Weight::Quantized(_) if rows.fused => Kernel::FusedEpilogue,
         // The device backend's weights, and operands that are not f32: candle's own matmul. The
         // fused GPU kernels' choice goes here, as a `Kernel` of its own chosen from the device,
         // the weight's dtype and the row count, as the CPU's are above.
         Weight::Device(_) | Weight::Quantized(_) | Weight::Tensor(_) | Weight::Packed(_) => Kernel::Candle,
     }
+}
+
+/// Asks for the fused kernels on CUDA (`fused_kernels`).
+pub const FUSED_OVERRIDE: &str = "NEXTTOKEN_FUSED_CUDA";
+
+/// Whether the device backend runs its fused CUDA kernels (`ops::cuda`: the KV write, decode
+/// attention, bias + GELU and bias + residual) on `device`: a build with the `cuda` feature, a
+/// CUDA device, and, until a run on a GPU has checked them against candle's operations
+/// (scripts/gpu-check.sh), only when `NEXTTOKEN_FUSED_CUDA=1` asks. Decided once per process.
+pub fn fused_kernels(device: &Device) -> bool {
+    static ASKED: OnceLock<bool> = OnceLock::new();
+    cfg!(feature = "cuda")
+        && device.is_cuda()
+        && *ASKED.get_or_init(|| std::env::var(FUSED_OVERRIDE).is_ok_and(|value| value == "1"))
 }
 
 /// The tile for `rows` times the packed `w`.
