@@ -120,18 +120,11 @@ impl<'p> DevicePass<'p> {
         let last_rows =
             upload.push(starts.iter().zip(sequences).map(|(row, s)| (row + s.ids.len() - 1) as u32));
 
-        // Sequences by slot group, in order of first appearance.
-        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
-        for (i, s) in sequences.iter().enumerate() {
-            match groups.iter_mut().find(|(g, _)| *g == s.slot.group_index()) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((s.slot.group_index(), vec![i])),
-            }
-        }
+        let groups = by_slot_group(sequences);
         let rows_of = |i: usize| starts[i]..starts[i] + sequences[i].ids.len();
         // (Each set of indices a fused kernel reads is pushed as consecutive ranges.)
         let mut writes = Vec::new();
-        for (_, members) in &groups {
+        for members in &groups {
             let own_rows = upload.push(members.iter().flat_map(|&i| rows_of(i)).map(|r| r as u32));
             let targets = members.iter().flat_map(|&i| {
                 let s = &sequences[i];
@@ -144,7 +137,7 @@ impl<'p> DevicePass<'p> {
 
         let mut pieces = Vec::new();
         let mut stacked: Vec<usize> = Vec::with_capacity(rows); // pass rows in the pieces' order
-        for (_, members) in &groups {
+        for members in &groups {
             let decoding: Vec<usize> =
                 members.iter().copied().filter(|&i| sequences[i].ids.len() == 1).collect();
             if decoding.is_empty() {
@@ -170,16 +163,7 @@ impl<'p> DevicePass<'p> {
             ));
             stacked.extend(rows_of(i));
         }
-        let order = match stacked.iter().enumerate().all(|(at, &row)| at == row) {
-            true => None,
-            false => {
-                let mut order = vec![0u32; rows];
-                for (at, &row) in stacked.iter().enumerate() {
-                    order[row] = at as u32;
-                }
-                Some(upload.push(order))
-            }
-        };
+        let order = inverse_unless_identity(&stacked).map(|order| upload.push(order));
 
         let values = Tensor::new(upload.0, device)?; // the pass's one upload
         let view = |range: &Range<usize>| values.narrow(0, range.start, range.len());
@@ -302,6 +286,31 @@ impl<'p> DevicePass<'p> {
             None => Ok(stacked),
         }
     }
+}
+
+/// The indices of `sequences` by slot group, groups in order of first appearance.
+fn by_slot_group(sequences: &[PassSequence]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (i, s) in sequences.iter().enumerate() {
+        match groups.iter_mut().find(|(g, _)| *g == s.slot.group_index()) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((s.slot.group_index(), vec![i])),
+        }
+    }
+    groups.into_iter().map(|(_, members)| members).collect()
+}
+
+/// Where each row is in `stacked` (the rows in the order the attention calls give them), or
+/// None when they are in order already.
+fn inverse_unless_identity(stacked: &[usize]) -> Option<Vec<u32>> {
+    if stacked.iter().enumerate().all(|(at, &row)| at == row) {
+        return None;
+    }
+    let mut order = vec![0u32; stacked.len()];
+    for (at, &row) in stacked.iter().enumerate() {
+        order[row] = at as u32;
+    }
+    Some(order)
 }
 
 /// A piece's views before the upload exists.
