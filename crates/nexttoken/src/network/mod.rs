@@ -83,8 +83,9 @@ impl Attention {
         layer: usize,
     ) -> candle_core::Result<Tensor> {
         let c = x.dim(1)?;
-        let qkv = self.c_attn.forward(x, Epilogue::None)?; // (rows, 3c)
-                                                           // c_attn packs q, k and v as three contiguous blocks of c columns (not per head).
+        // (rows, 3c): c_attn packs q, k and v as three contiguous blocks of c columns (not per
+        // head).
+        let qkv = self.c_attn.forward(x, Epilogue::None)?;
         let q = qkv.narrow(1, 0, c)?;
         let scale = 1.0 / (self.head_size as f64).sqrt();
         let y = match pass {
@@ -95,8 +96,8 @@ impl Attention {
                     let (row, t) = (seq.row, seq.ids.len());
                     let new_kv = (&k.narrow(0, row, t)?, &v.narrow(0, row, t)?);
                     let (k, v) = seq.cache.append(layer, new_kv, self.n_head)?; // (1, nh, T, hs)
+                                                                                // This sequence's (t, c).
                     ys.push(attention(&q.narrow(0, row, t)?, &k, &v, scale as f32)?);
-                    // (t, c)
                 }
                 Tensor::cat(&ys, 0)?
             }
@@ -237,8 +238,7 @@ pub struct Network {
 }
 
 impl Network {
-    /// The network in `w` for `backend`, its weight matrices held in `dtype` (the device
-    /// backend holds fp32, bf16 and fp16).
+    /// The network in `w` for `backend`, its weight matrices held in `dtype`.
     pub fn load(w: &mut Weights, config: &Config, backend: Backend, dtype: WeightDtype) -> Result<Self> {
         check_dtype(backend, w.device(), dtype)?;
         Self::load_as(w, config, backend, Some(dtype))
