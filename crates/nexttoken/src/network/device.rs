@@ -7,7 +7,8 @@
 //! their keys are gathered by slot and length, and positions past a sequence's length are masked.
 //! A sequence reading several tokens (a prompt) attends alone, causally, over its slot's rows.
 //! Everything is candle's operations, so the same code runs on CUDA, Metal and the CPU (where CI
-//! tests it); a GPU's fused kernels will replace the gathers and the mask, not the bookkeeping.
+//! tests it). Where `ops::fused_kernels` says so, the KV write and the decoding sequences'
+//! attention are one fused CUDA kernel each (`ops::cuda`), reading the same indices.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -317,4 +318,118 @@ fn inverse_unless_identity(stacked: &[usize]) -> Option<Vec<u32>> {
 enum PieceRanges {
     Decode { own_rows: Range<usize>, all: bool, first_rows: Range<usize>, at: Range<usize>, keys: usize },
     Prompt { rows: Range<usize>, first_row: usize, at: Range<usize>, keys: usize },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `kv_write` of kernels.cu on the host: rows `meta[..n]` of `new` (rows `stride` apart) to
+    /// rows `meta[n..]` of `layer` (`width` a row).
+    fn kv_write_on_host(layer: &mut [f32], width: usize, new: &[f32], stride: usize, meta: &[u32]) {
+        let n = meta.len() / 2;
+        for i in 0..n {
+            let (from, to) = (meta[i] as usize * stride, meta[n + i] as usize * width);
+            layer[to..to + width].copy_from_slice(&new[from..from + width]);
+        }
+    }
+
+    /// `decode_attention` of kernels.cu on the host: sequence i's query is row `meta[i]` of `q`
+    /// (rows `stride` apart), its keys rows `meta[n + i]..=meta[n + i] + meta[2n + i]` of
+    /// `layer` (2c a row: keys, then values). (n, c).
+    fn decode_attention_on_host(
+        q: &[f32],
+        stride: usize,
+        layer: &[f32],
+        meta: &[u32],
+        c: usize,
+        n_head: usize,
+    ) -> Vec<f32> {
+        let (n, hs) = (meta.len() / 3, c / n_head);
+        let scale = 1.0 / (hs as f32).sqrt();
+        let mut out = vec![0f32; n * c];
+        for i in 0..n {
+            let (first, keys) = (meta[n + i] as usize, meta[2 * n + i] as usize + 1);
+            for h in 0..n_head {
+                let query = &q[meta[i] as usize * stride + h * hs..][..hs];
+                let row = |j: usize| &layer[(first + j) * 2 * c..][..2 * c];
+                let scores: Vec<f32> = (0..keys)
+                    .map(|j| query.iter().zip(&row(j)[h * hs..]).map(|(a, b)| a * b).sum::<f32>() * scale)
+                    .collect();
+                let largest = scores.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let weights: Vec<f32> = scores.iter().map(|s| (s - largest).exp()).collect();
+                let sum: f32 = weights.iter().sum();
+                for d in 0..hs {
+                    let acc: f32 = (0..keys).map(|j| weights[j] * row(j)[c + h * hs + d]).sum();
+                    out[i * c + h * hs + d] = acc / sum;
+                }
+            }
+        }
+        out
+    }
+
+    fn values(count: usize, seed: u32) -> Vec<f32> {
+        (0..count)
+            .map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 16) as f32 / 65536.0 - 0.5)
+            .collect()
+    }
+
+    #[test]
+    fn the_fused_kernels_indices_give_what_candle_s_operations_give() {
+        let (n_positions, c, n_head) = (16, 8, 2);
+        let device = Device::Cpu;
+        let parts = DeviceParts {
+            slots: Arc::new(KvSlots::new(1, n_positions, c, DType::F32, &device)),
+            fused: false,
+            key_positions: Tensor::arange(0u32, n_positions as u32, &device).unwrap(),
+            neg_inf: Tensor::new(f32::NEG_INFINITY, &device).unwrap(),
+        };
+        // Three slots in two groups (of 1 and 2 slots), every row holding some finite value:
+        // positions past a sequence's length must be masked, not zero.
+        let slots: Vec<KvSlot> = (0..3).map(|_| parts.slots.take().unwrap()).collect();
+        for slot in &slots {
+            let layer = &slot.group().layers[0];
+            let rows = layer.dim(0).unwrap();
+            layer
+                .slice_set(&Tensor::from_vec(values(rows * 2 * c, 7), (rows, 2 * c), &device).unwrap(), 0, 0)
+                .unwrap();
+        }
+        // A decoding row after 3 positions, a prompt of 2, a decoding row after 5: attention in
+        // three calls, rows out of order.
+        let sequences = [
+            PassSequence { ids: &[1], past: 3, slot: &slots[0] },
+            PassSequence { ids: &[2, 3], past: 0, slot: &slots[1] },
+            PassSequence { ids: &[4], past: 5, slot: &slots[2] },
+        ];
+        let pass = DevicePass::new(&parts, &sequences, &device).unwrap();
+        assert!(pass.order.is_some() && pass.writes.len() == 2);
+        let qkv = Tensor::from_vec(values(4 * 3 * c, 11), (4, 3 * c), &device).unwrap();
+        let host = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let before: Vec<Vec<f32>> = pass.writes.iter().map(|w| host(&w.group.layers[0])).collect();
+        pass.write(0, &qkv.narrow(1, c, 2 * c).unwrap()).unwrap();
+        let y = host(
+            &pass
+                .attend(0, &qkv.narrow(1, 0, c).unwrap(), n_head, 1.0 / ((c / n_head) as f64).sqrt())
+                .unwrap(),
+        );
+        let qkv = host(&qkv);
+        for (write, mut layer) in pass.writes.iter().zip(before) {
+            kv_write_on_host(&mut layer, 2 * c, &qkv[c..], 3 * c, &write.meta.to_vec1::<u32>().unwrap());
+            assert_eq!(layer, host(&write.group.layers[0]), "the fused write's indices");
+        }
+        let mut decoded = 0;
+        for piece in &pass.pieces {
+            let Piece::Decode { group, meta, .. } = piece else { continue };
+            let meta = meta.to_vec1::<u32>().unwrap();
+            let fused = decode_attention_on_host(&qkv, 3 * c, &host(&group.layers[0]), &meta, c, n_head);
+            for (i, &row) in meta[..meta.len() / 3].iter().enumerate() {
+                let generic = &y[row as usize * c..][..c];
+                let diff =
+                    generic.iter().zip(&fused[i * c..][..c]).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(diff <= 1e-5, "row {row}: the fused attention's indices give {diff} off");
+                decoded += 1;
+            }
+        }
+        assert_eq!(decoded, 2, "both decoding rows checked");
+    }
 }
