@@ -12,7 +12,8 @@
 # goldens, batch rows against single ones; then pp128/pp512, tg128 and batch decoding for the
 # 124M and gpt2-xl shapes (seeded-random checkpoints made here with torch) in fp32 and bf16, and
 # transformers eager's on the same card; weights' GB/s against the card's copy bandwidth.
-# Exits non-zero when a check failed.
+# Exits non-zero when a check failed. GPU_CHECK_SHAPES (124m xl), GPU_CHECK_DTYPES (fp32,bf16; q8
+# too once a device runs it) and GPU_CHECK_BATCH_SIZES (1,16,64,256) change what is timed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS=0
@@ -23,7 +24,8 @@ PYTHON=${PYTHON:-python3}
 WORK=${GPU_CHECK_DIR:-/tmp/nexttoken-gpu-check}
 if [ "$DEVICE" = cuda ]; then
   BIN=${GPU_CHECK_BIN:-target/cuda/gpu_check}
-  SHAPES=(124m xl) DTYPES=fp32,bf16 BATCH_SIZES=1,16,64,256
+  read -ra SHAPES <<<"${GPU_CHECK_SHAPES:-124m xl}"
+  DTYPES=${GPU_CHECK_DTYPES:-fp32,bf16} BATCH_SIZES=${GPU_CHECK_BATCH_SIZES:-1,16,64,256}
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   # Every library directory of pip's nvidia packages (nvidia/cu13/lib for CUDA 13 wheels).
   NVIDIA_LIBS=$("$PYTHON" -c '
@@ -33,7 +35,8 @@ print(":".join(sorted(dirs)))')
   export LD_LIBRARY_PATH=$NVIDIA_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 else
   BIN=${GPU_CHECK_BIN:-target/release/examples/gpu_check}
-  SHAPES=(124m) DTYPES=fp32 BATCH_SIZES=1,16
+  read -ra SHAPES <<<"${GPU_CHECK_SHAPES:-124m}"
+  DTYPES=${GPU_CHECK_DTYPES:-fp32} BATCH_SIZES=${GPU_CHECK_BATCH_SIZES:-1,16}
 fi
 if [ ! -x "$BIN" ]; then
   echo "gpu-check: no $BIN: scripts/cuda-build.sh builds it (for --device cpu: cargo build --release --example gpu_check)" >&2
