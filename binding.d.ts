@@ -34,6 +34,8 @@ export declare class NativeGeneration {
 
 export declare class NativeGpt2 {
   get config(): ModelConfig
+  /** Where the model runs ('cpu', 'cuda', 'metal'). */
+  get device(): string
   /** The dtype the weight matrices are held in ('fp32', 'bf16', 'fp16', 'q8', 'q4'). */
   get dtype(): string
   /**
@@ -159,6 +161,12 @@ export declare function loadGpt2(path: string, device: string | undefined | null
 
 /** Loads the tokenizer of the model directory `path` (tokenizer.json, or vocab.json + merges.txt). */
 export declare function loadTokenizer(path: string): Promise<NativeTokenizer>
+
+/**
+ * The CUDA build's libraries that this machine's dynamic loader cannot open, each as "name (what
+ * installs it)"; empty when all are there.
+ */
+export declare function missingCudaLibraries(): Array<string>
 
 /** `config.json`, camelCased. */
 export interface ModelConfig {

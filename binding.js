@@ -842,3 +842,4 @@ module.exports.NativeSession = nativeBinding.NativeSession
 module.exports.NativeTokenizer = nativeBinding.NativeTokenizer
 module.exports.loadGpt2 = nativeBinding.loadGpt2
 module.exports.loadTokenizer = nativeBinding.loadTokenizer
+module.exports.missingCudaLibraries = nativeBinding.missingCudaLibraries

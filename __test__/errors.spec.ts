@@ -87,11 +87,6 @@ test('a config that is not GPT-2, or not JSON, is ERR_MODEL_INVALID', async (t) 
   await rejectsWith(t, Gpt2.fromPretrained(tinyModelWithFile('config.json', '{ nope')), 'ERR_MODEL_INVALID')
 })
 
-test('an unknown or unavailable device is a coded error', async (t) => {
-  await rejectsWith(t, Gpt2.fromPretrained(TINY_MODEL, { device: 'cuda' }), 'ERR_BACKEND_UNAVAILABLE', /cuda/)
-  await rejectsWith(t, Gpt2.fromPretrained(TINY_MODEL, { device: 'tpu' as 'cpu' }), 'ERR_INVALID_ARG')
-})
-
 test('token ids outside the vocabulary are ERR_TOKEN_OUT_OF_RANGE', async (t) => {
   const m = await model
   await rejectsWith(t, m.logits([40, 50257]), 'ERR_TOKEN_OUT_OF_RANGE', /50257/)

@@ -1,6 +1,6 @@
 // The model: load a GPT-2 directory, score next tokens, generate.
 import type * as binding from '../binding'
-import { native } from './native'
+import { onDevice } from './devices'
 import { callNative, callNativeAsync, checkOptionsObject, invalidArg } from './errors'
 import {
   type GenerateOptions,
@@ -10,7 +10,7 @@ import {
   toNativeOptions,
 } from './generate-options'
 import { resolvePretrained } from './hub/index'
-import { type Dtype, type LoadOptions, toNativeLoadOptions } from './load-options'
+import { type Device, type Dtype, type LoadOptions, toNativeLoadOptions } from './load-options'
 import { oneSequence, type TokenProbability } from './next-token'
 import { Session } from './session'
 import * as generation from './generation'
@@ -87,11 +87,14 @@ export class Gpt2 {
    * whose matrices differ in type, the token embeddings' type).
    */
   readonly dtype: Dtype
+  /** Where the model runs: `options.device`, or for `'auto'` the device it picked. */
+  readonly device: Device
 
   /** @internal */
   private constructor(private readonly native: binding.NativeGpt2) {
     this.tokenizer = new Tokenizer(native.tokenizer)
     this.dtype = native.dtype as Dtype
+    this.device = native.device as Device
     const config = native.config
     // The core's resolved defaults, named by its option table (unset ones as null).
     this.generationConfig = native.generationConfig as unknown as GenerationConfig
@@ -118,7 +121,10 @@ export class Gpt2 {
     checkOptionsObject(options)
     const { device, dtype, packedCacheDir, scheduler } = toNativeLoadOptions(options)
     const dir = await resolvePretrained(nameOrPath, options, 'model')
-    return new Gpt2(await callNativeAsync(() => native.loadGpt2(dir, device, dtype, packedCacheDir, scheduler)))
+    const loaded = await onDevice(device, (addon, on) =>
+      callNativeAsync(() => addon.loadGpt2(dir, on, dtype, packedCacheDir, scheduler)),
+    )
+    return new Gpt2(loaded)
   }
 
   /** Raw logits (pre-softmax scores) for the input, computed in f32. */

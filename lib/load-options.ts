@@ -4,7 +4,10 @@ import type * as native from '../binding'
 import { invalidArg } from './errors'
 import type { HubOptions } from './hub/index'
 
+/** Where a model runs (`model.device`). */
 export type Device = 'cpu' | 'cuda' | 'metal'
+
+const DEVICE_OPTIONS: readonly string[] = ['cpu', 'cuda', 'metal', 'auto']
 
 /**
  * What the weight matrices (and the token embeddings, which are also the output head) are held
@@ -19,11 +22,14 @@ export type Dtype = 'fp32' | 'bf16' | 'fp16' | 'q8' | 'q4'
 /** Where the model runs and how its generations are batched, and, for Hub repo ids, how to fetch it. */
 export interface LoadOptions extends HubOptions {
   /**
-   * Where the model runs. `'cuda'` and `'metal'` need a build with that feature; otherwise they
-   * fail with `ERR_BACKEND_UNAVAILABLE`.
+   * Where the model runs. `'cuda'` loads the package `nexttoken-linux-x64-gnu-cuda` (installed
+   * separately, with the NVIDIA driver, the CUDA 13 runtime and cuBLAS: docs/install.md); `'metal'`
+   * runs on Apple silicon Macs. Where the device's package, driver, libraries or GPU are missing,
+   * the load fails with `ERR_BACKEND_UNAVAILABLE` naming what to install. `'auto'`: CUDA, else
+   * Metal, else the CPU, whichever is available first; `model.device` says which.
    * @default 'cpu'
    */
-  device?: Device
+  device?: Device | 'auto'
   /**
    * What the weights are held in (see {@link Dtype}); quantizing happens while the model loads.
    * @default the checkpoint's own type: 'fp16' or 'bf16' for files stored so, else 'fp32'; a
@@ -77,14 +83,14 @@ export interface LoadOptions extends HubOptions {
 
 /** Checks the options' types; an absent option stays absent so that the core's default applies. */
 export function toNativeLoadOptions(options: LoadOptions): {
-  device?: string
+  device?: Device | 'auto'
   dtype?: string
   packedCacheDir?: string
   scheduler: native.NativeSchedulerOptions
 } {
   const { device, dtype, maxBatchSize, streamIdleTimeoutMs, maxQueueLength, prefixCacheBytes, packedCacheDir } = options
-  if (device !== undefined && typeof device !== 'string')
-    throw invalidArg(`device must be 'cpu', 'cuda' or 'metal'; got ${String(device)}`)
+  if (device !== undefined && !DEVICE_OPTIONS.includes(device))
+    throw invalidArg(`device must be 'cpu', 'cuda', 'metal' or 'auto'; got ${String(device)}`)
   if (dtype !== undefined && typeof dtype !== 'string')
     throw invalidArg(`dtype must be 'fp32', 'bf16', 'fp16', 'q8' or 'q4'; got ${String(dtype)}`)
   if (packedCacheDir !== undefined && (typeof packedCacheDir !== 'string' || packedCacheDir === ''))

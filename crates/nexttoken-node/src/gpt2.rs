@@ -22,6 +22,8 @@ use crate::tokenizer::NativeTokenizer;
 pub struct NativeGpt2 {
     /// None once disposed. Running calls hold their own Arc, so they finish undisturbed.
     gpt2: RwLock<Option<Arc<Gpt2>>>,
+    /// Where it runs, as the load options named it.
+    device: String,
 }
 
 /// Loads the GPT-2 in directory `path` onto `device` ('cpu', 'cuda', 'metal') with its weights
@@ -49,11 +51,12 @@ pub fn load_gpt2<'env>(
         };
         let gpt2 = Gpt2::load(&path, &options, SchedulerOptions::try_from(scheduler)?);
         return_free_memory(); // the buffers the file was read through
-        gpt2
+        Ok((gpt2?, options.device_name().to_string()))
     };
     caught(|| {
-        on_own_thread(env, "nexttoken-load", load, |gpt2| NativeGpt2 {
+        on_own_thread(env, "nexttoken-load", load, |(gpt2, device)| NativeGpt2 {
             gpt2: RwLock::new(Some(Arc::new(gpt2))),
+            device,
         })
     })
 }
@@ -63,6 +66,12 @@ impl NativeGpt2 {
     #[napi(getter)]
     pub fn config(&self) -> napi::Result<ModelConfig> {
         caught(|| Ok(ModelConfig::from(self.pretrained()?.config())))
+    }
+
+    /// Where the model runs ('cpu', 'cuda', 'metal').
+    #[napi(getter)]
+    pub fn device(&self) -> String {
+        self.device.clone()
     }
 
     /// The dtype the weight matrices are held in ('fp32', 'bf16', 'fp16', 'q8', 'q4').

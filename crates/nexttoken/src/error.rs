@@ -27,7 +27,8 @@ pub enum Error {
     #[error("input has at least {len} bytes, more than the model's context of {n_positions} tokens can hold: at most {max_bytes} bytes ({n_positions} tokens of at most {token_bytes} bytes each)")]
     InputTooLong { len: usize, max_bytes: usize, n_positions: usize, token_bytes: usize },
 
-    #[error("backend '{0}' is not available in this build of nexttoken")]
+    /// A device this build or this machine cannot run (the message says what is missing).
+    #[error("{0}")]
     BackendUnavailable(String),
 
     /// A running generation whose caller asked for no token for longer than the scheduler's

@@ -39,6 +39,13 @@ pub struct LoadOptions {
     pub backend: Option<Backend>,
 }
 
+impl LoadOptions {
+    /// Where the model runs: `device`, or the default.
+    pub fn device_name(&self) -> &str {
+        self.device.as_deref().unwrap_or(DEFAULT_DEVICE)
+    }
+}
+
 /// The special tokens the configs name must be tokens of both the model and the tokenizer: a
 /// tokenizer that lacks the model's eos is another model's (a 10-token tokenizer.json on gpt2).
 fn check_special_tokens(
@@ -89,7 +96,7 @@ impl Pretrained {
         if let Some(reason) = crate::ops::simd::override_error() {
             return Err(Error::InvalidArg(reason.into()));
         }
-        let device = device_from_name(options.device.as_deref().unwrap_or(DEFAULT_DEVICE))?;
+        let device = device_from_name(options.device_name())?;
         let backend = backend(&device, options.backend).map_err(Error::InvalidArg)?;
         let dir = match resolve(name_or_path)? {
             ModelSource::Dir(dir) => dir,
