@@ -11,7 +11,8 @@
 # prints: device logits against the CPU's and transformers' (fp32), greedy ids against the
 # goldens, batch rows against single ones; then pp128/pp512, tg128 and batch decoding for the
 # 124M and gpt2-xl shapes (seeded-random checkpoints made here with torch) in fp32 and bf16, and
-# transformers eager's on the same card; weights' GB/s against the card's copy bandwidth.
+# transformers eager's on the same card; weights' GB/s against the card's copy bandwidth; then the
+# checks and the first model's timings again with the fused CUDA kernels (NEXTTOKEN_FUSED_CUDA=1).
 # Exits non-zero when a check failed. GPU_CHECK_SHAPES (124m xl), GPU_CHECK_DTYPES (fp32,bf16; q8
 # too once a device runs it) and GPU_CHECK_BATCH_SIZES (1,16,64,256) change what is timed.
 set -euo pipefail
@@ -56,6 +57,13 @@ echo "== $DEVICE copy bandwidth (1 GiB, read + write): $COPY_GBPS GB/s"
 status=0
 "$BIN" --device "$DEVICE" --fixtures __test__/fixtures --dtypes "$DTYPES" --batch-sizes "$BATCH_SIZES" \
   --copy-gbps "$COPY_GBPS" "${MODELS[@]}" || status=$?
+if [ "$DEVICE" = cuda ]; then
+  # The device backend's fused CUDA kernels are opt-in until this run passes: the same checks
+  # with them, and the first model's timings, to compare with the run above.
+  echo "== the same with the fused CUDA kernels (NEXTTOKEN_FUSED_CUDA=1)"
+  NEXTTOKEN_FUSED_CUDA=1 "$BIN" --device cuda --fixtures __test__/fixtures --dtypes "$DTYPES" \
+    --batch-sizes "$BATCH_SIZES" --copy-gbps "$COPY_GBPS" "${MODELS[0]}" || status=$?
+fi
 "$PYTHON" scripts/gpu_check_torch.py eager "$DEVICE" "$DTYPES" "$BATCH_SIZES" "${MODELS[@]}"
 echo "gpu-check on $DEVICE took ${SECONDS} s (gpu_check exited with $status)"
 exit "$status"
