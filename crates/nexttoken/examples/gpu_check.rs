@@ -128,7 +128,7 @@ fn run(args: &Args) -> nexttoken::Result<bool> {
 }
 
 fn load(dir: &Path, device: &str, dtype: WeightDtype, max_batch_size: usize) -> nexttoken::Result<Gpt2> {
-    let options = LoadOptions { device: Some(device.into()), dtype: Some(dtype), packed_cache_dir: None };
+    let options = LoadOptions { device: Some(device.into()), dtype: Some(dtype), ..LoadOptions::default() };
     // No prefix reuse: timed prompts must be computed, not copied from the previous run's.
     let scheduler = SchedulerOptions { max_batch_size, prefix_cache_bytes: 0, ..SchedulerOptions::default() };
     Gpt2::load(dir.to_str().expect("a UTF-8 path"), &options, scheduler)
@@ -136,7 +136,7 @@ fn load(dir: &Path, device: &str, dtype: WeightDtype, max_batch_size: usize) -> 
 
 fn load_pretrained(dir: &Path, device: &str) -> nexttoken::Result<Pretrained> {
     let options =
-        LoadOptions { device: Some(device.into()), dtype: Some(WeightDtype::F32), packed_cache_dir: None };
+        LoadOptions { device: Some(device.into()), dtype: Some(WeightDtype::F32), ..LoadOptions::default() };
     Pretrained::load_with(dir.to_str().expect("a UTF-8 path"), &options)
 }
 
