@@ -11,11 +11,11 @@ const DEVICE_OPTIONS: readonly string[] = ['cpu', 'cuda', 'metal', 'auto']
 
 /**
  * What the weight matrices (and the token embeddings, which are also the output head) are held
- * in; activations, the KV cache, layer norms and biases stay f32. `'fp32'`; `'bf16'` and
- * `'fp16'` (half the memory and about twice the decoding speed); `'q8'` and `'q4'`, llama.cpp's
- * Q8_0 and Q4_0 blocks (32 weights along the inputs with one f16 scale: 8.5 and 4.5 bits per
- * weight). The spellings are transformers.js'; `'bf16'` is added. Other dtypes than `'fp32'` run
- * on the CPU only.
+ * in. `'fp32'`; `'bf16'` and `'fp16'` (half the memory and about twice the decoding speed);
+ * `'q8'` and `'q4'`, llama.cpp's Q8_0 and Q4_0 blocks (32 weights along the inputs with one f16
+ * scale: 8.5 and 4.5 bits per weight). The spellings are transformers.js'; `'bf16'` is added. On
+ * the CPU, activations, the KV cache, layer norms and biases stay f32; on a GPU the whole network
+ * computes in bf16 or fp16 when the weights are, as PyTorch does (f32 for q8 and q4).
  */
 export type Dtype = 'fp32' | 'bf16' | 'fp16' | 'q8' | 'q4'
 
