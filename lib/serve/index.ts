@@ -65,7 +65,10 @@ function routes(model: Gpt2, name: string): Record<string, Route> {
  */
 export async function serve(model: Gpt2, options: ServeOptions = {}): Promise<Server> {
   if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
-  const { host, port, apiKey, modelName, maxBodyBytes } = { ...DEFAULTS, ...options }
+  // Left out or undefined, an option takes its default.
+  const set = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined))
+  const { host, port, apiKey, modelName, maxBodyBytes } = { ...DEFAULTS, apiKey: undefined, ...set } as ServeOptions &
+    typeof DEFAULTS
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArg(`port must be from 0 to 65535; got ${port}`)
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) throw invalidArg('maxBodyBytes must be a positive integer')
   if (apiKey !== undefined && (typeof apiKey !== 'string' || apiKey === ''))
