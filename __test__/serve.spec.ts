@@ -243,3 +243,60 @@ test('an unknown model or path is a 404, a wrong method a 405, an oversized body
   t.is(big.status, 413)
   t.is(big.body.error.code, 'body_too_large')
 })
+
+test('chat: the plain template, its stop, and logprobs in the chat shape', async (t) => {
+  const m = await model
+  const messages = [
+    { role: 'system' as const, content: 'You are terse.' },
+    { role: 'user' as const, content: 'Hello' },
+  ]
+  const answer = await (await client()).chat.completions.create({
+    model: 'gpt2',
+    messages,
+    max_tokens: 8,
+    temperature: 0,
+    logprobs: true,
+    top_logprobs: 2,
+  })
+  const steps: GenerateStep[] = []
+  const expected = await m.generate('System: You are terse.\nUser: Hello\nAssistant:', {
+    maxNewTokens: 8,
+    stop: '\nUser:',
+    topAlternatives: 2,
+    onToken: (s) => steps.push(s),
+  })
+  const choice = answer.choices[0]
+  t.is(answer.object, 'chat.completion')
+  t.deepEqual(choice.message.role, 'assistant')
+  t.is(choice.message.content, expected.completion)
+  t.deepEqual(
+    choice.logprobs?.content?.map((c) => [c.token, c.logprob, c.top_logprobs.map((a) => a.logprob)]),
+    steps.map((s) => [m.tokenizer.decode([s.id]), s.logprob, s.alternatives?.map((a) => a.logprob)]),
+  )
+  t.is(answer.usage?.completion_tokens, expected.newIds.length)
+})
+
+test('a chat stream starts with the role and joins into the whole reply', async (t) => {
+  const c = await client()
+  const request = {
+    model: 'gpt2',
+    messages: [{ role: 'user' as const, content: TEXT }],
+    max_tokens: 16,
+    temperature: 0,
+  }
+  const whole = await c.chat.completions.create(request)
+  const chunks = []
+  for await (const chunk of await c.chat.completions.create({ ...request, stream: true })) chunks.push(chunk)
+  t.deepEqual(chunks[0].choices[0].delta, { role: 'assistant', content: '' })
+  t.is(chunks.map((chunk) => chunk.choices[0].delta.content ?? '').join(''), whole.choices[0].message.content)
+  t.is(chunks.at(-1)?.choices[0].finish_reason, whole.choices[0].finish_reason)
+})
+
+test('chat refuses what GPT-2 cannot read, naming the field', async (t) => {
+  const refused = async (body: Record<string, unknown>) =>
+    (await post('/v1/chat/completions', { messages: [{ role: 'user', content: 'Hi' }], ...body })).body.error.param
+  t.is(await refused({ messages: [{ role: 'tool', content: 'x' }] }), 'messages[0].role')
+  t.is(await refused({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: 'x' }] }] }), 'image_url')
+  t.is(await refused({ top_logprobs: 2 }), 'top_logprobs')
+  t.is(await refused({ max_completion_tokens: 0 }), 'max_completion_tokens')
+})

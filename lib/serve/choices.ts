@@ -66,3 +66,10 @@ export async function runChoices(
   if (failed.signal.aborted) throw failed.signal.reason
   return settled.map((row) => (row as PromiseFulfilledResult<GenerateResult>).value)
 }
+
+/** Runs the started generations unstreamed: their results, and each one's steps. */
+export async function runToEnd(rows: native.NativeGeneration[], n: number, signal: AbortSignal) {
+  const steps: GenerateStep[][] = rows.map(() => [])
+  const results = await runChoices(rows, n, signal, (choice, step) => void steps[choice.index].push(step), false)
+  return { results, steps }
+}

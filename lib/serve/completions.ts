@@ -1,9 +1,9 @@
 // POST /v1/completions, as OpenAI's legacy completions and vLLM's: `n` continuations of each
 // prompt, `echo` (the prompt first, its tokens scored by `model.score`, the first one null),
 // `logprobs` (the k most likely tokens at every position), streamed or not.
-import type { GenerateResult, GenerateStep } from '../generate-options'
+import type { GenerateResult } from '../generate-options'
 import type { Gpt2 } from '../gpt2'
-import { type Choice, runChoices, startChoices } from './choices'
+import { type Choice, runChoices, runToEnd, startChoices } from './choices'
 import { badField } from './errors'
 import { boolean, fieldsOf, integer } from './fields'
 import type { Exchange, Route } from './http'
@@ -95,21 +95,14 @@ export function completions(model: Gpt2, name: string): Route {
     const echoText = (choice: Choice) => (request.echo ? prompts[choice.prompt].text : '')
 
     if (!request.stream) {
-      const steps: GenerateStep[][] = choices.map(() => [])
-      const results = request.generates
-        ? await runChoices(
-            rows,
-            request.n,
-            exchange.signal,
-            (choice, step) => void steps[choice.index].push(step),
-            false,
-          )
-        : undefined
+      const { results, steps } = request.generates
+        ? await runToEnd(rows, request.n, exchange.signal)
+        : { results: undefined, steps: undefined }
       exchange.json(
         chunk(
           choices.map((choice) => {
             const result = results?.[choice.index]
-            const tokens = steps[choice.index].map((step) => stepLogprob(model, step))
+            const tokens = (steps?.[choice.index] ?? []).map((step) => stepLogprob(model, step))
             return {
               index: choice.index,
               text: echoText(choice) + (result?.completion ?? ''),

@@ -5,6 +5,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { invalidArg } from '../errors'
 import type { Gpt2 } from '../gpt2'
+import { chatCompletions } from './chat'
 import { completions } from './completions'
 import { HttpError } from './errors'
 import { handler, type Route } from './http'
@@ -53,6 +54,7 @@ function routes(model: Gpt2, name: string): Record<string, Route> {
         data: [{ id: name, object: 'model', created, owned_by: 'nexttoken', max_model_len: model.config.nPositions }],
       }),
     'POST /v1/completions': completions(model, name),
+    'POST /v1/chat/completions': chatCompletions(model, name),
     'POST /tokenize': tokenize(model, name),
     'POST /detokenize': detokenize(model, name),
   }

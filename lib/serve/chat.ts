@@ -1,0 +1,140 @@
+// POST /v1/chat/completions. GPT-2 has no chat template, so the messages become plain text, one
+// line per message: "System: ...", "User: ...", "Assistant: ...", then "Assistant:" for the reply,
+// which ends where the model starts the next "\nUser:" turn (a stop string, with any of the
+// request's). Logprobs come in the chat shape.
+import type { Gpt2 } from '../gpt2'
+import { runChoices, runToEnd, startChoices } from './choices'
+import { badField } from './errors'
+import { boolean, fieldsOf, integer, string } from './fields'
+import type { Exchange, Route } from './http'
+import { chatLogprobs, stepLogprob } from './logprobs'
+import { checkModel, finishReason, responseId, STREAM_FIELDS, streaming, usage } from './request'
+import { SAMPLING_FIELDS, samplingOptions } from './sampling'
+
+const FIELDS = [
+  ...STREAM_FIELDS,
+  ...SAMPLING_FIELDS,
+  'messages',
+  'max_tokens',
+  'max_completion_tokens',
+  'logprobs',
+  'top_logprobs',
+]
+
+/** How each role's messages are introduced (`developer` is OpenAI's newer name for `system`). */
+const ROLES: Record<string, string> = { system: 'System', developer: 'System', user: 'User', assistant: 'Assistant' }
+
+/** Where the reply ends: the model beginning the user's next turn. */
+export const CHAT_STOP = '\nUser:'
+
+/** The most `top_logprobs` a request may ask for (OpenAI's limit). */
+const MAX_TOP_LOGPROBS = 20
+
+/** A message's text: a string, or the text parts of a list. */
+function content(value: unknown, name: string): string {
+  if (!Array.isArray(value)) return string(value, name)
+  return value
+    .map((part, i) => {
+      const fields = fieldsOf(part, ['type', 'text'])
+      if (fields.type !== 'text') throw badField(`${name}[${i}].type`, "must be 'text': GPT-2 reads text only")
+      return string(fields.text, `${name}[${i}].text`)
+    })
+    .join('')
+}
+
+/** The messages as GPT-2's plain prompt. */
+export function chatPrompt(messages: unknown): string {
+  if (!Array.isArray(messages) || messages.length === 0) throw badField('messages', 'must be a non-empty list')
+  const lines = messages.map((message, i) => {
+    const fields = fieldsOf(message, ['role', 'content', 'name'])
+    const role = ROLES[string(fields.role, `messages[${i}].role`)]
+    if (!role) throw badField(`messages[${i}].role`, `must be one of ${Object.keys(ROLES).join(', ')}`)
+    return `${role}: ${content(fields.content ?? '', `messages[${i}].content`)}\n`
+  })
+  return `${lines.join('')}Assistant:`
+}
+
+function read(fields: Record<string, unknown>) {
+  const prompt = chatPrompt(fields.messages)
+  const logprobs = fields.logprobs === undefined ? false : boolean(fields.logprobs, 'logprobs')
+  const top = fields.top_logprobs === undefined ? 0 : integer(fields.top_logprobs, 'top_logprobs')
+  if (top > MAX_TOP_LOGPROBS) throw badField('top_logprobs', `must be at most ${MAX_TOP_LOGPROBS}`)
+  if (top > 0 && !logprobs) throw badField('top_logprobs', 'needs logprobs: true')
+  const limit = fields.max_completion_tokens ?? fields.max_tokens
+  const name = fields.max_completion_tokens === undefined ? 'max_tokens' : 'max_completion_tokens'
+  const options = samplingOptions(fields)
+  options.stop = [CHAT_STOP, ...((options.stop as string[] | undefined) ?? [])]
+  if (limit !== undefined) options.maxNewTokens = integer(limit, name, 1)
+  if (top > 0) options.topAlternatives = top
+  return { prompt, logprobs, n: (fields.n as number | undefined) ?? 1, options, ...streaming(fields) }
+}
+
+/** The route, serving `model` under `name`. */
+export function chatCompletions(model: Gpt2, name: string): Route {
+  return async (exchange: Exchange) => {
+    const fields = fieldsOf(exchange.body, FIELDS)
+    checkModel(fields.model, name)
+    const request = read(fields)
+    const ids = await model.toIds(request.prompt)
+    const rows = startChoices(model, [ids], request.options)
+    const { id, created } = responseId('chatcmpl')
+    const tokens = (steps: Parameters<typeof stepLogprob>[1][]) =>
+      request.logprobs ? { content: chatLogprobs(steps.map((step) => stepLogprob(model, step))) } : null
+
+    if (!request.stream) {
+      const { results, steps } = await runToEnd(rows, request.n, exchange.signal)
+      exchange.json({
+        id,
+        object: 'chat.completion',
+        created,
+        model: name,
+        choices: results.map((result, index) => ({
+          index,
+          message: { role: 'assistant', content: result.completion },
+          logprobs: tokens(steps[index]),
+          finish_reason: finishReason(result.stopReason),
+        })),
+        usage: usage(
+          ids.length,
+          results.reduce((sum, r) => sum + r.newIds.length, 0),
+        ),
+      })
+      return
+    }
+
+    const events = exchange.events()
+    const extra = request.includeUsage ? { usage: null } : {}
+    const send = (index: number, delta: object, logprobs: unknown, finish: string | null) =>
+      events.send({
+        id,
+        object: 'chat.completion.chunk',
+        created,
+        model: name,
+        choices: [{ index, delta, logprobs, finish_reason: finish }],
+        ...extra,
+      })
+    for (const [index] of rows.entries()) await send(index, { role: 'assistant', content: '' }, null, null)
+    const results = await runChoices(
+      rows,
+      request.n,
+      exchange.signal,
+      async (choice, step) => {
+        if (step.text !== '' || request.logprobs) await send(choice.index, { content: step.text }, tokens([step]), null)
+      },
+      true,
+    )
+    for (const [index, result] of results.entries()) await send(index, {}, null, finishReason(result.stopReason))
+    if (request.includeUsage) {
+      const completion = results.reduce((sum, r) => sum + r.newIds.length, 0)
+      await events.send({
+        id,
+        object: 'chat.completion.chunk',
+        created,
+        model: name,
+        choices: [],
+        usage: usage(ids.length, completion),
+      })
+    }
+    events.end()
+  }
+}
