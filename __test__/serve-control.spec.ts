@@ -10,25 +10,28 @@ import { Gpt2, serve } from '../index'
 import { TINY_MODEL } from './helpers/fixtures'
 
 const CLI = join(__dirname, '..', 'cli.js')
-/** Bans eos, so that a generation runs as long as it is asked to. */
-const NO_EOS = { logit_bias: { 50256: -100 } }
-
 const clientOf = (url: string, apiKey = 'unused') => new OpenAI({ baseURL: `${url}/v1`, apiKey, maxRetries: 0 })
+
+/** A stream that runs as long as the context allows (eos banned), once its first token has come. */
+async function longStream(url: string) {
+  const stream = await clientOf(url).completions.create({
+    model: 'gpt2',
+    prompt: 'Hi',
+    max_tokens: 1000,
+    stream: true,
+    logit_bias: { 50256: -100 },
+  })
+  const iterator = stream[Symbol.asyncIterator]()
+  await iterator.next()
+  return { stream, iterator }
+}
 
 test('a full queue answers 429; a client that disconnects frees its slot', async (t) => {
   // One slot, no queue: one running generation fills the server.
   await using model = await Gpt2.fromPretrained(TINY_MODEL, { maxBatchSize: 1, maxQueueLength: 0 })
   await using server = await serve(model, { port: 0 })
   const client = clientOf(server.url)
-  const stream = await client.completions.create({
-    model: 'gpt2',
-    prompt: 'Hi',
-    max_tokens: 1000,
-    stream: true,
-    ...NO_EOS,
-  })
-  const iterator = stream[Symbol.asyncIterator]()
-  await iterator.next() // the generation runs
+  const { stream } = await longStream(server.url)
   const busy = await t.throwsAsync(client.completions.create({ model: 'gpt2', prompt: 'Hi', max_tokens: 2 }))
   t.true(busy instanceof OpenAI.RateLimitError, String(busy))
   t.is((busy as InstanceType<typeof OpenAI.APIError>).code, 'ERR_OVERLOADED')
@@ -68,15 +71,7 @@ test('with an API key, requests without it are 401s; /health stays open', async 
 test('closing the server ends its running streams', async (t) => {
   await using model = await Gpt2.fromPretrained(TINY_MODEL, { maxBatchSize: 1, maxQueueLength: 0 })
   const server = await serve(model, { port: 0 })
-  const stream = await clientOf(server.url).completions.create({
-    model: 'gpt2',
-    prompt: 'Hi',
-    max_tokens: 1000,
-    stream: true,
-    ...NO_EOS,
-  })
-  const iterator = stream[Symbol.asyncIterator]()
-  await iterator.next()
+  const { iterator } = await longStream(server.url)
   await server.close()
   await t.throwsAsync(async () => {
     for (let next = await iterator.next(); !next.done; next = await iterator.next());
