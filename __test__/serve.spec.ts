@@ -114,6 +114,28 @@ test('echo with logprobs scores the prompt as model.score and the new tokens as 
   )
 })
 
+test('a stream with echo and logprobs carries, chunk after chunk, the logprobs of the whole answer', async (t) => {
+  const c = await client()
+  const options = { model: 'gpt2', prompt: TEXT, max_tokens: 6, temperature: 0, echo: true, logprobs: 3 }
+  const whole = (await c.completions.create(options)).choices[0].logprobs
+  const joined = {
+    tokens: [] as string[],
+    token_logprobs: [] as unknown[],
+    top_logprobs: [] as unknown[],
+    text_offset: [] as number[],
+  }
+  for await (const chunk of await c.completions.create({ ...options, stream: true })) {
+    const logprobs = chunk.choices[0].logprobs
+    if (!logprobs) continue
+    joined.tokens.push(...(logprobs.tokens ?? []))
+    joined.token_logprobs.push(...(logprobs.token_logprobs ?? []))
+    joined.top_logprobs.push(...(logprobs.top_logprobs ?? []))
+    joined.text_offset.push(...(logprobs.text_offset ?? []))
+  }
+  t.is(joined.tokens.length, 12 + 6)
+  t.deepEqual(joined, whole as unknown as typeof joined)
+})
+
 test("lm-evaluation-harness's loglikelihood requests get the context's continuation scored", async (t) => {
   const m = await model
   // As lm-eval's local-completions sends them: token ids, batched, one generated token.

@@ -2,12 +2,14 @@
 // line per message: "System: ...", "User: ...", "Assistant: ...", then "Assistant:" for the reply,
 // which ends where the model starts the next "\nUser:" turn (a stop string, with any of the
 // request's). Logprobs come in the chat shape.
+import type * as native from '../../binding'
+import type { GenerateStep } from '../generate-options'
 import type { Gpt2 } from '../gpt2'
 import { runChoices, runToEnd, startChoices } from './choices'
 import { badField } from './errors'
 import { boolean, fieldsOf, integer, string } from './fields'
 import type { Exchange, Route } from './http'
-import { chatLogprobs, stepLogprob } from './logprobs'
+import { chatLogprobs, MAX_LOGPROBS, stepLogprob } from './logprobs'
 import { checkModel, finishReason, responseId, STREAM_FIELDS, streaming, usage } from './request'
 import { SAMPLING_FIELDS, samplingOptions } from './sampling'
 
@@ -26,9 +28,6 @@ const ROLES: Record<string, string> = { system: 'System', developer: 'System', u
 
 /** Where the reply ends: the model beginning the user's next turn. */
 export const CHAT_STOP = '\nUser:'
-
-/** The most `top_logprobs` a request may ask for (OpenAI's limit). */
-const MAX_TOP_LOGPROBS = 20
 
 /** A message's text: a string, or the text parts of a list. */
 function content(value: unknown, name: string): string {
@@ -58,7 +57,7 @@ function read(fields: Record<string, unknown>) {
   const prompt = chatPrompt(fields.messages)
   const logprobs = fields.logprobs === undefined ? false : boolean(fields.logprobs, 'logprobs')
   const top = fields.top_logprobs === undefined ? 0 : integer(fields.top_logprobs, 'top_logprobs')
-  if (top > MAX_TOP_LOGPROBS) throw badField('top_logprobs', `must be at most ${MAX_TOP_LOGPROBS}`)
+  if (top > MAX_LOGPROBS) throw badField('top_logprobs', `must be at most ${MAX_LOGPROBS}`)
   if (top > 0 && !logprobs) throw badField('top_logprobs', 'needs logprobs: true')
   const limit = fields.max_completion_tokens ?? fields.max_tokens
   const name = fields.max_completion_tokens === undefined ? 'max_tokens' : 'max_completion_tokens'
@@ -66,7 +65,56 @@ function read(fields: Record<string, unknown>) {
   options.stop = [CHAT_STOP, ...((options.stop as string[] | undefined) ?? [])]
   if (limit !== undefined) options.maxNewTokens = integer(limit, name, 1)
   if (top > 0) options.topAlternatives = top
-  return { prompt, logprobs, n: (fields.n as number | undefined) ?? 1, options, ...streaming(fields) }
+  return { prompt, logprobs, n: options.numReturnSequences ?? 1, options, ...streaming(fields) }
+}
+
+type Request = ReturnType<typeof read>
+
+/** A request read and started: what its answer is made of. */
+interface Job {
+  request: Request
+  promptTokens: number
+  rows: native.NativeGeneration[]
+  /** A response object (or stream chunk) holding `choices`, under `object`. */
+  chunk: (object: string, choices: unknown[], extra?: object) => object
+  /** Steps' logprobs in the chat shape, when asked for. */
+  logprobs: (steps: GenerateStep[]) => { content: ReturnType<typeof chatLogprobs> } | null
+}
+
+/** The whole answer, once every choice has ended. */
+async function answer(job: Job, signal: AbortSignal) {
+  const { results, steps } = await runToEnd(job.rows, job.request.n, signal)
+  const choices = results.map((result, index) => ({
+    index,
+    message: { role: 'assistant', content: result.completion },
+    logprobs: job.logprobs(steps[index]),
+    finish_reason: finishReason(result.stopReason),
+  }))
+  return job.chunk('chat.completion', choices, { usage: usage(job.promptTokens, results) })
+}
+
+/** The answer as events: each choice's role, a delta per token, each choice's end, the usage. */
+async function streamAnswer(job: Job, exchange: Exchange) {
+  const events = exchange.events()
+  const extra = job.request.includeUsage ? { usage: null } : {}
+  const send = (index: number, delta: object, logprobs: unknown, reason: string | null) =>
+    events.send(job.chunk('chat.completion.chunk', [{ index, delta, logprobs, finish_reason: reason }], extra))
+  for (const index of job.rows.keys()) await send(index, { role: 'assistant', content: '' }, null, null)
+  const results = await runChoices(
+    job.rows,
+    job.request.n,
+    exchange.signal,
+    async (choice, step) => {
+      // Without logprobs, a token whose text is held back has nothing to send yet.
+      if (step.text !== '' || job.request.logprobs)
+        await send(choice.index, { content: step.text }, job.logprobs([step]), null)
+    },
+    true,
+  )
+  for (const [index, result] of results.entries()) await send(index, {}, null, finishReason(result.stopReason))
+  if (job.request.includeUsage)
+    await events.send(job.chunk('chat.completion.chunk', [], { usage: usage(job.promptTokens, results) }))
+  events.end()
 }
 
 /** The route, serving `model` under `name`. */
@@ -77,64 +125,21 @@ export function chatCompletions(model: Gpt2, name: string): Route {
     const request = read(fields)
     const ids = await model.toIds(request.prompt)
     const rows = startChoices(model, [ids], request.options)
-    const { id, created } = responseId('chatcmpl')
-    const tokens = (steps: Parameters<typeof stepLogprob>[1][]) =>
-      request.logprobs ? { content: chatLogprobs(steps.map((step) => stepLogprob(model, step))) } : null
-
-    if (!request.stream) {
-      const { results, steps } = await runToEnd(rows, request.n, exchange.signal)
-      exchange.json({
-        id,
-        object: 'chat.completion',
-        created,
-        model: name,
-        choices: results.map((result, index) => ({
-          index,
-          message: { role: 'assistant', content: result.completion },
-          logprobs: tokens(steps[index]),
-          finish_reason: finishReason(result.stopReason),
-        })),
-        usage: usage(
-          ids.length,
-          results.reduce((sum, r) => sum + r.newIds.length, 0),
-        ),
-      })
-      return
+    try {
+      const { id, created } = responseId('chatcmpl')
+      const job: Job = {
+        request,
+        promptTokens: ids.length,
+        rows,
+        chunk: (object, choices, extra = {}) => ({ id, object, created, model: name, choices, ...extra }),
+        logprobs: (steps) =>
+          request.logprobs ? { content: chatLogprobs(steps.map((step) => stepLogprob(model, step))) } : null,
+      }
+      if (request.stream) await streamAnswer(job, exchange)
+      else exchange.json(await answer(job, exchange.signal))
+    } finally {
+      // However the request ended (answered, failed, its client gone), none of its generations runs on.
+      for (const row of rows) row.cancel()
     }
-
-    const events = exchange.events()
-    const extra = request.includeUsage ? { usage: null } : {}
-    const send = (index: number, delta: object, logprobs: unknown, finish: string | null) =>
-      events.send({
-        id,
-        object: 'chat.completion.chunk',
-        created,
-        model: name,
-        choices: [{ index, delta, logprobs, finish_reason: finish }],
-        ...extra,
-      })
-    for (const [index] of rows.entries()) await send(index, { role: 'assistant', content: '' }, null, null)
-    const results = await runChoices(
-      rows,
-      request.n,
-      exchange.signal,
-      async (choice, step) => {
-        if (step.text !== '' || request.logprobs) await send(choice.index, { content: step.text }, tokens([step]), null)
-      },
-      true,
-    )
-    for (const [index, result] of results.entries()) await send(index, {}, null, finishReason(result.stopReason))
-    if (request.includeUsage) {
-      const completion = results.reduce((sum, r) => sum + r.newIds.length, 0)
-      await events.send({
-        id,
-        object: 'chat.completion.chunk',
-        created,
-        model: name,
-        choices: [],
-        usage: usage(ids.length, completion),
-      })
-    }
-    events.end()
   }
 }

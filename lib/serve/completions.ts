@@ -3,19 +3,24 @@
 // `logprobs` (the k most likely tokens at every position), streamed or not.
 import type { GenerateResult } from '../generate-options'
 import type { Gpt2 } from '../gpt2'
+import type * as native from '../../binding'
 import { type Choice, runChoices, runToEnd, startChoices } from './choices'
 import { badField } from './errors'
 import { boolean, fieldsOf, integer } from './fields'
 import type { Exchange, Route } from './http'
-import { characters, completionLogprobs, promptLogprobs, stepLogprob, type TokenLogprob } from './logprobs'
+import {
+  characters,
+  completionLogprobs,
+  MAX_LOGPROBS,
+  promptLogprobs,
+  stepLogprob,
+  type TokenLogprob,
+} from './logprobs'
 import { type Prompt, readPrompts } from './prompts'
 import { checkModel, finishReason, responseId, STREAM_FIELDS, streaming, usage } from './request'
 import { SAMPLING_FIELDS, samplingOptions } from './sampling'
 
 const FIELDS = [...STREAM_FIELDS, ...SAMPLING_FIELDS, 'prompt', 'max_tokens', 'best_of', 'logprobs', 'echo', 'suffix']
-
-/** The most `logprobs` a request may ask for (vLLM's default `max_logprobs`; OpenAI's is 5). */
-const MAX_LOGPROBS = 20
 
 function read(fields: Record<string, unknown>) {
   if (fields.prompt === undefined) throw badField('prompt', 'is required')
@@ -26,15 +31,26 @@ function read(fields: Record<string, unknown>) {
   if (maxTokens === 0 && !echo) throw badField('max_tokens', 'may be 0 only with echo (to score the prompt)')
   const logprobs = fields.logprobs === undefined ? undefined : integer(fields.logprobs, 'logprobs')
   if (logprobs !== undefined && logprobs > MAX_LOGPROBS) throw badField('logprobs', `must be at most ${MAX_LOGPROBS}`)
-  const n = fields.n === undefined ? 1 : integer(fields.n, 'n', 1)
+  const options = { ...samplingOptions(fields), maxNewTokens: maxTokens || undefined }
+  const n = options.numReturnSequences ?? 1
   if (fields.best_of !== undefined && integer(fields.best_of, 'best_of', 1) !== n)
     throw badField('best_of', 'is not supported (every continuation is returned): leave it out or make it equal to n')
-  const options = { ...samplingOptions(fields), maxNewTokens: maxTokens || undefined }
   if (logprobs) options.topAlternatives = logprobs
   return { echo, logprobs, n, generates: maxTokens !== 0, options, ...streaming(fields) }
 }
 
 type Request = ReturnType<typeof read>
+
+/** A request read: its prompts tokenized (and scored, for echo with logprobs) and its choices. */
+interface Job {
+  request: Request
+  prompts: Prompt[]
+  /** With echo and logprobs: each prompt's tokens, scored. */
+  scored: TokenLogprob[][] | undefined
+  choices: Choice[]
+  /** A response object (or stream chunk) holding `choices`. */
+  chunk: (choices: unknown[], extra?: object) => object
+}
 
 /** The echoed prompts' tokens, scored when logprobs are asked for. */
 async function echoed(model: Gpt2, request: Request, prompts: Prompt[]): Promise<TokenLogprob[][] | undefined> {
@@ -43,17 +59,70 @@ async function echoed(model: Gpt2, request: Request, prompts: Prompt[]): Promise
   return Promise.all(prompts.map((prompt) => promptLogprobs(model, prompt.ids, logprobs)))
 }
 
-/** A choice's logprobs, from `offset` characters into prompt + completion. */
-function logprobsOf(
-  request: Request,
-  scored: TokenLogprob[][] | undefined,
-  prompt: Prompt,
-  choice: Choice,
-  tokens: TokenLogprob[],
-) {
-  if (request.logprobs === undefined) return null
-  const echoedTokens = scored?.[choice.prompt] ?? []
-  return completionLogprobs([...echoedTokens, ...tokens], request.echo ? 0 : characters(prompt.text))
+/** Where a choice's first token starts in prompt + completion: the echo starts at 0, a completion after its prompt. */
+const startOffset = (job: Job, choice: Choice) => (job.request.echo ? 0 : characters(job.prompts[choice.prompt].text))
+
+const echoText = (job: Job, choice: Choice) => (job.request.echo ? job.prompts[choice.prompt].text : '')
+
+const promptTokens = (job: Job) => job.prompts.reduce((sum, p) => sum + p.ids.length, 0)
+
+/** A choice's end: `length` when nothing was generated (max_tokens 0). */
+const finish = (result: GenerateResult | undefined) => (result ? finishReason(result.stopReason) : 'length')
+
+/** The whole answer, once every choice has ended. */
+async function answer(model: Gpt2, job: Job, rows: native.NativeGeneration[], signal: AbortSignal) {
+  const { request } = job
+  const { results, steps } = request.generates ? await runToEnd(rows, request.n, signal) : {}
+  const choices = job.choices.map((choice) => {
+    const result = results?.[choice.index]
+    const generated = (steps?.[choice.index] ?? []).map((step) => stepLogprob(model, step))
+    const tokens = [...(job.scored?.[choice.prompt] ?? []), ...generated]
+    return {
+      index: choice.index,
+      text: echoText(job, choice) + (result?.completion ?? ''),
+      logprobs: request.logprobs === undefined ? null : completionLogprobs(tokens, startOffset(job, choice)),
+      finish_reason: finish(result),
+    }
+  })
+  return job.chunk(choices, { usage: usage(promptTokens(job), results) })
+}
+
+/** The answer as events: each choice's echo, a chunk per token, each choice's end, the usage. */
+async function streamAnswer(model: Gpt2, job: Job, rows: native.NativeGeneration[], exchange: Exchange) {
+  const { request } = job
+  const events = exchange.events()
+  // Where each choice's next token starts, in characters of prompt + completion.
+  const offsets = job.choices.map((choice) => startOffset(job, choice))
+  const send = (choice: Choice, text: string, tokens: TokenLogprob[] | null, reason: string | null) => {
+    const logprobs = tokens && completionLogprobs(tokens, offsets[choice.index])
+    offsets[choice.index] += (tokens ?? []).reduce((sum, t) => sum + characters(t.token), 0)
+    const chunk = job.chunk(
+      [{ index: choice.index, text, logprobs, finish_reason: reason }],
+      request.includeUsage ? { usage: null } : {},
+    )
+    return events.send(chunk)
+  }
+  const withLogprobs = (tokens: TokenLogprob[]) => (request.logprobs === undefined ? null : tokens)
+  if (request.echo)
+    for (const choice of job.choices)
+      await send(choice, echoText(job, choice), withLogprobs(job.scored?.[choice.prompt] ?? []), null)
+  const results = request.generates
+    ? await runChoices(
+        rows,
+        request.n,
+        exchange.signal,
+        async (choice, step) => {
+          // Without logprobs, a token whose text is held back (a partial character, a possible
+          // stop string) has nothing to send yet.
+          if (step.text === '' && request.logprobs === undefined) return
+          await send(choice, step.text, withLogprobs([stepLogprob(model, step)]), null)
+        },
+        true,
+      )
+    : undefined
+  for (const choice of job.choices) await send(choice, '', null, finish(results?.[choice.index]))
+  if (request.includeUsage) await events.send(job.chunk([], { usage: usage(promptTokens(job), results) }))
+  events.end()
 }
 
 /** The route, serving `model` under `name`. */
@@ -63,104 +132,26 @@ export function completions(model: Gpt2, name: string): Route {
     checkModel(fields.model, name)
     const request = read(fields)
     const prompts = await readPrompts(model, fields.prompt)
-    const promptTokens = prompts.reduce((sum, p) => sum + p.ids.length, 0)
-    const { id, created } = responseId('cmpl')
-    const chunk = (choices: unknown[], extra: object = {}) => ({
-      id,
-      object: 'text_completion',
-      created,
-      model: name,
-      choices,
-      ...extra,
-    })
-    const choices = Array.from({ length: prompts.length * request.n }, (_, index) => ({
-      index,
-      prompt: Math.floor(index / request.n),
-    }))
-    // Started first, so that a refusal (a full queue) answers before anything is sent or scored.
-    const rows = request.generates
-      ? startChoices(
-          model,
-          prompts.map((p) => p.ids),
-          request.options,
-        )
-      : []
-    let scored: TokenLogprob[][] | undefined
+    // Started first, so that a refusal (a full queue) answers before anything is scored or sent.
+    const ids = prompts.map((p) => p.ids)
+    const rows = request.generates ? startChoices(model, ids, request.options) : []
     try {
-      scored = await echoed(model, request, prompts)
-    } catch (err) {
+      const { id, created } = responseId('cmpl')
+      const job: Job = {
+        request,
+        prompts,
+        scored: await echoed(model, request, prompts),
+        choices: Array.from({ length: prompts.length * request.n }, (_, index) => ({
+          index,
+          prompt: Math.floor(index / request.n),
+        })),
+        chunk: (choices, extra = {}) => ({ id, object: 'text_completion', created, model: name, choices, ...extra }),
+      }
+      if (request.stream) await streamAnswer(model, job, rows, exchange)
+      else exchange.json(await answer(model, job, rows, exchange.signal))
+    } finally {
+      // However the request ended (answered, failed, its client gone), none of its generations runs on.
       for (const row of rows) row.cancel()
-      throw err
     }
-    const echoText = (choice: Choice) => (request.echo ? prompts[choice.prompt].text : '')
-
-    if (!request.stream) {
-      const { results, steps } = request.generates
-        ? await runToEnd(rows, request.n, exchange.signal)
-        : { results: undefined, steps: undefined }
-      exchange.json(
-        chunk(
-          choices.map((choice) => {
-            const result = results?.[choice.index]
-            const tokens = (steps?.[choice.index] ?? []).map((step) => stepLogprob(model, step))
-            return {
-              index: choice.index,
-              text: echoText(choice) + (result?.completion ?? ''),
-              logprobs: logprobsOf(request, scored, prompts[choice.prompt], choice, tokens),
-              finish_reason: result ? finishReason(result.stopReason) : 'length',
-            }
-          }),
-          { usage: usage(promptTokens, completionTokens(results)) },
-        ),
-      )
-      return
-    }
-
-    const events = exchange.events()
-    const usageField = request.includeUsage ? { usage: null } : {}
-    const send = (choice: Choice, text: string, logprobs: unknown, finish: string | null) =>
-      events.send(chunk([{ index: choice.index, text, logprobs, finish_reason: finish }], usageField))
-    // Where each choice's next token starts, in characters of prompt + completion.
-    const offsets = choices.map((choice) => (request.echo ? 0 : characters(prompts[choice.prompt].text)))
-    for (const choice of choices) {
-      if (!request.echo) continue
-      const logprobs = logprobsOf(request, scored, prompts[choice.prompt], choice, [])
-      if (logprobs) offsets[choice.index] = logprobs.text_offset.length ? offsetAfter(logprobs) : 0
-      await send(choice, echoText(choice), logprobs, null)
-    }
-    const results = request.generates
-      ? await runChoices(
-          rows,
-          request.n,
-          exchange.signal,
-          async (choice, step) => {
-            if (request.logprobs === undefined) {
-              // A token whose text is held back (a partial character, a possible stop string) has nothing to send yet.
-              if (step.text !== '') await send(choice, step.text, null, null)
-              return
-            }
-            const logprobs = completionLogprobs([stepLogprob(model, step)], offsets[choice.index])
-            offsets[choice.index] = offsetAfter(logprobs)
-            await send(choice, step.text, logprobs, null)
-          },
-          true,
-        )
-      : undefined
-    for (const choice of choices) {
-      const result = results?.[choice.index]
-      await send(choice, '', null, result ? finishReason(result.stopReason) : 'length')
-    }
-    if (request.includeUsage) await events.send(chunk([], { usage: usage(promptTokens, completionTokens(results)) }))
-    events.end()
   }
-}
-
-function completionTokens(results: GenerateResult[] | undefined): number {
-  return (results ?? []).reduce((sum, r) => sum + r.newIds.length, 0)
-}
-
-/** The offset just past the last token of `logprobs`. */
-function offsetAfter(logprobs: { tokens: string[]; text_offset: number[] }): number {
-  const last = logprobs.tokens.length - 1
-  return logprobs.text_offset[last] + characters(logprobs.tokens[last])
 }

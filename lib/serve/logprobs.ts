@@ -6,6 +6,9 @@
 import type { GenerateStep } from '../generate-options'
 import type { Gpt2, ScoredToken } from '../gpt2'
 
+/** The most alternatives a request may ask for at each position (OpenAI's chat limit; vLLM's default `max_logprobs`). */
+export const MAX_LOGPROBS = 20
+
 /** A token with its log-probability (null for a text's first, which has no context) and the most likely tokens in its place. */
 export interface TokenLogprob {
   token: string

@@ -1,7 +1,7 @@
 // What completions and chat completions share around the sampling fields: the model name, the
 // stream flags, ids, and finish reasons.
 import { randomUUID } from 'node:crypto'
-import type { StopReason } from '../generate-options'
+import type { GenerateResult, StopReason } from '../generate-options'
 import { HttpError } from './errors'
 import { boolean, fieldsOf, object } from './fields'
 
@@ -49,7 +49,9 @@ export interface Usage {
   total_tokens: number
 }
 
-export function usage(promptTokens: number, completionTokens: number): Usage {
+/** A response's usage: its prompts' tokens (each read once, whatever `n`) and every choice's new tokens. */
+export function usage(promptTokens: number, results: GenerateResult[] = []): Usage {
+  const completionTokens = results.reduce((sum, r) => sum + r.newIds.length, 0)
   return {
     prompt_tokens: promptTokens,
     completion_tokens: completionTokens,
