@@ -52,18 +52,23 @@ export async function runChoices(
   onStep: OnStep,
   streamed: boolean,
 ): Promise<GenerateResult[]> {
-  const failed = new AbortController()
-  const all = AbortSignal.any([signal, failed.signal])
+  // One signal for all of them: the request's, or the first failure's.
+  const stop = new AbortController()
+  const forward = () => stop.abort(signal.reason)
+  if (signal.aborted) forward()
+  signal.addEventListener('abort', forward, { once: true })
+  let failure: { error: unknown } | undefined
   const run = (row: native.NativeGeneration, index: number) => {
     const choice = { index, prompt: Math.floor(index / n) }
-    return drive(row, all, (step) => onStep(choice, step), streamed).catch((error: unknown) => {
-      failed.abort(error)
+    return drive(row, stop.signal, (step) => onStep(choice, step), streamed).catch((error: unknown) => {
+      failure ??= { error }
+      stop.abort(error)
       throw error
     })
   }
   // Settled, not merely rejected: a failed request has nothing left running when it answers.
-  const settled = await Promise.allSettled(rows.map(run))
-  if (failed.signal.aborted) throw failed.signal.reason
+  const settled = await Promise.allSettled(rows.map(run)).finally(() => signal.removeEventListener('abort', forward))
+  if (failure) throw failure.error
   return settled.map((row) => (row as PromiseFulfilledResult<GenerateResult>).value)
 }
 

@@ -73,14 +73,16 @@ const finish = (result: GenerateResult | undefined) => (result ? finishReason(re
 async function answer(model: Gpt2, job: Job, rows: native.NativeGeneration[], signal: AbortSignal) {
   const { request } = job
   const { results, steps } = request.generates ? await runToEnd(rows, request.n, signal) : {}
+  const logprobs = (choice: Choice) => {
+    const generated = (steps?.[choice.index] ?? []).map((step) => stepLogprob(model, step))
+    return completionLogprobs([...(job.scored?.[choice.prompt] ?? []), ...generated], startOffset(job, choice))
+  }
   const choices = job.choices.map((choice) => {
     const result = results?.[choice.index]
-    const generated = (steps?.[choice.index] ?? []).map((step) => stepLogprob(model, step))
-    const tokens = [...(job.scored?.[choice.prompt] ?? []), ...generated]
     return {
       index: choice.index,
       text: echoText(job, choice) + (result?.completion ?? ''),
-      logprobs: request.logprobs === undefined ? null : completionLogprobs(tokens, startOffset(job, choice)),
+      logprobs: request.logprobs === undefined ? null : logprobs(choice),
       finish_reason: finish(result),
     }
   })
@@ -102,10 +104,10 @@ async function streamAnswer(model: Gpt2, job: Job, rows: native.NativeGeneration
     )
     return events.send(chunk)
   }
-  const withLogprobs = (tokens: TokenLogprob[]) => (request.logprobs === undefined ? null : tokens)
+  const withLogprobs = request.logprobs !== undefined
   if (request.echo)
     for (const choice of job.choices)
-      await send(choice, echoText(job, choice), withLogprobs(job.scored?.[choice.prompt] ?? []), null)
+      await send(choice, echoText(job, choice), withLogprobs ? (job.scored?.[choice.prompt] ?? []) : null, null)
   const results = request.generates
     ? await runChoices(
         rows,
@@ -114,8 +116,8 @@ async function streamAnswer(model: Gpt2, job: Job, rows: native.NativeGeneration
         async (choice, step) => {
           // Without logprobs, a token whose text is held back (a partial character, a possible
           // stop string) has nothing to send yet.
-          if (step.text === '' && request.logprobs === undefined) return
-          await send(choice, step.text, withLogprobs([stepLogprob(model, step)]), null)
+          if (step.text === '' && !withLogprobs) return
+          await send(choice, step.text, withLogprobs ? [stepLogprob(model, step)] : null, null)
         },
         true,
       )
