@@ -56,7 +56,12 @@ console.log(
   JSON.stringify(
     {
       date: new Date().toISOString(),
-      machine: { cpus: cpus().length, cpu: cpus()[0]?.model, loadavg: loadavg().map((l) => l.toFixed(2)), node: process.version },
+      machine: {
+        cpus: cpus().length,
+        cpu: cpus()[0]?.model,
+        loadavg: loadavg().map((l) => l.toFixed(2)),
+        node: process.version,
+      },
       burst: {
         clients,
         maxTokens: MAX_TOKENS,

@@ -32,7 +32,10 @@ const CLIENTS = [1, 16, 64]
 const LOAD = { maxBatchSize: 64 }
 const NO_EOS = { 50256: Number.NEGATIVE_INFINITY }
 // Distinct prompts of about 16 tokens: no two share a 32-token prefix, so the prefix cache stays out of it.
-const prompts = Array.from({ length: Math.max(...CLIENTS) }, (_, i) => `Client ${i} asks about generative models and how they learn ${i * 7}`)
+const prompts = Array.from(
+  { length: Math.max(...CLIENTS) },
+  (_, i) => `Client ${i} asks about generative models and how they learn ${i * 7}`,
+)
 
 const summary = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) })
 
@@ -52,7 +55,8 @@ async function inProcessStreams(model, clients) {
   const ttft = await Promise.all(
     prompts.slice(0, clients).map(async (p) => {
       let first
-      for await (const _ of model.stream(p, { maxNewTokens: TOKENS, logitBias: NO_EOS })) first ??= performance.now() - start
+      for await (const _ of model.stream(p, { maxNewTokens: TOKENS, logitBias: NO_EOS }))
+        first ??= performance.now() - start
       return first
     }),
   )
@@ -88,17 +92,32 @@ const rows = CLIENTS.map((c) => {
   const pick = (mode, key) => summary(runs[c][mode].map((r) => r[key]))
   return {
     clients: c,
-    server: { tokPerS: pick('server', 'tokPerS'), ttftP50Ms: pick('server', 'ttftP50'), ttftP99Ms: pick('server', 'ttftP99') },
-    streams: { tokPerS: pick('streams', 'tokPerS'), ttftP50Ms: pick('streams', 'ttftP50'), ttftP99Ms: pick('streams', 'ttftP99') },
+    server: {
+      tokPerS: pick('server', 'tokPerS'),
+      ttftP50Ms: pick('server', 'ttftP50'),
+      ttftP99Ms: pick('server', 'ttftP99'),
+    },
+    streams: {
+      tokPerS: pick('streams', 'tokPerS'),
+      ttftP50Ms: pick('streams', 'ttftP50'),
+      ttftP99Ms: pick('streams', 'ttftP99'),
+    },
     generateBatch: { tokPerS: pick('batch', 'tokPerS') },
   }
 })
 const date = args.date ?? new Date().toISOString().slice(0, 10)
 const result = {
   date,
-  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, loadavgAtStart: loadStart, loadavgAtEnd: loadavg()[0], node: process.version },
+  machine: {
+    cpus: cpus().length,
+    cpu: cpus()[0]?.model,
+    loadavgAtStart: loadStart,
+    loadavgAtEnd: loadavg()[0],
+    node: process.version,
+  },
   protocol: { model: args.model, tokens: TOKENS, reps, maxBatchSize: LOAD.maxBatchSize, greedy: true, eosBanned: true },
-  llamaCppServer: 'not run: no llama.cpp server binary is reachable here (node-llama-cpp ships the library, not llama-server)',
+  llamaCppServer:
+    'not run: no llama.cpp server binary is reachable here (node-llama-cpp ships the library, not llama-server)',
   rows,
   raw: runs,
 }
