@@ -116,3 +116,11 @@ test('nexttoken serve listens until Ctrl-C, with --api-key and --served-model-na
   const [code] = await once(child, 'exit')
   t.is(code, 0)
 })
+
+test('serve refuses options it does not know or cannot use', async (t) => {
+  await using model = await Gpt2.fromPretrained(TINY_MODEL)
+  for (const options of [{ port: -1 }, { port: 1.5 }, { apiKey: '' }, { maxBodyBytes: 0 }, { prot: 8000 }, null]) {
+    const error = await t.throwsAsync(serve(model, options as never))
+    t.is((error as { code?: string }).code, 'ERR_INVALID_ARG', JSON.stringify(options))
+  }
+})

@@ -27,7 +27,7 @@ const FIELDS = [
 const ROLES: Record<string, string> = { system: 'System', developer: 'System', user: 'User', assistant: 'Assistant' }
 
 /** Where the reply ends: the model beginning the user's next turn. */
-export const CHAT_STOP = '\nUser:'
+const CHAT_STOP = '\nUser:'
 
 /** A message's text: a string, or the text parts of a list. */
 function content(value: unknown, name: string): string {
@@ -42,10 +42,11 @@ function content(value: unknown, name: string): string {
 }
 
 /** The messages as GPT-2's plain prompt. */
-export function chatPrompt(messages: unknown): string {
+function chatPrompt(messages: unknown): string {
   if (!Array.isArray(messages) || messages.length === 0) throw badField('messages', 'must be a non-empty list')
   const lines = messages.map((message, i) => {
     const fields = fieldsOf(message, ['role', 'content', 'name'])
+    if (fields.name !== undefined) string(fields.name, `messages[${i}].name`) // a speaker's name: checked, not shown
     const role = ROLES[string(fields.role, `messages[${i}].role`)]
     if (!role) throw badField(`messages[${i}].role`, `must be one of ${Object.keys(ROLES).join(', ')}`)
     return `${role}: ${content(fields.content ?? '', `messages[${i}].content`)}\n`

@@ -1,32 +1,18 @@
 // `serve(model)`: an OpenAI-compatible HTTP server over a loaded model (`nexttoken serve` on the
 // command line). Requests share the model's continuous batching and prefix cache.
+
 import { once } from 'node:events'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { invalidArg } from '../errors'
 import type { Gpt2 } from '../gpt2'
 import { chatCompletions } from './chat'
 import { completions } from './completions'
 import { HttpError } from './errors'
 import { handler, type Route } from './http'
+import { resolveOptions, type ServeOptions } from './options'
 import { detokenize, tokenize } from './tokenize'
 
-/** Options of {@link serve}. */
-export interface ServeOptions {
-  /** The address to listen on; `'0.0.0.0'` for every interface. @default '127.0.0.1' */
-  host?: string
-  /** The port; 0 picks a free one (see `Server.url`). @default 8000 */
-  port?: number
-  /**
-   * Requests (all but `GET /health`) must carry `Authorization: Bearer <apiKey>`, or get a 401.
-   * @default none: no key needed
-   */
-  apiKey?: string
-  /** The model's id in `GET /v1/models`; a request naming another model gets a 404. @default 'gpt2' */
-  modelName?: string
-  /** Larger request bodies get a 413. @default 2097152 (2 MiB) */
-  maxBodyBytes?: number
-}
+export type { ServeOptions }
 
 /** A running server (see {@link serve}). */
 export interface Server {
@@ -37,8 +23,6 @@ export interface Server {
   close(): Promise<void>
   [Symbol.asyncDispose](): Promise<void>
 }
-
-const DEFAULTS = { host: '127.0.0.1', port: 8000, modelName: 'gpt2', maxBodyBytes: 2 * 1024 * 1024 }
 
 function routes(model: Gpt2, name: string): Record<string, Route> {
   const created = Math.floor(Date.now() / 1000)
@@ -66,15 +50,7 @@ function routes(model: Gpt2, name: string): Record<string, Route> {
  * `GET /health`, and vLLM's `POST /tokenize` and `POST /detokenize`. Resolves once it listens.
  */
 export async function serve(model: Gpt2, options: ServeOptions = {}): Promise<Server> {
-  if (options === null || typeof options !== 'object') throw invalidArg('options must be an object')
-  // Left out or undefined, an option takes its default.
-  const set = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined))
-  const { host, port, apiKey, modelName, maxBodyBytes } = { ...DEFAULTS, apiKey: undefined, ...set } as ServeOptions &
-    typeof DEFAULTS
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArg(`port must be from 0 to 65535; got ${port}`)
-  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) throw invalidArg('maxBodyBytes must be a positive integer')
-  if (apiKey !== undefined && (typeof apiKey !== 'string' || apiKey === ''))
-    throw invalidArg('apiKey must be a non-empty string')
+  const { host, port, apiKey, modelName, maxBodyBytes } = resolveOptions(options)
   const closing = new AbortController()
   const server = createServer(
     handler({
