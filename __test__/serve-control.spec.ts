@@ -123,4 +123,5 @@ test('serve refuses options it does not know or cannot use', async (t) => {
     const error = await t.throwsAsync(serve(model, options as never))
     t.is((error as { code?: string }).code, 'ERR_INVALID_ARG', JSON.stringify(options))
   }
+  t.is(((await t.throwsAsync(serve({} as Gpt2))) as { code?: string }).code, 'ERR_INVALID_ARG')
 })

@@ -4,7 +4,8 @@
 import { once } from 'node:events'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { Gpt2 } from '../gpt2'
+import { invalidArg } from '../errors'
+import { Gpt2 } from '../gpt2'
 import { chatCompletions } from './chat'
 import { completions } from './completions'
 import { HttpError } from './errors'
@@ -50,6 +51,7 @@ function routes(model: Gpt2, name: string): Record<string, Route> {
  * `GET /health`, and vLLM's `POST /tokenize` and `POST /detokenize`. Resolves once it listens.
  */
 export async function serve(model: Gpt2, options: ServeOptions = {}): Promise<Server> {
+  if (!(model instanceof Gpt2)) throw invalidArg('serve expects a loaded Gpt2 model')
   const { host, port, apiKey, modelName, maxBodyBytes } = resolveOptions(options)
   const closing = new AbortController()
   const server = createServer(
