@@ -228,6 +228,29 @@ test('n sampled continuations with a seed are those of generate with numReturnSe
   )
 })
 
+test('a stream of several prompts and continuations joins, index by index, into the whole answer', async (t) => {
+  const c = await client()
+  const options = { model: 'gpt2', prompt: [TEXT, 'Hello there'], max_tokens: 8, n: 2, temperature: 0.8, seed: 3 }
+  const whole = await c.completions.create(options)
+  const texts = ['', '', '', '']
+  const ends: (string | null)[] = []
+  for await (const chunk of await c.completions.create({ ...options, stream: true })) {
+    for (const choice of chunk.choices) {
+      texts[choice.index] += choice.text
+      if (choice.finish_reason) ends[choice.index] = choice.finish_reason
+    }
+  }
+  t.is(whole.choices.length, 4)
+  t.deepEqual(
+    texts,
+    whole.choices.map((choice) => choice.text),
+  )
+  t.deepEqual(
+    ends,
+    whole.choices.map((choice) => choice.finish_reason),
+  )
+})
+
 test('models, health, tokenize and detokenize', async (t) => {
   const models = await (await client()).models.list()
   t.deepEqual(
