@@ -3,9 +3,12 @@
 // greedy, eos banned so that every request makes --tokens tokens), next to the same work in
 // process in the same run: `generateBatch` over the same prompts (throughput) and concurrent
 // `model.stream` calls (throughput and time to first token). The server runs in a child process;
-// the in-process runs after it in this one, never both at once. Medians of --reps (min–max).
+// the in-process runs after it in this one, never both at once. With --gguf (the same weights in
+// llama.cpp's format; `npm ci` in bench/ first), node-llama-cpp in process too, since no llama.cpp
+// server binary is reachable here. Medians of --reps (min–max).
 //
-//   node bench/serve/run.mjs [--model bench/models/gpt2-124m] [--reps 3] [--tokens 64] [--date YYYY-MM-DD]
+//   node bench/serve/run.mjs [--model bench/models/gpt2-124m] [--gguf bench/models/gpt2-124m.gguf]
+//     [--reps 3] [--tokens 64] [--date YYYY-MM-DD]
 import { writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { cpus, loadavg } from 'node:os'
@@ -21,6 +24,7 @@ const { Gpt2 } = require('../../index.js')
 const { values: args } = parseArgs({
   options: {
     model: { type: 'string', default: join(here, '..', 'models', 'gpt2-124m') },
+    gguf: { type: 'string' },
     reps: { type: 'string', default: '3' },
     tokens: { type: 'string', default: '64' },
     date: { type: 'string' },
@@ -30,6 +34,8 @@ const reps = Number(args.reps)
 const TOKENS = Number(args.tokens)
 const CLIENTS = [1, 16, 64]
 const LOAD = { maxBatchSize: 64 }
+/** node-llama-cpp's threads: the machine's cores, as rayon's pool takes them. */
+const THREADS = cpus().length
 const NO_EOS = { 50256: Number.NEGATIVE_INFINITY }
 // Distinct prompts of about 16 tokens: no two share a 32-token prefix, so the prefix cache stays out of it.
 const prompts = Array.from(
@@ -71,7 +77,7 @@ async function inProcessBatch(model, clients) {
   return { tokPerS: tokens / ((performance.now() - start) / 1000) }
 }
 
-const runs = Object.fromEntries(CLIENTS.map((c) => [c, { server: [], streams: [], batch: [] }]))
+const runs = Object.fromEntries(CLIENTS.map((c) => [c, { server: [], streams: [], batch: [], llamaCpp: [] }]))
 const loadStart = loadavg()[0]
 for (let rep = 0; rep < reps; rep++) {
   const server = await startServer(args.model, LOAD)
@@ -83,6 +89,15 @@ for (let rep = 0; rep < reps; rep++) {
   for (const c of CLIENTS) {
     runs[c].streams.push(await inProcessStreams(model, c))
     runs[c].batch.push(await inProcessBatch(model, c))
+  }
+  if (args.gguf) {
+    // The same prompt ids, tokenized by the model, before it goes.
+    const ids = prompts.map((p) => [...model.tokenizer.encode(p)])
+    const { nodeLlamaCpp } = await import('./node-llama-cpp.mjs')
+    const llamaCpp = await nodeLlamaCpp(args.gguf, THREADS)
+    await llamaCpp.run(ids.slice(0, 4), 8) // warm-up
+    for (const c of CLIENTS) runs[c].llamaCpp.push(await llamaCpp.run(ids.slice(0, c), TOKENS))
+    await llamaCpp.dispose()
   }
   await model.dispose()
   console.error(`rep ${rep + 1}/${reps} done`)
@@ -103,6 +118,15 @@ const rows = CLIENTS.map((c) => {
       ttftP99Ms: pick('streams', 'ttftP99'),
     },
     generateBatch: { tokPerS: pick('batch', 'tokPerS') },
+    ...(args.gguf
+      ? {
+          nodeLlamaCpp: {
+            tokPerS: pick('llamaCpp', 'tokPerS'),
+            ttftP50Ms: pick('llamaCpp', 'ttftP50'),
+            ttftP99Ms: pick('llamaCpp', 'ttftP99'),
+          },
+        }
+      : {}),
   }
 })
 const date = args.date ?? new Date().toISOString().slice(0, 10)
@@ -122,12 +146,14 @@ const result = {
   raw: runs,
 }
 const f = (s, digits = 0) => `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`
+const ttft = (m) => `${m.ttftP50Ms.median.toFixed(0)} / ${m.ttftP99Ms.median.toFixed(0)}`
+const llamaHead = args.gguf ? ' node-llama-cpp tok/s | node-llama-cpp TTFT p50 / p99 ms |' : ''
 const table = [
-  '| clients | server tok/s | in-process streams tok/s | generateBatch tok/s | server / generateBatch | server TTFT p50 / p99 ms | in-process TTFT p50 / p99 ms |',
-  '| --: | --: | --: | --: | --: | --: | --: |',
+  `| clients | server tok/s | in-process streams tok/s | generateBatch tok/s | server / generateBatch | server TTFT p50 / p99 ms | in-process TTFT p50 / p99 ms |${llamaHead}`,
+  `| --: | --: | --: | --: | --: | --: | --: |${args.gguf ? ' --: | --: |' : ''}`,
   ...rows.map(
     (r) =>
-      `| ${r.clients} | ${f(r.server.tokPerS, 1)} | ${f(r.streams.tokPerS, 1)} | ${f(r.generateBatch.tokPerS, 1)} | ${((100 * r.server.tokPerS.median) / r.generateBatch.tokPerS.median).toFixed(0)}% | ${r.server.ttftP50Ms.median.toFixed(0)} / ${r.server.ttftP99Ms.median.toFixed(0)} | ${r.streams.ttftP50Ms.median.toFixed(0)} / ${r.streams.ttftP99Ms.median.toFixed(0)} |`,
+      `| ${r.clients} | ${f(r.server.tokPerS, 1)} | ${f(r.streams.tokPerS, 1)} | ${f(r.generateBatch.tokPerS, 1)} | ${((100 * r.server.tokPerS.median) / r.generateBatch.tokPerS.median).toFixed(0)}% | ${ttft(r.server)} | ${ttft(r.streams)} |${r.nodeLlamaCpp ? ` ${f(r.nodeLlamaCpp.tokPerS, 1)} | ${ttft(r.nodeLlamaCpp)} |` : ''}`,
   ),
 ].join('\n')
 writeFileSync(join(here, '..', 'results', `${date}-serve.json`), `${JSON.stringify(result, null, 2)}\n`)
