@@ -259,6 +259,17 @@ export class Gpt2 {
   }
 
   /**
+   * Starts `generate` on each prompt (and each of its continuations) without driving it: the
+   * generations in the core's order (prompt by prompt, a prompt's continuations together), for a
+   * caller that reads every step of several at once. Not beam search.
+   * @internal (for the server)
+   */
+  startGenerations(prompts: Uint32Array[], options: GenerateOptions): binding.NativeGeneration[] {
+    const call = generation.startCall(this.native, prompts, { ...options, numBeams: 1 }, false)
+    return callNative(() => call.generations())
+  }
+
+  /**
    * `generate` for many inputs at once, decoded together in shared forward passes (up to
    * `maxBatchSize` at a time). Each row stops on its own (eos, stop strings, lengths) and its
    * greedy result is token for token that of `generate` on its input alone. Results come in

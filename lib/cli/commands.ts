@@ -2,19 +2,20 @@
 import { promises as fs } from 'node:fs'
 import { join } from 'node:path'
 import { Gpt2 } from '../gpt2'
-import type { Dtype } from '../load-options'
+import type { Dtype, LoadOptions } from '../load-options'
 import { resolvePretrained } from '../hub/index'
 import { hubSettings } from '../hub/settings'
 import { bytes, canDrawBar, ProgressReporter, safeJson, table, textFor, visible } from './format'
 import { type Io, numberOption, oneText, UsageError, type Values } from './args'
 
-/** Loads `--model`, drawing download progress on stderr (stdout stays for the results). */
-export async function loadModel(values: Values, io: Io): Promise<Gpt2> {
+/** Loads `--model` (with `options` besides), drawing download progress on stderr (stdout stays for the results). */
+export async function loadModel(values: Values, io: Io, options: LoadOptions = {}): Promise<Gpt2> {
   const progress = new ProgressReporter(io.stderr, canDrawBar(io.stderr, io.env))
   try {
     const dtype = values.dtype as Dtype | undefined // checked by the library (ERR_INVALID_ARG)
     const packedCacheDir = values['packed-cache'] as string | undefined
     return await Gpt2.fromPretrained(String(values.model), {
+      ...options,
       dtype,
       packedCacheDir,
       onProgress: progress.report,

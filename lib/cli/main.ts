@@ -4,6 +4,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { AbortError, NexttokenError } from '../errors'
 import { type Io, UsageError, type Values } from './args'
 import { cacheLs, download, generate, next } from './commands'
+import { serve } from './serve'
 import { textFor } from './format'
 import { step } from './step'
 
@@ -56,6 +57,21 @@ const COMMANDS: Record<string, Command> = {
       'repetition-penalty': { type: 'string' },
     },
     run: generate,
+  },
+  serve: {
+    usage:
+      'nexttoken serve [--model gpt2] [--dtype ...] [--host 127.0.0.1] [--port 8000] [--max-batch-size N] [--max-queue-length N] [--api-key KEY] [--served-model-name NAME]',
+    about: 'an OpenAI-compatible server (/v1/completions, /v1/chat/completions) until Ctrl-C',
+    options: {
+      ...MODEL,
+      host: { type: 'string' },
+      port: { type: 'string', short: 'p' },
+      'max-batch-size': { type: 'string' },
+      'max-queue-length': { type: 'string' },
+      'api-key': { type: 'string' },
+      'served-model-name': { type: 'string' },
+    },
+    run: serve,
   },
   download: {
     usage: 'nexttoken download <repo id> [--revision main]',
