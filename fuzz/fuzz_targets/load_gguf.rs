@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use nexttoken::files::Source;
 use nexttoken::gguf::GgufFile;
 use nexttoken::load::GgufModel;
-use nexttoken::Network;
+use nexttoken::{Backend, Network};
 
 fuzz_target!(|data: &[u8]| {
     let device = nexttoken::device::device_from_name("cpu").unwrap();
@@ -17,6 +17,6 @@ fuzz_target!(|data: &[u8]| {
     // The same steps as Pretrained::load for a GGUF, from memory.
     let network = GgufFile::from_source(path, Source::Bytes(data.to_vec()))
         .and_then(|file| GgufModel::read(file, &device))
-        .and_then(|mut model| Network::load_in_stored_types(&mut model.weights, &model.config, &device));
+        .and_then(|mut model| Network::load_in_stored_types(&mut model.weights, &model.config, Backend::Cpu));
     nexttoken_fuzz::check_loaded(network);
 });

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use nexttoken::load::Weights;
-use nexttoken::Network;
+use nexttoken::{Backend, Network};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
@@ -45,5 +45,5 @@ fuzz_target!(|data: &[u8]| {
     };
     let dtype = weights.stored_dtype("wte.weight");
     let config = nexttoken_fuzz::tiny_config();
-    nexttoken_fuzz::check_loaded(Network::load(&mut weights, &config, &device, dtype));
+    nexttoken_fuzz::check_loaded(Network::load(&mut weights, &config, Backend::Cpu, dtype));
 });
