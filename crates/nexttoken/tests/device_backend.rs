@@ -7,7 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::max_abs_diff;
+use common::{logits_goldens, max_abs_diff};
 use nexttoken::{
     Backend, CallOptions, Error, Gpt2, KvCache, LoadOptions, Positions, Pretrained, SchedulerOptions,
     WeightDtype,
@@ -39,32 +39,9 @@ fn tiny(dtype: WeightDtype) -> Pretrained {
     model
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LogitsGoldens {
-    vocab_size: usize,
-    file: String,
-    cases: Vec<LogitsCase>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LogitsCase {
-    name: String,
-    ids: Vec<u32>,
-    positions: Vec<usize>,
-    row: usize,
-    greedy_next: u32,
-}
-
 #[test]
 fn logits_match_transformers_at_every_golden_position() {
-    let dir = fixtures().join("goldens");
-    let goldens: LogitsGoldens =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("logits.json")).unwrap()).unwrap();
-    let bytes = std::fs::read(dir.join(&goldens.file)).unwrap();
-    let rows: Vec<f32> =
-        bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let (goldens, rows) = logits_goldens();
     let model = tiny(WeightDtype::F32);
     let v = goldens.vocab_size;
     for case in &goldens.cases {

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{kl_divergence, max_abs_diff};
+use common::{kl_divergence, logits_goldens, max_abs_diff};
 use nexttoken::{KvCache, LoadOptions, Positions, Pretrained, WeightDtype};
 use serde::Deserialize;
 
@@ -14,33 +14,6 @@ const LOGIT_TOLERANCE: f32 = 1e-4;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../__test__/fixtures")
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LogitsGoldens {
-    vocab_size: usize,
-    file: String,
-    cases: Vec<LogitsCase>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LogitsCase {
-    name: String,
-    ids: Vec<u32>,
-    positions: Vec<usize>,
-    row: usize,
-    greedy_next: u32,
-}
-
-fn load_goldens() -> (LogitsGoldens, Vec<f32>) {
-    let dir = fixtures().join("goldens");
-    let goldens: LogitsGoldens =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("logits.json")).unwrap()).unwrap();
-    let bytes = std::fs::read(dir.join(&goldens.file)).unwrap();
-    let rows = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    (goldens, rows)
 }
 
 fn load_tiny(dtype: Option<WeightDtype>) -> Pretrained {
@@ -60,7 +33,7 @@ fn logits_match_transformers_at_every_golden_position() {
 }
 
 fn check_logits(model: &Pretrained) {
-    let (goldens, rows) = load_goldens();
+    let (goldens, rows) = logits_goldens();
     let v = goldens.vocab_size;
     let mut worst = 0f32;
     for case in &goldens.cases {
@@ -87,7 +60,7 @@ fn bf16_stays_near_transformers_logits() {
     // Rounding every weight changes the logits by about the rounding's relative size times their
     // spread; the bound is the measured difference with headroom (see `BF16_BOUND`). Greedy
     // choices may flip where two tokens are nearly tied, so agreement is counted, not required.
-    let (goldens, rows) = load_goldens();
+    let (goldens, rows) = logits_goldens();
     let v = goldens.vocab_size;
     let model = load_tiny(Some(WeightDtype::Bf16));
     let (mut worst, mut agree, mut total) = (0f32, 0, 0);
@@ -172,7 +145,7 @@ fn quantized_dtypes_match_transformers_on_the_same_quantized_weights() {
 fn bf16_decoding_stays_near_transformers_logits() {
     // Each golden case fed one token at a time, as generation decodes: on a CPU with AVX-512
     // BF16 these products round the activations too (ops/matmul/bf16_avx512.rs), as prompts' do.
-    let (goldens, rows) = load_goldens();
+    let (goldens, rows) = logits_goldens();
     let v = goldens.vocab_size;
     let model = load_tiny(Some(WeightDtype::Bf16));
     let mut worst = 0f32;

@@ -3,7 +3,8 @@
 //! - the one place that decides how two rows of logits are compared, so that a NaN or an
 //!   infinity where the other side has none fails every bound, wherever it sits in the row
 //!   (`fold(0.0, f32::max)` drops NaN: a row that is partly NaN compared as equal);
-//! - `kernel_path`, which kernel tests call to say whether the SIMD path they test ran here.
+//! - `kernel_path`, which kernel tests call to say whether the SIMD path they test ran here;
+//! - `logits_goldens`: transformers' logits at the golden positions, for every backend's tests.
 #![allow(dead_code)] // each test binary uses some of these
 
 use std::io::Write;
@@ -119,4 +120,35 @@ mod tests {
             assert_eq!(kl_divergence(&with(at, f32::NAN), &ROW), f64::INFINITY, "NaN at {at}, reference");
         }
     }
+}
+
+/// transformers' logits at chosen positions of some inputs (`goldens/logits.json`), their rows
+/// in `file` (f32, little-endian).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogitsGoldens {
+    pub vocab_size: usize,
+    pub file: String,
+    pub cases: Vec<LogitsCase>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogitsCase {
+    pub name: String,
+    pub ids: Vec<u32>,
+    pub positions: Vec<usize>,
+    /// The first of this case's rows in the file.
+    pub row: usize,
+    pub greedy_next: u32,
+}
+
+/// The logits goldens and their rows (`__test__/fixtures/goldens`).
+pub fn logits_goldens() -> (LogitsGoldens, Vec<f32>) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../__test__/fixtures/goldens");
+    let goldens: LogitsGoldens =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("logits.json")).unwrap()).unwrap();
+    let bytes = std::fs::read(dir.join(&goldens.file)).unwrap();
+    let rows = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    (goldens, rows)
 }
