@@ -273,13 +273,9 @@ fn a_safetensors_model_is_quantized_at_load_for_the_device_backend() {
 }
 
 #[test]
-fn the_device_backend_on_the_cpu_refuses_bf16_and_the_cpu_backend_a_gpu() {
+fn the_device_backend_on_the_cpu_refuses_bf16() {
     let err =
         Pretrained::load_with(&tiny_dir(), &on_device_backend(WeightDtype::Bf16)).err().expect("refused");
     assert!(matches!(err, Error::InvalidArg(_)), "{err}");
     assert!(err.to_string().contains("bf16"), "{err}");
-    let options =
-        LoadOptions { device: Some("cuda".into()), backend: Some(Backend::Cpu), ..LoadOptions::default() };
-    let err = Pretrained::load_with(&tiny_dir(), &options).err().expect("refused");
-    assert!(matches!(err.code(), "ERR_INVALID_ARG" | "ERR_BACKEND_UNAVAILABLE"), "{err}");
 }

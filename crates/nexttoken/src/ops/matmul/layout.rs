@@ -215,6 +215,15 @@ mod tests {
     use crate::dtype::WeightDtype;
 
     #[test]
+    fn the_cpu_runs_its_own_backend_unless_a_load_asks_for_the_device_one() {
+        // (A GPU's refusal of the CPU backend needs a GPU device, which no test here has.)
+        assert_eq!(backend(&Device::Cpu, None), Ok(Backend::Cpu));
+        assert_eq!(backend(&Device::Cpu, Some(Backend::Device)), Ok(Backend::Device));
+        assert!(!packs(Backend::Device, WeightDtype::Q8_0), "the device backend never packs");
+        assert!(packs(Backend::Cpu, WeightDtype::Q8_0), "the CPU backend packs every dtype but fp32");
+    }
+
+    #[test]
     fn q8_values_are_stored_in_lanes_of_four_inputs_plus_128() {
         // Integers, each column's largest 127: the scale is 1 and each value its own int8.
         let (k, n) = (BLOCK, PANEL);
